@@ -1,0 +1,3 @@
+from stream_eval.cli import main
+
+main()

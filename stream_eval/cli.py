@@ -1,0 +1,206 @@
+"""The `stream-eval` command line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from stream_eval.config import Settings, load_settings
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "demo.toml"
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        settings: Settings = load_settings(ctx.obj.get("config"))
+    except Exception as exc:
+        raise click.ClickException(f"invalid configuration: {exc}") from None
+    return settings
+
+
+@click.group()
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML config file (also: STREAM_EVAL_CONFIG). Environment variables override it.",
+)
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """stream-eval: online evaluation of LLM traces from Kafka."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+    if config:
+        os.environ["STREAM_EVAL_CONFIG"] = str(Path(config).resolve())
+
+
+@cli.command()
+@click.option("--loglevel", default="info", type=click.Choice(["crit", "error", "warn", "info", "debug"]))
+@click.pass_context
+def worker(ctx: click.Context, loglevel: str) -> None:
+    """Run a stream-eval Faust worker (ingest agent) until stopped."""
+    import faust
+
+    from stream_eval.app import create_app
+    from stream_eval.topics import ensure_topics
+
+    settings = _settings(ctx)
+    ensure_topics(settings)
+    app = create_app(settings)
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@cli.command()
+@click.pass_context
+def topics(ctx: click.Context) -> None:
+    """Create the topics stream-eval reads and writes (idempotent)."""
+    from stream_eval.topics import ensure_topics, topic_names
+
+    settings = _settings(ctx)
+    created = ensure_topics(settings)
+    for name in topic_names(settings):
+        click.echo(f"{name}: {'created' if name in created else 'exists'}")
+
+
+@cli.command()
+@click.argument("action", type=click.Choice(["start", "stop", "status", "reset", "fetch"]))
+def broker(action: str) -> None:
+    """Manage the local single-node Kafka broker (deploy/kafka/kafka.sh)."""
+    from stream_eval.broker import broker as run_broker
+
+    sys.exit(run_broker(action, check=False))
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--format", "fmt", default="PrettyCompactMonoBlock", show_default=True,
+              help="Any ClickHouse output format: CSV, JSONEachRow, TSVWithNames...")
+@click.pass_context
+def sql(ctx: click.Context, query: str, fmt: str) -> None:
+    """Run SQL against the configured ClickHouse store (embedded chdb by default)."""
+    from stream_eval.sink.store import StoreError, open_store
+
+    settings = _settings(ctx)
+    try:
+        store = open_store(settings.clickhouse)
+        out = store.raw(query, fmt)
+        store.close()
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.stdout.buffer.write(out)
+
+
+@cli.command()
+@click.pass_context
+def summary(ctx: click.Context) -> None:
+    """Print the per-route summary from ClickHouse."""
+    _print_summary(_settings(ctx))
+
+
+def _print_summary(settings: Settings) -> None:
+    from rich.console import Console
+
+    from stream_eval.checks import CHECK_NAMES
+    from stream_eval.sink.store import StoreError, open_store
+    from stream_eval.summary import read_summary, render_summary
+
+    try:
+        store = open_store(settings.clickhouse)
+        s = read_summary(store)
+        store.close()
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    Console().print(render_summary(s, list(CHECK_NAMES)))
+
+
+@cli.command("publish-synthetic")
+@click.option("--traces", "n", default=10_000, show_default=True)
+@click.option("--batch-size", default=100, show_default=True, help="traces per Kafka message")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--no-bad", is_flag=True, help="leave out the malformed messages")
+@click.pass_context
+def publish_synthetic(ctx: click.Context, n: int, batch_size: int, seed: int, no_bad: bool) -> None:
+    """Publish a realistic synthetic mix (every input format, some bad input) to the traces topic."""
+    from stream_eval.synthetic.mix import build_mix
+    from stream_eval.synthetic.publish import publish
+    from stream_eval.topics import ensure_topics
+
+    settings = _settings(ctx)
+    ensure_topics(settings)
+    mix = build_mix(n, seed=seed, batch_size=batch_size, bad=not no_bad,
+                    max_message_bytes=settings.ingest.max_message_bytes)
+    sent = publish(settings, mix.messages)
+    click.echo(f"published {sent} messages holding {n} traces to {settings.topics.traces}")
+
+
+@cli.command()
+@click.option("--traces", "n", default=20_000, show_default=True)
+@click.option("--batch-size", default=100, show_default=True, help="traces per Kafka message")
+@click.option("--timeout", default=600.0, show_default=True, help="seconds to wait for the drain")
+@click.option("--keep", is_flag=True, help="keep earlier demo data instead of starting fresh")
+@click.pass_context
+def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool) -> None:
+    """Start Kafka, publish synthetic traffic, run a worker until drained, print the summary.
+
+    Uses deploy/demo.toml unless --config is given. The data stays in the embedded
+    ClickHouse: query it afterwards with `stream-eval sql`.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from stream_eval.broker import broker as run_broker
+    from stream_eval.runner import WorkerFailed, WorkerProcess
+    from stream_eval.synthetic.mix import build_mix
+    from stream_eval.synthetic.publish import publish
+    from stream_eval.topics import delete_topics, ensure_topics, topic_names
+
+    console = Console()
+    if not ctx.obj.get("config"):
+        os.environ["STREAM_EVAL_CONFIG"] = str(DEMO_CONFIG)
+        ctx.obj["config"] = str(DEMO_CONFIG)
+    settings = _settings(ctx)
+    console.print("[bold]1/4[/] starting the local Kafka broker (first run fetches its jars)")
+    run_broker("start")
+    if not keep:
+        delete_topics(settings, topic_names(settings))
+        shutil.rmtree(settings.clickhouse.path, ignore_errors=True)
+    ensure_topics(settings)
+
+    mix = build_mix(n, batch_size=batch_size, max_message_bytes=settings.ingest.max_message_bytes)
+    console.print(f"[bold]2/4[/] publishing {len(mix.messages):,} Kafka messages holding "
+                  f"{n:,} synthetic traces (JSON, NDJSON, OTLP protobuf and JSON, bad input)")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=console) as bar:
+        task = bar.add_task("published", total=len(mix.messages))
+        publish(settings, mix.messages, progress=lambda i: bar.update(task, completed=i))
+
+    console.print("[bold]3/4[/] running a stream-eval worker until the topic is drained")
+    log_path = Path(settings.clickhouse.path).parent / "demo-worker.log"
+    w = WorkerProcess(ctx.obj["config"], log_path)
+    started = time.monotonic()
+    w.start(loglevel="warn")
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=console) as bar:
+            total = len(mix.messages)
+            task = bar.add_task("messages committed", total=total)
+            w.wait_drained(settings, timeout=timeout,
+                           progress=lambda lag: bar.update(task, completed=total - lag))
+    except WorkerFailed as exc:
+        w.stop()
+        raise click.ClickException(str(exc)) from None
+    elapsed = time.monotonic() - started
+    w.stop()
+    console.print(f"    drained in {elapsed:.1f}s (worker start-up included); log: {log_path}")
+    console.print("[bold]4/4[/] summary, read back from the embedded ClickHouse")
+    _print_summary(settings)
+    console.print(f'Query it: stream-eval --config {ctx.obj["config"]} sql '
+                  '"SELECT route, count() FROM stream_eval.traces FINAL GROUP BY route"')
+
+
+def main() -> None:
+    cli(obj={})

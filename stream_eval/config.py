@@ -1,0 +1,203 @@
+"""One configuration model: a TOML file plus ``STREAM_EVAL_*`` environment overrides.
+
+Precedence (highest first): constructor arguments, environment variables
+(``STREAM_EVAL_KAFKA__BOOTSTRAP_SERVERS=...``, nested with ``__``), the TOML
+file named by ``--config`` or ``STREAM_EVAL_CONFIG``, then the defaults below.
+Secrets (SASL passwords, the ClickHouse password, API keys) are read from the
+environment only; they have no place in the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
+    "i can't help with",
+    "i cannot help with",
+    "i can't assist with",
+    "i cannot assist with",
+    "i'm unable to help",
+    "i am unable to help",
+    "i'm not able to help",
+    "i am not able to help",
+    "i can't provide",
+    "i cannot provide",
+    "i won't be able to",
+    "i will not be able to",
+    "i'm sorry, but i can't",
+    "i'm sorry, but i cannot",
+    "sorry, i can't",
+    "sorry, i cannot",
+    "i must decline",
+    "i have to decline",
+    "i can't comply",
+    "i cannot comply",
+    "as an ai language model, i cannot",
+    "as an ai, i cannot",
+    "i'm not allowed to",
+    "i am not allowed to",
+    "that request violates",
+    "against my guidelines",
+    "i can't do that",
+    "i cannot do that",
+    "i'm unable to provide",
+    "i am unable to provide",
+)
+
+PII_KINDS: tuple[str, ...] = ("email", "phone", "credit_card", "iban", "us_ssn", "ip_address")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Model):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None  # environment only
+    ssl_cafile: str | None = None
+    consumer_group: str = "stream-eval"
+    partitions: int = Field(default=4, ge=1)  # for topics stream-eval creates
+    replication_factor: int = Field(default=1, ge=1)
+
+
+class TopicSettings(_Model):
+    traces: str = "llm-traces"
+    judge_requests: str = "stream-eval-judge-requests"
+    dead_letters: str = "stream-eval-dead-letters"
+
+
+class ClickHouseSettings(_Model):
+    """``url`` empty: embedded chdb in ``path``. Otherwise a server via clickhouse-connect."""
+
+    url: str = ""  # e.g. http://clickhouse:8123
+    username: str = "default"
+    password: SecretStr | None = None  # environment only
+    database: str = "stream_eval"
+    path: str = ".stream-eval/chdb"
+
+
+class IngestSettings(_Model):
+    batch_max_messages: int = Field(default=500, ge=1)  # Kafka messages per processing batch
+    batch_max_seconds: float = Field(default=1.0, gt=0)
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_traces_per_message: int = Field(default=10_000, ge=1)
+    # auto: a content-type header if present, else JSON when the message starts with { or [,
+    # else OTLP protobuf.
+    format: Literal["auto", "json", "otlp_proto", "otlp_json"] = "auto"
+
+
+class CheckSettings(_Model):
+    """Thresholds of the cheap checks. Every field can be overridden per route."""
+
+    disabled: list[str] = Field(default_factory=list)
+    refusal_phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUSAL_PHRASES))
+    grounding_min_supported: float = Field(default=0.6, ge=0, le=1)
+    grounding_sentence_overlap: float = Field(default=0.5, ge=0, le=1)
+    pii_kinds: list[str] = Field(default_factory=lambda: list(PII_KINDS))
+    max_output_chars: int = Field(default=20_000, ge=1)
+    max_input_chars: int = Field(default=100_000, ge=1)
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    expects_json: bool = False
+
+    @field_validator("pii_kinds")
+    @classmethod
+    def _known_kinds(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - set(PII_KINDS))
+        if unknown:
+            raise ValueError(f"unknown PII kinds {unknown}; known: {list(PII_KINDS)}")
+        return v
+
+
+class RouteSettings(_Model):
+    sample_rate: float | None = Field(default=None, ge=0, le=1)
+    checks: dict[str, Any] = Field(default_factory=dict)  # overrides of CheckSettings
+
+
+class SamplingSettings(_Model):
+    default_rate: float = Field(default=0.05, ge=0, le=1)
+    salt: str = ""  # change it to draw a fresh, still deterministic, sample
+    always_on_failed: list[str] = Field(default_factory=lambda: ["grounding", "pii"])
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STREAM_EVAL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    app_id: str = "stream-eval"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    clickhouse: ClickHouseSettings = Field(default_factory=ClickHouseSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    checks: CheckSettings = Field(default_factory=CheckSettings)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    routes: dict[str, RouteSettings] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get("STREAM_EVAL_CONFIG")
+        if path:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"STREAM_EVAL_CONFIG={path}: no such file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    _route_checks: dict[str, CheckSettings] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _resolve_route_checks(self) -> Settings:
+        # Validated here, at load time, so a typo in a route's overrides fails fast.
+        base = self.checks.model_dump()
+        self._route_checks = {
+            name: CheckSettings.model_validate({**base, **route.checks})
+            for name, route in self.routes.items()
+        }
+        return self
+
+    def checks_for(self, route: str) -> CheckSettings:
+        """The check thresholds for a route: its overrides on top of the defaults."""
+        return self._route_checks.get(route, self.checks)
+
+    def sample_rate_for(self, route: str) -> float:
+        r = self.routes.get(route)
+        if r is not None and r.sample_rate is not None:
+            return r.sample_rate
+        return self.sampling.default_rate
+
+
+def load_settings(config_path: str | None = None, **overrides: Any) -> Settings:
+    """Load settings from an optional TOML file, the environment and overrides."""
+    if config_path is not None:
+        os.environ["STREAM_EVAL_CONFIG"] = config_path
+    return Settings(**overrides)

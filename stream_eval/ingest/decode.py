@@ -1,0 +1,77 @@
+"""One Kafka message -> Decoded: picks the format, applies the size limits, never raises."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import orjson
+
+from stream_eval.ingest.json_traces import decode_json_value, decode_ndjson
+from stream_eval.ingest.result import DECODE, EMPTY, OVERSIZED, TOO_MANY, DeadLetter, Decoded
+
+Format = Literal["auto", "json", "otlp_proto", "otlp_json"]
+
+_JSON_START = frozenset(b"{[ \t\r\n")
+
+
+def sniff(raw: bytes, content_type: str | None = None) -> str:
+    """json | otlp_proto, from a content-type header when present, else from the first byte."""
+    if content_type:
+        ct = content_type.lower()
+        if "protobuf" in ct:
+            return "otlp_proto"
+        if "json" in ct:
+            return "json"
+    return "json" if raw and raw[0] in _JSON_START else "otlp_proto"
+
+
+def decode_message(
+    raw: bytes,
+    *,
+    default_ts: float,
+    max_bytes: int,
+    max_traces: int,
+    fmt: Format = "auto",
+    content_type: str | None = None,
+) -> Decoded:
+    if len(raw) > max_bytes:
+        return Decoded(
+            format="unknown",
+            dead=[DeadLetter(OVERSIZED, f"{len(raw)} bytes > limit {max_bytes}", raw)],
+        )
+    kind = sniff(raw, content_type) if fmt == "auto" else fmt
+    if kind == "otlp_proto":
+        from stream_eval.ingest.otlp import decode_otlp_proto
+
+        out = decode_otlp_proto(raw, default_ts)
+    else:
+        out = _decode_json(raw, default_ts)
+    n = len(out.traces) + len(out.dead) + out.skipped
+    if n == 0:
+        out.dead.append(DeadLetter(EMPTY, "message holds no trace", raw))
+    elif len(out.traces) > max_traces:
+        # Refuse the whole message rather than process part of it: nothing is half-counted.
+        return Decoded(
+            format=out.format,
+            dead=[DeadLetter(TOO_MANY, f"{len(out.traces)} traces > limit {max_traces}", raw)],
+        )
+    return out
+
+
+def _decode_json(raw: bytes, default_ts: float) -> Decoded:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if b"\n" in raw.strip():
+            return decode_ndjson(raw, default_ts)
+        return Decoded(format="json", dead=[DeadLetter(DECODE, f"invalid JSON: {exc}", raw)])
+    if isinstance(value, dict) and "resourceSpans" in value:
+        from stream_eval.ingest.otlp import decode_otlp_json
+
+        return decode_otlp_json(value, raw, default_ts)
+    if not isinstance(value, (dict, list)):
+        return Decoded(
+            format="json",
+            dead=[DeadLetter(DECODE, f"expected an object or array, got {type(value).__name__}", raw)],
+        )
+    return decode_json_value(value, raw, default_ts)

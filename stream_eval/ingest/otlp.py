@@ -1,0 +1,428 @@
+"""OTLP trace batches (the OpenTelemetry Collector's Kafka exporter) -> traces.
+
+Two encodings arrive on the traces topic, both one ``ExportTraceServiceRequest``
+per Kafka message, holding many spans:
+
+- ``otlp_proto`` (the exporter's default): the request as protobuf bytes;
+- ``otlp_json``: the same request in OTLP/JSON, i.e. the protobuf JSON mapping
+  with lowerCamelCase keys, except that ``traceId`` / ``spanId`` are lowercase
+  hex strings (not base64), 64-bit integers are decimal strings and enums are
+  integers. Base64 ids (plain ``json_format`` output) are accepted as well.
+
+A span is a GenAI span iff it has the attribute ``gen_ai.operation.name``; it
+becomes one ``Trace``. Every other span (HTTP, DB, retrieval...) is skipped on
+purpose and counted in ``Decoded.skipped``.
+
+Mapping, span -> ``Trace``:
+
+=================  ==========================================================
+Trace field        OTLP source
+=================  ==========================================================
+trace_id           span ``trace_id``, lowercase hex (32 chars)
+span_id            span ``span_id``, lowercase hex (16 chars)
+route              span attr ``stream_eval.route``, else resource attr
+                   ``service.name``, else ``"unknown"``
+start_time         ``start_time_unix_nano / 1e9``; 0 or absent -> the Kafka
+                   message timestamp (``default_ts``)
+latency_ms         ``(end_time_unix_nano - start_time_unix_nano) / 1e6`` when
+                   both are set, else ``None``
+operation          ``gen_ai.operation.name``
+provider           ``gen_ai.provider.name``, else legacy ``gen_ai.system``
+model              ``gen_ai.request.model``
+model_version      ``gen_ai.response.model``, else ``gen_ai.request.model``
+prompt_id          ``stream_eval.prompt.id``
+prompt_version     ``stream_eval.prompt.version``
+input_text         last user message of ``gen_ai.input.messages`` (JSON string)
+output_text        text parts of ``gen_ai.output.messages`` (JSON string;
+                   required: a GenAI span without it is dead-lettered)
+tool_calls         ``tool_call`` parts of ``gen_ai.output.messages``
+finish_reason      ``finish_reason`` of the output messages, else the first of
+                   ``gen_ai.response.finish_reasons`` (string array)
+documents          ``stream_eval.retrieval.documents`` (JSON string: an array
+                   of ``{"id", "content"}``)
+input_tokens       ``gen_ai.usage.input_tokens`` (int)
+output_tokens      ``gen_ai.usage.output_tokens`` (int)
+cost_usd           ``stream_eval.cost_usd`` (double or int)
+reference_answer   ``stream_eval.reference.answer``
+extra              every other span attribute, as plain Python values (str,
+                   int, float, bool, list; kvlist -> dict; bytes -> base64
+                   str), plus resource ``service.name`` under ``"service.name"``
+source             ``"otlp_proto"`` / ``"otlp_json"``
+size_bytes         message size // number of spans in the request (all spans)
+=================  ==========================================================
+
+Structured attributes (messages, documents) may also arrive as OTLP array /
+kvlist values instead of JSON strings; both are accepted.
+
+Bad content never raises: bytes that are not protobuf -> one ``decode`` dead
+letter for the message; a GenAI span that cannot be normalised (no output
+messages, invalid JSON in an attribute, a wrong attribute type) -> a ``schema``
+dead letter holding that span alone (protobuf bytes or JSON), its running span
+index in the request, and its route / trace id when known; a request with no
+span at all -> one ``empty`` dead letter.
+
+Hot-path costs (``/work/shared/CHECKS-COST.md``): the request is walked
+directly (no ``json_format``); resource attributes are read once per
+``ResourceSpans``; each span's attribute list is iterated once, dispatching on
+the key, and attribute values are converted to Python only for GenAI spans.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from stream_eval.ingest.genai import (
+    InvalidTrace,
+    last_user_text,
+    output_parts,
+    parse_documents,
+    parse_json_attribute,
+)
+from stream_eval.ingest.result import DECODE, EMPTY, SCHEMA, DeadLetter, Decoded
+from stream_eval.trace import Trace
+
+OPERATION = "gen_ai.operation.name"
+SERVICE_NAME = "service.name"
+
+# Span attributes that map onto Trace fields; every other attribute goes to ``extra``.
+MAPPED_ATTRIBUTES = frozenset(
+    {
+        OPERATION,
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+        "gen_ai.response.finish_reasons",
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "stream_eval.route",
+        "stream_eval.prompt.id",
+        "stream_eval.prompt.version",
+        "stream_eval.retrieval.documents",
+        "stream_eval.cost_usd",
+        "stream_eval.reference.answer",
+    }
+)
+
+# Errors that bad content (a span of the wrong shape) can cause while normalising.
+_BAD_CONTENT = (InvalidTrace, TypeError, ValueError, AttributeError, KeyError, IndexError)
+
+
+# --- shared: converted attributes -> Trace ------------------------------------------------
+
+
+def _str(attrs: dict[str, Any], key: str) -> str:
+    value = attrs.get(key)
+    if value is None:
+        return ""
+    if type(value) is not str:
+        raise InvalidTrace(f"attribute {key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _count(attrs: dict[str, Any], key: str) -> int | None:
+    value = attrs.get(key)
+    if value is None:
+        return None
+    if type(value) is not int or value < 0:
+        raise InvalidTrace(f"attribute {key} must be a non-negative int, got {value!r}")
+    return value
+
+
+def _finish_reason(value: Any) -> str:
+    first = (value[0] if value else "") if isinstance(value, list) else value
+    if first is None:
+        return ""
+    if type(first) is not str:
+        raise InvalidTrace("attribute gen_ai.response.finish_reasons must be a string array")
+    return first
+
+
+def _trace(
+    attrs: dict[str, Any],
+    extra: dict[str, Any],
+    trace_id: str,
+    span_id: str,
+    start_ns: int,
+    end_ns: int,
+    service: str | None,
+    default_ts: float,
+    source: str,
+    size: int,
+) -> Trace:
+    """Converted mapped attributes + the span's ids and times -> Trace (raises InvalidTrace)."""
+    if not trace_id:
+        raise InvalidTrace("span has no trace_id")
+    output_messages = parse_json_attribute(attrs.get("gen_ai.output.messages"))
+    output, tool_calls, finish = output_parts(output_messages)
+    model = _str(attrs, "gen_ai.request.model")
+    cost = attrs.get("stream_eval.cost_usd")
+    if cost is not None and (type(cost) not in (int, float) or cost < 0):
+        raise InvalidTrace(f"attribute stream_eval.cost_usd must be a number >= 0: {cost!r}")
+    reference = attrs.get("stream_eval.reference.answer")
+    if reference is not None and type(reference) is not str:
+        raise InvalidTrace("attribute stream_eval.reference.answer must be a string")
+    if not finish:
+        finish = _finish_reason(attrs.get("gen_ai.response.finish_reasons"))
+    if service is not None:
+        extra[SERVICE_NAME] = service
+    return Trace(
+        trace_id=trace_id,
+        span_id=span_id,
+        route=_str(attrs, "stream_eval.route") or service or "unknown",
+        output_text=output,
+        start_time=start_ns / 1e9 if start_ns else default_ts,
+        latency_ms=(end_ns - start_ns) / 1e6 if start_ns and end_ns else None,
+        operation=_str(attrs, OPERATION),
+        provider=_str(attrs, "gen_ai.provider.name") or _str(attrs, "gen_ai.system"),
+        model=model,
+        model_version=_str(attrs, "gen_ai.response.model") or model,
+        prompt_id=_str(attrs, "stream_eval.prompt.id"),
+        prompt_version=_str(attrs, "stream_eval.prompt.version"),
+        input_text=last_user_text(parse_json_attribute(attrs.get("gen_ai.input.messages"))),
+        documents=parse_documents(attrs.get("stream_eval.retrieval.documents")),
+        tool_calls=tool_calls,
+        input_tokens=_count(attrs, "gen_ai.usage.input_tokens"),
+        output_tokens=_count(attrs, "gen_ai.usage.output_tokens"),
+        cost_usd=float(cost) if cost is not None else None,
+        reference_answer=reference,
+        finish_reason=finish,
+        extra=extra,
+        source=source,
+        size_bytes=size,
+    )
+
+
+def _detail(exc: Exception) -> str:
+    if isinstance(exc, InvalidTrace):
+        return str(exc)
+    return f"malformed span: {type(exc).__name__}: {exc}"
+
+
+def _route_hint(attrs: dict[str, Any], service: str | None) -> str:
+    route = attrs.get("stream_eval.route")
+    if isinstance(route, str) and route:
+        return route
+    return service or ""
+
+
+# --- otlp_proto -----------------------------------------------------------------------------
+
+
+def _pb_value(value: AnyValue) -> Any:
+    """An OTLP AnyValue -> a plain Python value."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_pb_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _pb_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return getattr(value, kind)
+
+
+def decode_otlp_proto(raw: bytes, default_ts: float) -> Decoded:
+    """One ``ExportTraceServiceRequest`` as protobuf bytes -> traces, dead letters, skipped."""
+    out = Decoded(format="otlp_proto")
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(raw)
+    except DecodeError as exc:
+        out.dead.append(DeadLetter(DECODE, f"not an OTLP protobuf request: {exc}", raw))
+        return out
+
+    n_spans = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    if n_spans == 0:
+        out.dead.append(DeadLetter(EMPTY, "no spans", raw))
+        return out
+    size = len(raw) // n_spans
+    mapped_keys = MAPPED_ATTRIBUTES
+    traces = out.traces
+    index = -1
+    for rs in request.resource_spans:
+        service: str | None = None
+        for kv in rs.resource.attributes:  # once per ResourceSpans, not per span
+            if kv.key == SERVICE_NAME:
+                service = str(_pb_value(kv.value))
+                break
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                index += 1
+                # One pass over the attribute list: keep the KeyValue wrappers, convert later.
+                mapped: dict[str, Any] = {}
+                others = []
+                for kv in span.attributes:
+                    key = kv.key
+                    if key in mapped_keys:
+                        mapped[key] = kv
+                    else:
+                        others.append(kv)
+                if OPERATION not in mapped:
+                    out.skipped += 1
+                    continue
+                attrs: dict[str, Any] = {}
+                try:
+                    for key, kv in mapped.items():
+                        attrs[key] = _pb_value(kv.value)
+                    extra = {kv.key: _pb_value(kv.value) for kv in others}
+                    traces.append(
+                        _trace(
+                            attrs,
+                            extra,
+                            span.trace_id.hex(),
+                            span.span_id.hex(),
+                            span.start_time_unix_nano,
+                            span.end_time_unix_nano,
+                            service,
+                            default_ts,
+                            "otlp_proto",
+                            size,
+                        )
+                    )
+                except _BAD_CONTENT as exc:
+                    out.dead.append(
+                        DeadLetter(
+                            SCHEMA,
+                            _detail(exc),
+                            span.SerializeToString(),
+                            item=index,
+                            route=_route_hint(attrs, service),
+                            trace_id=span.trace_id.hex(),
+                        )
+                    )
+    return out
+
+
+# --- otlp_json ------------------------------------------------------------------------------
+
+
+def _json_value(value: Any) -> Any:
+    """An OTLP/JSON AnyValue object (``{"stringValue": ...}``) -> a plain Python value."""
+    for kind, v in value.items():
+        if kind == "stringValue":
+            return v
+        if kind == "intValue":
+            return int(v)  # int64: a decimal string (a number is accepted too)
+        if kind == "doubleValue":
+            return float(v)  # "NaN", "Infinity" arrive as strings
+        if kind == "boolValue":
+            return v
+        if kind == "arrayValue":
+            return [_json_value(x) for x in (v.get("values") or ())]
+        if kind == "kvlistValue":
+            return {kv["key"]: _json_value(kv.get("value") or {}) for kv in (v.get("values") or ())}
+        if kind == "bytesValue":
+            return v  # already base64 text
+    return None
+
+
+def _json_id(value: Any) -> str:
+    """A trace/span id: lowercase hex as the Collector writes it, or base64 (json_format)."""
+    if not value:
+        return ""
+    if type(value) is not str:
+        raise InvalidTrace(f"span id must be a string, got {type(value).__name__}")
+    if len(value) in (32, 16):
+        return value.lower()
+    try:
+        return base64.b64decode(value, validate=True).hex()
+    except (binascii.Error, ValueError):
+        raise InvalidTrace(f"span id {value!r} is neither hex nor base64") from None
+
+
+def _json_spans(obj: dict[str, Any]) -> list[tuple[str | None, list[Any]]]:
+    """(service.name, spans) per ResourceSpans; raises on a malformed envelope."""
+    groups: list[tuple[str | None, list[Any]]] = []
+    for rs in obj["resourceSpans"] or ():
+        service: str | None = None
+        for kv in (rs.get("resource") or {}).get("attributes") or ():
+            if kv["key"] == SERVICE_NAME:
+                service = str(_json_value(kv.get("value") or {}))
+                break
+        spans: list[Any] = []
+        for ss in rs.get("scopeSpans") or ():
+            found = ss.get("spans") or []
+            if not isinstance(found, list):
+                raise TypeError("spans must be an array")
+            spans.extend(found)
+        groups.append((service, spans))
+    return groups
+
+
+def decode_otlp_json(obj: dict[str, Any], raw: bytes, default_ts: float) -> Decoded:
+    """An orjson-parsed OTLP/JSON ``ExportTraceServiceRequest`` (has ``resourceSpans``)."""
+    out = Decoded(format="otlp_json")
+    try:
+        groups = _json_spans(obj)
+    except _BAD_CONTENT as exc:
+        detail = f"malformed OTLP/JSON request: {type(exc).__name__}: {exc}"
+        out.dead.append(DeadLetter(SCHEMA, detail, raw))
+        return out
+    n_spans = sum(len(spans) for _, spans in groups)
+    if n_spans == 0:
+        out.dead.append(DeadLetter(EMPTY, "no spans", raw))
+        return out
+    size = len(raw) // n_spans
+    mapped_keys = MAPPED_ATTRIBUTES
+    index = -1
+    for service, spans in groups:
+        for span in spans:
+            index += 1
+            attrs: dict[str, Any] = {}
+            trace_id = ""
+            try:
+                mapped: dict[str, Any] = {}
+                others = []
+                for kv in span.get("attributes") or ():
+                    key = kv["key"]
+                    if key in mapped_keys:
+                        mapped[key] = kv
+                    else:
+                        others.append(kv)
+                if OPERATION not in mapped:
+                    out.skipped += 1
+                    continue
+                for key, kv in mapped.items():
+                    attrs[key] = _json_value(kv.get("value") or {})
+                extra = {str(kv["key"]): _json_value(kv.get("value") or {}) for kv in others}
+                trace_id = _json_id(span.get("traceId"))
+                out.traces.append(
+                    _trace(
+                        attrs,
+                        extra,
+                        trace_id,
+                        _json_id(span.get("spanId")),
+                        int(span.get("startTimeUnixNano") or 0),
+                        int(span.get("endTimeUnixNano") or 0),
+                        service,
+                        default_ts,
+                        "otlp_json",
+                        size,
+                    )
+                )
+            except _BAD_CONTENT as exc:
+                tid = span.get("traceId") if isinstance(span, dict) else None
+                out.dead.append(
+                    DeadLetter(
+                        SCHEMA,
+                        _detail(exc),
+                        orjson.dumps(span),
+                        item=index,
+                        route=_route_hint(attrs, service),
+                        trace_id=trace_id or (tid if isinstance(tid, str) else ""),
+                    )
+                )
+    return out

@@ -1,0 +1,33 @@
+"""What decoding one Kafka message yields: traces, dead letters and deliberately skipped spans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stream_eval.trace import Trace
+
+# Dead-letter reasons (a closed set, so analysts can group by it).
+DECODE = "decode"  # not JSON, not OTLP protobuf
+SCHEMA = "schema"  # decodes, but is not a valid trace
+OVERSIZED = "oversized"  # message above ingest.max_message_bytes
+TOO_MANY = "too_many_traces"  # batch above ingest.max_traces_per_message
+EMPTY = "empty"  # a message that holds no trace and no span at all
+REASONS = (DECODE, SCHEMA, OVERSIZED, TOO_MANY, EMPTY)
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    reason: str  # one of REASONS
+    detail: str  # human-readable: what exactly is wrong
+    payload: bytes  # the original bytes: the whole message, or the one batch item
+    item: int = -1  # index of the item inside a batch message; -1 = the whole message
+    route: str = ""
+    trace_id: str = ""
+
+
+@dataclass(slots=True)
+class Decoded:
+    format: str  # json | otlp_proto | otlp_json | unknown
+    traces: list[Trace] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    skipped: int = 0  # OTLP spans that are not GenAI spans

@@ -1,0 +1,28 @@
+"""Consumer-group lag: how many messages of a topic the worker has not yet committed."""
+
+from __future__ import annotations
+
+from confluent_kafka import Consumer, TopicPartition
+
+from stream_eval.config import Settings
+from stream_eval.kafka_config import confluent_config
+
+
+def group_lag(settings: Settings, topic: str, timeout: float = 10.0) -> int:
+    """Messages in ``topic`` beyond the app's committed offsets (all of them if none committed)."""
+    consumer = Consumer(
+        confluent_config(settings.kafka, **{"group.id": settings.app_id, "enable.auto.commit": False})
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout)
+        parts = meta.topics[topic].partitions
+        tps = [TopicPartition(topic, p) for p in parts]
+        committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=timeout)}
+        lag = 0
+        for tp in tps:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+            pos = committed.get(tp.partition, -1)
+            lag += high - (pos if pos >= 0 else low)
+        return lag
+    finally:
+        consumer.close()

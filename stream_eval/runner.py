@@ -1,0 +1,91 @@
+"""Running a stream-eval worker as a child process, bounded: start, wait until drained, stop.
+
+Used by the demo, the integration tests and the benchmark. Drained means the
+worker's consumer group has committed every message of the traces topic, and the
+worker commits only what is durable in ClickHouse.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from stream_eval.config import Settings
+from stream_eval.lag import group_lag
+
+
+class WorkerFailed(RuntimeError):
+    pass
+
+
+class WorkerProcess:
+    def __init__(
+        self, config_path: str | None, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.config_path = config_path
+        self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, loglevel: str = "warn") -> None:
+        cmd = [sys.executable, "-m", "stream_eval"]
+        if self.config_path:
+            cmd += ["--config", self.config_path]
+        cmd += ["worker", "--loglevel", loglevel]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return ""
+
+    def wait_drained(
+        self,
+        settings: Settings,
+        timeout: float = 300.0,
+        progress: Callable[[int], None] | None = None,
+        poll: float = 1.0,
+    ) -> None:
+        """Block until the group lag on the traces topic is 0; raise if the worker dies."""
+        assert self.proc is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise WorkerFailed(
+                    f"worker exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            lag = group_lag(settings, settings.topics.traces)
+            if progress is not None:
+                progress(lag)
+            if lag == 0:
+                return
+            if time.monotonic() > deadline:
+                raise WorkerFailed(f"not drained after {timeout}s (lag {lag}):\n{self.log_tail()}")
+            time.sleep(poll)
+
+    def stop(self, grace: float = 15.0) -> int:
+        """SIGTERM, then SIGKILL after ``grace`` seconds (a Faust worker can linger)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(10)
+
+    def kill(self) -> None:
+        """Crash it: SIGKILL, no shutdown at all."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)

@@ -1,0 +1,36 @@
+"""The per-route sampling decision: deterministic on the trace id, so a replay decides the same."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import xxhash
+
+from stream_eval.trace import CheckResult
+
+_SCALE = float(1 << 64)
+
+
+def unit_hash(trace_id: str, salt: str = "") -> float:
+    """Map a trace id to [0, 1), uniformly and reproducibly across processes and versions."""
+    return xxhash.xxh3_64_intdigest((salt + trace_id).encode()) / _SCALE
+
+
+def decide(
+    trace_id: str,
+    rate: float,
+    results: Sequence[CheckResult],
+    always_on_failed: Sequence[str],
+    salt: str = "",
+) -> str:
+    """Why this trace goes to the judge: 'failed:<check>', 'rate', or '' (not sampled).
+
+    A trace that failed one of ``always_on_failed`` is always judged; otherwise
+    it is judged when its hash falls below the route's rate.
+    """
+    for r in results:
+        if not r.passed and r.check in always_on_failed:
+            return f"failed:{r.check}"
+    if rate > 0 and unit_hash(trace_id, salt) < rate:
+        return "rate"
+    return ""

@@ -1,0 +1,117 @@
+"""A processed batch -> JSONEachRow bytes per ClickHouse table."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from stream_eval.pipeline import Batch
+
+MAX_PAYLOAD_BYTES = 64 * 1024  # dead-letter payload kept in ClickHouse; Kafka's DLQ keeps all
+
+
+def _ndjson(rows: list[dict[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[str, bytes]:
+    traces: list[dict[str, Any]] = []
+    checks: list[dict[str, Any]] = []
+    for p in batch.processed:
+        t, m = p.trace, p.message
+        traces.append(
+            {
+                "trace_id": t.trace_id,
+                "span_id": t.span_id,
+                "route": t.route,
+                "ts": t.start_time,
+                "model": t.model,
+                "model_version": t.model_version,
+                "prompt_id": t.prompt_id,
+                "prompt_version": t.prompt_version,
+                "provider": t.provider,
+                "operation": t.operation,
+                "source": t.source,
+                "latency_ms": t.latency_ms,
+                "input_tokens": t.input_tokens,
+                "output_tokens": t.output_tokens,
+                "cost_usd": t.cost_usd,
+                "finish_reason": t.finish_reason,
+                "input_text": t.input_text,
+                "output_text": t.output_text,
+                "documents": len(t.documents),
+                "tool_calls": len(t.tool_calls),
+                "size_bytes": t.size_bytes,
+                "failed_checks": p.failed_checks,
+                "sampled": 1 if p.sample_reason else 0,
+                "sample_reason": p.sample_reason,
+                "extra": orjson.dumps(t.extra).decode() if t.extra else "",
+                "kafka_topic": m.topic,
+                "kafka_partition": m.partition,
+                "kafka_offset": m.offset,
+                "ingested_at": ingested_at,
+            }
+        )
+        for r in p.results:
+            checks.append(
+                {
+                    "trace_id": t.trace_id,
+                    "span_id": t.span_id,
+                    "route": t.route,
+                    "ts": t.start_time,
+                    "model_version": t.model_version,
+                    "prompt_version": t.prompt_version,
+                    "check_name": r.check,
+                    "passed": 1 if r.passed else 0,
+                    "score": r.score,
+                    "reason": r.reason,
+                    "ingested_at": ingested_at,
+                }
+            )
+    dead = []
+    for outcome, d in batch.dead:
+        m = outcome.message
+        payload = d.payload[:MAX_PAYLOAD_BYTES]
+        dead.append(
+            {
+                "stage": stage,
+                "kafka_topic": m.topic,
+                "kafka_partition": m.partition,
+                "kafka_offset": m.offset,
+                "item": d.item,
+                "reason": d.reason,
+                "detail": d.detail,
+                "format": outcome.format,
+                "route": d.route,
+                "trace_id": d.trace_id,
+                "payload_base64": base64.b64encode(payload).decode(),
+                "payload_bytes": len(d.payload),
+                "payload_truncated": 1 if len(d.payload) > MAX_PAYLOAD_BYTES else 0,
+                "message_ts": m.timestamp,
+                "ingested_at": ingested_at,
+            }
+        )
+    messages = [
+        {
+            "kafka_topic": o.message.topic,
+            "kafka_partition": o.message.partition,
+            "kafka_offset": o.message.offset,
+            "message_ts": o.message.timestamp,
+            "format": o.format,
+            "bytes": len(o.message.value),
+            "traces": o.traces,
+            "dead_letters": o.dead,
+            "skipped_spans": o.skipped,
+            "ingested_at": ingested_at,
+        }
+        for o in batch.messages
+    ]
+    # The ledger goes last: a message is only marked read once its rows are written.
+    return {
+        "traces": _ndjson(traces),
+        "check_results": _ndjson(checks),
+        "dead_letters": _ndjson(dead),
+        "ingest_messages": _ndjson(messages),
+    }

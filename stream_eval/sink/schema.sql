@@ -1,0 +1,106 @@
+-- stream-eval ClickHouse schema. One file for chdb and for a ClickHouse server.
+-- {db} is replaced by clickhouse.database. Tables are ReplacingMergeTree keyed by
+-- the record's identity, so a replay after a crash rewrites rows instead of adding
+-- them: query with FINAL (or through the *_v views) for exact counts.
+
+CREATE DATABASE IF NOT EXISTS {db};
+
+-- One row per LLM request (GenAI span) that passed validation.
+CREATE TABLE IF NOT EXISTS {db}.traces
+(
+    trace_id        String,
+    span_id         String,
+    route           LowCardinality(String),
+    ts              DateTime64(3, 'UTC'),
+    model           LowCardinality(String),
+    model_version   LowCardinality(String),
+    prompt_id       LowCardinality(String),
+    prompt_version  LowCardinality(String),
+    provider        LowCardinality(String),
+    operation       LowCardinality(String),
+    source          LowCardinality(String),
+    latency_ms      Nullable(Float64),
+    input_tokens    Nullable(UInt32),
+    output_tokens   Nullable(UInt32),
+    cost_usd        Nullable(Float64),
+    finish_reason   LowCardinality(String),
+    input_text      String CODEC(ZSTD(3)),
+    output_text     String CODEC(ZSTD(3)),
+    documents       UInt16,
+    tool_calls      UInt16,
+    size_bytes      UInt32,
+    failed_checks   Array(LowCardinality(String)),
+    sampled         UInt8,
+    sample_reason   LowCardinality(String),
+    extra           String CODEC(ZSTD(3)),
+    kafka_topic     LowCardinality(String),
+    kafka_partition UInt32,
+    kafka_offset    UInt64,
+    ingested_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMM(ts)
+ORDER BY (route, trace_id, span_id);
+
+-- One row per trace per applicable check.
+CREATE TABLE IF NOT EXISTS {db}.check_results
+(
+    trace_id        String,
+    span_id         String,
+    route           LowCardinality(String),
+    ts              DateTime64(3, 'UTC'),
+    model_version   LowCardinality(String),
+    prompt_version  LowCardinality(String),
+    check_name      LowCardinality(String),
+    passed          UInt8,
+    score           Nullable(Float32),
+    reason          String,
+    ingested_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMM(ts)
+ORDER BY (route, check_name, trace_id, span_id);
+
+-- What could not be processed, with the reason and the original bytes (base64).
+CREATE TABLE IF NOT EXISTS {db}.dead_letters
+(
+    stage           LowCardinality(String),
+    kafka_topic     LowCardinality(String),
+    kafka_partition UInt32,
+    kafka_offset    UInt64,
+    item            Int32,
+    reason          LowCardinality(String),
+    detail          String,
+    format          LowCardinality(String),
+    route           LowCardinality(String),
+    trace_id        String,
+    payload_base64  String CODEC(ZSTD(3)),
+    payload_bytes   UInt32,
+    payload_truncated UInt8,
+    message_ts      DateTime64(3, 'UTC'),
+    ingested_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(ingested_at)
+ORDER BY (stage, kafka_topic, kafka_partition, kafka_offset, item);
+
+-- One row per Kafka message read: the accounting ledger.
+CREATE TABLE IF NOT EXISTS {db}.ingest_messages
+(
+    kafka_topic     LowCardinality(String),
+    kafka_partition UInt32,
+    kafka_offset    UInt64,
+    message_ts      DateTime64(3, 'UTC'),
+    format          LowCardinality(String),
+    bytes           UInt32,
+    traces          UInt32,
+    dead_letters    UInt32,
+    skipped_spans   UInt32,
+    ingested_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(ingested_at)
+ORDER BY (kafka_topic, kafka_partition, kafka_offset);
+
+CREATE VIEW IF NOT EXISTS {db}.traces_v AS SELECT * FROM {db}.traces FINAL;
+CREATE VIEW IF NOT EXISTS {db}.check_results_v AS SELECT * FROM {db}.check_results FINAL;
+CREATE VIEW IF NOT EXISTS {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FINAL;
+CREATE VIEW IF NOT EXISTS {db}.ingest_messages_v AS SELECT * FROM {db}.ingest_messages FINAL;

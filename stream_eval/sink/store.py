@@ -1,0 +1,120 @@
+"""A ClickHouse connection: chdb in-process (the embedded default) or a server via clickhouse-connect.
+
+Both speak the same SQL; rows go in as JSONEachRow, so the writer is shared.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Protocol
+
+import orjson
+
+from stream_eval.config import ClickHouseSettings
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or a statement failed."""
+
+
+class Store(Protocol):
+    database: str
+
+    def command(self, sql: str) -> None: ...
+
+    def query(self, sql: str) -> list[dict[str, Any]]: ...
+
+    def insert(self, table: str, ndjson: bytes) -> None: ...
+
+    def raw(self, sql: str, fmt: str) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class ChdbStore:
+    """Embedded ClickHouse with its data in a local directory (one process at a time)."""
+
+    def __init__(self, path: str, database: str) -> None:
+        from chdb import session
+
+        self.database = database
+        self.path = path
+        try:
+            self._session = session.Session(path)
+        except RuntimeError as exc:
+            raise StoreError(
+                f"cannot open the embedded ClickHouse store at {path!r}: {exc}. "
+                "Only one process can open it at a time: is a stream-eval worker running on it?"
+            ) from None
+
+    def command(self, sql: str) -> None:
+        self._run(sql, "CSV")
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        out = self._run(sql, "JSONEachRow")
+        return [orjson.loads(line) for line in out.splitlines() if line]
+
+    def insert(self, table: str, ndjson: bytes) -> None:
+        if ndjson:
+            sql = f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow\n" + ndjson.decode()
+            self._run(sql, "CSV")
+
+    def raw(self, sql: str, fmt: str) -> bytes:
+        return self._run(sql, fmt)
+
+    def _run(self, sql: str, fmt: str) -> bytes:
+        try:
+            res = self._session.query(sql, fmt)
+        except Exception as exc:  # chdb raises its own ChdbError for SQL errors
+            raise StoreError(str(exc)) from None
+        data: bytes = res.bytes() if res is not None else b""
+        return data
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class ServerStore:
+    """A ClickHouse server or cluster through clickhouse-connect (HTTP)."""
+
+    def __init__(self, cfg: ClickHouseSettings) -> None:
+        import clickhouse_connect
+
+        self.database = cfg.database
+        password = cfg.password.get_secret_value() if cfg.password else ""
+        self._client = clickhouse_connect.get_client(
+            dsn=cfg.url, username=cfg.username, password=password
+        )
+
+    def command(self, sql: str) -> None:
+        self._client.command(sql)
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        return list(self._client.query(sql).named_results())
+
+    def insert(self, table: str, ndjson: bytes) -> None:
+        if ndjson:
+            self._client.raw_insert(
+                f"{self.database}.{table}", insert_block=ndjson, fmt="JSONEachRow"
+            )
+
+    def raw(self, sql: str, fmt: str) -> bytes:
+        return bytes(self._client.raw_query(sql, fmt=fmt))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def schema_statements(database: str) -> list[str]:
+    text = resources.files("stream_eval.sink").joinpath("schema.sql").read_text()
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("--")]
+    return [s.strip().replace("{db}", database) for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def open_store(cfg: ClickHouseSettings, *, migrate: bool = True) -> Store:
+    """Open the configured store and create the schema if it is missing."""
+    store: Store = ServerStore(cfg) if cfg.url else ChdbStore(cfg.path, cfg.database)
+    if migrate:
+        for stmt in schema_statements(cfg.database):
+            store.command(stmt)
+    return store

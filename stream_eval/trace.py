@@ -1,0 +1,61 @@
+"""The normalised trace record every stage shares.
+
+One ``Trace`` is one LLM request (one GenAI span). Both input formats (JSON
+traces and OTLP batches) decode into it; checks, sampling, the judge and the
+sink read only this record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True, frozen=True)
+class Document:
+    """A retrieved context document (RAG)."""
+
+    id: str
+    content: str
+
+
+@dataclass(slots=True)
+class Trace:
+    trace_id: str
+    route: str
+    output_text: str
+    span_id: str = ""
+    start_time: float = 0.0  # unix seconds
+    latency_ms: float | None = None
+    operation: str = ""  # gen_ai.operation.name
+    provider: str = ""  # gen_ai.provider.name
+    model: str = ""  # gen_ai.request.model
+    model_version: str = ""  # gen_ai.response.model (the pinned snapshot actually served)
+    prompt_id: str = ""
+    prompt_version: str = ""
+    input_text: str = ""  # the last user message
+    documents: list[Document] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost_usd: float | None = None
+    reference_answer: str | None = None
+    finish_reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, kept
+    source: str = "json"  # json | otlp_proto | otlp_json
+    size_bytes: int = 0
+
+
+@dataclass(slots=True, frozen=True)
+class CheckResult:
+    """Outcome of one cheap check on one trace.
+
+    A check that does not apply to a trace (grounding without retrieved
+    documents, JSON validity on a route that does not expect JSON) returns
+    ``None`` instead, so rates are computed over applicable traces only.
+    """
+
+    check: str
+    passed: bool
+    score: float | None = None
+    reason: str = ""

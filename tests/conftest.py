@@ -1,0 +1,48 @@
+"""Shared fixtures. Integration tests use the real local Kafka broker (deploy/kafka/kafka.sh)."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stream_eval.broker import broker
+from stream_eval.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = ROOT / "deploy" / "demo.toml"
+
+
+def _port_open(port: int = 9092) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[str]:
+    """A running broker on 127.0.0.1:9092: started here if it is not running yet."""
+    if not _port_open():
+        broker("start")
+    yield "127.0.0.1:9092"
+
+
+@pytest.fixture()
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka: str) -> Settings:
+    """Demo settings with topics, consumer group and chdb path unique to one test."""
+    run = uuid.uuid4().hex[:8]
+    env = {
+        "STREAM_EVAL_CONFIG": str(DEMO_CONFIG),
+        "STREAM_EVAL_APP_ID": f"test-{run}",
+        "STREAM_EVAL_TOPICS__TRACES": f"test-{run}.traces",
+        "STREAM_EVAL_TOPICS__JUDGE_REQUESTS": f"test-{run}.judge",
+        "STREAM_EVAL_TOPICS__DEAD_LETTERS": f"test-{run}.dlq",
+        "STREAM_EVAL_CLICKHOUSE__PATH": str(tmp_path / "chdb"),
+        "STREAM_EVAL_KAFKA__BOOTSTRAP_SERVERS": kafka,
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return Settings()
