@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import EventT
@@ -34,7 +34,7 @@ BATCH_ATTEMPTS = 3
 EXIT_UNCOMMITTED = 70
 
 
-def _raw(event: EventT) -> RawMessage:
+def _raw(event: EventT[bytes]) -> RawMessage:
     m = event.message
     headers = dict(m.headers or ())
     return RawMessage(
@@ -83,7 +83,7 @@ class IngestStage:
         self.counters = Counters()
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checks")
 
-    async def handle_or_exit(self, events: Sequence[EventT]) -> None:
+    async def handle_or_exit(self, events: Sequence[EventT[bytes]]) -> None:
         """Process a batch, or end the process without acking it.
 
         Faust's ``take_events`` acks a batch in a ``finally`` block, even when the
@@ -105,7 +105,7 @@ class IngestStage:
         log.critical("batch failed %d times: exiting without commit", BATCH_ATTEMPTS)
         os._exit(EXIT_UNCOMMITTED)
 
-    async def handle(self, events: Sequence[EventT]) -> Batch:
+    async def handle(self, events: Sequence[EventT[bytes]]) -> Batch:
         loop = asyncio.get_running_loop()
         messages = [_raw(e) for e in events]
         batch = await loop.run_in_executor(self._cpu, process_batch, messages, self.settings)
@@ -125,6 +125,7 @@ class IngestStage:
                         key=p.trace.trace_id.encode(), value=encode_judge_request(p), force=True
                     )
                 )
+        cap = self.settings.ingest.dead_letter_max_bytes
         for outcome, d in batch.dead:
             m = outcome.message
             headers = [
@@ -132,7 +133,11 @@ class IngestStage:
                 ("stream-eval-detail", d.detail.encode()[:1000]),
                 ("stream-eval-source", f"{m.topic}/{m.partition}/{m.offset}/{d.item}".encode()),
             ]
-            futs.append(await self.dlq_topic.send(value=d.payload, headers=headers, force=True))
+            payload = d.payload
+            if len(payload) > cap:
+                headers.append(("stream-eval-truncated-from", str(len(payload)).encode()))
+                payload = payload[:cap]
+            futs.append(await self.dlq_topic.send(value=payload, headers=headers, force=True))
         return futs
 
     async def _write(self, batch: Batch) -> None:
@@ -162,6 +167,7 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         store="memory://",
+        producer_max_request_size=max(1024 * 1024, settings.ingest.dead_letter_max_bytes + 65536),
     )
     traces_topic = app.topic(settings.topics.traces, key_type=bytes, value_type=bytes)
     judge_topic = app.topic(settings.topics.judge_requests, key_type=bytes, value_type=bytes)
@@ -173,15 +179,17 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(traces_topic, name="ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(ing.batch_max_messages, ing.batch_max_seconds):
+        async for events in cast("faust.Stream[bytes]", stream).take_events(
+            ing.batch_max_messages, ing.batch_max_seconds
+        ):
             await stage.handle_or_exit(events)
 
-    @app.timer(interval=10.0)
+    @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def progress() -> None:
         log.info(stage.counters.report())
 
     @app.on_before_shutdown.connect
-    async def close_sink(app: faust.App, **kwargs: Any) -> None:
+    def close_sink(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         writer.close()
 
     return app

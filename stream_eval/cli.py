@@ -39,7 +39,9 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 
 @cli.command()
-@click.option("--loglevel", default="info", type=click.Choice(["crit", "error", "warn", "info", "debug"]))
+@click.option(
+    "--loglevel", default="info", type=click.Choice(["crit", "error", "warn", "info", "debug"])
+)
 @click.pass_context
 def worker(ctx: click.Context, loglevel: str) -> None:
     """Run a stream-eval Faust worker (ingest agent) until stopped."""
@@ -77,8 +79,13 @@ def broker(action: str) -> None:
 
 @cli.command()
 @click.argument("query")
-@click.option("--format", "fmt", default="PrettyCompactMonoBlock", show_default=True,
-              help="Any ClickHouse output format: CSV, JSONEachRow, TSVWithNames...")
+@click.option(
+    "--format",
+    "fmt",
+    default="PrettyCompactMonoBlock",
+    show_default=True,
+    help="Any ClickHouse output format: CSV, JSONEachRow, TSVWithNames...",
+)
 @click.pass_context
 def sql(ctx: click.Context, query: str, fmt: str) -> None:
     """Run SQL against the configured ClickHouse store (embedded chdb by default)."""
@@ -124,15 +131,20 @@ def _print_summary(settings: Settings) -> None:
 @click.option("--no-bad", is_flag=True, help="leave out the malformed messages")
 @click.pass_context
 def publish_synthetic(ctx: click.Context, n: int, batch_size: int, seed: int, no_bad: bool) -> None:
-    """Publish a realistic synthetic mix (every input format, some bad input) to the traces topic."""
+    """Publish a realistic synthetic mix (every format, some bad input) to the traces topic."""
     from stream_eval.synthetic.mix import build_mix
     from stream_eval.synthetic.publish import publish
     from stream_eval.topics import ensure_topics
 
     settings = _settings(ctx)
     ensure_topics(settings)
-    mix = build_mix(n, seed=seed, batch_size=batch_size, bad=not no_bad,
-                    max_message_bytes=settings.ingest.max_message_bytes)
+    mix = build_mix(
+        n,
+        seed=seed,
+        batch_size=batch_size,
+        bad=not no_bad,
+        max_message_bytes=settings.ingest.max_message_bytes,
+    )
     sent = publish(settings, mix.messages)
     click.echo(f"published {sent} messages holding {n} traces to {settings.topics.traces}")
 
@@ -171,10 +183,13 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
     ensure_topics(settings)
 
     mix = build_mix(n, batch_size=batch_size, max_message_bytes=settings.ingest.max_message_bytes)
-    console.print(f"[bold]2/4[/] publishing {len(mix.messages):,} Kafka messages holding "
-                  f"{n:,} synthetic traces (JSON, NDJSON, OTLP protobuf and JSON, bad input)")
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=console) as bar:
+    console.print(
+        f"[bold]2/4[/] publishing {len(mix.messages):,} Kafka messages holding "
+        f"{n:,} synthetic traces (JSON, NDJSON, OTLP protobuf and JSON, bad input)"
+    )
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as bar:
         task = bar.add_task("published", total=len(mix.messages))
         publish(settings, mix.messages, progress=lambda i: bar.update(task, completed=i))
 
@@ -184,12 +199,16 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
     started = time.monotonic()
     w.start(loglevel="warn")
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      console=console) as bar:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+        ) as bar:
             total = len(mix.messages)
             task = bar.add_task("messages committed", total=total)
-            w.wait_drained(settings, timeout=timeout,
-                           progress=lambda lag: bar.update(task, completed=total - lag))
+            w.wait_drained(
+                settings,
+                timeout=timeout,
+                progress=lambda lag: bar.update(task, completed=total - lag),
+            )
     except WorkerFailed as exc:
         w.stop()
         raise click.ClickException(str(exc)) from None
@@ -198,8 +217,10 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
     console.print(f"    drained in {elapsed:.1f}s (worker start-up included); log: {log_path}")
     console.print("[bold]4/4[/] summary, read back from the embedded ClickHouse")
     _print_summary(settings)
-    console.print(f'Query it: stream-eval --config {ctx.obj["config"]} sql '
-                  '"SELECT route, count() FROM stream_eval.traces FINAL GROUP BY route"')
+    console.print(
+        f"Query it: stream-eval --config {ctx.obj['config']} sql "
+        '"SELECT route, count() FROM stream_eval.traces FINAL GROUP BY route"'
+    )
 
 
 def main() -> None:

@@ -63,6 +63,15 @@ DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
 )
 
 PII_KINDS: tuple[str, ...] = ("email", "phone", "credit_card", "iban", "us_ssn", "ip_address")
+# The names of the cheap checks (stream_eval.checks.CHECKS, in its order), for validation here.
+CHECK_NAMES: tuple[str, ...] = ("empty_output", "refusal", "grounding", "pii", "size", "json")
+
+
+def _known_checks(names: list[str]) -> list[str]:
+    unknown = sorted(set(names) - set(CHECK_NAMES))
+    if unknown:
+        raise ValueError(f"unknown checks {unknown}; known: {list(CHECK_NAMES)}")
+    return names
 
 
 class _Model(BaseModel):
@@ -102,6 +111,9 @@ class IngestSettings(_Model):
     batch_max_seconds: float = Field(default=1.0, gt=0)
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_traces_per_message: int = Field(default=10_000, ge=1)
+    # Dead letters above this are cut to it on the DLQ topic (header stream-eval-truncated-from
+    # says the original size; stream-eval-source says where the original still is).
+    dead_letter_max_bytes: int = Field(default=900 * 1024, ge=1024)
     # auto: a content-type header if present, else JSON when the message starts with { or [,
     # else OTLP protobuf.
     format: Literal["auto", "json", "otlp_proto", "otlp_json"] = "auto"
@@ -119,6 +131,8 @@ class CheckSettings(_Model):
     max_input_chars: int = Field(default=100_000, ge=1)
     max_total_tokens: int | None = Field(default=None, ge=1)
     expects_json: bool = False
+
+    _disabled_known = field_validator("disabled")(_known_checks)
 
     @field_validator("pii_kinds")
     @classmethod
@@ -138,6 +152,8 @@ class SamplingSettings(_Model):
     default_rate: float = Field(default=0.05, ge=0, le=1)
     salt: str = ""  # change it to draw a fresh, still deterministic, sample
     always_on_failed: list[str] = Field(default_factory=lambda: ["grounding", "pii"])
+
+    _always_known = field_validator("always_on_failed")(_known_checks)
 
 
 class Settings(BaseSettings):

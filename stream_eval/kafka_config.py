@@ -1,4 +1,4 @@
-"""Kafka client settings for the three clients stream-eval uses (Faust/aiokafka, confluent-kafka)."""
+"""Kafka client settings for the clients stream-eval uses (Faust/aiokafka, confluent-kafka)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ from stream_eval.kafka_config import confluent_config
 def group_lag(settings: Settings, topic: str, timeout: float = 10.0) -> int:
     """Messages in ``topic`` beyond the app's committed offsets (all of them if none committed)."""
     consumer = Consumer(
-        confluent_config(settings.kafka, **{"group.id": settings.app_id, "enable.auto.commit": False})
+        confluent_config(
+            settings.kafka, **{"group.id": settings.app_id, "enable.auto.commit": False}
+        )
     )
     try:
         meta = consumer.list_topics(topic, timeout=timeout)

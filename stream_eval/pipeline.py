@@ -7,12 +7,14 @@ sink and the producers; tests and benchmarks call it directly.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+
+import orjson
 
 from stream_eval.checks import run_checks
 from stream_eval.config import Settings
 from stream_eval.ingest.decode import decode_message
-from stream_eval.ingest.result import DeadLetter
+from stream_eval.ingest.result import CHECK_ERROR, DeadLetter
 from stream_eval.sampling import decide
 from stream_eval.trace import CheckResult, Trace
 
@@ -55,6 +57,45 @@ class Batch:
     messages: list[MessageOutcome] = field(default_factory=list)
 
 
+def _checks_isolating_failures(
+    traces: list[Trace], origins: list[RawMessage], batch: Batch, settings: Settings
+) -> list[list[CheckResult]]:
+    """Run the checks on the batch; if a check raises, find the traces it raises on.
+
+    A check that raises on some trace is a bug, but it must not stop the stream:
+    that trace is dead-lettered (reason ``check_error``) and the batch goes on.
+    Removes such traces from ``traces``/``origins`` in place.
+    """
+    try:
+        return run_checks(traces, settings.checks_for)
+    except Exception:
+        pass
+    by_message = {id(o.message): o for o in batch.messages}
+    kept: list[tuple[Trace, RawMessage, list[CheckResult]]] = []
+    for trace, msg in zip(traces, origins, strict=True):
+        try:
+            kept.append((trace, msg, run_checks([trace], settings.checks_for)[0]))
+        except Exception as exc:
+            outcome = by_message[id(msg)]
+            outcome.traces -= 1
+            outcome.dead += 1
+            batch.dead.append(
+                (
+                    outcome,
+                    DeadLetter(
+                        CHECK_ERROR,
+                        f"{type(exc).__name__}: {exc}"[:500],
+                        orjson.dumps(asdict(trace), default=str),
+                        route=trace.route,
+                        trace_id=trace.trace_id,
+                    ),
+                )
+            )
+    traces[:] = [k[0] for k in kept]
+    origins[:] = [k[1] for k in kept]
+    return [k[2] for k in kept]
+
+
 def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
     ing = settings.ingest
     batch = Batch()
@@ -78,10 +119,10 @@ def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
         traces.extend(decoded.traces)
         origins.extend([msg] * len(decoded.traces))
 
-    all_results = run_checks(traces, settings.checks_for)
+    all_results = _checks_isolating_failures(traces, origins, batch, settings)
     smp = settings.sampling
     rates: dict[str, float] = {}
-    for trace, results, msg in zip(traces, all_results, origins):
+    for trace, results, msg in zip(traces, all_results, origins, strict=True):
         rate = rates.get(trace.route)
         if rate is None:
             rate = rates[trace.route] = settings.sample_rate_for(trace.route)

@@ -61,9 +61,7 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise WorkerFailed(
-                    f"worker exited with {self.proc.returncode}:\n{self.log_tail()}"
-                )
+                raise WorkerFailed(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
             lag = group_lag(settings, settings.topics.traces)
             if progress is not None:
                 progress(lag)
@@ -72,6 +70,14 @@ class WorkerProcess:
             if time.monotonic() > deadline:
                 raise WorkerFailed(f"not drained after {timeout}s (lag {lag}):\n{self.log_tail()}")
             time.sleep(poll)
+
+    def peak_rss_mb(self) -> float:
+        """The worker's peak resident memory so far (Linux VmHWM), in MB."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
 
     def stop(self, grace: float = 15.0) -> int:
         """SIGTERM, then SIGKILL after ``grace`` seconds (a Faust worker can linger)."""

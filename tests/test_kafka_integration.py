@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from stream_eval.checks import CHECK_NAMES
 from stream_eval.config import Settings
@@ -24,8 +23,8 @@ from stream_eval.topics import ensure_topics
 pytestmark = pytest.mark.kafka
 
 
-def _drain(settings: Settings, log: Path) -> None:
-    w = WorkerProcess(None, log)
+def _drain(settings: Settings, log: Path, env: dict[str, str] | None = None) -> None:
+    w = WorkerProcess(None, log, env)
     w.start()
     try:
         w.wait_drained(settings, timeout=180)
@@ -34,8 +33,11 @@ def _drain(settings: Settings, log: Path) -> None:
 
 
 def _read_topic(settings: Settings, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
-    c = Consumer(confluent_config(settings.kafka, **{
-        "group.id": f"{settings.app_id}-reader", "enable.auto.commit": False}))
+    c = Consumer(
+        confluent_config(
+            settings.kafka, **{"group.id": f"{settings.app_id}-reader", "enable.auto.commit": False}
+        )
+    )
     parts = c.list_topics(topic, timeout=10).topics[topic].partitions
     tps = [TopicPartition(topic, p, 0) for p in parts]
     end = sum(c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
@@ -56,17 +58,37 @@ def _counts(settings: Settings) -> dict[str, object]:
     try:
         return {
             "messages": store.query(f"SELECT count() AS n FROM {db}.ingest_messages FINAL")[0]["n"],
-            "traces": Counter({r["route"]: int(r["n"]) for r in store.query(
-                f"SELECT route, count() AS n FROM {db}.traces FINAL GROUP BY route")}),
-            "failures": Counter({(r["route"], r["check_name"]): int(r["n"]) for r in store.query(
-                f"SELECT route, check_name, count() AS n FROM {db}.check_results FINAL "
-                "WHERE passed = 0 GROUP BY route, check_name")}),
-            "dead": Counter({r["reason"]: int(r["n"]) for r in store.query(
-                f"SELECT reason, count() AS n FROM {db}.dead_letters FINAL GROUP BY reason")}),
-            "skipped": int(store.query(
-                f"SELECT sum(skipped_spans) AS n FROM {db}.ingest_messages FINAL")[0]["n"]),
-            "sampled": int(store.query(
-                f"SELECT sum(sampled) AS n FROM {db}.traces FINAL")[0]["n"]),
+            "traces": Counter(
+                {
+                    r["route"]: int(r["n"])
+                    for r in store.query(
+                        f"SELECT route, count() AS n FROM {db}.traces FINAL GROUP BY route"
+                    )
+                }
+            ),
+            "failures": Counter(
+                {
+                    (r["route"], r["check_name"]): int(r["n"])
+                    for r in store.query(
+                        f"SELECT route, check_name, count() AS n FROM {db}.check_results FINAL "
+                        "WHERE passed = 0 GROUP BY route, check_name"
+                    )
+                }
+            ),
+            "dead": Counter(
+                {
+                    r["reason"]: int(r["n"])
+                    for r in store.query(
+                        f"SELECT reason, count() AS n FROM {db}.dead_letters FINAL GROUP BY reason"
+                    )
+                }
+            ),
+            "skipped": int(
+                store.query(f"SELECT sum(skipped_spans) AS n FROM {db}.ingest_messages FINAL")[0][
+                    "n"
+                ]
+            ),
+            "sampled": int(store.query(f"SELECT sum(sampled) AS n FROM {db}.traces FINAL")[0]["n"]),
             "raw_traces": int(store.query(f"SELECT count() AS n FROM {db}.traces")[0]["n"]),
         }
     finally:
@@ -119,7 +141,8 @@ def test_every_message_accounted_for_exactly(isolated: Settings, tmp_path: Path)
 
     reasons = Counter(orjson.loads(v)["sample_reason"] for v, _ in judge)
     assert reasons["failed:grounding"] == sum(
-        n for (_, c), n in mix.expected.failures.items() if c == "grounding")
+        n for (_, c), n in mix.expected.failures.items() if c == "grounding"
+    )
 
 
 def test_crash_and_replay_do_not_double_count(isolated: Settings, tmp_path: Path) -> None:
@@ -140,10 +163,9 @@ def test_crash_and_replay_do_not_double_count(isolated: Settings, tmp_path: Path
     _drain(settings, tmp_path / "worker2.log")
     _assert_exact(settings, mix)
 
-    # Run 3: a full replay from offset 0 (consumer group deleted) rewrites every row.
-    admin = AdminClient(confluent_config(settings.kafka))
-    for fut in admin.delete_consumer_groups([settings.app_id], request_timeout=30).values():
-        fut.result(30)
-    _drain(settings, tmp_path / "worker3.log")
+    # Run 3: a full replay from offset 0 (a new consumer group on the same store, as after
+    # a redeploy that resets offsets) rewrites every row.
+    replay = settings.model_copy(update={"app_id": f"{settings.app_id}-replay"})
+    _drain(replay, tmp_path / "worker3.log", {"STREAM_EVAL_APP_ID": replay.app_id})
     got = _assert_exact(settings, mix)
     assert got["raw_traces"] > sum(mix.expected.traces.values())  # the replay did happen

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from stream_eval import config
 from stream_eval.config import CheckSettings
 from stream_eval.trace import CheckResult, Trace
 
@@ -32,6 +33,7 @@ CHECKS: dict[str, CheckFn] = {
 }
 
 CHECK_NAMES: tuple[str, ...] = tuple(CHECKS)
+assert CHECK_NAMES == config.CHECK_NAMES, "config.CHECK_NAMES must list CHECKS in order"
 
 
 def enabled_checks(cfg: CheckSettings) -> tuple[CheckFn, ...]:

@@ -89,8 +89,12 @@ def _plain(text: str) -> str:
     return text
 
 
-def _unicode_tokens(text: str) -> list[bytes]:
-    return [t.encode("utf-8", "surrogatepass") for t in _WORD_RE.findall(text.lower())]
+def _unicode_tokens(text: str, min_chars: int = 1) -> list[bytes]:
+    return [
+        t.encode("utf-8", "surrogatepass")
+        for t in _WORD_RE.findall(text.lower())
+        if len(t) >= min_chars  # characters, not bytes
+    ]
 
 
 def _sentences(text: str) -> list[set[bytes]]:
@@ -103,8 +107,8 @@ def _sentences(text: str) -> list[set[bytes]]:
             if len(toks) >= MIN_CONTENT_TOKENS:
                 out.append(toks)
     else:
-        for sentence in _SENTENCE_RE.split(text):
-            toks = {t for t in _unicode_tokens(sentence) if len(t) >= MIN_TOKEN_CHARS} - _DROP
+        for part in _SENTENCE_RE.split(text):
+            toks = set(_unicode_tokens(part, MIN_TOKEN_CHARS)) - _DROP
             if len(toks) >= MIN_CONTENT_TOKENS:
                 out.append(toks)
     return out

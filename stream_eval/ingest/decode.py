@@ -7,22 +7,26 @@ from typing import Literal
 import orjson
 
 from stream_eval.ingest.json_traces import decode_json_value, decode_ndjson
+from stream_eval.ingest.otlp import decode_otlp_json, decode_otlp_proto
 from stream_eval.ingest.result import DECODE, EMPTY, OVERSIZED, TOO_MANY, DeadLetter, Decoded
 
 Format = Literal["auto", "json", "otlp_proto", "otlp_json"]
 
-_JSON_START = frozenset(b"{[ \t\r\n")
-
 
 def sniff(raw: bytes, content_type: str | None = None) -> str:
-    """json | otlp_proto, from a content-type header when present, else from the first byte."""
+    """json | otlp_proto, from a content-type header when present, else from the content.
+
+    JSON starts with { or [ after optional blanks. An OTLP request starts with byte
+    0x0a (field 1, length-delimited), which is also a newline, so blanks alone say
+    nothing; anything that is not JSON-looking is tried as protobuf.
+    """
     if content_type:
         ct = content_type.lower()
         if "protobuf" in ct:
             return "otlp_proto"
         if "json" in ct:
             return "json"
-    return "json" if raw and raw[0] in _JSON_START else "otlp_proto"
+    return "json" if raw.lstrip()[:1] in (b"{", b"[") else "otlp_proto"
 
 
 def decode_message(
@@ -41,11 +45,14 @@ def decode_message(
         )
     kind = sniff(raw, content_type) if fmt == "auto" else fmt
     if kind == "otlp_proto":
-        from stream_eval.ingest.otlp import decode_otlp_proto
-
         out = decode_otlp_proto(raw, default_ts)
     else:
         out = _decode_json(raw, default_ts)
+        if fmt == "auto" and raw[:1] == b"\n" and out.dead and not out.traces:
+            # A protobuf request whose first length byte happens to be "{" or "[".
+            proto = decode_otlp_proto(raw, default_ts)
+            if proto.traces:
+                out = proto
     n = len(out.traces) + len(out.dead) + out.skipped
     if n == 0:
         out.dead.append(DeadLetter(EMPTY, "message holds no trace", raw))
@@ -66,12 +73,12 @@ def _decode_json(raw: bytes, default_ts: float) -> Decoded:
             return decode_ndjson(raw, default_ts)
         return Decoded(format="json", dead=[DeadLetter(DECODE, f"invalid JSON: {exc}", raw)])
     if isinstance(value, dict) and "resourceSpans" in value:
-        from stream_eval.ingest.otlp import decode_otlp_json
-
         return decode_otlp_json(value, raw, default_ts)
     if not isinstance(value, (dict, list)):
         return Decoded(
             format="json",
-            dead=[DeadLetter(DECODE, f"expected an object or array, got {type(value).__name__}", raw)],
+            dead=[
+                DeadLetter(DECODE, f"expected an object or array, got {type(value).__name__}", raw)
+            ],
         )
     return decode_json_value(value, raw, default_ts)

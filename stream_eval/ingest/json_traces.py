@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 import fastjsonschema
 import orjson
@@ -16,8 +17,16 @@ from stream_eval.trace import Trace
 
 KNOWN_FIELDS = frozenset(
     {
-        "trace_id", "span_id", "route", "timestamp", "latency_ms", "prompt", "gen_ai",
-        "retrieval", "reference", "cost_usd",
+        "trace_id",
+        "span_id",
+        "route",
+        "timestamp",
+        "latency_ms",
+        "prompt",
+        "gen_ai",
+        "retrieval",
+        "reference",
+        "cost_usd",
     }
 )
 

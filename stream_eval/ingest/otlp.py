@@ -64,13 +64,17 @@ span at all -> one ``empty`` dead letter.
 Hot-path costs (``/work/shared/CHECKS-COST.md``): the request is walked
 directly (no ``json_format``); resource attributes are read once per
 ``ResourceSpans``; each span's attribute list is iterated once, dispatching on
-the key, and attribute values are converted to Python only for GenAI spans.
+the key: mapped attributes are read with their expected type (one C-level
+``attrgetter`` each), unmapped ones are converted to Python only for GenAI
+spans.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -208,6 +212,12 @@ def _detail(exc: Exception) -> str:
     return f"malformed span: {type(exc).__name__}: {exc}"
 
 
+def _service_name(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
 def _route_hint(attrs: dict[str, Any], service: str | None) -> str:
     route = attrs.get("stream_eval.route")
     if isinstance(route, str) and route:
@@ -234,6 +244,27 @@ def _pb_value(value: AnyValue) -> Any:
     return getattr(value, kind)
 
 
+def _pb_array(kv: Any) -> list[Any]:
+    return [_pb_value(v) for v in kv.value.array_value.values]
+
+
+_STRING = attrgetter("value.string_value")
+_INT = attrgetter("value.int_value")
+_DOUBLE = attrgetter("value.double_value")
+
+# Mapped attribute -> a reader of its expected type. The value is a oneof, so a truthy read
+# means the attribute has that type; a falsy one falls back to the generic _pb_value.
+_PB_READERS: dict[str, Callable[[Any], Any]] = {key: _STRING for key in MAPPED_ATTRIBUTES}
+_PB_READERS.update(
+    {
+        "gen_ai.usage.input_tokens": _INT,
+        "gen_ai.usage.output_tokens": _INT,
+        "stream_eval.cost_usd": _DOUBLE,
+        "gen_ai.response.finish_reasons": _pb_array,
+    }
+)
+
+
 def decode_otlp_proto(raw: bytes, default_ts: float) -> Decoded:
     """One ``ExportTraceServiceRequest`` as protobuf bytes -> traces, dead letters, skipped."""
     out = Decoded(format="otlp_proto")
@@ -249,34 +280,34 @@ def decode_otlp_proto(raw: bytes, default_ts: float) -> Decoded:
         out.dead.append(DeadLetter(EMPTY, "no spans", raw))
         return out
     size = len(raw) // n_spans
-    mapped_keys = MAPPED_ATTRIBUTES
+    fast_readers = _PB_READERS
     traces = out.traces
     index = -1
     for rs in request.resource_spans:
         service: str | None = None
         for kv in rs.resource.attributes:  # once per ResourceSpans, not per span
             if kv.key == SERVICE_NAME:
-                service = str(_pb_value(kv.value))
+                service = _service_name(_pb_value(kv.value))
                 break
         for ss in rs.scope_spans:
             for span in ss.spans:
                 index += 1
-                # One pass over the attribute list: keep the KeyValue wrappers, convert later.
-                mapped: dict[str, Any] = {}
+                # One pass over the attribute list, dispatching on the key: mapped attributes
+                # are read at once with their expected type, the others only for GenAI spans.
+                attrs: dict[str, Any] = {}
                 others = []
                 for kv in span.attributes:
                     key = kv.key
-                    if key in mapped_keys:
-                        mapped[key] = kv
-                    else:
+                    read = fast_readers.get(key)
+                    if read is None:
                         others.append(kv)
-                if OPERATION not in mapped:
+                    else:
+                        # A falsy read is the default of another type or an empty value.
+                        attrs[key] = read(kv) or _pb_value(kv.value)
+                if OPERATION not in attrs:
                     out.skipped += 1
                     continue
-                attrs: dict[str, Any] = {}
                 try:
-                    for key, kv in mapped.items():
-                        attrs[key] = _pb_value(kv.value)
                     extra = {kv.key: _pb_value(kv.value) for kv in others}
                     traces.append(
                         _trace(
@@ -350,7 +381,7 @@ def _json_spans(obj: dict[str, Any]) -> list[tuple[str | None, list[Any]]]:
         service: str | None = None
         for kv in (rs.get("resource") or {}).get("attributes") or ():
             if kv["key"] == SERVICE_NAME:
-                service = str(_json_value(kv.get("value") or {}))
+                service = _service_name(_json_value(kv.get("value") or {}))
                 break
         spans: list[Any] = []
         for ss in rs.get("scopeSpans") or ():

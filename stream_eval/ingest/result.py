@@ -12,7 +12,8 @@ SCHEMA = "schema"  # decodes, but is not a valid trace
 OVERSIZED = "oversized"  # message above ingest.max_message_bytes
 TOO_MANY = "too_many_traces"  # batch above ingest.max_traces_per_message
 EMPTY = "empty"  # a message that holds no trace and no span at all
-REASONS = (DECODE, SCHEMA, OVERSIZED, TOO_MANY, EMPTY)
+CHECK_ERROR = "check_error"  # a cheap check raised on this trace (a bug; the stream goes on)
+REASONS = (DECODE, SCHEMA, OVERSIZED, TOO_MANY, EMPTY, CHECK_ERROR)
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""A ClickHouse connection: chdb in-process (the embedded default) or a server via clickhouse-connect.
+"""ClickHouse connection: chdb in-process (the embedded default) or a server (clickhouse-connect).
 
 Both speak the same SQL; rows go in as JSONEachRow, so the writer is shared.
 """

@@ -19,7 +19,7 @@ from stream_eval.synthetic.traces import SyntheticTrace, TraceFactory
 class Message:
     value: bytes
     kind: str  # json_array | ndjson | json_single | otlp_proto | otlp_json | bad_*
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: list[tuple[str, str | bytes | None]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -46,8 +46,13 @@ class Mix:
 
 
 # Share of the traces published in each format.
-FORMATS = (("json_array", 0.40), ("ndjson", 0.20), ("otlp_proto", 0.25), ("otlp_json", 0.10),
-           ("json_single", 0.05))
+FORMATS = (
+    ("json_array", 0.40),
+    ("ndjson", 0.20),
+    ("otlp_proto", 0.25),
+    ("otlp_json", 0.10),
+    ("json_single", 0.05),
+)
 
 
 def _chunks(items: list[SyntheticTrace], size: int) -> list[list[SyntheticTrace]]:
@@ -63,7 +68,18 @@ def build_mix(
     max_message_bytes: int = 8 * 1024 * 1024,
 ) -> Mix:
     factory = TraceFactory(seed)
-    traces = [factory.next() for _ in range(n_traces)]
+    # Every defect at least once, whatever the size of the mix; then the realistic mix.
+    traces = [
+        factory.rag("ungrounded"),
+        factory.rag("bad_citation"),
+        factory.rag("pii"),
+        factory.chat("refusal"),
+        factory.chat("pii"),
+        factory.code("empty"),
+        factory.code("oversized"),
+        factory.extract("bad_json"),
+    ][:n_traces]
+    traces += [factory.next() for _ in range(n_traces - len(traces))]
     exp = Expected()
     msgs: list[Message] = []
     start = 0

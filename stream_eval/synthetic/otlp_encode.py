@@ -71,8 +71,18 @@ HTTP_SCOPE = "opentelemetry.instrumentation.fastapi"
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 _SPECIAL = frozenset(
-    {"trace_id", "span_id", "timestamp", "latency_ms", "route", "gen_ai", "prompt", "retrieval",
-     "reference", "cost_usd"}
+    {
+        "trace_id",
+        "span_id",
+        "timestamp",
+        "latency_ms",
+        "route",
+        "gen_ai",
+        "prompt",
+        "retrieval",
+        "reference",
+        "cost_usd",
+    }
 )
 
 
@@ -239,7 +249,8 @@ def _trace_spans(
     attrs = genai_attributes(obj)
     route = str(obj.get("route") or "/")
     name = " ".join(
-        v for v in (attrs["gen_ai.operation.name"], attrs.get("gen_ai.request.model"))
+        v
+        for v in (attrs["gen_ai.operation.name"], attrs.get("gen_ai.request.model"))
         if isinstance(v, str) and v
     )
 
@@ -266,12 +277,18 @@ def _trace_spans(
                 context=parent_ctx,
                 kind=trace_api.SpanKind.INTERNAL,
                 start_time=start - 2_000_000,
-                attributes={"db.system.name": "qdrant", "db.operation.name": "query",
-                            "stream_eval.synthetic.step": i},
+                attributes={
+                    "db.system.name": "qdrant",
+                    "db.operation.name": "query",
+                    "stream_eval.synthetic.step": i,
+                },
             )
             child.end(end_time=start - 1_000_000)
     genai = genai_tracer.start_span(
-        name, context=parent_ctx, kind=trace_api.SpanKind.CLIENT, start_time=start,
+        name,
+        context=parent_ctx,
+        kind=trace_api.SpanKind.CLIENT,
+        start_time=start,
         attributes=attrs,
     )
     genai.end(end_time=end)

@@ -1,4 +1,4 @@
-"""Publishing messages to the traces topic with confluent-kafka (lz4, as producers in the wild do)."""
+"""Publishing messages to the traces topic with confluent-kafka (lz4, as real producers do)."""
 
 from __future__ import annotations
 

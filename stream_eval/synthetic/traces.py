@@ -20,22 +20,34 @@ MODEL = "gpt-4o-mini"
 MODEL_VERSIONS = ["gpt-4o-mini-2024-07-18", "gpt-4o-mini-2025-04-01"]
 
 DOCS = [
-    ("kb-billing-12", "The Pro plan costs 24 dollars per seat per month when billed annually. "
-     "Monthly billing costs 29 dollars per seat. Invoices are issued on the first day of each "
-     "billing period and can be downloaded from the Billing page by workspace owners. Refunds "
-     "are available within 14 days of a charge for annual plans only."),
-    ("kb-storage-03", "Every Pro workspace includes 50 gigabytes of storage per seat, pooled "
-     "across the workspace. Files larger than 5 gigabytes must be uploaded with the desktop "
-     "client. When a workspace exceeds its pooled storage, uploads are paused until files are "
-     "deleted or extra storage is purchased in blocks of 100 gigabytes."),
-    ("kb-sso-07", "Single sign-on with SAML is available on the Enterprise plan. Administrators "
-     "configure the identity provider metadata under Settings, Security. Once enforced, members "
-     "must sign in through the identity provider, and password logins are disabled for the "
-     "whole workspace, including guests invited by email."),
-    ("kb-export-21", "Workspace owners can export all data as a zip archive from Settings, "
-     "Export. Exports include documents, comments and version history, and are prepared in the "
-     "background. A download link is emailed when the archive is ready and stays valid for "
-     "seven days. Exports of large workspaces can take several hours."),
+    (
+        "kb-billing-12",
+        "The Pro plan costs 24 dollars per seat per month when billed annually. "
+        "Monthly billing costs 29 dollars per seat. Invoices are issued on the first day of each "
+        "billing period and can be downloaded from the Billing page by workspace owners. Refunds "
+        "are available within 14 days of a charge for annual plans only.",
+    ),
+    (
+        "kb-storage-03",
+        "Every Pro workspace includes 50 gigabytes of storage per seat, pooled "
+        "across the workspace. Files larger than 5 gigabytes must be uploaded with the desktop "
+        "client. When a workspace exceeds its pooled storage, uploads are paused until files are "
+        "deleted or extra storage is purchased in blocks of 100 gigabytes.",
+    ),
+    (
+        "kb-sso-07",
+        "Single sign-on with SAML is available on the Enterprise plan. Administrators "
+        "configure the identity provider metadata under Settings, Security. Once enforced, members "
+        "must sign in through the identity provider, and password logins are disabled for the "
+        "whole workspace, including guests invited by email.",
+    ),
+    (
+        "kb-export-21",
+        "Workspace owners can export all data as a zip archive from Settings, "
+        "Export. Exports include documents, comments and version history, and are prepared in the "
+        "background. A download link is emailed when the archive is ready and stays valid for "
+        "seven days. Exports of large workspaces can take several hours.",
+    ),
 ]
 GROUNDED = {
     "kb-billing-12": [
@@ -76,12 +88,19 @@ QUESTIONS = {
     "kb-export-21": "How do I export everything from our workspace and how long does it take?",
 }
 CHAT = [
-    ("Write a two-line poem about autumn.", "Amber leaves drift down on quiet streets,\n"
-     "the year exhales in gold and slows its beats."),
-    ("What's a good name for a grey cat?", "Some good names for a grey cat are Ash, Smokey, "
-     "Pebble, Misty or Earl Grey."),
-    ("Summarise the plot of Hamlet in one sentence.", "Prince Hamlet feigns madness while "
-     "seeking revenge on his uncle Claudius, and the tragedy ends with nearly everyone dead."),
+    (
+        "Write a two-line poem about autumn.",
+        "Amber leaves drift down on quiet streets,\nthe year exhales in gold and slows its beats.",
+    ),
+    (
+        "What's a good name for a grey cat?",
+        "Some good names for a grey cat are Ash, Smokey, Pebble, Misty or Earl Grey.",
+    ),
+    (
+        "Summarise the plot of Hamlet in one sentence.",
+        "Prince Hamlet feigns madness while "
+        "seeking revenge on his uncle Claudius, and the tragedy ends with nearly everyone dead.",
+    ),
 ]
 REFUSALS = [
     "I'm sorry, but I can't help with that request.",
@@ -94,10 +113,16 @@ PII_SNIPPETS = [
     "The card on file is 4111 1111 1111 1111, expiring next year.",
 ]
 CODE = [
-    ("Reverse a list in Python.", "Use slicing: `items[::-1]` returns a reversed copy, and "
-     "`items.reverse()` reverses the list in place."),
-    ("How do I read a file line by line in Go?", "Open the file with os.Open, wrap it in "
-     "bufio.NewScanner and loop with scanner.Scan(), reading scanner.Text() for each line."),
+    (
+        "Reverse a list in Python.",
+        "Use slicing: `items[::-1]` returns a reversed copy, and "
+        "`items.reverse()` reverses the list in place.",
+    ),
+    (
+        "How do I read a file line by line in Go?",
+        "Open the file with os.Open, wrap it in "
+        "bufio.NewScanner and loop with scanner.Scan(), reading scanner.Text() for each line.",
+    ),
 ]
 
 
@@ -209,5 +234,3 @@ class TraceFactory:
         if r < 0.85:
             return self.code("empty" if d < 0.03 else "oversized" if d < 0.04 else "")
         return self.extract("bad_json" if d < 0.05 else "")
-
-

@@ -1,0 +1,189 @@
+"""Throughput benchmark, one command: bash deploy/dev.sh bench [--traces N] [--batch-size B]
+
+Publishes N realistic synthetic traces (JSON arrays of B traces per Kafka message,
+lz4) to a fresh topic on the local broker, then measures in one run:
+
+  raw ceiling     confluent-kafka consume(10000) + orjson.loads, no processing
+  bare Faust      a Faust agent that only orjson-decodes and counts each message
+  pipeline        stream-eval's decode + checks + sampling in-process (no Kafka, no sink)
+  stream-eval     the real worker: Faust ingest agent, checks, sampling, judge/DLQ
+                  produce, ClickHouse (chdb) sink, commit after durable
+
+Rates are steady state: from the first message to the last (for the worker, from
+the first to the last batch written, per the ingest ledger's ingested_at).
+Ratios are against the raw ceiling of the same run. Peak RSS is the worker's VmHWM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from stream_eval.config import Settings
+from stream_eval.kafka_config import confluent_config
+from stream_eval.pipeline import RawMessage, process_batch
+from stream_eval.runner import WorkerProcess
+from stream_eval.sink.store import open_store
+from stream_eval.synthetic.mix import Message
+from stream_eval.synthetic.publish import publish
+from stream_eval.synthetic.traces import TraceFactory
+from stream_eval.topics import ensure_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _messages(n_traces: int, batch: int) -> list[Message]:
+    f = TraceFactory(seed=11)
+    out = []
+    for start in range(0, n_traces, batch):
+        items = [f.next().trace for _ in range(min(batch, n_traces - start))]
+        out.append(Message(orjson.dumps(items if batch > 1 else items[0]), "json_array"))
+    return out
+
+
+def raw_ceiling(settings: Settings, topic: str, n_msgs: int) -> float:
+    c = Consumer(
+        confluent_config(
+            settings.kafka,
+            **{
+                "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            },
+        )
+    )
+    c.assign([TopicPartition(topic, 0, 0)])
+    seen, first = 0, 0.0
+    while seen < n_msgs:
+        for m in c.consume(10_000, timeout=1.0):
+            if m.error() is None:
+                orjson.loads(m.value() or b"null")
+                seen += 1
+                if seen == 1:
+                    first = time.perf_counter()
+    elapsed = time.perf_counter() - first
+    c.close()
+    return elapsed
+
+
+def bare_faust(settings: Settings, topic: str, n_msgs: int) -> float:
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "faust_bare.py"),
+            settings.kafka.bootstrap_servers,
+            topic,
+            str(n_msgs),
+            f"bench-bare-{uuid.uuid4().hex[:6]}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    for line in out.stdout.splitlines():
+        if '"seconds"' in line:  # the line may start with terminal escape codes
+            return float(orjson.loads(line[line.index("{") :])["seconds"])
+    raise RuntimeError(f"bare Faust run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+
+def in_process(settings: Settings, msgs: list[Message]) -> float:
+    raw = [RawMessage("bench", 0, i, time.time(), m.value) for i, m in enumerate(msgs)]
+    step = settings.ingest.batch_max_messages
+    t0 = time.perf_counter()
+    for i in range(0, len(raw), step):
+        process_batch(raw[i : i + step], settings)
+    return time.perf_counter() - t0
+
+
+def full_worker(settings: Settings, workdir: Path, n_traces: int) -> tuple[float, float]:
+    w = WorkerProcess(None, workdir / "worker.log")
+    w.start(loglevel="warn")
+    try:
+        w.wait_drained(settings, timeout=1800, poll=0.5)
+        peak = w.peak_rss_mb()
+    finally:
+        w.stop()
+    store = open_store(settings.clickhouse)
+    db = store.database
+    rows = store.query(
+        f"SELECT min(ingested_at) AS a, max(ingested_at) AS b, "
+        f"countIf(ingested_at = (SELECT min(ingested_at) FROM {db}.ingest_messages)) AS first_n "
+        f"FROM {db}.ingest_messages FINAL"
+    )
+    traces = store.query(f"SELECT count() AS n FROM {db}.traces FINAL")[0]["n"]
+    store.close()
+    if int(traces) != n_traces:
+        raise RuntimeError(f"worker wrote {traces} traces, expected {n_traces}")
+    from datetime import datetime
+
+    a = datetime.fromisoformat(rows[0]["a"]).timestamp()
+    b = datetime.fromisoformat(rows[0]["b"]).timestamp()
+    return b - a, peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--traces", type=int, default=100_000)
+    ap.add_argument("--batch-size", type=int, default=100, help="traces per Kafka message")
+    args = ap.parse_args()
+
+    run = uuid.uuid4().hex[:6]
+    workdir = Path(tempfile.mkdtemp(prefix=f"stream-eval-bench-{run}-"))
+    os.environ.update(
+        {
+            "STREAM_EVAL_CONFIG": str(ROOT / "deploy" / "demo.toml"),
+            "STREAM_EVAL_APP_ID": f"bench-{run}",
+            "STREAM_EVAL_KAFKA__PARTITIONS": "1",
+            "STREAM_EVAL_TOPICS__TRACES": f"bench-{run}.traces",
+            "STREAM_EVAL_TOPICS__JUDGE_REQUESTS": f"bench-{run}.judge",
+            "STREAM_EVAL_TOPICS__DEAD_LETTERS": f"bench-{run}.dlq",
+            "STREAM_EVAL_CLICKHOUSE__PATH": str(workdir / "chdb"),
+        }
+    )
+    settings = Settings()
+    ensure_topics(settings)
+    msgs = _messages(args.traces, args.batch_size)
+    n_msgs = len(msgs)
+    print(
+        f"publishing {args.traces:,} traces in {n_msgs:,} messages "
+        f"({args.batch_size} per message, {sum(len(m.value) for m in msgs) / 1e6:.0f} MB) ...",
+        flush=True,
+    )
+    publish(settings, msgs)
+    topic = settings.topics.traces
+
+    results: list[tuple[str, float]] = []
+    print("raw ceiling ...", flush=True)
+    results.append(("raw ceiling: confluent-kafka + orjson", raw_ceiling(settings, topic, n_msgs)))
+    print("bare Faust ...", flush=True)
+    results.append(("bare Faust agent + orjson", bare_faust(settings, topic, n_msgs)))
+    print("pipeline in-process ...", flush=True)
+    results.append(("pipeline in-process (decode+checks+sampling)", in_process(settings, msgs)))
+    print("stream-eval worker ...", flush=True)
+    seconds, peak = full_worker(settings, workdir, args.traces)
+    results.append(("stream-eval worker (full, with sink)", seconds))
+
+    ceiling = args.traces / results[0][1]
+    print(
+        f"\n{args.traces:,} traces, {args.batch_size} traces per message, 1 partition, "
+        f"one process each\n"
+    )
+    print(f"{'stage':48} {'traces/s':>10} {'msgs/s':>9} {'vs raw':>7}")
+    for name, secs in results:
+        tps = args.traces / secs
+        print(f"{name:48} {tps:>10,.0f} {n_msgs / secs:>9,.0f} {tps / ceiling:>7.3f}")
+    print(f"\nstream-eval worker peak RSS: {peak:.0f} MB")
+    print(f"(data and worker log: {workdir})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One entry point for a fresh clone: installs what is missing, then runs the job asked for.
+#
+#   bash deploy/dev.sh demo [ARGS]    local Kafka + synthetic traffic + worker + summary
+#   bash deploy/dev.sh test [ARGS]    ruff, mypy, then the whole pytest suite (starts Kafka)
+#   bash deploy/dev.sh bench [ARGS]   the throughput benchmark (bench/run.py)
+#   bash deploy/dev.sh sh             a shell with the virtualenv on PATH
+#
+# The virtualenv lives in .venv; it is (re)installed when pyproject.toml changes.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP=$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+
+if [[ ! -f $STAMP ]]; then
+  echo "dev.sh: installing stream-eval and its dependencies into $VENV (first run: a few minutes)" >&2
+  [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  "$VENV/bin/python" -m pip install -q -e '.[dev]' >&2
+  rm -f "$VENV"/.installed-* && touch "$STAMP"
+fi
+export PATH=$PWD/$VENV/bin:$PATH
+
+cmd=${1:-help}
+shift || true
+case $cmd in
+  demo)
+    exec stream-eval demo "$@" ;;
+  test)
+    ruff check stream_eval tests bench
+    mypy
+    bash deploy/kafka/kafka.sh start
+    exec python -m pytest "$@" ;;
+  bench)
+    bash deploy/kafka/kafka.sh start
+    exec python bench/run.py "$@" ;;
+  sh)
+    exec bash ;;
+  *)
+    sed -n '2,9p' "$0"; exit 2 ;;
+esac
