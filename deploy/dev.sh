@@ -17,8 +17,12 @@ STAMP=$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [[ ! -f $STAMP ]]; then
   echo "dev.sh: installing stream-eval and its dependencies into $VENV (first run: a few minutes)" >&2
   [[ -x $VENV/bin/python ]] || "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-  "$VENV/bin/python" -m pip install -q -e '.[dev]' >&2
+  if ! { "$VENV/bin/python" -m pip install --upgrade pip &&
+         "$VENV/bin/python" -m pip install -e '.[dev]'; } >"$VENV/install.log" 2>&1; then
+    tail -n 40 "$VENV/install.log" >&2
+    echo "dev.sh: install failed (full log: $VENV/install.log)" >&2
+    exit 1
+  fi
   rm -f "$VENV"/.installed-* && touch "$STAMP"
 fi
 export PATH=$PWD/$VENV/bin:$PATH

@@ -121,7 +121,10 @@ def _print_summary(settings: Settings) -> None:
         store.close()
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    Console().print(render_summary(s, list(CHECK_NAMES)))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=140)  # a log or a pipe: do not squeeze the table into 80
+    console.print(render_summary(s, list(CHECK_NAMES)))
 
 
 @cli.command("publish-synthetic")

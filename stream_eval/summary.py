@@ -77,22 +77,25 @@ def render_summary(summary: Summary, check_names: list[str]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title="stream-eval: per-route summary", header_style="bold")
-    table.add_column("route")
+    table = Table(
+        title="stream-eval: per-route summary (check columns: traces that failed the check)",
+        header_style="bold",
+    )
+    table.add_column("route", no_wrap=True)
     table.add_column("traces", justify="right")
-    for c in check_names:
-        table.add_column(f"{c} fail", justify="right")
     table.add_column("sampled", justify="right")
     table.add_column("sampled %", justify="right")
-    table.add_column("dead-lettered", justify="right")
+    table.add_column("dead letters", justify="right")
+    for c in check_names:
+        table.add_column(c, justify="right")
     for rs in summary.routes.values():
         table.add_row(
             rs.route,
             f"{rs.traces:,}",
-            *[f"{rs.failures[c]:,}" if c in rs.failures else "-" for c in check_names],
             f"{rs.sampled:,}",
             f"{100 * rs.sampled_fraction:.1f}",
             f"{rs.dead_letters:,}",
+            *[f"{rs.failures[c]:,}" if c in rs.failures else "-" for c in check_names],
         )
     reasons = ", ".join(f"{k}={v}" for k, v in summary.dead_by_reason.items()) or "none"
     foot = Text(
