@@ -19,7 +19,8 @@ def test_compose_has_the_real_components() -> None:
     assert {"kafka", "clickhouse", "grafana", "worker", "topics"} <= set(services)
     assert services["worker"]["command"][0] == "worker"
     assert services["worker"]["deploy"]["replicas"] >= 2  # one consumer group, several workers
-    assert "grafana-clickhouse-datasource" in services["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
+    plugins = services["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
+    assert "grafana-clickhouse-datasource" in plugins
 
 
 def test_compose_secrets_come_from_the_environment() -> None:
