@@ -94,8 +94,10 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
     settings = _settings(ctx)
     try:
         store = open_store(settings.clickhouse)
-        out = store.raw(query, fmt)
-        store.close()
+        try:
+            out = store.raw(query, fmt)
+        finally:
+            store.close()
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     sys.stdout.buffer.write(out)
@@ -117,8 +119,10 @@ def _print_summary(settings: Settings) -> None:
 
     try:
         store = open_store(settings.clickhouse)
-        s = read_summary(store)
-        store.close()
+        try:
+            s = read_summary(store)
+        finally:
+            store.close()
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
     console = Console()

@@ -72,7 +72,9 @@ def _checks_isolating_failures(
         pass
     by_message = {id(o.message): o for o in batch.messages}
     kept: list[tuple[Trace, RawMessage, list[CheckResult]]] = []
+    index_in_message: dict[int, int] = {}
     for trace, msg in zip(traces, origins, strict=True):
+        item = index_in_message[id(msg)] = index_in_message.get(id(msg), -1) + 1
         try:
             kept.append((trace, msg, run_checks([trace], settings.checks_for)[0]))
         except Exception as exc:
@@ -86,6 +88,7 @@ def _checks_isolating_failures(
                         CHECK_ERROR,
                         f"{type(exc).__name__}: {exc}"[:500],
                         orjson.dumps(asdict(trace), default=str),
+                        item=item,  # the trace's index among its message's traces
                         route=trace.route,
                         trace_id=trace.trace_id,
                     ),

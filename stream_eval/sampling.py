@@ -8,12 +8,13 @@ import xxhash
 
 from stream_eval.trace import CheckResult
 
-_SCALE = float(1 << 64)
+_SCALE = 2.0**-53
 
 
 def unit_hash(trace_id: str, salt: str = "") -> float:
     """Map a trace id to [0, 1), uniformly and reproducibly across processes and versions."""
-    return xxhash.xxh3_64_intdigest((salt + trace_id).encode()) / _SCALE
+    # The top 53 bits, scaled: exact in a double and strictly below 1.0.
+    return (xxhash.xxh3_64_intdigest((salt + trace_id).encode()) >> 11) * _SCALE
 
 
 def decide(

@@ -46,6 +46,21 @@ class Trace:
     size_bytes: int = 0
 
 
+def trace_dimensions(t: Trace) -> dict[str, Any]:
+    """A trace's identity and slicing dimensions, named as every output of stream-eval names them
+    (ClickHouse rows, judge requests)."""
+    return {
+        "trace_id": t.trace_id,
+        "span_id": t.span_id,
+        "route": t.route,
+        "ts": t.start_time,
+        "model": t.model,
+        "model_version": t.model_version,
+        "prompt_id": t.prompt_id,
+        "prompt_version": t.prompt_version,
+    }
+
+
 @dataclass(slots=True, frozen=True)
 class CheckResult:
     """Outcome of one cheap check on one trace.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -49,9 +49,12 @@ def _timestamp(value: Any, default: float) -> float:
     if isinstance(value, (int, float)):
         return float(value)
     try:
-        return datetime.fromisoformat(value).timestamp()
+        dt = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidTrace(f"timestamp {value!r} is not RFC 3339") from None
+    if dt.tzinfo is None:  # no offset given: UTC, never the worker's local zone
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
 
 
 def _get(obj: dict[str, Any], *path: str) -> Any:

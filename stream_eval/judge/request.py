@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from stream_eval.pipeline import ProcessedTrace
+from stream_eval.trace import trace_dimensions
 
 FORMAT_VERSION = 1
 
@@ -18,14 +19,7 @@ def judge_request(p: ProcessedTrace) -> dict[str, Any]:
     t = p.trace
     return {
         "v": FORMAT_VERSION,
-        "trace_id": t.trace_id,
-        "span_id": t.span_id,
-        "route": t.route,
-        "ts": t.start_time,
-        "model": t.model,
-        "model_version": t.model_version,
-        "prompt_id": t.prompt_id,
-        "prompt_version": t.prompt_version,
+        **trace_dimensions(t),
         "input": t.input_text,
         "output": t.output_text,
         "documents": [{"id": d.id, "content": d.content} for d in t.documents],

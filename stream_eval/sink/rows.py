@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from stream_eval.pipeline import Batch
+from stream_eval.trace import trace_dimensions
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # dead-letter payload kept in ClickHouse; Kafka's DLQ keeps all
 
@@ -23,14 +24,7 @@ def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[
         t, m = p.trace, p.message
         traces.append(
             {
-                "trace_id": t.trace_id,
-                "span_id": t.span_id,
-                "route": t.route,
-                "ts": t.start_time,
-                "model": t.model,
-                "model_version": t.model_version,
-                "prompt_id": t.prompt_id,
-                "prompt_version": t.prompt_version,
+                **trace_dimensions(t),
                 "provider": t.provider,
                 "operation": t.operation,
                 "source": t.source,

@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letters
     ingested_at     DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(ingested_at)
-ORDER BY (stage, kafka_topic, kafka_partition, kafka_offset, item);
+ORDER BY (stage, kafka_topic, kafka_partition, kafka_offset, reason, item);
 
 -- One row per Kafka message read: the accounting ledger.
 CREATE TABLE IF NOT EXISTS {db}.ingest_messages

@@ -44,7 +44,8 @@ class ChdbStore:
         except RuntimeError as exc:
             raise StoreError(
                 f"cannot open the embedded ClickHouse store at {path!r}: {exc}. "
-                "Only one process can open it at a time: is a stream-eval worker running on it?"
+                "An embedded store is opened by one process at a time (is a stream-eval worker "
+                "running on it?), and a process holds one embedded store at a time."
             ) from None
 
     def command(self, sql: str) -> None:
@@ -115,6 +116,10 @@ def open_store(cfg: ClickHouseSettings, *, migrate: bool = True) -> Store:
     """Open the configured store and create the schema if it is missing."""
     store: Store = ServerStore(cfg) if cfg.url else ChdbStore(cfg.path, cfg.database)
     if migrate:
-        for stmt in schema_statements(cfg.database):
-            store.command(stmt)
+        try:
+            for stmt in schema_statements(cfg.database):
+                store.command(stmt)
+        except BaseException:
+            store.close()
+            raise
     return store

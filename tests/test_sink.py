@@ -1,0 +1,490 @@
+"""The ClickHouse sink on embedded chdb: schema, idempotent replay, dead-letter payloads, summary.
+
+chdb allows one open session per process: every test closes its store (the ``store`` fixture),
+and no test opens two paths at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from stream_eval import checks
+from stream_eval.config import ClickHouseSettings, Settings
+from stream_eval.ingest.result import CHECK_ERROR
+from stream_eval.pipeline import Batch, RawMessage, process_batch
+from stream_eval.sink.rows import MAX_PAYLOAD_BYTES, batch_rows
+from stream_eval.sink.store import Store, StoreError, open_store, schema_statements
+from stream_eval.sink.writer import SinkWriter
+from stream_eval.summary import read_summary
+from stream_eval.synthetic.mix import Mix, build_mix
+from stream_eval.trace import CheckResult, Trace
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "deploy" / "demo.toml"
+DB = "stream_eval"
+TABLES = ("traces", "check_results", "dead_letters", "ingest_messages")
+BASE_TS = 1_795_000_000.0
+
+
+@pytest.fixture()
+def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("STREAM_EVAL_CONFIG", str(DEMO))
+    for key in list(os.environ):
+        if key.startswith("STREAM_EVAL_") and key != "STREAM_EVAL_CONFIG":
+            monkeypatch.delenv(key)
+    return Settings()
+
+
+@pytest.fixture()
+def ch(tmp_path: Path) -> ClickHouseSettings:
+    return ClickHouseSettings(path=str(tmp_path / "chdb"), database=DB)
+
+
+@pytest.fixture()
+def store(ch: ClickHouseSettings) -> Iterator[Store]:
+    s = open_store(ch)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture()
+def mix(settings: Settings) -> Mix:
+    return build_mix(120, batch_size=20, max_message_bytes=settings.ingest.max_message_bytes)
+
+
+def raw_messages(values: list[bytes], partition: int = 0) -> list[RawMessage]:
+    return [RawMessage("llm-traces", partition, i, BASE_TS + i, v) for i, v in enumerate(values)]
+
+
+@pytest.fixture()
+def batch(settings: Settings, mix: Mix) -> Batch:
+    return process_batch(raw_messages([m.value for m in mix.messages]), settings)
+
+
+def count(store: Store, table: str, final: bool = True, where: str = "1") -> int:
+    sql = f"SELECT count() AS n FROM {DB}.{table}{' FINAL' if final else ''} WHERE {where}"
+    return int(store.query(sql)[0]["n"])
+
+
+def counter(store: Store, sql: str, *keys: str) -> Counter[Any]:
+    rows = store.query(sql)
+    return Counter(
+        {(r[keys[0]] if len(keys) == 1 else tuple(r[k] for k in keys)): int(r["n"]) for r in rows}
+    )
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_schema_creates_tables_and_views(store: Store) -> None:
+    names = {
+        r["name"]: r["engine"]
+        for r in store.query(f"SELECT name, engine FROM system.tables WHERE database = '{DB}'")
+    }
+    assert names == {
+        **dict.fromkeys(TABLES, "ReplacingMergeTree"),
+        **{f"{t}_v": "View" for t in TABLES},
+    }
+    for t in TABLES:
+        assert count(store, t) == 0 and count(store, f"{t}_v", final=False) == 0
+
+
+def test_schema_statements_use_the_database_name() -> None:
+    stmts = schema_statements("other_db")
+    assert stmts[0] == "CREATE DATABASE IF NOT EXISTS other_db"
+    assert len(stmts) == 1 + 2 * len(TABLES)
+    assert all("{db}" not in s and "stream_eval." not in s for s in stmts)
+    assert not any(s.lstrip().startswith("--") for s in stmts)
+
+
+def test_migration_is_idempotent_and_data_persists(ch: ClickHouseSettings, batch: Batch) -> None:
+    s = open_store(ch)
+    try:
+        SinkWriter(s).write_sync(batch)
+    finally:
+        s.close()
+    s = open_store(ch)  # schema statements run again on an existing store
+    try:
+        assert count(s, "traces") == len(batch.processed)
+        assert count(s, "ingest_messages") == len(batch.messages)
+    finally:
+        s.close()
+
+
+def test_other_database_name(tmp_path: Path, batch: Batch) -> None:
+    s = open_store(ClickHouseSettings(path=str(tmp_path / "c"), database="evals"))
+    try:
+        assert s.database == "evals"
+        SinkWriter(s).write_sync(batch)
+        assert int(s.query("SELECT count() AS n FROM evals.traces_v")[0]["n"]) == len(
+            batch.processed
+        )
+    finally:
+        s.close()
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def test_replay_is_idempotent(store: Store, batch: Batch, mix: Mix) -> None:
+    writer = SinkWriter(store)
+    writer.write_sync(batch)
+    writer.write_sync(batch)  # a replay after a crash: the same batch again
+    expected = {
+        "traces": len(batch.processed),
+        "check_results": sum(len(p.results) for p in batch.processed),
+        "dead_letters": len(batch.dead),
+        "ingest_messages": len(batch.messages),
+    }
+    assert all(n > 0 for n in expected.values())
+    for table, n in expected.items():
+        assert count(store, table, final=False) == 2 * n, table
+        assert count(store, table) == n, table
+        assert count(store, f"{table}_v", final=False) == n, table
+
+    assert (
+        counter(store, f"SELECT route, count() AS n FROM {DB}.traces_v GROUP BY route", "route")
+        == mix.expected.traces
+    )
+    failures = counter(
+        store,
+        f"SELECT route, check_name, count() AS n FROM {DB}.check_results_v "
+        "WHERE passed = 0 GROUP BY route, check_name",
+        "route",
+        "check_name",
+    )
+    assert failures == mix.expected.failures
+    dead = counter(
+        store, f"SELECT reason, count() AS n FROM {DB}.dead_letters_v GROUP BY reason", "reason"
+    )
+    assert dead == mix.expected.dead
+    skipped = store.query(f"SELECT sum(skipped_spans) AS n FROM {DB}.ingest_messages_v")
+    assert int(skipped[0]["n"]) == mix.expected.skipped_spans
+    sampled = store.query(f"SELECT sum(sampled) AS n FROM {DB}.traces_v")
+    assert int(sampled[0]["n"]) == sum(1 for p in batch.processed if p.sample_reason)
+
+
+def test_replay_keeps_the_latest_write(store: Store, batch: Batch) -> None:
+    writer = SinkWriter(store)
+    writer.write_sync(batch)
+    writer.write_sync(batch)
+    rows = store.query(
+        f"SELECT count() AS n, uniqExact(ingested_at) AS u, max(ingested_at) AS latest, "
+        f"(SELECT any(ingested_at) FROM {DB}.traces FINAL) AS kept FROM {DB}.traces"
+    )
+    assert int(rows[0]["u"]) == 2
+    assert rows[0]["kept"] == rows[0]["latest"]
+
+
+def test_async_write_then_close(ch: ClickHouseSettings, batch: Batch) -> None:
+    s = open_store(ch)
+    writer = SinkWriter(s)
+    try:
+        asyncio.run(writer.write(batch))
+        assert count(s, "traces") == len(batch.processed)
+    finally:
+        writer.close()  # closes the store too
+    s = open_store(ch)
+    try:
+        assert count(s, "ingest_messages") == len(batch.messages)
+    finally:
+        s.close()
+
+
+# --------------------------------------------------------------------------- row contents
+
+
+def test_trace_row_round_trip(store: Store, batch: Batch) -> None:
+    SinkWriter(store).write_sync(batch)
+    p = next(p for p in batch.processed if p.trace.documents and p.sample_reason)
+    t = p.trace
+    (row,) = store.query(
+        "SELECT *, toUnixTimestamp64Milli(ts) AS ts_ms FROM "
+        f"{DB}.traces_v WHERE trace_id = '{t.trace_id}'"
+    )
+    assert row["ts_ms"] == round(t.start_time * 1000)
+    for name in (
+        "span_id",
+        "route",
+        "model",
+        "model_version",
+        "prompt_id",
+        "prompt_version",
+        "provider",
+        "operation",
+        "source",
+        "finish_reason",
+        "input_text",
+        "output_text",
+    ):
+        assert row[name] == getattr(t, name), name
+    assert row["latency_ms"] == pytest.approx(t.latency_ms)
+    assert row["cost_usd"] == pytest.approx(t.cost_usd)
+    assert (row["input_tokens"], row["output_tokens"]) == (t.input_tokens, t.output_tokens)
+    assert row["documents"] == len(t.documents)
+    assert row["tool_calls"] == len(t.tool_calls)
+    assert row["size_bytes"] == t.size_bytes
+    assert row["failed_checks"] == p.failed_checks
+    assert (row["sampled"], row["sample_reason"]) == (1, p.sample_reason)
+    assert (row["kafka_topic"], row["kafka_partition"]) == (p.message.topic, p.message.partition)
+    assert int(row["kafka_offset"]) == p.message.offset
+
+    results = store.query(
+        f"SELECT check_name, passed, score, reason FROM {DB}.check_results_v "
+        f"WHERE trace_id = '{t.trace_id}'"
+    )
+    got = {r["check_name"]: r for r in results}
+    assert set(got) == {r.check for r in p.results}
+    for r in p.results:
+        assert got[r.check]["passed"] == int(r.passed)
+        assert got[r.check]["reason"] == r.reason
+        if r.score is None:
+            assert got[r.check]["score"] is None
+        else:
+            assert got[r.check]["score"] == pytest.approx(r.score, rel=1e-6)
+
+
+def test_extra_and_nulls(store: Store, settings: Settings) -> None:
+    trace = {
+        "trace_id": "t-extra",
+        "route": "chat",
+        "timestamp": "2025-01-02T03:04:05.250Z",
+        "gen_ai": {"output": {"messages": [{"role": "assistant", "content": "Hi."}]}},
+        "tenant": "acme",
+        "tags": ["x", 1],
+    }
+    batch = process_batch(raw_messages([orjson.dumps(trace)]), settings)
+    SinkWriter(store).write_sync(batch)
+    (row,) = store.query(
+        "SELECT extra, latency_ms, input_tokens, cost_usd, toString(ts) AS ts_s, sampled "
+        f"FROM {DB}.traces_v"
+    )
+    assert orjson.loads(row["extra"]) == {"tenant": "acme", "tags": ["x", 1]}
+    assert row["latency_ms"] is None and row["input_tokens"] is None and row["cost_usd"] is None
+    assert row["ts_s"] == "2025-01-02 03:04:05.250"
+
+
+def test_ledger_rows(store: Store, batch: Batch) -> None:
+    SinkWriter(store).write_sync(batch)
+    rows = store.query(
+        "SELECT kafka_offset, format, bytes, traces, dead_letters, skipped_spans, "
+        f"toUnixTimestamp64Milli(message_ts) AS ts_ms FROM {DB}.ingest_messages_v"
+    )
+    by_offset = {int(r["kafka_offset"]): r for r in rows}
+    assert len(by_offset) == len(batch.messages)
+    for o in batch.messages:
+        r = by_offset[o.message.offset]
+        assert (r["format"], r["bytes"]) == (o.format, len(o.message.value))
+        assert (r["traces"], r["dead_letters"], r["skipped_spans"]) == (o.traces, o.dead, o.skipped)
+        assert r["ts_ms"] == round(o.message.timestamp * 1000)
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+def test_dead_letter_payload_round_trips(store: Store, batch: Batch, mix: Mix) -> None:
+    SinkWriter(store).write_sync(batch)
+    rows = store.query(
+        "SELECT kafka_offset, item, reason, route, trace_id, payload_bytes, payload_truncated, "
+        f"hex(base64Decode(payload_base64)) AS payload_hex FROM {DB}.dead_letters_v"
+    )
+    got = {(int(r["kafka_offset"]), r["item"]): r for r in rows}
+    assert len(got) == len(batch.dead)
+    garbage = next(m.value for m in mix.messages if m.kind == "bad_garbage")
+    assert not garbage.isascii()  # binary bytes survive the trip
+    seen_garbage = False
+    for o, d in batch.dead:
+        r = got[(o.message.offset, d.item)]
+        assert (r["reason"], r["route"], r["trace_id"]) == (d.reason, d.route, d.trace_id)
+        assert r["payload_bytes"] == len(d.payload)
+        if len(d.payload) <= MAX_PAYLOAD_BYTES:
+            assert bytes.fromhex(r["payload_hex"]) == d.payload
+            assert r["payload_truncated"] == 0
+        seen_garbage |= d.payload == garbage
+    assert seen_garbage
+
+
+@pytest.mark.parametrize(
+    ("size", "truncated"),
+    [(MAX_PAYLOAD_BYTES - 1, 0), (MAX_PAYLOAD_BYTES, 0), (MAX_PAYLOAD_BYTES + 1, 1), (300_000, 1)],
+)
+def test_payload_truncation(store: Store, settings: Settings, size: int, truncated: int) -> None:
+    payload = (b"\xff\x00garbage" * (size // 9 + 1))[:size]  # not JSON, not protobuf
+    batch = process_batch(raw_messages([payload]), settings)
+    assert [d.payload for _, d in batch.dead] == [payload]
+    SinkWriter(store).write_sync(batch)
+    (row,) = store.query(
+        "SELECT payload_bytes, payload_truncated, length(base64Decode(payload_base64)) AS kept, "
+        f"hex(base64Decode(payload_base64)) AS h FROM {DB}.dead_letters_v"
+    )
+    assert row["payload_bytes"] == size
+    assert row["payload_truncated"] == truncated
+    assert int(row["kept"]) == min(size, MAX_PAYLOAD_BYTES)
+    assert bytes.fromhex(row["h"]) == payload[:MAX_PAYLOAD_BYTES]
+
+
+def test_oversized_message_keeps_its_true_size(store: Store, settings: Settings, mix: Mix) -> None:
+    big = next(m.value for m in mix.messages if m.kind == "bad_oversized")
+    batch = process_batch(raw_messages([big]), settings)
+    SinkWriter(store).write_sync(batch)
+    (row,) = store.query(
+        f"SELECT reason, payload_bytes, payload_truncated FROM {DB}.dead_letters_v"
+    )
+    assert (row["reason"], row["payload_bytes"], row["payload_truncated"]) == (
+        "oversized",
+        len(big),
+        1,
+    )
+
+
+def _raise_on(bad: set[str]) -> Any:
+    real = checks.CHECKS["size"]
+
+    def check(trace: Trace, cfg: Any) -> CheckResult | None:
+        if trace.trace_id in bad:
+            raise ValueError("boom")
+        return real(trace, cfg)
+
+    return check
+
+
+def test_two_check_errors_in_one_message_are_two_rows(
+    store: Store, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    traces = [t.trace for t in build_mix(3, bad=False).expected.published]
+    raw = orjson.dumps(traces)
+    bad = {traces[0]["trace_id"], traces[2]["trace_id"]}
+    monkeypatch.setitem(checks.CHECKS, "size", _raise_on(bad))
+    batch = process_batch(raw_messages([raw]), settings)
+    assert [d.reason for _, d in batch.dead] == [CHECK_ERROR, CHECK_ERROR]
+    assert batch.messages[0].dead == 2
+    SinkWriter(store).write_sync(batch)
+    ledger = store.query(f"SELECT dead_letters FROM {DB}.ingest_messages_v")
+    assert ledger[0]["dead_letters"] == 2
+    rows = store.query(f"SELECT trace_id FROM {DB}.dead_letters_v")
+    assert {r["trace_id"] for r in rows} == bad
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def test_read_summary_matches_the_batch(store: Store, batch: Batch, mix: Mix) -> None:
+    writer = SinkWriter(store)
+    writer.write_sync(batch)
+    writer.write_sync(batch)  # replayed: the summary reads through FINAL
+    s = read_summary(store)
+
+    routes = Counter(p.trace.route for p in batch.processed)
+    assert list(s.routes) == sorted(routes)
+    assert {r: rs.traces for r, rs in s.routes.items()} == routes == mix.expected.traces
+    sampled = Counter(p.trace.route for p in batch.processed if p.sample_reason)
+    assert {r: rs.sampled for r, rs in s.routes.items()} == {r: sampled[r] for r in routes}
+    for r, rs in s.routes.items():
+        assert rs.sampled_fraction == pytest.approx(sampled[r] / routes[r])
+        applied = {res.check for p in batch.processed if p.trace.route == r for res in p.results}
+        assert set(rs.failures) == applied
+        assert {c: n for c, n in rs.failures.items() if n} == {
+            c: n for (route, c), n in mix.expected.failures.items() if route == r
+        }
+    assert s.messages == len(batch.messages) == mix.expected.messages
+    assert s.dead_by_reason == dict(mix.expected.dead)
+    assert s.skipped_spans == mix.expected.skipped_spans
+    dead_routes = Counter(d.route for _, d in batch.dead)
+    assert s.unattributed_dead == dead_routes.pop("")
+    assert {r: rs.dead_letters for r, rs in s.routes.items() if rs.dead_letters} == dead_routes
+
+
+def test_read_summary_empty_store(store: Store) -> None:
+    s = read_summary(store)
+    assert (s.routes, s.messages, s.dead_by_reason, s.skipped_spans, s.unattributed_dead) == (
+        {},
+        0,
+        {},
+        0,
+        0,
+    )
+
+
+def test_batch_rows_empty_batch(store: Store) -> None:
+    rows = batch_rows(Batch(), ingested_at=BASE_TS)
+    assert rows == dict.fromkeys(TABLES, b"")
+    SinkWriter(store).write_sync(Batch())
+    assert all(count(store, t, final=False) == 0 for t in TABLES)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELEC 1", f"SELECT * FROM {DB}.no_such_table", "SELECT no_such_column"]
+)
+def test_store_error_on_bad_sql(store: Store, sql: str) -> None:
+    with pytest.raises(StoreError) as info:
+        store.query(sql)
+    assert "DB::Exception" in str(info.value)
+    assert store.query("SELECT 1 + 1 AS x") == [{"x": 2}]  # the store is still usable
+
+
+def test_store_error_on_bad_insert(store: Store) -> None:
+    with pytest.raises(StoreError):
+        store.insert("traces", b"{not json\n")
+    with pytest.raises(StoreError):
+        store.insert("ingest_messages", b'{"kafka_partition": "abc"}\n')
+    with pytest.raises(StoreError):
+        store.insert("no_such_table", b'{"a": 1}\n')
+    assert count(store, "traces", final=False) == 0
+    assert count(store, "ingest_messages", final=False) == 0
+
+
+def test_rows_match_the_table_columns(store: Store, batch: Batch) -> None:
+    """ClickHouse skips unknown JSONEachRow keys silently: a renamed column would lose data."""
+    rows = batch_rows(batch, ingested_at=BASE_TS)
+    for table, data in rows.items():
+        first = orjson.loads(data.splitlines()[0])
+        columns = [
+            r["name"]
+            for r in store.query(
+                f"SELECT name FROM system.columns WHERE database = '{DB}' AND table = '{table}' "
+                "ORDER BY position"
+            )
+        ]
+        assert list(first) == columns, table
+
+
+def test_raw_formats(store: Store) -> None:
+    assert store.raw("SELECT 1 + 1 AS x", "CSV") == b"2\n"
+    assert store.raw("SELECT 1 + 1 AS x", "CSVWithNames") == b'"x"\n2\n'
+    assert orjson.loads(store.raw("SELECT 'a' AS s", "JSONEachRow")) == {"s": "a"}
+
+
+def test_second_process_cannot_open_a_held_store(store: Store, ch: ClickHouseSettings) -> None:
+    code = (
+        "import sys\n"
+        "from stream_eval.config import ClickHouseSettings\n"
+        "from stream_eval.sink.store import StoreError, open_store\n"
+        "try:\n"
+        f"    open_store(ClickHouseSettings(path={ch.path!r}))\n"
+        "except StoreError as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(3)\n"
+        "print('opened')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 3, (out.stdout, out.stderr[-2000:])
+    assert ch.path in out.stdout
+    assert "opened by one process at a time" in out.stdout
+    assert "Traceback" not in out.stderr
+    # The holder is unaffected.
+    assert store.query("SELECT 1 AS x") == [{"x": 1}]
