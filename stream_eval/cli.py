@@ -42,9 +42,16 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.option(
     "--loglevel", default="info", type=click.Choice(["crit", "error", "warn", "info", "debug"])
 )
+@click.option(
+    "--role",
+    default="all",
+    show_default=True,
+    type=click.Choice(["all", "ingest", "judge"]),
+    help="which agents to run; judge workers use the consumer group <app_id>-judge",
+)
 @click.pass_context
-def worker(ctx: click.Context, loglevel: str) -> None:
-    """Run a stream-eval Faust worker (ingest agent) until stopped."""
+def worker(ctx: click.Context, loglevel: str, role: str) -> None:
+    """Run a stream-eval Faust worker (ingest and judge agents) until stopped."""
     import faust
 
     from stream_eval.app import create_app
@@ -52,7 +59,7 @@ def worker(ctx: click.Context, loglevel: str) -> None:
 
     settings = _settings(ctx)
     ensure_topics(settings)
-    app = create_app(settings)
+    app = create_app(settings, role)  # type: ignore[arg-type]
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 

@@ -94,6 +94,7 @@ class TopicSettings(_Model):
     traces: str = "llm-traces"
     judge_requests: str = "stream-eval-judge-requests"
     dead_letters: str = "stream-eval-dead-letters"
+    judge_dead_letters: str = "stream-eval-judge-dead-letters"
 
 
 class ClickHouseSettings(_Model):
@@ -143,9 +144,62 @@ class CheckSettings(_Model):
         return v
 
 
+RUBRIC_NAMES: tuple[str, ...] = ("helpfulness", "faithfulness", "correctness")
+
+
+def _known_rubrics(names: list[str] | None) -> list[str] | None:
+    unknown = sorted(set(names or ()) - set(RUBRIC_NAMES))
+    if unknown:
+        raise ValueError(f"unknown rubrics {unknown}; known: {list(RUBRIC_NAMES)}")
+    return names
+
+
+class JudgeSettings(_Model):
+    """The LLM judge: an OpenAI or OpenAI-compatible endpoint, pinned model, limits, prices."""
+
+    enabled: bool | None = None  # None: on when base_url or an API key is configured
+    base_url: str = ""  # empty: the openai SDK's default (api.openai.com)
+    api_key: SecretStr | None = None  # environment only (or OPENAI_API_KEY)
+    model: str = "gpt-4o-mini-2024-07-18"  # an exact, pinned model name
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_output_tokens: int = Field(default=300, ge=16)
+    requests_per_minute: int = Field(default=60, ge=1)
+    tokens_per_minute: int | None = Field(default=200_000, ge=1)
+    rate_window_seconds: float = Field(default=60.0, gt=0)  # the window the two limits apply to
+    max_concurrency: int = Field(default=8, ge=1)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)  # per call, for 429, 5xx and timeouts
+    backoff_base_seconds: float = Field(default=0.5, ge=0)
+    backoff_max_seconds: float = Field(default=30.0, ge=0)
+    price_input_per_mtok: float = Field(default=0.15, ge=0)  # USD per million input tokens
+    price_output_per_mtok: float = Field(default=0.60, ge=0)
+    rubrics: list[str] = Field(default_factory=lambda: list(RUBRIC_NAMES))
+    daily_budget_usd: float | None = Field(default=None, ge=0)  # per route; None: unlimited
+    batch_max_messages: int = Field(default=64, ge=1)
+    batch_max_seconds: float = Field(default=1.0, gt=0)
+
+    _rubrics_known = field_validator("rubrics")(_known_rubrics)
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        return os.environ.get("OPENAI_API_KEY") or None
+
+    @property
+    def active(self) -> bool:
+        if self.enabled is not None:
+            return self.enabled
+        return bool(self.base_url or self.resolved_api_key())
+
+
 class RouteSettings(_Model):
     sample_rate: float | None = Field(default=None, ge=0, le=1)
     checks: dict[str, Any] = Field(default_factory=dict)  # overrides of CheckSettings
+    rubrics: list[str] | None = None  # default: judge.rubrics (each only where it applies)
+    judge_daily_budget_usd: float | None = Field(default=None, ge=0)
+
+    _rubrics_known = field_validator("rubrics")(_known_rubrics)
 
 
 class SamplingSettings(_Model):
@@ -170,6 +224,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     checks: CheckSettings = Field(default_factory=CheckSettings)
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
 
     @classmethod
@@ -204,6 +259,18 @@ class Settings(BaseSettings):
     def checks_for(self, route: str) -> CheckSettings:
         """The check thresholds for a route: its overrides on top of the defaults."""
         return self._route_checks.get(route, self.checks)
+
+    def rubrics_for(self, route: str) -> list[str]:
+        r = self.routes.get(route)
+        if r is not None and r.rubrics is not None:
+            return r.rubrics
+        return self.judge.rubrics
+
+    def judge_budget_for(self, route: str) -> float | None:
+        r = self.routes.get(route)
+        if r is not None and r.judge_daily_budget_usd is not None:
+            return r.judge_daily_budget_usd
+        return self.judge.daily_budget_usd
 
     def sample_rate_for(self, route: str) -> float:
         r = self.routes.get(route)

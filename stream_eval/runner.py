@@ -55,14 +55,18 @@ class WorkerProcess:
         timeout: float = 300.0,
         progress: Callable[[int], None] | None = None,
         poll: float = 1.0,
+        topics: list[str] | None = None,
     ) -> None:
-        """Block until the group lag on the traces topic is 0; raise if the worker dies."""
+        """Block until the group lag on ``topics`` (default: traces) is 0.
+
+        Raises WorkerFailed if the worker dies or the timeout passes.
+        """
         assert self.proc is not None, "start() first"
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 raise WorkerFailed(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
-            lag = group_lag(settings, settings.topics.traces)
+            lag = sum(group_lag(settings, t) for t in topics or [settings.topics.traces])
             if progress is not None:
                 progress(lag)
             if lag == 0:

@@ -11,7 +11,7 @@ from stream_eval.kafka_config import confluent_config
 
 def topic_names(settings: Settings) -> list[str]:
     t = settings.topics
-    return [t.traces, t.judge_requests, t.dead_letters]
+    return [t.traces, t.judge_requests, t.dead_letters, t.judge_dead_letters]
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

@@ -169,3 +169,53 @@ def test_crash_and_replay_do_not_double_count(isolated: Settings, tmp_path: Path
     _drain(replay, tmp_path / "worker3.log", {"STREAM_EVAL_APP_ID": replay.app_id})
     got = _assert_exact(settings, mix)
     assert got["raw_traces"] > sum(mix.expected.traces.values())  # the replay did happen
+
+
+def test_judge_agent_scores_every_sampled_trace(isolated: Settings, tmp_path: Path) -> None:
+    from stream_eval.testing import Behaviour, StubOpenAI
+
+    settings = isolated
+    mix = build_mix(300, batch_size=30, bad=False)
+    ensure_topics(settings)
+    publish(settings, mix.messages)
+    with StubOpenAI(default=Behaviour(score=8)) as stub:
+        stub.script(Behaviour(kind="status", status=429, retry_after=0.5))
+        env = {
+            "STREAM_EVAL_JUDGE__BASE_URL": stub.base_url,
+            "STREAM_EVAL_JUDGE__MODEL": "judge-pinned-1",
+            "STREAM_EVAL_JUDGE__REQUESTS_PER_MINUTE": "6000",
+        }
+        w = WorkerProcess(None, tmp_path / "worker.log", env)
+        w.start()
+        try:
+            w.wait_drained(
+                settings,
+                timeout=180,
+                topics=[settings.topics.traces, settings.topics.judge_requests],
+            )
+        finally:
+            w.stop()
+        http_calls = len(stub.requests)
+
+    store = open_store(settings.clickhouse)
+    db = store.database
+    try:
+        sampled = store.query(
+            f"SELECT count() AS n, countIf(documents > 0) AS rag FROM {db}.traces FINAL "
+            "WHERE sampled = 1"
+        )[0]
+        results = store.query(
+            f"SELECT rubric, status, count() AS n, sum(attempts) AS calls, "
+            f"any(judge_model_version) AS served FROM {db}.judge_results FINAL "
+            "GROUP BY rubric, status ORDER BY rubric"
+        )
+    finally:
+        store.close()
+    got = {(r["rubric"], r["status"]): int(r["n"]) for r in results}
+    # helpfulness for every sampled trace, faithfulness for the RAG ones, all scored.
+    assert got == {
+        ("faithfulness", "scored"): int(sampled["rag"]),
+        ("helpfulness", "scored"): int(sampled["n"]),
+    }
+    assert sum(int(r["calls"]) for r in results) == http_calls  # the 429 retry counted once more
+    assert {r["served"] for r in results} == {stub.served_model}

@@ -32,7 +32,8 @@ from stream_eval.trace import CheckResult, Trace
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "deploy" / "demo.toml"
 DB = "stream_eval"
-TABLES = ("traces", "check_results", "dead_letters", "ingest_messages")
+TABLES = ("traces", "check_results", "dead_letters", "ingest_messages", "judge_results")
+INGEST_TABLES = TABLES[:4]  # what the ingest stage writes; judge_results is the judge's
 BASE_TS = 1_795_000_000.0
 
 
@@ -419,7 +420,7 @@ def test_read_summary_empty_store(store: Store) -> None:
 
 def test_batch_rows_empty_batch(store: Store) -> None:
     rows = batch_rows(Batch(), ingested_at=BASE_TS)
-    assert rows == dict.fromkeys(TABLES, b"")
+    assert rows == dict.fromkeys(INGEST_TABLES, b"")
     SinkWriter(store).write_sync(Batch())
     assert all(count(store, t, final=False) == 0 for t in TABLES)
 

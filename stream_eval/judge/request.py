@@ -5,12 +5,13 @@ JSON, one object per message, key = trace id. ``v`` is the format version.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from stream_eval.pipeline import ProcessedTrace
-from stream_eval.trace import trace_dimensions
+from stream_eval.trace import Document, trace_dimensions
 
 FORMAT_VERSION = 1
 
@@ -31,3 +32,87 @@ def judge_request(p: ProcessedTrace) -> dict[str, Any]:
 
 def encode_judge_request(p: ProcessedTrace) -> bytes:
     return orjson.dumps(judge_request(p))
+
+
+class InvalidJudgeRequest(ValueError):
+    """A judge-requests message that is not a valid request: dead-letter it."""
+
+
+@dataclass(slots=True, frozen=True)
+class JudgeRequest:
+    """A decoded judge-requests message: what the judge sees of one sampled trace."""
+
+    trace_id: str
+    route: str
+    output: str
+    span_id: str = ""
+    ts: float = 0.0
+    model: str = ""
+    model_version: str = ""
+    prompt_id: str = ""
+    prompt_version: str = ""
+    input: str = ""
+    documents: tuple[Document, ...] = ()
+    reference_answer: str | None = None
+    sample_reason: str = ""
+
+    def dimensions(self) -> dict[str, Any]:
+        """The same identity and slicing columns as ``trace_dimensions`` gives for the trace."""
+        return {
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "route": self.route,
+            "ts": self.ts,
+            "model": self.model,
+            "model_version": self.model_version,
+            "prompt_id": self.prompt_id,
+            "prompt_version": self.prompt_version,
+        }
+
+
+_STR_FIELDS = (
+    "span_id",
+    "model",
+    "model_version",
+    "prompt_id",
+    "prompt_version",
+    "input",
+    "sample_reason",
+)
+
+
+def decode_judge_request(raw: bytes) -> JudgeRequest:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJudgeRequest(f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise InvalidJudgeRequest("a judge request must be a JSON object")
+    if obj.get("v") != FORMAT_VERSION:
+        raise InvalidJudgeRequest(f"unsupported format version {obj.get('v')!r}")
+    for key in ("trace_id", "route", "output"):
+        if not isinstance(obj.get(key), str):
+            raise InvalidJudgeRequest(f"{key} must be a string")
+    for key in _STR_FIELDS:
+        if not isinstance(obj.get(key, ""), str):
+            raise InvalidJudgeRequest(f"{key} must be a string")
+    docs = obj.get("documents") or []
+    if not isinstance(docs, list) or not all(
+        isinstance(d, dict) and isinstance(d.get("content"), str) for d in docs
+    ):
+        raise InvalidJudgeRequest("documents must be a list of {id, content}")
+    ref = obj.get("reference_answer")
+    ts = obj.get("ts", 0.0)
+    if ref is not None and not isinstance(ref, str):
+        raise InvalidJudgeRequest("reference_answer must be a string or null")
+    if not isinstance(ts, (int, float)):
+        raise InvalidJudgeRequest("ts must be a number")
+    return JudgeRequest(
+        trace_id=obj["trace_id"],
+        route=obj["route"],
+        output=obj["output"],
+        ts=float(ts),
+        documents=tuple(Document(str(d.get("id", i)), d["content"]) for i, d in enumerate(docs)),
+        reference_answer=ref,
+        **{k: obj.get(k, "") for k in _STR_FIELDS},
+    )

@@ -100,7 +100,45 @@ CREATE TABLE IF NOT EXISTS {db}.ingest_messages
 ENGINE = ReplacingMergeTree(ingested_at)
 ORDER BY (kafka_topic, kafka_partition, kafka_offset);
 
+-- One row per (sampled trace, applicable rubric): scored, failed (also dead-lettered)
+-- or skipped (budget). Keyed so that a replay neither re-judges nor double-counts.
+CREATE TABLE IF NOT EXISTS {db}.judge_results
+(
+    trace_id            String,
+    span_id             String,
+    route               LowCardinality(String),
+    ts                  DateTime64(3, 'UTC'),
+    model               LowCardinality(String),
+    model_version       LowCardinality(String),
+    prompt_id           LowCardinality(String),
+    prompt_version      LowCardinality(String),
+    rubric              LowCardinality(String),
+    rubric_version      LowCardinality(String),
+    judge_model         LowCardinality(String),
+    judge_model_version LowCardinality(String),
+    status              LowCardinality(String),
+    score               Nullable(Float32),
+    scale_min           UInt8,
+    scale_max           UInt8,
+    passed              Nullable(UInt8),
+    reason              String,
+    error               LowCardinality(String),
+    detail              String,
+    attempts            UInt16,
+    input_tokens        UInt32,
+    output_tokens       UInt32,
+    cost_usd            Float64,
+    latency_ms          Float64,
+    sample_reason       LowCardinality(String),
+    requested_at        DateTime64(3, 'UTC'),
+    judged_at           DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(judged_at)
+PARTITION BY toYYYYMM(ts)
+ORDER BY (route, rubric, rubric_version, judge_model, trace_id, span_id);
+
 CREATE VIEW IF NOT EXISTS {db}.traces_v AS SELECT * FROM {db}.traces FINAL;
 CREATE VIEW IF NOT EXISTS {db}.check_results_v AS SELECT * FROM {db}.check_results FINAL;
 CREATE VIEW IF NOT EXISTS {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FINAL;
 CREATE VIEW IF NOT EXISTS {db}.ingest_messages_v AS SELECT * FROM {db}.ingest_messages FINAL;
+CREATE VIEW IF NOT EXISTS {db}.judge_results_v AS SELECT * FROM {db}.judge_results FINAL;

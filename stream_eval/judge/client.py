@@ -1,0 +1,175 @@
+"""One judge call: rate-limited, retried, parsed strictly, its tokens and cost counted.
+
+The openai SDK's own retries are off (``max_retries=0``): retries here go through
+the same limiter as first attempts, so the configured rate holds for all traffic,
+and a ``Retry-After`` pauses every call to that model, not just the one that got it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+import openai
+from openai.types.chat import ChatCompletion
+
+from stream_eval.config import JudgeSettings
+from stream_eval.judge.limits import JudgeLimits, backoff_delay, is_retryable, retry_after_seconds
+from stream_eval.judge.prompt import build_messages, new_nonce, response_format
+from stream_eval.judge.request import JudgeRequest
+from stream_eval.judge.rubrics import Rubric
+from stream_eval.judge.verdict import InvalidVerdict, Verdict, parse_verdict
+
+# Why a call failed (judge_results.error, and the dead-letter reason).
+UNPARSEABLE = "unparseable"
+RATE_LIMITED = "rate_limited"
+SERVER_ERROR = "server_error"
+TIMEOUT = "timeout"
+CONNECTION = "connection"
+API_ERROR = "api_error"
+
+
+def error_kind(exc: BaseException) -> str:
+    if isinstance(exc, openai.RateLimitError):
+        return RATE_LIMITED
+    if isinstance(exc, openai.APITimeoutError):
+        return TIMEOUT
+    if isinstance(exc, openai.APIConnectionError):
+        return CONNECTION
+    if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
+        return SERVER_ERROR
+    return API_ERROR
+
+
+@dataclass(slots=True)
+class Prepared:
+    rubric: Rubric
+    request: JudgeRequest
+    messages: list[dict[str, Any]]
+    est_input_tokens: int
+    est_cost_usd: float  # worst case: estimated input, max_output_tokens of output
+
+
+@dataclass(slots=True)
+class CallOutcome:
+    rubric: Rubric
+    request: JudgeRequest
+    verdict: Verdict | None  # None: failed
+    error: str = ""  # one of the kinds above when failed
+    detail: str = ""
+    raw_output: str = ""
+    served_model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    attempts: int = 0
+    latency_ms: float = 0.0
+
+
+class JudgeClient:
+    def __init__(
+        self,
+        cfg: JudgeSettings,
+        limits: JudgeLimits,
+        client: openai.AsyncOpenAI,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.limits = limits
+        self.client = client
+        self.rng = rng or random.Random()
+
+    @classmethod
+    def from_settings(cls, cfg: JudgeSettings) -> JudgeClient:
+        client = openai.AsyncOpenAI(
+            base_url=cfg.base_url or None,
+            api_key=cfg.resolved_api_key() or "not-needed",  # local endpoints take any key
+            max_retries=0,
+            timeout=cfg.timeout_seconds,
+        )
+        limits = JudgeLimits(
+            requests_per_window=cfg.requests_per_minute,
+            tokens_per_window=cfg.tokens_per_minute,
+            window=cfg.rate_window_seconds,
+            max_concurrency=cfg.max_concurrency,
+        )
+        return cls(cfg, limits, client)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        c = self.cfg
+        return (
+            input_tokens * c.price_input_per_mtok + output_tokens * c.price_output_per_mtok
+        ) / 1e6
+
+    def prepare(self, rubric: Rubric, req: JudgeRequest) -> Prepared:
+        messages = build_messages(rubric, req, new_nonce())
+        est = sum(len(m["content"]) for m in messages) // 3 + 16  # generous: ~3 chars a token
+        return Prepared(rubric, req, messages, est, self.cost(est, self.cfg.max_output_tokens))
+
+    async def _create(self, messages: list[dict[str, Any]], fmt: dict[str, Any]) -> ChatCompletion:
+        cfg = self.cfg
+        kwargs: dict[str, Any] = {
+            "model": cfg.model,
+            "messages": messages,
+            "response_format": fmt,
+            "temperature": cfg.temperature,
+            "max_tokens": cfg.max_output_tokens,
+            "timeout": cfg.timeout_seconds,
+        }
+        return cast(ChatCompletion, await self.client.chat.completions.create(**kwargs))
+
+    async def call(self, p: Prepared) -> CallOutcome:
+        cfg = self.cfg
+        out = CallOutcome(p.rubric, p.request, None)
+        fmt = response_format(p.rubric, cfg.response_format)
+        transient = parse_failures = 0
+        started = time.monotonic()
+        while True:
+            out.attempts += 1
+            try:
+                async with self.limits.slot(p.est_input_tokens + cfg.max_output_tokens) as adm:
+                    resp = await self._create(p.messages, fmt)
+                    used = resp.usage.total_tokens if resp.usage else None
+                    if used is not None:
+                        self.limits.adjust(adm, used)
+            except Exception as exc:
+                kind = error_kind(exc)
+                transient += 1
+                if not is_retryable(exc) or transient >= cfg.max_attempts:
+                    return self._fail(out, kind, f"{type(exc).__name__}: {exc}", started)
+                headers = getattr(getattr(exc, "response", None), "headers", None)
+                wait = retry_after_seconds(headers)
+                if wait is not None:
+                    # Every call to this model waits, not only this one.
+                    self.limits.pause_until(time.monotonic() + wait)
+                else:
+                    await asyncio.sleep(
+                        backoff_delay(
+                            transient, cfg.backoff_base_seconds, cfg.backoff_max_seconds, self.rng
+                        )
+                    )
+                continue
+            if resp.usage is not None:
+                out.input_tokens += resp.usage.prompt_tokens
+                out.output_tokens += resp.usage.completion_tokens
+            out.cost_usd = self.cost(out.input_tokens, out.output_tokens)
+            out.served_model = resp.model
+            out.raw_output = (resp.choices[0].message.content or "") if resp.choices else ""
+            try:
+                out.verdict = parse_verdict(out.raw_output, p.rubric)
+            except InvalidVerdict as exc:
+                parse_failures += 1
+                if parse_failures > 1:  # retried once already
+                    return self._fail(out, UNPARSEABLE, str(exc), started)
+                continue
+            out.latency_ms = (time.monotonic() - started) * 1000
+            return out
+
+    @staticmethod
+    def _fail(out: CallOutcome, kind: str, detail: str, started: float) -> CallOutcome:
+        out.error, out.detail = kind, detail[:1000]
+        out.latency_ms = (time.monotonic() - started) * 1000
+        return out

@@ -1,0 +1,251 @@
+"""The judge stage, free of Faust: a batch of judge-requests messages in, results durable out.
+
+Every (request, applicable rubric) ends as exactly one ``judge_results`` row:
+``scored``, ``failed`` (also dead-lettered with the reason and the raw judge output)
+or ``skipped`` (the route's daily budget is spent). A message that is not a valid
+request is dead-lettered whole. Pairs already scored or failed under the same rubric
+version and judge model are not judged again: a replay after a crash costs nothing
+and writes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream_eval.config import Settings
+from stream_eval.judge.budget import DailyBudget
+from stream_eval.judge.client import CallOutcome, JudgeClient, Prepared
+from stream_eval.judge.request import InvalidJudgeRequest, JudgeRequest, decode_judge_request
+from stream_eval.judge.rubrics import RUBRICS, Rubric, rubrics_for_request
+from stream_eval.pipeline import RawMessage
+from stream_eval.sink.writer import SinkWriter
+
+log = logging.getLogger("stream_eval.judge")
+
+SCORED, FAILED, SKIPPED = "scored", "failed", "skipped"
+BUDGET = "budget"
+DECODE = "decode"
+
+Send = Callable[[bytes, list[tuple[str, bytes]]], Awaitable[Any]]
+
+
+def sql_str(s: str) -> str:
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass(slots=True)
+class JudgeCounters:
+    messages: int = 0
+    scored: int = 0
+    failed: int = 0
+    skipped: int = 0
+    already_done: int = 0
+    dead_messages: int = 0
+    cost_usd: float = 0.0
+
+    def report(self) -> str:
+        return (
+            f"judge: {self.messages} requests, {self.scored} scored, {self.failed} failed, "
+            f"{self.skipped} skipped (budget), {self.already_done} already judged, "
+            f"{self.dead_messages} invalid, ${self.cost_usd:.4f} spent"
+        )
+
+
+@dataclass(slots=True)
+class _Item:
+    message: RawMessage
+    request: JudgeRequest
+    rubric: Rubric
+
+
+@dataclass(slots=True)
+class JudgeBatchResult:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    dead_rows: list[dict[str, Any]] = field(default_factory=list)
+    dlq: list[tuple[bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+
+
+class JudgeStage:
+    def __init__(
+        self,
+        settings: Settings,
+        client: JudgeClient,
+        writer: SinkWriter,
+        send_dead_letter: Send,
+        budget: DailyBudget,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.writer = writer
+        self.send_dead_letter = send_dead_letter
+        self.budget = budget
+        self.counters = JudgeCounters()
+
+    @classmethod
+    async def spent_today(cls, writer: SinkWriter) -> dict[str, float]:
+        db = writer.store.database
+        rows = await writer.query(
+            f"SELECT route, sum(cost_usd) AS usd FROM {db}.judge_results FINAL "
+            "WHERE toDate(judged_at, 'UTC') = toDate(now(), 'UTC') GROUP BY route"
+        )
+        return {r["route"]: float(r["usd"]) for r in rows}
+
+    async def handle(self, messages: Sequence[RawMessage]) -> JudgeBatchResult:
+        out = JudgeBatchResult()
+        now = time.time()
+        items: list[_Item] = []
+        for m in messages:
+            try:
+                req = decode_judge_request(m.value)
+            except InvalidJudgeRequest as exc:
+                self._dead(out, m, DECODE, str(exc), m.value, -1, now)
+                self.counters.dead_messages += 1
+                continue
+            names = self.settings.rubrics_for(req.route)
+            items.extend(_Item(m, req, r) for r in rubrics_for_request(names, req))
+        self.counters.messages += len(messages)
+
+        done = await self._already_judged(items)
+        todo: list[tuple[_Item, Prepared]] = []
+        for it in items:
+            if (it.request.trace_id, it.request.span_id, it.rubric.name) in done:
+                self.counters.already_done += 1
+                continue
+            p = self.client.prepare(it.rubric, it.request)
+            if self.budget.try_reserve(it.request.route, p.est_cost_usd):
+                todo.append((it, p))
+            else:
+                out.rows.append(self._row(it, None, SKIPPED, now, error=BUDGET))
+                self.counters.skipped += 1
+
+        outcomes = await asyncio.gather(*(self._call(it, p) for it, p in todo))
+        judged_at = time.time()
+        for (it, _), o in zip(todo, outcomes, strict=True):
+            if o.verdict is not None:
+                out.rows.append(self._row(it, o, SCORED, judged_at))
+                self.counters.scored += 1
+            else:
+                out.rows.append(self._row(it, o, FAILED, judged_at, error=o.error))
+                payload = orjson.dumps(
+                    {
+                        "request": orjson.loads(it.message.value),
+                        "rubric": it.rubric.name,
+                        "rubric_version": it.rubric.version,
+                        "raw_output": o.raw_output,
+                    }
+                )
+                self._dead(out, it.message, o.error, o.detail, payload, 0, judged_at, it)
+                self.counters.failed += 1
+            self.counters.cost_usd += o.cost_usd
+
+        await self.writer.write_tables(
+            {
+                "judge_results": b"".join(orjson.dumps(r) + b"\n" for r in out.rows),
+                "dead_letters": b"".join(orjson.dumps(r) + b"\n" for r in out.dead_rows),
+            }
+        )
+        deliveries = [await self.send_dead_letter(v, h) for v, h in out.dlq]
+        await asyncio.gather(*deliveries)
+        return out
+
+    async def _call(self, it: _Item, p: Prepared) -> CallOutcome:
+        o = await self.client.call(p)
+        self.budget.settle(it.request.route, p.est_cost_usd, o.cost_usd)
+        return o
+
+    async def _already_judged(self, items: list[_Item]) -> set[tuple[str, str, str]]:
+        if not items:
+            return set()
+        db = self.writer.store.database
+        keys = ",".join(
+            f"({sql_str(i.request.trace_id)},{sql_str(i.request.span_id)},"
+            f"{sql_str(i.rubric.name)},{sql_str(i.rubric.version)})"
+            for i in items
+        )
+        rows = await self.writer.query(
+            f"SELECT trace_id, span_id, rubric FROM {db}.judge_results FINAL "
+            f"WHERE judge_model = {sql_str(self.settings.judge.model)} AND status != 'skipped' "
+            f"AND (trace_id, span_id, rubric, rubric_version) IN ({keys})"
+        )
+        return {(r["trace_id"], r["span_id"], r["rubric"]) for r in rows}
+
+    def _row(
+        self,
+        it: _Item,
+        o: CallOutcome | None,
+        status: str,
+        judged_at: float,
+        error: str = "",
+    ) -> dict[str, Any]:
+        r, v = it.rubric, (o.verdict if o else None)
+        return {
+            **it.request.dimensions(),
+            "rubric": r.name,
+            "rubric_version": r.version,
+            "judge_model": self.settings.judge.model,
+            "judge_model_version": o.served_model if o else "",
+            "status": status,
+            "score": v.score if v else None,
+            "scale_min": r.scale_min,
+            "scale_max": r.scale_max,
+            "passed": (1 if r.passed(v.score) else 0) if v else None,
+            "reason": v.reason if v else "",
+            "error": error,
+            "detail": o.detail if o else "",
+            "attempts": o.attempts if o else 0,
+            "input_tokens": o.input_tokens if o else 0,
+            "output_tokens": o.output_tokens if o else 0,
+            "cost_usd": o.cost_usd if o else 0.0,
+            "latency_ms": o.latency_ms if o else 0.0,
+            "sample_reason": it.request.sample_reason,
+            "requested_at": it.message.timestamp,
+            "judged_at": judged_at,
+        }
+
+    def _dead(
+        self,
+        out: JudgeBatchResult,
+        m: RawMessage,
+        reason: str,
+        detail: str,
+        payload: bytes,
+        item: int,
+        now: float,
+        it: _Item | None = None,
+    ) -> None:
+        rubric = it.rubric.name if it else ""
+        out.dead_rows.append(
+            {
+                "stage": "judge",
+                "kafka_topic": m.topic,
+                "kafka_partition": m.partition,
+                "kafka_offset": m.offset,
+                "item": item if it is None else list(RUBRICS).index(it.rubric.name),
+                "reason": reason,
+                "detail": f"{rubric}: {detail}" if rubric else detail,
+                "format": "judge_request",
+                "route": it.request.route if it else "",
+                "trace_id": it.request.trace_id if it else "",
+                "payload_base64": base64.b64encode(payload[: 64 * 1024]).decode(),
+                "payload_bytes": len(payload),
+                "payload_truncated": 1 if len(payload) > 64 * 1024 else 0,
+                "message_ts": m.timestamp,
+                "ingested_at": now,
+            }
+        )
+        headers = [
+            ("stream-eval-reason", reason.encode()),
+            ("stream-eval-detail", detail.encode()[:1000]),
+            ("stream-eval-source", f"{m.topic}/{m.partition}/{m.offset}".encode()),
+        ]
+        if it is not None:
+            headers.append(("stream-eval-rubric", rubric.encode()))
+        out.dlq.append((payload, headers))
