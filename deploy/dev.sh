@@ -4,6 +4,7 @@
 #   bash deploy/dev.sh demo [ARGS]    local Kafka + synthetic traffic + worker + summary
 #   bash deploy/dev.sh test [ARGS]    ruff, mypy, then the whole pytest suite (starts Kafka)
 #   bash deploy/dev.sh bench [ARGS]   the throughput benchmark (bench/run.py)
+#   bash deploy/dev.sh bench-judge    the judge benchmark (bench/judge.py)
 #   bash deploy/dev.sh sh             a shell with the virtualenv on PATH
 #
 # The virtualenv lives in .venv; it is (re)installed when pyproject.toml changes.
@@ -40,8 +41,10 @@ case $cmd in
   bench)
     bash deploy/kafka/kafka.sh start
     exec python bench/run.py "$@" ;;
+  bench-judge)
+    exec python bench/judge.py "$@" ;;
   sh)
     exec bash ;;
   *)
-    sed -n '2,9p' "$0"; exit 2 ;;
+    sed -n '2,10p' "$0"; exit 2 ;;
 esac

@@ -122,12 +122,18 @@ def _print_summary(settings: Settings) -> None:
 
     from stream_eval.checks import CHECK_NAMES
     from stream_eval.sink.store import StoreError, open_store
-    from stream_eval.summary import read_summary, render_summary
+    from stream_eval.summary import (
+        read_judge_summary,
+        read_summary,
+        render_judge_summary,
+        render_summary,
+    )
 
     try:
         store = open_store(settings.clickhouse)
         try:
             s = read_summary(store)
+            judged = read_judge_summary(store)
         finally:
             store.close()
     except StoreError as exc:
@@ -136,6 +142,32 @@ def _print_summary(settings: Settings) -> None:
     if not console.is_terminal:
         console = Console(width=140)  # a log or a pipe: do not squeeze the table into 80
     console.print(render_summary(s, list(CHECK_NAMES)))
+    if judged:
+        console.print(render_judge_summary(judged))
+    elif not settings.judge.active:
+        console.print(
+            "Judging is disabled: no judge endpoint or API key is configured, so the sampled "
+            f"traces wait in the topic {settings.topics.judge_requests} (nothing is scored, "
+            "nothing is made up). Set STREAM_EVAL_JUDGE__BASE_URL (any OpenAI-compatible "
+            "endpoint) and/or OPENAI_API_KEY, and the judge agent scores them."
+        )
+
+
+@cli.command()
+@click.pass_context
+def lag(ctx: click.Context) -> None:
+    """Consumer lag: messages not yet processed, per topic and consumer group."""
+    from stream_eval.lag import group_lag
+
+    settings = _settings(ctx)
+    t = settings.topics
+    rows = [
+        (settings.app_id, t.traces),
+        (settings.app_id, t.judge_requests),
+        (f"{settings.app_id}-judge", t.judge_requests),
+    ]
+    for group, topic in rows:
+        click.echo(f"{group:40} {topic:45} {group_lag(settings, topic, group=group):>10,}")
 
 
 @cli.command("publish-synthetic")
@@ -223,6 +255,14 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
                 timeout=timeout,
                 progress=lambda lag: bar.update(task, completed=total - lag),
             )
+            if settings.judge.active:
+                judge_task = bar.add_task("judge backlog (messages)", total=None)
+                w.wait_drained(
+                    settings,
+                    timeout=timeout,
+                    topics=[settings.topics.judge_requests],
+                    progress=lambda lag: bar.update(judge_task, completed=lag),
+                )
     except WorkerFailed as exc:
         w.stop()
         raise click.ClickException(str(exc)) from None

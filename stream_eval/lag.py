@@ -8,11 +8,17 @@ from stream_eval.config import Settings
 from stream_eval.kafka_config import confluent_config
 
 
-def group_lag(settings: Settings, topic: str, timeout: float = 10.0) -> int:
-    """Messages in ``topic`` beyond the app's committed offsets (all of them if none committed)."""
+def group_lag(
+    settings: Settings, topic: str, timeout: float = 10.0, group: str | None = None
+) -> int:
+    """Messages in ``topic`` beyond the group's committed offsets (all of them if none committed).
+
+    ``group`` defaults to the app's consumer group (``app_id``).
+    """
     consumer = Consumer(
         confluent_config(
-            settings.kafka, **{"group.id": settings.app_id, "enable.auto.commit": False}
+            settings.kafka,
+            **{"group.id": group or settings.app_id, "enable.auto.commit": False},
         )
     )
     try:

@@ -106,3 +106,65 @@ def render_summary(summary: Summary, check_names: list[str]) -> Any:
         "'-' = check not applicable on that route."
     )
     return Group(table, foot)
+
+
+@dataclass(slots=True)
+class JudgeLine:
+    route: str
+    rubric: str
+    scored: int
+    failed: int
+    skipped: int
+    mean_score: float | None
+    pass_rate: float | None
+    cost_usd: float
+
+
+def read_judge_summary(store: Store) -> list[JudgeLine]:
+    db = store.database
+    rows = store.query(
+        f"SELECT route, rubric, countIf(status = 'scored') AS scored, "
+        f"countIf(status = 'failed') AS failed, countIf(status = 'skipped') AS skipped, "
+        f"avgIf(score, status = 'scored') AS mean, avgIf(passed, status = 'scored') AS pass, "
+        f"sum(cost_usd) AS cost FROM {db}.judge_results FINAL GROUP BY route, rubric "
+        "ORDER BY route, rubric"
+    )
+
+    def num(v: Any) -> float | None:
+        return None if v is None or v != v else float(v)  # NaN when nothing scored
+
+    return [
+        JudgeLine(
+            r["route"],
+            r["rubric"],
+            int(r["scored"]),
+            int(r["failed"]),
+            int(r["skipped"]),
+            num(r["mean"]),
+            num(r["pass"]),
+            float(r["cost"]),
+        )
+        for r in rows
+    ]
+
+
+def render_judge_summary(lines: list[JudgeLine]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="stream-eval: judge results", header_style="bold")
+    for name in ("route", "rubric"):
+        table.add_column(name, no_wrap=True)
+    for name in ("scored", "failed", "skipped (budget)", "mean score", "pass %", "cost USD"):
+        table.add_column(name, justify="right")
+    for x in lines:
+        table.add_row(
+            x.route,
+            x.rubric,
+            f"{x.scored:,}",
+            f"{x.failed:,}",
+            f"{x.skipped:,}",
+            "-" if x.mean_score is None else f"{x.mean_score:.2f}",
+            "-" if x.pass_rate is None else f"{100 * x.pass_rate:.1f}",
+            f"{x.cost_usd:.4f}",
+        )
+    return table

@@ -185,17 +185,29 @@ def test_judge_agent_scores_every_sampled_trace(isolated: Settings, tmp_path: Pa
             "STREAM_EVAL_JUDGE__MODEL": "judge-pinned-1",
             "STREAM_EVAL_JUDGE__REQUESTS_PER_MINUTE": "6000",
         }
+        both = [settings.topics.traces, settings.topics.judge_requests]
         w = WorkerProcess(None, tmp_path / "worker.log", env)
         w.start()
         try:
-            w.wait_drained(
-                settings,
-                timeout=180,
-                topics=[settings.topics.traces, settings.topics.judge_requests],
-            )
+            w.wait_drained(settings, timeout=180, topics=both)
         finally:
             w.stop()
         http_calls = len(stub.requests)
+        before = _judge_rows(settings)
+
+        # A full replay by a new consumer group: ingest re-publishes every judge request,
+        # the judge sees each twice, and judges none of them again.
+        replay = settings.model_copy(update={"app_id": f"{settings.app_id}-replay"})
+        w = WorkerProcess(
+            None, tmp_path / "replay.log", {**env, "STREAM_EVAL_APP_ID": replay.app_id}
+        )
+        w.start()
+        try:
+            w.wait_drained(replay, timeout=180, topics=both)
+        finally:
+            w.stop()
+        assert len(stub.requests) == http_calls
+        assert _judge_rows(settings) == before
 
     store = open_store(settings.clickhouse)
     db = store.database
@@ -219,3 +231,14 @@ def test_judge_agent_scores_every_sampled_trace(isolated: Settings, tmp_path: Pa
     }
     assert sum(int(r["calls"]) for r in results) == http_calls  # the 429 retry counted once more
     assert {r["served"] for r in results} == {stub.served_model}
+
+
+def _judge_rows(settings: Settings) -> list[dict[str, object]]:
+    store = open_store(settings.clickhouse)
+    try:
+        return store.query(
+            f"SELECT trace_id, rubric, status, score, attempts, judged_at "
+            f"FROM {store.database}.judge_results FINAL ORDER BY trace_id, rubric"
+        )
+    finally:
+        store.close()

@@ -31,7 +31,8 @@ def new_nonce() -> str:
 
 
 def _clean(text: str, nonce: str) -> str:
-    text = text.replace(nonce, "")
+    while nonce in text:  # removing one may assemble another from its halves
+        text = text.replace(nonce, "")
     if len(text) > MAX_FIELD_CHARS:
         text = text[:MAX_FIELD_CHARS] + " …[truncated]"
     return text

@@ -88,7 +88,8 @@ def decode_judge_request(raw: bytes) -> JudgeRequest:
         raise InvalidJudgeRequest(f"invalid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise InvalidJudgeRequest("a judge request must be a JSON object")
-    if obj.get("v") != FORMAT_VERSION:
+    version = obj.get("v")
+    if isinstance(version, bool) or version != FORMAT_VERSION:
         raise InvalidJudgeRequest(f"unsupported format version {obj.get('v')!r}")
     for key in ("trace_id", "route", "output"):
         if not isinstance(obj.get(key), str):
@@ -96,7 +97,8 @@ def decode_judge_request(raw: bytes) -> JudgeRequest:
     for key in _STR_FIELDS:
         if not isinstance(obj.get(key, ""), str):
             raise InvalidJudgeRequest(f"{key} must be a string")
-    docs = obj.get("documents") or []
+    docs = obj.get("documents")
+    docs = [] if docs is None else docs
     if not isinstance(docs, list) or not all(
         isinstance(d, dict) and isinstance(d.get("content"), str) for d in docs
     ):
@@ -105,7 +107,7 @@ def decode_judge_request(raw: bytes) -> JudgeRequest:
     ts = obj.get("ts", 0.0)
     if ref is not None and not isinstance(ref, str):
         raise InvalidJudgeRequest("reference_answer must be a string or null")
-    if not isinstance(ts, (int, float)):
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise InvalidJudgeRequest("ts must be a number")
     return JudgeRequest(
         trace_id=obj["trace_id"],
