@@ -24,7 +24,7 @@ from stream_eval.synthetic.mix import build_mix
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "deploy" / "demo.toml"
-COMMANDS = ("broker", "demo", "publish-synthetic", "sql", "summary", "topics", "worker")
+COMMANDS = ("broker", "demo", "lag", "publish-synthetic", "sql", "summary", "topics", "worker")
 
 
 @pytest.fixture(autouse=True)
