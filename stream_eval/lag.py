@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, TopicPartition
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from stream_eval.config import Settings
 from stream_eval.kafka_config import confluent_config
 
+# Coordinator states a fresh or rebalancing broker reports for a while; worth a retry.
+_TRANSIENT = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError._TIMED_OUT,
+    KafkaError.LEADER_NOT_AVAILABLE,
+}
+
 
 def group_lag(
-    settings: Settings, topic: str, timeout: float = 10.0, group: str | None = None
+    settings: Settings,
+    topic: str,
+    timeout: float = 10.0,
+    group: str | None = None,
+    attempts: int = 10,
 ) -> int:
     """Messages in ``topic`` beyond the group's committed offsets (all of them if none committed).
 
-    ``group`` defaults to the app's consumer group (``app_id``).
+    ``group`` defaults to the app's consumer group (``app_id``). Transient coordinator
+    errors are retried ``attempts`` times, half a second apart.
     """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _group_lag(settings, topic, timeout, group)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if attempt == attempts or not (err.retriable() or err.code() in _TRANSIENT):
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+def _group_lag(settings: Settings, topic: str, timeout: float, group: str | None) -> int:
     consumer = Consumer(
         confluent_config(
             settings.kafka,

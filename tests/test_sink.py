@@ -32,7 +32,8 @@ from stream_eval.trace import CheckResult, Trace
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "deploy" / "demo.toml"
 DB = "stream_eval"
-TABLES = ("traces", "check_results", "dead_letters", "ingest_messages", "judge_results")
+TABLES = ("traces", "check_results", "dead_letters", "ingest_messages", "judge_results", "feedback")
+SLI_VIEWS = ("sli_minute",)
 INGEST_TABLES = TABLES[:4]  # what the ingest stage writes; judge_results is the judge's
 BASE_TS = 1_795_000_000.0
 
@@ -97,6 +98,7 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
     assert names == {
         **dict.fromkeys(TABLES, "ReplacingMergeTree"),
         **{f"{t}_v": "View" for t in TABLES},
+        **dict.fromkeys(SLI_VIEWS, "View"),
     }
     for t in TABLES:
         assert count(store, t) == 0 and count(store, f"{t}_v", final=False) == 0
@@ -105,7 +107,7 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
 def test_schema_statements_use_the_database_name() -> None:
     stmts = schema_statements("other_db")
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS other_db"
-    assert len(stmts) == 1 + 2 * len(TABLES)
+    assert len(stmts) == 1 + 2 * len(TABLES) + len(SLI_VIEWS)
     assert all("{db}" not in s and "stream_eval." not in s for s in stmts)
     assert not any(s.lstrip().startswith("--") for s in stmts)
 

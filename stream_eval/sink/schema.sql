@@ -137,8 +137,34 @@ ENGINE = ReplacingMergeTree(judged_at)
 PARTITION BY toYYYYMM(ts)
 ORDER BY (route, rubric, rubric_version, judge_model, trace_id, span_id);
 
+-- User feedback, joined to the dimensions of the trace it is about (join_status:
+-- joined | unknown_trace | expired; unjoined feedback is kept and counted, not dropped).
+CREATE TABLE IF NOT EXISTS {db}.feedback
+(
+    feedback_id     String,
+    trace_id        String,
+    span_id         String,
+    kind            LowCardinality(String),
+    value           Nullable(Float64),
+    user_id         String,
+    ts              DateTime64(3, 'UTC'),
+    join_status     LowCardinality(String),
+    route           LowCardinality(String),
+    model_version   LowCardinality(String),
+    prompt_version  LowCardinality(String),
+    trace_ts        DateTime64(3, 'UTC'),
+    delay_s         Float64,
+    kafka_topic     LowCardinality(String),
+    kafka_partition UInt32,
+    kafka_offset    UInt64,
+    ingested_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(ingested_at)
+ORDER BY feedback_id;
+
 CREATE VIEW IF NOT EXISTS {db}.traces_v AS SELECT * FROM {db}.traces FINAL;
 CREATE VIEW IF NOT EXISTS {db}.check_results_v AS SELECT * FROM {db}.check_results FINAL;
 CREATE VIEW IF NOT EXISTS {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FINAL;
 CREATE VIEW IF NOT EXISTS {db}.ingest_messages_v AS SELECT * FROM {db}.ingest_messages FINAL;
 CREATE VIEW IF NOT EXISTS {db}.judge_results_v AS SELECT * FROM {db}.judge_results FINAL;
+CREATE VIEW IF NOT EXISTS {db}.feedback_v AS SELECT * FROM {db}.feedback FINAL;

@@ -106,8 +106,12 @@ class ServerStore:
         self._client.close()
 
 
+SCHEMA_FILES = ("schema.sql", "slis.sql")  # tables first, then the views over them
+
+
 def schema_statements(database: str) -> list[str]:
-    text = resources.files("stream_eval.sink").joinpath("schema.sql").read_text()
+    pkg = resources.files("stream_eval.sink")
+    text = "\n".join(pkg.joinpath(name).read_text() for name in SCHEMA_FILES)
     lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("--")]
     return [s.strip().replace("{db}", database) for s in "\n".join(lines).split(";") if s.strip()]
 
