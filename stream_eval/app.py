@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any, Literal, cast
 
 import faust
+import orjson
 
 from stream_eval.batches import complete_or_exit, raw_messages
 from stream_eval.config import Settings
@@ -57,8 +58,11 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
     reports: list[Any] = []
 
     if role in ("all", "ingest"):
-        ingest_stage = IngestStage(settings, writer, topic(t.judge_requests), topic(t.dead_letters))
+        ingest_stage = IngestStage(
+            settings, writer, topic(t.judge_requests), topic(t.dead_letters), topic(t.trace_index)
+        )
         reports.append(ingest_stage.counters)
+        _add_feedback_agents(app, settings, writer, topic, reports)
         ing = settings.ingest
 
         @app.agent(topic(t.traces), name="ingest")
@@ -119,3 +123,56 @@ def _add_judge_agent(
             j.batch_max_messages, j.batch_max_seconds
         ):
             await complete_or_exit(partial(stage.handle, raw_messages(events)), "judge")
+
+
+def _add_feedback_agents(
+    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[Any]
+) -> None:
+    """Trace index (a Faust table with changelog), feedback intake and the feedback join."""
+    from stream_eval.feedback.stage import FeedbackCounters, FeedbackIntake, FeedbackJoin
+    from stream_eval.feedback.table import TraceIndex
+
+    t, fb = settings.topics, settings.feedback
+    table = app.Table(
+        "trace-index",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.kafka.partitions,
+        use_partitioner=True,  # changelog partition = the trace id's partition
+    )
+    index = TraceIndex(table, fb.horizon_hours * 3600)
+    counters = FeedbackCounters()
+    reports.append(counters)
+    by_trace, dlq = topic(t.feedback_by_trace), topic(t.dead_letters)
+
+    async def forward(key: bytes, value: bytes) -> Any:
+        return await by_trace.send(key=key, value=value, force=True)
+
+    async def send_dead(value: bytes, headers: list[tuple[str, bytes]]) -> Any:
+        return await dlq.send(value=value, headers=headers, force=True)
+
+    intake = FeedbackIntake(writer, forward, send_dead, counters)
+    join = FeedbackJoin(writer, index, counters)
+
+    @app.agent(topic(t.trace_index), name="trace-index")
+    async def trace_index(stream: faust.StreamT[bytes]) -> None:
+        async for events in cast("faust.Stream[bytes]", stream).take_events(
+            fb.batch_max_messages, fb.batch_max_seconds
+        ):
+            for m in raw_messages(events):
+                index.add(orjson.loads(m.value))
+
+    @app.agent(topic(t.feedback), name="feedback-intake")
+    async def feedback_intake(stream: faust.StreamT[bytes]) -> None:
+        async for events in cast("faust.Stream[bytes]", stream).take_events(
+            fb.batch_max_messages, fb.batch_max_seconds
+        ):
+            await complete_or_exit(partial(intake.handle, raw_messages(events)), "feedback")
+
+    @app.agent(by_trace, name="feedback-join")
+    async def feedback_join(stream: faust.StreamT[bytes]) -> None:
+        async for events in cast("faust.Stream[bytes]", stream).take_events(
+            fb.batch_max_messages, fb.batch_max_seconds
+        ):
+            await complete_or_exit(partial(join.handle, raw_messages(events)), "feedback join")

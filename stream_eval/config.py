@@ -95,6 +95,9 @@ class TopicSettings(_Model):
     judge_requests: str = "stream-eval-judge-requests"
     dead_letters: str = "stream-eval-dead-letters"
     judge_dead_letters: str = "stream-eval-judge-dead-letters"
+    feedback: str = "llm-feedback"  # published by the apps
+    trace_index: str = "stream-eval-trace-index"  # internal: trace dimensions by trace id
+    feedback_by_trace: str = "stream-eval-feedback-by-trace"  # internal: feedback re-keyed
 
 
 class ClickHouseSettings(_Model):
@@ -193,6 +196,32 @@ class JudgeSettings(_Model):
         return bool(self.base_url or self.resolved_api_key())
 
 
+class FeedbackSettings(_Model):
+    """The feedback join: feedback is matched to traces seen within the horizon."""
+
+    horizon_hours: float = Field(default=24.0, gt=0)  # later feedback counts as `expired`
+    batch_max_messages: int = Field(default=500, ge=1)
+    batch_max_seconds: float = Field(default=1.0, gt=0)
+
+
+class AlertSettings(_Model):
+    """Thresholds of the Grafana alert rules (generated into grafana/provisioning/alerting)."""
+
+    window_minutes: int = Field(default=10, ge=1)  # each rule looks at this many minutes
+    pending_minutes: int = Field(default=5, ge=0)  # the condition must hold this long to page
+    min_traces: int = Field(default=20, ge=1)  # slices with fewer traces in the window are quiet
+    refusal_rate_max: float = Field(default=0.10, ge=0, le=1)
+    pii_rate_max: float = Field(default=0.01, ge=0, le=1)
+    grounding_rate_min: float = Field(default=0.90, ge=0, le=1)
+    empty_output_rate_max: float = Field(default=0.02, ge=0, le=1)
+    check_failure_rate_max: float = Field(default=0.15, ge=0, le=1)
+    thumbs_down_rate_max: float = Field(default=0.20, ge=0, le=1)
+    judge_pass_rate_min: float = Field(default=0.70, ge=0, le=1)
+    latency_p95_ms_max: float = Field(default=5000.0, gt=0)
+    grounding_slo: float = Field(default=0.95, gt=0, lt=1)  # for the burn-rate alert
+    contact_email: str = "oncall@example.com"
+
+
 class RouteSettings(_Model):
     sample_rate: float | None = Field(default=None, ge=0, le=1)
     checks: dict[str, Any] = Field(default_factory=dict)  # overrides of CheckSettings
@@ -225,6 +254,8 @@ class Settings(BaseSettings):
     checks: CheckSettings = Field(default_factory=CheckSettings)
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
 
     @classmethod

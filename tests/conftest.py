@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stream_eval.broker import broker
-from stream_eval.config import Settings
+from stream_eval.config import Settings, TopicSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "deploy" / "demo.toml"
@@ -37,12 +37,11 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka: str) -> Set
     env = {
         "STREAM_EVAL_CONFIG": str(DEMO_CONFIG),
         "STREAM_EVAL_APP_ID": f"test-{run}",
-        "STREAM_EVAL_TOPICS__TRACES": f"test-{run}.traces",
-        "STREAM_EVAL_TOPICS__JUDGE_REQUESTS": f"test-{run}.judge",
-        "STREAM_EVAL_TOPICS__DEAD_LETTERS": f"test-{run}.dlq",
         "STREAM_EVAL_CLICKHOUSE__PATH": str(tmp_path / "chdb"),
         "STREAM_EVAL_KAFKA__BOOTSTRAP_SERVERS": kafka,
     }
+    for field in TopicSettings.model_fields:  # every topic, so no test reads another's
+        env[f"STREAM_EVAL_TOPICS__{field.upper()}"] = f"test-{run}.{field}"
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return Settings()

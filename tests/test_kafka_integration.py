@@ -242,3 +242,79 @@ def _judge_rows(settings: Settings) -> list[dict[str, object]]:
         )
     finally:
         store.close()
+
+
+def test_feedback_joins_after_restart_from_the_table_changelog(
+    isolated: Settings, tmp_path: Path
+) -> None:
+    import orjson
+    from confluent_kafka import Producer
+
+    settings = isolated
+    mix = build_mix(200, batch_size=20, bad=False)
+    ensure_topics(settings)
+    publish(settings, mix.messages)
+    ingest_topics = [settings.topics.traces, settings.topics.trace_index]
+    w = WorkerProcess(None, tmp_path / "worker1.log")
+    w.start()
+    try:
+        w.wait_drained(settings, timeout=180, topics=ingest_topics)
+    finally:
+        w.stop()
+
+    # Feedback, keyed by trace id with librdkafka's default partitioner (CRC32, not the
+    # murmur2 of the trace index): the intake must re-key it to meet its trace.
+    traces = [t.trace for t in mix.expected.published]
+    horizon = settings.feedback.horizon_hours * 3600
+    events: list[dict[str, object]] = []
+    for i, t in enumerate(traces[:60]):
+        kind = ("thumbs_down", "thumbs_up", "regenerate", "edit", "abandon")[i % 5]
+        events.append({"trace_id": t["trace_id"], "kind": kind, "ts": t["timestamp"] + 30})
+    late = traces[60]
+    events.append({"trace_id": late["trace_id"], "kind": "thumbs_down",
+                   "ts": late["timestamp"] + horizon + 3600})  # fmt: skip
+    events += [{"trace_id": f"nope-{i}", "kind": "thumbs_down"} for i in range(3)]
+    p = Producer(confluent_config(settings.kafka))
+    for e in events:
+        p.produce(settings.topics.feedback, orjson.dumps(e), key=str(e["trace_id"]).encode())
+    p.produce(settings.topics.feedback, b'{"trace_id": "x", "kind": "love"}')  # invalid kind
+    p.produce(settings.topics.feedback, b"not json")
+    assert p.flush(30) == 0
+
+    # A new worker: the trace index comes back from the table's changelog topic.
+    feedback_topics = [settings.topics.feedback, settings.topics.feedback_by_trace]
+    w = WorkerProcess(None, tmp_path / "worker2.log")
+    w.start()
+    try:
+        w.wait_drained(settings, timeout=180, topics=feedback_topics)
+    finally:
+        w.stop()
+
+    store = open_store(settings.clickhouse)
+    db = store.database
+    try:
+        status = {
+            r["join_status"]: int(r["n"])
+            for r in store.query(
+                f"SELECT join_status, count() AS n FROM {db}.feedback FINAL GROUP BY join_status"
+            )
+        }
+        joined = store.query(
+            f"SELECT f.trace_id AS trace_id, f.route AS route, f.prompt_version AS pv, "
+            f"t.route AS t_route, t.prompt_version AS t_pv FROM {db}.feedback AS f FINAL "
+            f"INNER JOIN {db}.traces AS t FINAL ON f.trace_id = t.trace_id "
+            "WHERE f.join_status = 'joined'"
+        )
+        dead = store.query(
+            f"SELECT count() AS n FROM {db}.dead_letters FINAL WHERE stage = 'feedback'"
+        )[0]["n"]
+        sli = store.query(
+            f"SELECT sum(thumbs_down) AS down, sum(feedback_n) AS n FROM {db}.sli_minute"
+        )[0]
+    finally:
+        store.close()
+    assert status == {"joined": 60, "expired": 1, "unknown_trace": 3}
+    assert all(r["route"] == r["t_route"] and r["pv"] == r["t_pv"] for r in joined)
+    assert len(joined) == 60
+    assert int(dead) == 2
+    assert (int(sli["down"]), int(sli["n"])) == (12, 60)  # every 5th of 60 is a thumbs-down

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from stream_eval.config import Settings
+from stream_eval.feedback.index import index_messages
 from stream_eval.judge.request import encode_judge_request
 from stream_eval.pipeline import Batch, RawMessage, process_batch
 from stream_eval.sink.store import StoreError
@@ -49,12 +50,18 @@ class Counters:
 
 class IngestStage:
     def __init__(
-        self, settings: Settings, writer: SinkWriter, judge_topic: Any, dlq_topic: Any
+        self,
+        settings: Settings,
+        writer: SinkWriter,
+        judge_topic: Any,
+        dlq_topic: Any,
+        index_topic: Any = None,
     ) -> None:
         self.settings = settings
         self.writer = writer
         self.judge_topic = judge_topic
         self.dlq_topic = dlq_topic
+        self.index_topic = index_topic  # trace dimensions for the feedback join
         self.counters = Counters()
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checks")
 
@@ -76,6 +83,12 @@ class IngestStage:
                     await self.judge_topic.send(
                         key=p.trace.trace_id.encode(), value=encode_judge_request(p), force=True
                     )
+                )
+        if self.index_topic is not None and batch.processed:
+            traces = [p.trace for p in batch.processed]
+            for partition, value in index_messages(traces, self.settings.kafka.partitions).items():
+                futs.append(
+                    await self.index_topic.send(value=value, partition=partition, force=True)
                 )
         cap = self.settings.ingest.dead_letter_max_bytes
         for outcome, d in batch.dead:
