@@ -154,6 +154,35 @@ def _print_summary(settings: Settings) -> None:
 
 
 @cli.command()
+@click.option(
+    "--minutes", default=60, show_default=True, help="the window, ending at the newest data"
+)
+@click.option("--by-slice", is_flag=True, help="per route x model version x prompt version")
+@click.pass_context
+def slis(ctx: click.Context, minutes: int, by_slice: bool) -> None:
+    """Current quality SLIs per route, from the sli_minute view."""
+    from rich.console import Console
+
+    from stream_eval.sink.store import StoreError, open_store
+    from stream_eval.slis import current_slis, render
+
+    settings = _settings(ctx)
+    try:
+        store = open_store(settings.clickhouse)
+        try:
+            newest, rows = current_slis(store, minutes, by_slice)
+        finally:
+            store.close()
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=180)
+    title = f"stream-eval SLIs: the {minutes} minutes up to {newest} (UTC)"
+    console.print(render(rows, by_slice, title))
+
+
+@cli.command()
 @click.pass_context
 def lag(ctx: click.Context) -> None:
     """Consumer lag: messages not yet processed, per topic and consumer group."""
