@@ -24,7 +24,17 @@ from stream_eval.synthetic.mix import build_mix
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "deploy" / "demo.toml"
-COMMANDS = ("broker", "demo", "lag", "publish-synthetic", "sql", "summary", "topics", "worker")
+COMMANDS = (
+    "broker",
+    "demo",
+    "lag",
+    "publish-synthetic",
+    "slis",
+    "sql",
+    "summary",
+    "topics",
+    "worker",
+)
 
 
 @pytest.fixture(autouse=True)
