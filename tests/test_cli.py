@@ -27,6 +27,7 @@ DEMO = ROOT / "deploy" / "demo.toml"
 COMMANDS = (
     "broker",
     "demo",
+    "grafana",
     "lag",
     "publish-synthetic",
     "slis",

@@ -1,0 +1,461 @@
+"""The SQL of every Grafana panel and alert rule, with the ClickHouse plugin's macros.
+
+Panels read the SLI view ``stream_eval.sli_minute`` (one row per minute x route x
+model_version x prompt_version, with numerators and denominators). A rate over any
+window or slice is ``sum(numerator) / nullIf(sum(denominator), 0)``. Some panels read
+the base tables (``FINAL``, so that replays do not count twice): latency quantiles
+(quantiles of per-minute quantiles would be wrong), sampled vs total traces, the judge
+tables, dead letters and ingest delay.
+
+Dashboard queries filter on the ``route``, ``model_version`` and ``prompt_version``
+variables with ``$__conditionalAll`` (``1=1`` when All is selected). Alert queries
+have no variables: Grafana evaluates alert rules on the server, where dashboard
+variables do not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from stream_eval.config import RUBRIC_NAMES, Settings
+
+DB = "stream_eval"
+SLI = f"{DB}.sli_minute"
+VARIABLES = ("route", "model_version", "prompt_version")
+SLICE = "concat(route, ' / ', model_version, ' / ', prompt_version)"
+
+
+def variable_filter() -> str:
+    """The dashboard-variable filter. Each column is kept only when its variable is not All."""
+    return " AND ".join(
+        f"$__conditionalAll({v} IN (${{{v}:singlequote}}), ${v})" for v in VARIABLES
+    )
+
+
+def _where(time_column: str, *extra: str) -> str:
+    parts = [f"$__timeFilter({time_column})", variable_filter(), *extra]
+    return "\n  AND ".join(parts)
+
+
+# -- template variables -------------------------------------------------------------------
+
+
+def variable_query(name: str) -> str:
+    """Distinct values in the time range, each narrowed by the variables before it."""
+    i = VARIABLES.index(name)
+    conds = ["$__timeFilter(ts)"] + [
+        f"$__conditionalAll({v} IN (${{{v}:singlequote}}), ${v})" for v in VARIABLES[:i]
+    ]
+    return f"SELECT DISTINCT {name} FROM {DB}.traces WHERE {' AND '.join(conds)} ORDER BY {name}"
+
+
+# -- SLIs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sli:
+    """A ratio SLI over ``sli_minute``: ``numerator / denominator`` per window and slice."""
+
+    key: str
+    title: str
+    numerator: str
+    denominator: str
+    unit: str = "percentunit"
+    description: str = ""
+
+    @property
+    def value(self) -> str:
+        num = f"({self.numerator})" if " " in self.numerator else self.numerator
+        return f"{num} / nullIf({self.denominator}, 0)"
+
+
+def _check(key: str, title: str, what: str) -> Sli:
+    return Sli(
+        f"{key}_rate",
+        title,
+        f"sum({key}_fail)",
+        f"sum({key}_n)",
+        description=f"Share of traces the {key} check applies to that {what}.",
+    )
+
+
+SLIS: dict[str, Sli] = {
+    s.key: s
+    for s in (
+        _check("refusal", "Refusal rate", "are refusals"),
+        Sli(
+            "grounding_rate",
+            "Grounding rate",
+            "sum(grounding_n) - sum(grounding_fail)",
+            "sum(grounding_n)",
+            description="Share of RAG traces whose output is supported by the retrieved "
+            "documents (the grounding check passed).",
+        ),
+        _check("pii", "PII rate", "contain PII"),
+        _check("empty_output", "Empty-output rate", "have an empty output"),
+        _check("size", "Size failure rate", "exceed a size limit"),
+        _check("json", "JSON failure rate", "should be JSON but do not parse"),
+        Sli(
+            "check_failure_rate",
+            "Check-failure rate (all checks)",
+            "sum(check_fail)",
+            "sum(check_n)",
+            description="Failed check results over all check results (every check, every "
+            "trace it applies to).",
+        ),
+        Sli(
+            "thumbs_down_rate",
+            "Thumbs-down rate",
+            "sum(thumbs_down)",
+            "sum(traces)",
+            description="Thumbs-down feedback per trace, counted in the window of the trace "
+            "it is about (late feedback fills in past windows).",
+        ),
+        Sli(
+            "regenerate_rate",
+            "Regenerate rate",
+            "sum(regenerate)",
+            "sum(traces)",
+            description="Regenerate events per trace, in the window of the trace.",
+        ),
+        Sli(
+            "judge_mean_score",
+            "Judge mean score",
+            "sum(judge_score_sum)",
+            "sum(judge_scored)",
+            unit="none",
+            description="Mean LLM-judge score over scored (trace, rubric) pairs, all rubrics.",
+        ),
+        Sli(
+            "judge_pass_rate",
+            "Judge pass rate",
+            "sum(judge_passed)",
+            "sum(judge_scored)",
+            description="Share of scored (trace, rubric) pairs at or above the rubric's "
+            "pass threshold.",
+        ),
+    )
+}
+
+
+def sli_timeseries(sli: Sli) -> str:
+    """One series per slice: the SLI per ``$__timeInterval`` bucket.
+
+    Buckets where the SLI does not apply (zero denominator: grounding on a route
+    without retrieval, JSON on a route that does not expect JSON) are left out.
+    """
+    return f"""SELECT
+  $__timeInterval(window_start) AS time,
+  {SLICE} AS slice,
+  {sli.value} AS {sli.key}
+FROM {SLI}
+WHERE {_where("window_start")}
+GROUP BY time, slice
+HAVING {sli.denominator} > 0
+ORDER BY time, slice"""
+
+
+def latency_timeseries(q: float, name: str) -> str:
+    """Exact latency quantile per bucket and slice, from the traces themselves."""
+    return f"""SELECT
+  $__timeInterval(ts) AS time,
+  {SLICE} AS slice,
+  quantile({q})(latency_ms) AS {name}
+FROM {DB}.traces FINAL
+WHERE {_where("ts")}
+GROUP BY time, slice
+ORDER BY time, slice"""
+
+
+def sum_timeseries(columns: dict[str, str]) -> str:
+    """Sums of ``sli_minute`` columns per bucket and slice (``alias -> expression``)."""
+    cols = ",\n  ".join(f"{expr} AS {alias}" for alias, expr in columns.items())
+    return f"""SELECT
+  $__timeInterval(window_start) AS time,
+  {SLICE} AS slice,
+  {cols}
+FROM {SLI}
+WHERE {_where("window_start")}
+GROUP BY time, slice
+ORDER BY time, slice"""
+
+
+TOKENS = sum_timeseries(
+    {"input_tokens_sum": "sum(input_tokens)", "output_tokens_sum": "sum(output_tokens)"}
+)
+COST = sum_timeseries({"cost_usd_sum": "sum(cost_usd)"})
+
+SAMPLED_VS_TOTAL = f"""SELECT
+  $__timeInterval(ts) AS time,
+  count() AS total,
+  countIf(sampled = 1) AS sampled
+FROM {DB}.traces FINAL
+WHERE {_where("ts")}
+GROUP BY time
+ORDER BY time"""
+
+SCORE_DISTRIBUTION = f"""SELECT
+  toString(toInt32(round(score))) AS score_bucket,
+  count() AS judgments
+FROM {DB}.judge_results FINAL
+WHERE {_where("ts", "status = 'scored'")}
+GROUP BY score_bucket
+ORDER BY toInt32(score_bucket)"""
+
+DEAD_LETTERS_OVER_TIME = f"""SELECT
+  $__timeInterval(message_ts) AS time,
+  concat(stage, ' / ', reason) AS stage_reason,
+  count() AS dead_letters
+FROM {DB}.dead_letters FINAL
+WHERE $__timeFilter(message_ts)
+GROUP BY time, stage_reason
+ORDER BY time, stage_reason"""
+
+DEAD_LETTERS_BY_REASON = f"""SELECT
+  concat(stage, ' / ', reason) AS stage_reason,
+  count() AS dead_letters
+FROM {DB}.dead_letters FINAL
+WHERE $__timeFilter(message_ts)
+GROUP BY stage_reason
+ORDER BY dead_letters DESC, stage_reason"""
+
+_DELAY_S = "(toUnixTimestamp64Milli(ingested_at) - toUnixTimestamp64Milli(message_ts)) / 1000"
+INGEST_DELAY = f"""SELECT
+  $__timeInterval(ingested_at) AS time,
+  quantile(0.5)({_DELAY_S}) AS delay_p50_s,
+  quantile(0.95)({_DELAY_S}) AS delay_p95_s,
+  max({_DELAY_S}) AS delay_max_s
+FROM {DB}.ingest_messages FINAL
+WHERE $__timeFilter(ingested_at)
+GROUP BY time
+ORDER BY time"""
+
+
+def stat(expr: str, name: str) -> str:
+    """One number over the whole time range (a stat panel), from ``sli_minute``."""
+    return f"SELECT {expr} AS {name}\nFROM {SLI}\nWHERE {_where('window_start')}"
+
+
+SLICES_TABLE = f"""SELECT
+  route, model_version, prompt_version,
+  sum(traces) AS traces_total,
+  {SLIS["refusal_rate"].value} AS refusal_rate,
+  {SLIS["grounding_rate"].value} AS grounding_rate,
+  {SLIS["pii_rate"].value} AS pii_rate,
+  {SLIS["check_failure_rate"].value} AS check_failure_rate,
+  {SLIS["thumbs_down_rate"].value} AS thumbs_down_rate,
+  {SLIS["judge_pass_rate"].value} AS judge_pass_rate,
+  max(latency_p95_ms) AS worst_minute_p95_ms,
+  sum(cost_usd) AS cost_usd_total
+FROM {SLI}
+WHERE {_where("window_start")}
+GROUP BY route, model_version, prompt_version
+ORDER BY traces_total DESC, route, model_version, prompt_version"""
+
+
+# -- the judge dashboard ------------------------------------------------------------------
+
+JUDGE = f"{DB}.judge_results FINAL"
+
+
+def judge_status_stat(status: str) -> str:
+    return f"""SELECT countIf(status = '{status}') AS {status}
+FROM {JUDGE}
+WHERE {_where("judged_at")}"""
+
+
+JUDGE_SPEND_STAT = f"""SELECT sum(cost_usd) AS judge_spend_usd
+FROM {JUDGE}
+WHERE {_where("judged_at")}"""
+
+JUDGE_STATUS_OVER_TIME = f"""SELECT
+  $__timeInterval(judged_at) AS time,
+  status,
+  count() AS results
+FROM {JUDGE}
+WHERE {_where("judged_at")}
+GROUP BY time, status
+ORDER BY time, status"""
+
+JUDGE_SPEND_PER_DAY = f"""SELECT
+  toStartOfDay(judged_at) AS time,
+  route,
+  sum(cost_usd) AS spend_usd
+FROM {JUDGE}
+WHERE {_where("judged_at")}
+GROUP BY time, route
+ORDER BY time, route"""
+
+
+def judge_calls_per_minute(settings: Settings) -> str:
+    """Judge HTTP calls (attempts, retries included) per minute vs the configured limit.
+
+    Buckets are at least a minute wide; the limit applies to all routes, so this panel
+    ignores the route/model/prompt variables.
+    """
+    bucket = "greatest($__interval_s, 60)"
+    return f"""SELECT
+  toStartOfInterval(judged_at, INTERVAL {bucket} second) AS time,
+  sum(attempts) * 60 / {bucket} AS calls_per_minute,
+  {settings.judge.requests_per_minute} AS configured_limit
+FROM {JUDGE}
+WHERE $__timeFilter(judged_at)
+GROUP BY time
+ORDER BY time"""
+
+
+def _rubric_columns(expr: str) -> str:
+    return ",\n  ".join(f"{expr.format(r=r)} AS {r}" for r in RUBRIC_NAMES)
+
+
+JUDGE_SCORE_BY_RUBRIC = f"""SELECT
+  toString(toInt32(round(score))) AS score_bucket,
+  {_rubric_columns("countIf(rubric = '{r}')")}
+FROM {JUDGE}
+WHERE {_where("judged_at", "status = 'scored'")}
+GROUP BY score_bucket
+ORDER BY toInt32(score_bucket)"""
+
+JUDGE_MEAN_BY_RUBRIC = f"""SELECT
+  $__timeInterval(ts) AS time,
+  rubric,
+  avgIf(score, status = 'scored') AS mean_score
+FROM {JUDGE}
+WHERE {_where("ts")}
+GROUP BY time, rubric
+ORDER BY time, rubric"""
+
+JUDGE_PASS_BY_RUBRIC = f"""SELECT
+  $__timeInterval(ts) AS time,
+  rubric,
+  countIf(status = 'scored' AND passed = 1) / nullIf(countIf(status = 'scored'), 0) AS pass_rate
+FROM {JUDGE}
+WHERE {_where("ts")}
+GROUP BY time, rubric
+ORDER BY time, rubric"""
+
+JUDGE_NOT_SCORED = f"""SELECT
+  status, error, rubric,
+  count() AS results,
+  max(judged_at) AS last_seen
+FROM {JUDGE}
+WHERE {_where("judged_at", "status != 'scored'")}
+GROUP BY status, error, rubric
+ORDER BY results DESC, status, error, rubric"""
+
+
+# -- alert rules --------------------------------------------------------------------------
+
+Op = Literal["gt", "lt"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSpec:
+    """A threshold rule: one row per slice, ``value`` compared with ``threshold``."""
+
+    sli: str  # the `sli` label and the rule's key
+    title: str
+    op: Op
+    threshold: float
+    severity: str
+    sql: str
+    window_s: int
+    unit: str = "percent"  # how annotations print the value
+
+
+def _slice_alert_sql(value: str, denominator: str, settings: Settings) -> str:
+    a = settings.alerts
+    return f"""SELECT route, model_version, prompt_version, {value} AS value
+FROM {SLI}
+WHERE $__timeFilter(window_start)
+GROUP BY route, model_version, prompt_version
+HAVING sum(traces) >= {a.min_traces} AND {denominator} > 0
+ORDER BY route, model_version, prompt_version"""
+
+
+def latency_alert_sql(settings: Settings) -> str:
+    return f"""SELECT route, model_version, prompt_version, quantile(0.95)(latency_ms) AS value
+FROM {DB}.traces FINAL
+WHERE $__timeFilter(ts)
+GROUP BY route, model_version, prompt_version
+HAVING count() >= {settings.alerts.min_traces} AND count(latency_ms) > 0
+ORDER BY route, model_version, prompt_version"""
+
+
+def alert_specs(settings: Settings) -> list[AlertSpec]:
+    a = settings.alerts
+    window = a.window_minutes * 60
+
+    def rate(key: str, op: Op, threshold: float, severity: str) -> AlertSpec:
+        s = SLIS[key]
+        sql = _slice_alert_sql(s.value, s.denominator, settings)
+        return AlertSpec(key, s.title, op, threshold, severity, sql, window)
+
+    return [
+        rate("refusal_rate", "gt", a.refusal_rate_max, "page"),
+        rate("pii_rate", "gt", a.pii_rate_max, "page"),
+        rate("grounding_rate", "lt", a.grounding_rate_min, "ticket"),
+        rate("empty_output_rate", "gt", a.empty_output_rate_max, "page"),
+        rate("check_failure_rate", "gt", a.check_failure_rate_max, "ticket"),
+        rate("thumbs_down_rate", "gt", a.thumbs_down_rate_max, "ticket"),
+        rate("judge_pass_rate", "lt", a.judge_pass_rate_min, "ticket"),
+        AlertSpec(
+            "latency_p95_ms",
+            "Latency p95",
+            "gt",
+            a.latency_p95_ms_max,
+            "page",
+            latency_alert_sql(settings),
+            window,
+            unit="ms",
+        ),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class BurnRateSpec:
+    """Multi-window burn rate of the grounding SLO (Google SRE workbook, ch. 5)."""
+
+    key: str
+    title: str
+    long_s: int
+    short_s: int
+    threshold: float
+    severity: str
+
+
+BURN_RATES = (
+    BurnRateSpec("grounding_burn_fast", "Grounding SLO fast burn", 3600, 300, 14.4, "page"),
+    BurnRateSpec("grounding_burn_slow", "Grounding SLO slow burn", 21600, 1800, 6.0, "ticket"),
+)
+
+
+def burn_rate_sql(spec: BurnRateSpec, settings: Settings) -> str:
+    """``value = least(burn over the long window, burn over the short window)``.
+
+    The rule's time range is the long window; the short one is its last
+    ``short_s`` seconds. Burn rate = error rate / error budget, with error budget
+    ``1 - grounding_slo`` and error = a failed grounding check. The value exceeds the
+    threshold only when both windows burn faster than it.
+    """
+    budget = round(1 - settings.alerts.grounding_slo, 10)
+    short = f"window_start >= ($__toTime - INTERVAL {spec.short_s} SECOND)"
+    return f"""SELECT
+  route, model_version, prompt_version,
+  least(long_fail / long_n, short_fail / short_n) / {budget} AS value
+FROM
+(
+  SELECT
+    route, model_version, prompt_version,
+    sum(traces) AS long_traces,
+    sum(grounding_fail) AS long_fail,
+    sum(grounding_n) AS long_n,
+    sumIf(grounding_fail, {short}) AS short_fail,
+    sumIf(grounding_n, {short}) AS short_n
+  FROM {SLI}
+  WHERE $__timeFilter(window_start)
+  GROUP BY route, model_version, prompt_version
+)
+WHERE long_traces >= {settings.alerts.min_traces} AND long_n > 0 AND short_n > 0
+ORDER BY route, model_version, prompt_version"""
