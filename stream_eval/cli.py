@@ -6,13 +6,33 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from stream_eval.config import Settings, load_settings
+from stream_eval.sink.store import Store
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "demo.toml"
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[Store]:
+    """The configured store, closed on every path; a store error becomes a clean CLI error."""
+    from stream_eval.sink.store import StoreError, open_store
+
+    try:
+        store = open_store(settings.clickhouse)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        yield store
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -96,17 +116,8 @@ def broker(action: str) -> None:
 @click.pass_context
 def sql(ctx: click.Context, query: str, fmt: str) -> None:
     """Run SQL against the configured ClickHouse store (embedded chdb by default)."""
-    from stream_eval.sink.store import StoreError, open_store
-
-    settings = _settings(ctx)
-    try:
-        store = open_store(settings.clickhouse)
-        try:
-            out = store.raw(query, fmt)
-        finally:
-            store.close()
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    with _store(_settings(ctx)) as store:
+        out = store.raw(query, fmt)
     sys.stdout.buffer.write(out)
 
 
@@ -121,7 +132,6 @@ def _print_summary(settings: Settings) -> None:
     from rich.console import Console
 
     from stream_eval.checks import CHECK_NAMES
-    from stream_eval.sink.store import StoreError, open_store
     from stream_eval.summary import (
         read_judge_summary,
         read_summary,
@@ -129,15 +139,9 @@ def _print_summary(settings: Settings) -> None:
         render_summary,
     )
 
-    try:
-        store = open_store(settings.clickhouse)
-        try:
-            s = read_summary(store)
-            judged = read_judge_summary(store)
-        finally:
-            store.close()
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    with _store(settings) as store:
+        s = read_summary(store)
+        judged = read_judge_summary(store)
     console = Console()
     if not console.is_terminal:
         console = Console(width=140)  # a log or a pipe: do not squeeze the table into 80
@@ -163,18 +167,10 @@ def slis(ctx: click.Context, minutes: int, by_slice: bool) -> None:
     """Current quality SLIs per route, from the sli_minute view."""
     from rich.console import Console
 
-    from stream_eval.sink.store import StoreError, open_store
     from stream_eval.slis import current_slis, render
 
-    settings = _settings(ctx)
-    try:
-        store = open_store(settings.clickhouse)
-        try:
-            newest, rows = current_slis(store, minutes, by_slice)
-        finally:
-            store.close()
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from None
+    with _store(_settings(ctx)) as store:
+        newest, rows = current_slis(store, minutes, by_slice)
     console = Console()
     if not console.is_terminal:
         console = Console(width=180)

@@ -8,17 +8,15 @@ counted, never dropped), or a dead letter (stage ``feedback``) when it is invali
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from stream_eval.feedback.events import FeedbackEvent, InvalidFeedback, decode_feedback
 from stream_eval.feedback.table import TraceIndex
 from stream_eval.pipeline import RawMessage
+from stream_eval.sink.rows import dead_letter_row, ndjson
 from stream_eval.sink.writer import SinkWriter
 
 JOINED, UNKNOWN, EXPIRED = "joined", "unknown_trace", "expired"
@@ -62,7 +60,18 @@ class FeedbackIntake:
             for i, ev in enumerate(decode_feedback(m.value, msg_id, m.timestamp)):
                 if isinstance(ev, InvalidFeedback):
                     self.counters.invalid += 1
-                    dead_rows.append(_dead_row(m, i, str(ev), now))
+                    dead_rows.append(
+                        dead_letter_row(
+                            stage="feedback",
+                            message=m,
+                            item=i,
+                            reason="schema",
+                            detail=str(ev),
+                            fmt="feedback",
+                            payload=m.value,
+                            ingested_at=now,
+                        )
+                    )
                     headers = [
                         ("stream-eval-reason", b"schema"),
                         ("stream-eval-detail", str(ev).encode()[:1000]),
@@ -72,9 +81,7 @@ class FeedbackIntake:
                 else:
                     deliveries.append(await self.forward(ev.trace_id.encode(), ev.to_json()))
         if dead_rows:
-            await self.writer.write_tables(
-                {"dead_letters": b"".join(orjson.dumps(r) + b"\n" for r in dead_rows)}
-            )
+            await self.writer.write_tables({"dead_letters": ndjson(dead_rows)})
         await asyncio.gather(*deliveries)
 
 
@@ -123,26 +130,4 @@ class FeedbackJoin:
     async def handle(self, messages: Sequence[RawMessage]) -> None:
         now = time.time()
         rows = [self.row(FeedbackEvent.from_json(m.value), m, now) for m in messages]
-        await self.writer.write_tables(
-            {"feedback": b"".join(orjson.dumps(r) + b"\n" for r in rows)}
-        )
-
-
-def _dead_row(m: RawMessage, item: int, detail: str, now: float) -> dict[str, Any]:
-    return {
-        "stage": "feedback",
-        "kafka_topic": m.topic,
-        "kafka_partition": m.partition,
-        "kafka_offset": m.offset,
-        "item": item,
-        "reason": "schema",
-        "detail": detail,
-        "format": "feedback",
-        "route": "",
-        "trace_id": "",
-        "payload_base64": base64.b64encode(m.value[: 64 * 1024]).decode(),
-        "payload_bytes": len(m.value),
-        "payload_truncated": 1 if len(m.value) > 64 * 1024 else 0,
-        "message_ts": m.timestamp,
-        "ingested_at": now,
-    }
+        await self.writer.write_tables({"feedback": ndjson(rows)})

@@ -11,7 +11,6 @@ and writes nothing twice.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +25,7 @@ from stream_eval.judge.client import CallOutcome, JudgeClient, Prepared
 from stream_eval.judge.request import InvalidJudgeRequest, JudgeRequest, decode_judge_request
 from stream_eval.judge.rubrics import RUBRICS, Rubric, rubrics_for_request
 from stream_eval.pipeline import RawMessage
+from stream_eval.sink.rows import dead_letter_row, ndjson
 from stream_eval.sink.writer import SinkWriter
 
 log = logging.getLogger("stream_eval.judge")
@@ -148,8 +148,8 @@ class JudgeStage:
 
         await self.writer.write_tables(
             {
-                "judge_results": b"".join(orjson.dumps(r) + b"\n" for r in out.rows),
-                "dead_letters": b"".join(orjson.dumps(r) + b"\n" for r in out.dead_rows),
+                "judge_results": ndjson(out.rows),
+                "dead_letters": ndjson(out.dead_rows),
             }
         )
         deliveries = [await self.send_dead_letter(v, h) for v, h in out.dlq]
@@ -223,23 +223,18 @@ class JudgeStage:
     ) -> None:
         rubric = it.rubric.name if it else ""
         out.dead_rows.append(
-            {
-                "stage": "judge",
-                "kafka_topic": m.topic,
-                "kafka_partition": m.partition,
-                "kafka_offset": m.offset,
-                "item": item if it is None else list(RUBRICS).index(it.rubric.name),
-                "reason": reason,
-                "detail": f"{rubric}: {detail}" if rubric else detail,
-                "format": "judge_request",
-                "route": it.request.route if it else "",
-                "trace_id": it.request.trace_id if it else "",
-                "payload_base64": base64.b64encode(payload[: 64 * 1024]).decode(),
-                "payload_bytes": len(payload),
-                "payload_truncated": 1 if len(payload) > 64 * 1024 else 0,
-                "message_ts": m.timestamp,
-                "ingested_at": now,
-            }
+            dead_letter_row(
+                stage="judge",
+                message=m,
+                item=item if it is None else list(RUBRICS).index(it.rubric.name),
+                reason=reason,
+                detail=f"{rubric}: {detail}" if rubric else detail,
+                fmt="judge_request",
+                payload=payload,
+                ingested_at=now,
+                route=it.request.route if it else "",
+                trace_id=it.request.trace_id if it else "",
+            )
         )
         headers = [
             ("stream-eval-reason", reason.encode()),

@@ -7,14 +7,48 @@ from typing import Any
 
 import orjson
 
-from stream_eval.pipeline import Batch
+from stream_eval.pipeline import Batch, RawMessage
 from stream_eval.trace import trace_dimensions
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # dead-letter payload kept in ClickHouse; Kafka's DLQ keeps all
 
 
-def _ndjson(rows: list[dict[str, Any]]) -> bytes:
+def ndjson(rows: list[dict[str, Any]]) -> bytes:
+    """JSONEachRow: what every insert sends."""
     return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+def dead_letter_row(
+    *,
+    stage: str,
+    message: RawMessage,
+    item: int,
+    reason: str,
+    detail: str,
+    fmt: str,
+    payload: bytes,
+    ingested_at: float,
+    route: str = "",
+    trace_id: str = "",
+) -> dict[str, Any]:
+    """One ``dead_letters`` row, whichever stage dead-lettered what."""
+    return {
+        "stage": stage,
+        "kafka_topic": message.topic,
+        "kafka_partition": message.partition,
+        "kafka_offset": message.offset,
+        "item": item,
+        "reason": reason,
+        "detail": detail,
+        "format": fmt,
+        "route": route,
+        "trace_id": trace_id,
+        "payload_base64": base64.b64encode(payload[:MAX_PAYLOAD_BYTES]).decode(),
+        "payload_bytes": len(payload),
+        "payload_truncated": 1 if len(payload) > MAX_PAYLOAD_BYTES else 0,
+        "message_ts": message.timestamp,
+        "ingested_at": ingested_at,
+    }
 
 
 def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[str, bytes]:
@@ -66,26 +100,19 @@ def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[
             )
     dead = []
     for outcome, d in batch.dead:
-        m = outcome.message
-        payload = d.payload[:MAX_PAYLOAD_BYTES]
         dead.append(
-            {
-                "stage": stage,
-                "kafka_topic": m.topic,
-                "kafka_partition": m.partition,
-                "kafka_offset": m.offset,
-                "item": d.item,
-                "reason": d.reason,
-                "detail": d.detail,
-                "format": outcome.format,
-                "route": d.route,
-                "trace_id": d.trace_id,
-                "payload_base64": base64.b64encode(payload).decode(),
-                "payload_bytes": len(d.payload),
-                "payload_truncated": 1 if len(d.payload) > MAX_PAYLOAD_BYTES else 0,
-                "message_ts": m.timestamp,
-                "ingested_at": ingested_at,
-            }
+            dead_letter_row(
+                stage=stage,
+                message=outcome.message,
+                item=d.item,
+                reason=d.reason,
+                detail=d.detail,
+                fmt=outcome.format,
+                payload=d.payload,
+                ingested_at=ingested_at,
+                route=d.route,
+                trace_id=d.trace_id,
+            )
         )
     messages = [
         {
@@ -104,8 +131,8 @@ def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[
     ]
     # The ledger goes last: a message is only marked read once its rows are written.
     return {
-        "traces": _ndjson(traces),
-        "check_results": _ndjson(checks),
-        "dead_letters": _ndjson(dead),
-        "ingest_messages": _ndjson(messages),
+        "traces": ndjson(traces),
+        "check_results": ndjson(checks),
+        "dead_letters": ndjson(dead),
+        "ingest_messages": ndjson(messages),
     }
