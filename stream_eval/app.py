@@ -59,10 +59,16 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
 
     if role in ("all", "ingest"):
         ingest_stage = IngestStage(
-            settings, writer, topic(t.judge_requests), topic(t.dead_letters), topic(t.trace_index)
+            settings,
+            writer,
+            topic(t.judge_requests),
+            topic(t.dead_letters),
+            topic(t.trace_index),
+            topic(t.sli_deltas),
         )
         reports.append(ingest_stage.counters)
         _add_feedback_agents(app, settings, writer, topic, reports)
+        _add_window_agent(app, settings, writer, topic, reports)
         ing = settings.ingest
 
         @app.agent(topic(t.traces), name="ingest")
@@ -110,13 +116,19 @@ def _add_judge_agent(
 
     client = JudgeClient.from_settings(j)
     holder: dict[str, JudgeStage] = {}
+    sli = topic(t.sli_deltas)
+
+    async def send_sli(partition: int, value: bytes) -> Any:
+        return await sli.send(value=value, partition=partition, force=True)
 
     @app.agent(topic(t.judge_requests), name="judge")
     async def judge(stream: faust.StreamT[bytes]) -> None:
         if "stage" not in holder:
             spent = await JudgeStage.spent_today(writer)
             budget = DailyBudget(settings.judge_budget_for, spent)
-            holder["stage"] = JudgeStage(settings, client, writer, send_dead_letter, budget)
+            holder["stage"] = JudgeStage(
+                settings, client, writer, send_dead_letter, budget, send_sli
+            )
             reports.append(holder["stage"].counters)
         stage = holder["stage"]
         async for events in cast("faust.Stream[bytes]", stream).take_events(
@@ -152,8 +164,13 @@ def _add_feedback_agents(
     async def send_dead(value: bytes, headers: list[tuple[str, bytes]]) -> Any:
         return await dlq.send(value=value, headers=headers, force=True)
 
+    sli = topic(t.sli_deltas)
+
+    async def send_sli(partition: int, value: bytes) -> Any:
+        return await sli.send(value=value, partition=partition, force=True)
+
     intake = FeedbackIntake(writer, forward, send_dead, counters)
-    join = FeedbackJoin(writer, index, counters)
+    join = FeedbackJoin(writer, index, counters, send_sli, settings.kafka.partitions)
 
     @app.agent(topic(t.trace_index), name="trace-index")
     async def trace_index(stream: faust.StreamT[bytes]) -> None:
@@ -176,3 +193,38 @@ def _add_feedback_agents(
             fb.batch_max_messages, fb.batch_max_seconds
         ):
             await complete_or_exit(partial(join.handle, raw_messages(events)), "feedback join")
+
+
+def _add_window_agent(
+    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[Any]
+) -> None:
+    """In-stream SLI windows: window state per slice in a Faust table (with changelog)."""
+    from stream_eval.windows.stage import WindowStage
+    from stream_eval.windows.state import Windowing
+
+    w = settings.windows
+    table = app.Table(
+        "sli-state",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.kafka.partitions,
+        use_partitioner=True,  # changelog partition = the slice's partition
+    )
+    windowing = Windowing(
+        w.tumbling_seconds, w.hopping_size_seconds, w.hopping_step_seconds,
+        w.allowed_lateness_seconds,
+    )  # fmt: skip
+
+    async def flush() -> None:
+        await app.producer.flush()
+
+    stage = WindowStage(table, writer, windowing, flush)
+    reports.append(stage.counters)
+
+    @app.agent(topic(settings.topics.sli_deltas), name="sli-windows")
+    async def sli_windows(stream: faust.StreamT[bytes]) -> None:
+        async for events in cast("faust.Stream[bytes]", stream).take_events(
+            w.batch_max_messages, w.batch_max_seconds
+        ):
+            await complete_or_exit(partial(stage.handle, raw_messages(events)), "sli windows")

@@ -98,6 +98,7 @@ class TopicSettings(_Model):
     feedback: str = "llm-feedback"  # published by the apps
     trace_index: str = "stream-eval-trace-index"  # internal: trace dimensions by trace id
     feedback_by_trace: str = "stream-eval-feedback-by-trace"  # internal: feedback re-keyed
+    sli_deltas: str = "stream-eval-sli-deltas"  # internal: SLI deltas by slice
 
 
 class ClickHouseSettings(_Model):
@@ -204,6 +205,23 @@ class FeedbackSettings(_Model):
     batch_max_seconds: float = Field(default=1.0, gt=0)
 
 
+class WindowSettings(_Model):
+    """In-stream SLI windows (event time), closed when stream time passes end + lateness."""
+
+    tumbling_seconds: int = Field(default=60, ge=1)
+    hopping_size_seconds: int = Field(default=3600, ge=1)
+    hopping_step_seconds: int = Field(default=300, ge=1)
+    allowed_lateness_seconds: int = Field(default=300, ge=0)
+    batch_max_messages: int = Field(default=200, ge=1)
+    batch_max_seconds: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _hop_divides(self) -> WindowSettings:
+        if self.hopping_size_seconds % self.hopping_step_seconds:
+            raise ValueError("hopping_size_seconds must be a multiple of hopping_step_seconds")
+        return self
+
+
 class AlertSettings(_Model):
     """Thresholds of the Grafana alert rules (generated into grafana/provisioning/alerting)."""
 
@@ -255,6 +273,7 @@ class Settings(BaseSettings):
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
+    windows: WindowSettings = Field(default_factory=WindowSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
 

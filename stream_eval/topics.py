@@ -19,12 +19,14 @@ def topic_names(settings: Settings) -> list[str]:
         t.feedback,
         t.trace_index,
         t.feedback_by_trace,
+        t.sli_deltas,
     ]
 
 
 def co_partitioned(settings: Settings) -> list[str]:
     """Topics whose partition counts must equal kafka.partitions (the feedback join)."""
-    return [settings.topics.trace_index, settings.topics.feedback_by_trace]
+    t = settings.topics
+    return [t.trace_index, t.feedback_by_trace, t.sli_deltas]
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

@@ -318,3 +318,58 @@ def test_feedback_joins_after_restart_from_the_table_changelog(
     assert len(joined) == 60
     assert int(dead) == 2
     assert (int(sli["down"]), int(sli["n"])) == (12, 60)  # every 5th of 60 is a thumbs-down
+
+
+def test_in_stream_windows_equal_the_exact_view(isolated: Settings, tmp_path: Path) -> None:
+    from stream_eval.windows.counters import FLOAT_COUNTERS, INT_COUNTERS
+
+    settings = isolated
+    # ~40 minutes of traffic, so that most 1-minute windows close (lateness: 5 minutes).
+    mix = build_mix(500, batch_size=25, bad=False, max_step_s=10.0)
+    ensure_topics(settings)
+    publish(settings, mix.messages)
+    w = WorkerProcess(None, tmp_path / "worker.log")
+    w.start()
+    try:
+        w.wait_drained(
+            settings, timeout=180, topics=[settings.topics.traces, settings.topics.sli_deltas]
+        )
+    finally:
+        w.stop()
+    store = open_store(settings.clickhouse)
+    db = store.database
+    cols = [c for c in (*INT_COUNTERS, *FLOAT_COUNTERS) if c != "latency_n"]
+    key = "window_start, route, model_version, prompt_version"
+    try:
+        windows = store.query(
+            f"SELECT toUnixTimestamp(window_start) AS ws, route, model_version, prompt_version, "
+            f"{', '.join(cols)} FROM {db}.sli_windows FINAL WHERE window_kind = 'tumbling' "
+            f"ORDER BY {key}"
+        )
+        exact = {
+            (int(r["ws"]), r["route"], r["model_version"], r["prompt_version"]): r
+            for r in store.query(
+                f"SELECT toUnixTimestamp(window_start) AS ws, route, model_version, "
+                f"prompt_version, {', '.join(cols)} FROM {db}.sli_minute"
+            )
+        }
+        newest = int(store.query(f"SELECT toUnixTimestamp(max(ts)) AS t FROM {db}.traces")[0]["t"])
+        hopping = store.query(
+            f"SELECT count() AS n, sum(traces) AS traces FROM {db}.sli_windows FINAL "
+            "WHERE window_kind = 'hopping'"
+        )[0]
+    finally:
+        store.close()
+    assert len(windows) > 20
+    for row in windows:
+        k = (int(row["ws"]), row["route"], row["model_version"], row["prompt_version"])
+        assert k[0] + 60 + 300 <= newest + 60  # only windows the watermark has passed closed
+        for c in cols:
+            assert row[c] == pytest.approx(exact[k][c]), (k, c)
+    # Every closed minute in the exact view that the watermark passed is a closed window too.
+    passed = {k for k in exact if k[0] + 60 + 300 <= newest - 60}
+    assert passed <= {
+        (int(r["ws"]), r["route"], r["model_version"], r["prompt_version"]) for r in windows
+    }
+    # Hopping hour windows closed only once an hour of stream time has passed each.
+    assert int(hopping["n"]) == 0 or int(hopping["traces"]) > 0

@@ -32,7 +32,15 @@ from stream_eval.trace import CheckResult, Trace
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "deploy" / "demo.toml"
 DB = "stream_eval"
-TABLES = ("traces", "check_results", "dead_letters", "ingest_messages", "judge_results", "feedback")
+TABLES = (
+    "traces",
+    "check_results",
+    "dead_letters",
+    "ingest_messages",
+    "judge_results",
+    "feedback",
+    "sli_windows",
+)
 SLI_VIEWS = ("sli_minute",)
 INGEST_TABLES = TABLES[:4]  # what the ingest stage writes; judge_results is the judge's
 BASE_TS = 1_795_000_000.0

@@ -18,6 +18,8 @@ from stream_eval.feedback.table import TraceIndex
 from stream_eval.pipeline import RawMessage
 from stream_eval.sink.rows import dead_letter_row, ndjson
 from stream_eval.sink.writer import SinkWriter
+from stream_eval.windows.counters import FEEDBACK_COUNTER
+from stream_eval.windows.deltas import DeltaBuilder
 
 JOINED, UNKNOWN, EXPIRED = "joined", "unknown_trace", "expired"
 
@@ -88,10 +90,19 @@ class FeedbackIntake:
 class FeedbackJoin:
     """Re-keyed feedback -> joined with the recent-traces table -> ``feedback`` rows."""
 
-    def __init__(self, writer: SinkWriter, index: TraceIndex, counters: FeedbackCounters) -> None:
+    def __init__(
+        self,
+        writer: SinkWriter,
+        index: TraceIndex,
+        counters: FeedbackCounters,
+        send_sli: Callable[[int, bytes], Awaitable[Any]] | None = None,
+        partitions: int = 1,
+    ) -> None:
         self.writer = writer
         self.index = index
         self.counters = counters
+        self.send_sli = send_sli  # joined feedback counts for the in-stream SLI windows
+        self.partitions = partitions
 
     def row(self, ev: FeedbackEvent, m: RawMessage, now: float) -> dict[str, Any]:
         dims = self.index.lookup(ev.trace_id)
@@ -129,5 +140,15 @@ class FeedbackJoin:
 
     async def handle(self, messages: Sequence[RawMessage]) -> None:
         now = time.time()
-        rows = [self.row(FeedbackEvent.from_json(m.value), m, now) for m in messages]
+        rows = []
+        sli = DeltaBuilder()
+        for m in messages:
+            row = self.row(FeedbackEvent.from_json(m.value), m, now)
+            rows.append(row)
+            if row["join_status"] == JOINED:
+                s = (row["route"], row["model_version"], row["prompt_version"])
+                sli.add(m, s, row["trace_ts"], {FEEDBACK_COUNTER[row["kind"]]: 1, "feedback_n": 1})
         await self.writer.write_tables({"feedback": ndjson(rows)})
+        if self.send_sli is not None:
+            sends = [await self.send_sli(p, v) for p, v in sli.packed(self.partitions).items()]
+            await asyncio.gather(*sends)

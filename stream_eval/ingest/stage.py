@@ -19,6 +19,7 @@ from stream_eval.judge.request import encode_judge_request
 from stream_eval.pipeline import Batch, RawMessage, process_batch
 from stream_eval.sink.store import StoreError
 from stream_eval.sink.writer import SinkWriter
+from stream_eval.windows.deltas import ingest_deltas
 
 log = logging.getLogger("stream_eval.ingest")
 
@@ -56,12 +57,14 @@ class IngestStage:
         judge_topic: Any,
         dlq_topic: Any,
         index_topic: Any = None,
+        sli_topic: Any = None,
     ) -> None:
         self.settings = settings
         self.writer = writer
         self.judge_topic = judge_topic
         self.dlq_topic = dlq_topic
         self.index_topic = index_topic  # trace dimensions for the feedback join
+        self.sli_topic = sli_topic  # deltas for the in-stream SLI windows
         self.counters = Counters()
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checks")
 
@@ -90,6 +93,10 @@ class IngestStage:
                 futs.append(
                     await self.index_topic.send(value=value, partition=partition, force=True)
                 )
+        if self.sli_topic is not None and batch.processed:
+            packed = ingest_deltas(batch).packed(self.settings.kafka.partitions)
+            for partition, value in packed.items():
+                futs.append(await self.sli_topic.send(value=value, partition=partition, force=True))
         cap = self.settings.ingest.dead_letter_max_bytes
         for outcome, d in batch.dead:
             m = outcome.message

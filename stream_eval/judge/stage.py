@@ -27,6 +27,7 @@ from stream_eval.judge.rubrics import RUBRICS, Rubric, rubrics_for_request
 from stream_eval.pipeline import RawMessage
 from stream_eval.sink.rows import dead_letter_row, ndjson
 from stream_eval.sink.writer import SinkWriter
+from stream_eval.windows.deltas import DeltaBuilder
 
 log = logging.getLogger("stream_eval.judge")
 
@@ -35,6 +36,22 @@ BUDGET = "budget"
 DECODE = "decode"
 
 Send = Callable[[bytes, list[tuple[str, bytes]]], Awaitable[Any]]
+SendSli = Callable[[int, bytes], Awaitable[Any]]  # partition, packed deltas -> delivery
+
+
+def _add_judge_delta(sli: DeltaBuilder, it: _Item, row: dict[str, Any]) -> None:
+    status = row["status"]
+    if status == SKIPPED:
+        return
+    c: dict[str, Any] = {"judge_cost_usd": float(row["cost_usd"] or 0.0)}
+    if status == SCORED:
+        c.update(
+            judge_scored=1, judge_score_sum=float(row["score"]), judge_passed=int(row["passed"])
+        )
+    else:
+        c["judge_failed"] = 1
+    r = it.request
+    sli.add(it.message, (r.route, r.model_version, r.prompt_version), r.ts, c)
 
 
 def sql_str(s: str) -> str:
@@ -81,12 +98,14 @@ class JudgeStage:
         writer: SinkWriter,
         send_dead_letter: Send,
         budget: DailyBudget,
+        send_sli: SendSli | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.writer = writer
         self.send_dead_letter = send_dead_letter
         self.budget = budget
+        self.send_sli = send_sli  # judge counts for the in-stream SLI windows
         self.counters = JudgeCounters()
 
     @classmethod
@@ -114,10 +133,13 @@ class JudgeStage:
         self.counters.messages += len(messages)
 
         done = await self._already_judged(items)
+        sli = DeltaBuilder()
         todo: list[tuple[_Item, Prepared]] = []
         for it in items:
-            if (it.request.trace_id, it.request.span_id, it.rubric.name) in done:
+            stored = done.get((it.request.trace_id, it.request.span_id, it.rubric.name))
+            if stored is not None:
                 self.counters.already_done += 1
+                _add_judge_delta(sli, it, stored)  # the windows drop it if already counted
                 continue
             p = self.client.prepare(it.rubric, it.request)
             if self.budget.try_reserve(it.request.route, p.est_cost_usd):
@@ -153,6 +175,14 @@ class JudgeStage:
             }
         )
         deliveries = [await self.send_dead_letter(v, h) for v, h in out.dlq]
+        if self.send_sli is not None:
+            rows = {(r["trace_id"], r["span_id"], r["rubric"]): r for r in out.rows}
+            for it in items:
+                row = rows.get((it.request.trace_id, it.request.span_id, it.rubric.name))
+                if row is not None:
+                    _add_judge_delta(sli, it, row)
+            for partition, value in sli.packed(self.settings.kafka.partitions).items():
+                deliveries.append(await self.send_sli(partition, value))
         await asyncio.gather(*deliveries)
         return out
 
@@ -161,9 +191,11 @@ class JudgeStage:
         self.budget.settle(it.request.route, p.est_cost_usd, o.cost_usd)
         return o
 
-    async def _already_judged(self, items: list[_Item]) -> set[tuple[str, str, str]]:
+    async def _already_judged(
+        self, items: list[_Item]
+    ) -> dict[tuple[str, str, str], dict[str, Any]]:
         if not items:
-            return set()
+            return {}
         db = self.writer.store.database
         keys = ",".join(
             f"({sql_str(i.request.trace_id)},{sql_str(i.request.span_id)},"
@@ -171,11 +203,12 @@ class JudgeStage:
             for i in items
         )
         rows = await self.writer.query(
-            f"SELECT trace_id, span_id, rubric FROM {db}.judge_results FINAL "
+            f"SELECT trace_id, span_id, rubric, status, score, passed, cost_usd "
+            f"FROM {db}.judge_results FINAL "
             f"WHERE judge_model = {sql_str(self.settings.judge.model)} AND status != 'skipped' "
             f"AND (trace_id, span_id, rubric, rubric_version) IN ({keys})"
         )
-        return {(r["trace_id"], r["span_id"], r["rubric"]) for r in rows}
+        return {(r["trace_id"], r["span_id"], r["rubric"]): r for r in rows}
 
     def _row(
         self,

@@ -162,9 +162,59 @@ CREATE TABLE IF NOT EXISTS {db}.feedback
 ENGINE = ReplacingMergeTree(ingested_at)
 ORDER BY feedback_id;
 
+-- Closed in-stream SLI windows (tumbling and hopping), written once each when stream
+-- time passes window_end + the allowed lateness. Numerators and denominators, as in
+-- sli_minute; latency as a histogram (upper edges in stream_eval.windows.counters).
+CREATE TABLE IF NOT EXISTS {db}.sli_windows
+(
+    window_kind        LowCardinality(String),
+    window_start       DateTime('UTC'),
+    window_end         DateTime('UTC'),
+    route              LowCardinality(String),
+    model_version      LowCardinality(String),
+    prompt_version     LowCardinality(String),
+    traces             UInt64,
+    input_tokens       UInt64,
+    output_tokens      UInt64,
+    refusal_fail       UInt64,
+    refusal_n          UInt64,
+    grounding_fail     UInt64,
+    grounding_n        UInt64,
+    pii_fail           UInt64,
+    pii_n              UInt64,
+    empty_output_fail  UInt64,
+    empty_output_n     UInt64,
+    size_fail          UInt64,
+    size_n             UInt64,
+    json_fail          UInt64,
+    json_n             UInt64,
+    check_fail         UInt64,
+    check_n            UInt64,
+    thumbs_up          UInt64,
+    thumbs_down        UInt64,
+    regenerate         UInt64,
+    edits              UInt64,
+    abandon            UInt64,
+    feedback_n         UInt64,
+    judge_scored       UInt64,
+    judge_passed       UInt64,
+    judge_failed       UInt64,
+    cost_usd           Float64,
+    judge_score_sum    Float64,
+    judge_cost_usd     Float64,
+    latency_hist       Array(UInt64),
+    latency_p50_ms     Nullable(Float64),
+    latency_p95_ms     Nullable(Float64),
+    late_traces        UInt64,
+    closed_at          DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(closed_at)
+ORDER BY (window_kind, route, model_version, prompt_version, window_start);
+
 CREATE VIEW IF NOT EXISTS {db}.traces_v AS SELECT * FROM {db}.traces FINAL;
 CREATE VIEW IF NOT EXISTS {db}.check_results_v AS SELECT * FROM {db}.check_results FINAL;
 CREATE VIEW IF NOT EXISTS {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FINAL;
 CREATE VIEW IF NOT EXISTS {db}.ingest_messages_v AS SELECT * FROM {db}.ingest_messages FINAL;
 CREATE VIEW IF NOT EXISTS {db}.judge_results_v AS SELECT * FROM {db}.judge_results FINAL;
 CREATE VIEW IF NOT EXISTS {db}.feedback_v AS SELECT * FROM {db}.feedback FINAL;
+CREATE VIEW IF NOT EXISTS {db}.sli_windows_v AS SELECT * FROM {db}.sli_windows FINAL;

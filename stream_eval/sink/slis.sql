@@ -72,7 +72,7 @@ LEFT JOIN
 (
     SELECT toStartOfMinute(ts) AS window_start, route, model_version, prompt_version,
            countIf(status = 'scored') AS judge_scored,
-           sumIf(score, status = 'scored') AS judge_score_sum,
+           sumIf(assumeNotNull(score), status = 'scored') AS judge_score_sum,
            countIf(status = 'scored' AND passed = 1) AS judge_passed,
            countIf(status = 'failed') AS judge_failed,
            sum(cost_usd) AS judge_cost_usd

@@ -66,8 +66,9 @@ def build_mix(
     batch_size: int = 100,
     bad: bool = True,
     max_message_bytes: int = 8 * 1024 * 1024,
+    max_step_s: float = 0.05,
 ) -> Mix:
-    factory = TraceFactory(seed)
+    factory = TraceFactory(seed, max_step_s=max_step_s)
     # Every defect at least once, whatever the size of the mix; then the realistic mix.
     traces = [
         factory.rag("ungrounded"),

@@ -139,13 +139,16 @@ def _messages(role: str, text: str) -> list[dict[str, Any]]:
 class TraceFactory:
     """Deterministic for a seed: the same seed makes the same traffic."""
 
-    def __init__(self, seed: int = 7, start_ts: float = 1_795_000_000.0) -> None:
+    def __init__(
+        self, seed: int = 7, start_ts: float = 1_795_000_000.0, max_step_s: float = 0.05
+    ) -> None:
         self.rng = random.Random(seed)
         self.ts = start_ts
+        self.max_step_s = max_step_s  # traces are spaced uniformly in [0, max_step_s]
 
     def _base(self, route: str, question: str, answer: str) -> dict[str, Any]:
         rng = self.rng
-        self.ts += rng.uniform(0.0, 0.05)
+        self.ts += rng.uniform(0.0, self.max_step_s)
         out_tokens = max(1, len(answer) // 4)
         in_tokens = 40 + len(question) // 4
         return {
