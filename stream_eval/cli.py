@@ -265,6 +265,7 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
 
     from stream_eval.broker import broker as run_broker
     from stream_eval.runner import WorkerFailed, WorkerProcess
+    from stream_eval.synthetic.feedback import feedback_messages
     from stream_eval.synthetic.mix import build_mix
     from stream_eval.synthetic.publish import publish
     from stream_eval.topics import delete_topics, ensure_topics, topic_names
@@ -308,6 +309,17 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
                 timeout=timeout,
                 progress=lambda lag: bar.update(task, completed=total - lag),
             )
+            # User feedback on about a fifth of the traces, once they are in.
+            fb = feedback_messages(mix.expected.published)
+            publish(settings, fb, topic=settings.topics.feedback)
+            fb_task = bar.add_task(f"{len(fb):,} feedback events published, backlog", total=None)
+            t = settings.topics
+            w.wait_drained(
+                settings,
+                timeout=timeout,
+                topics=[t.feedback, t.feedback_by_trace, t.trace_index, t.sli_deltas],
+                progress=lambda lag: bar.update(fb_task, completed=lag),
+            )
             if settings.judge.active:
                 judge_task = bar.add_task("judge backlog (messages)", total=None)
                 w.wait_drained(
@@ -324,6 +336,12 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
     console.print(f"    drained in {elapsed:.1f}s (worker start-up included); log: {log_path}")
     console.print("[bold]4/4[/] summary, read back from the embedded ClickHouse")
     _print_summary(settings)
+    from stream_eval.slis import current_slis, render
+
+    with _store(settings) as store:
+        newest, rows = current_slis(store, 24 * 60, by_slice=False)
+    wide = Console(width=180) if not console.is_terminal else console
+    wide.print(render(rows, False, f"quality SLIs of the demo traffic (up to {newest} UTC)"))
     console.print(
         f"Query it: stream-eval --config {ctx.obj['config']} sql "
         '"SELECT route, count() FROM stream_eval.traces FINAL GROUP BY route"'

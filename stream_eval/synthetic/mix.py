@@ -20,6 +20,7 @@ class Message:
     value: bytes
     kind: str  # json_array | ndjson | json_single | otlp_proto | otlp_json | bad_*
     headers: list[tuple[str, str | bytes | None]] = field(default_factory=list)
+    key: bytes | None = None
 
 
 @dataclass(slots=True)

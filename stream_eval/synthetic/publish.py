@@ -39,7 +39,9 @@ def publish(
     for i, m in enumerate(messages):
         while True:
             try:
-                producer.produce(target, m.value, headers=m.headers, on_delivery=on_delivery)
+                producer.produce(
+                    target, m.value, key=m.key, headers=m.headers, on_delivery=on_delivery
+                )
                 break
             except BufferError:
                 producer.poll(0.1)
