@@ -12,6 +12,7 @@ scale separately from ingest workers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Literal, cast
 
@@ -22,6 +23,7 @@ from stream_eval.batches import complete_or_exit, raw_messages
 from stream_eval.config import Settings
 from stream_eval.ingest.stage import IngestStage
 from stream_eval.kafka_config import faust_credentials
+from stream_eval.pipeline import RawMessage
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 
@@ -70,13 +72,10 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         _add_feedback_agents(app, settings, writer, topic, reports)
         _add_window_agent(app, settings, writer, topic, reports)
         ing = settings.ingest
-
-        @app.agent(topic(t.traces), name="ingest")
-        async def ingest(stream: faust.StreamT[bytes]) -> None:
-            async for events in cast("faust.Stream[bytes]", stream).take_events(
-                ing.batch_max_messages, ing.batch_max_seconds
-            ):
-                await complete_or_exit(partial(ingest_stage.handle, raw_messages(events)), "ingest")
+        _batch_agent(
+            app, topic(t.traces), "ingest", ing.batch_max_messages, ing.batch_max_seconds,
+            ingest_stage.handle,
+        )  # fmt: skip
 
     if role in ("all", "judge"):
         if settings.judge.active:
@@ -101,6 +100,34 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
     return app
 
 
+def _batch_agent(
+    app: faust.App,
+    source: Any,
+    name: str,
+    max_messages: int,
+    max_seconds: float,
+    handle: Callable[[list[RawMessage]], Awaitable[Any]],
+) -> None:
+    """An agent that takes batches and runs ``handle`` on each to a durable end before
+    the batch is acked (see ``batches.complete_or_exit``)."""
+
+    @app.agent(source, name=name)
+    async def agent(stream: faust.StreamT[bytes]) -> None:
+        async for events in cast("faust.Stream[bytes]", stream).take_events(
+            max_messages, max_seconds
+        ):
+            await complete_or_exit(partial(handle, raw_messages(events)), name)
+
+
+def _partition_sender(topic: Any) -> Callable[[int, bytes], Awaitable[Any]]:
+    """Send a value to one partition of ``topic`` now (not attached to the current event)."""
+
+    async def send(partition: int, value: bytes) -> Any:
+        return await topic.send(value=value, partition=partition, force=True)
+
+    return send
+
+
 def _add_judge_agent(
     app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[Any]
 ) -> None:
@@ -115,26 +142,22 @@ def _add_judge_agent(
         return await judge_dlq.send(value=value, headers=headers, force=True)
 
     client = JudgeClient.from_settings(j)
+    send_sli = _partition_sender(topic(t.sli_deltas))
     holder: dict[str, JudgeStage] = {}
-    sli = topic(t.sli_deltas)
 
-    async def send_sli(partition: int, value: bytes) -> Any:
-        return await sli.send(value=value, partition=partition, force=True)
-
-    @app.agent(topic(t.judge_requests), name="judge")
-    async def judge(stream: faust.StreamT[bytes]) -> None:
-        if "stage" not in holder:
+    async def handle(messages: list[RawMessage]) -> None:
+        if "stage" not in holder:  # today's spend is read once, at the first batch
             spent = await JudgeStage.spent_today(writer)
             budget = DailyBudget(settings.judge_budget_for, spent)
             holder["stage"] = JudgeStage(
                 settings, client, writer, send_dead_letter, budget, send_sli
             )
             reports.append(holder["stage"].counters)
-        stage = holder["stage"]
-        async for events in cast("faust.Stream[bytes]", stream).take_events(
-            j.batch_max_messages, j.batch_max_seconds
-        ):
-            await complete_or_exit(partial(stage.handle, raw_messages(events)), "judge")
+        await holder["stage"].handle(messages)
+
+    _batch_agent(
+        app, topic(t.judge_requests), "judge", j.batch_max_messages, j.batch_max_seconds, handle
+    )
 
 
 def _add_feedback_agents(
@@ -164,35 +187,18 @@ def _add_feedback_agents(
     async def send_dead(value: bytes, headers: list[tuple[str, bytes]]) -> Any:
         return await dlq.send(value=value, headers=headers, force=True)
 
-    sli = topic(t.sli_deltas)
-
-    async def send_sli(partition: int, value: bytes) -> Any:
-        return await sli.send(value=value, partition=partition, force=True)
-
+    send_sli = _partition_sender(topic(t.sli_deltas))
     intake = FeedbackIntake(writer, forward, send_dead, counters)
     join = FeedbackJoin(writer, index, counters, send_sli, settings.kafka.partitions)
 
-    @app.agent(topic(t.trace_index), name="trace-index")
-    async def trace_index(stream: faust.StreamT[bytes]) -> None:
-        async for events in cast("faust.Stream[bytes]", stream).take_events(
-            fb.batch_max_messages, fb.batch_max_seconds
-        ):
-            for m in raw_messages(events):
-                index.add(orjson.loads(m.value))
+    async def add_to_index(messages: list[RawMessage]) -> None:
+        for m in messages:
+            index.add(orjson.loads(m.value))
 
-    @app.agent(topic(t.feedback), name="feedback-intake")
-    async def feedback_intake(stream: faust.StreamT[bytes]) -> None:
-        async for events in cast("faust.Stream[bytes]", stream).take_events(
-            fb.batch_max_messages, fb.batch_max_seconds
-        ):
-            await complete_or_exit(partial(intake.handle, raw_messages(events)), "feedback")
-
-    @app.agent(by_trace, name="feedback-join")
-    async def feedback_join(stream: faust.StreamT[bytes]) -> None:
-        async for events in cast("faust.Stream[bytes]", stream).take_events(
-            fb.batch_max_messages, fb.batch_max_seconds
-        ):
-            await complete_or_exit(partial(join.handle, raw_messages(events)), "feedback join")
+    n, secs = fb.batch_max_messages, fb.batch_max_seconds
+    _batch_agent(app, topic(t.trace_index), "trace-index", n, secs, add_to_index)
+    _batch_agent(app, topic(t.feedback), "feedback-intake", n, secs, intake.handle)
+    _batch_agent(app, by_trace, "feedback-join", n, secs, join.handle)
 
 
 def _add_window_agent(
@@ -222,9 +228,7 @@ def _add_window_agent(
     stage = WindowStage(table, writer, windowing, flush)
     reports.append(stage.counters)
 
-    @app.agent(topic(settings.topics.sli_deltas), name="sli-windows")
-    async def sli_windows(stream: faust.StreamT[bytes]) -> None:
-        async for events in cast("faust.Stream[bytes]", stream).take_events(
-            w.batch_max_messages, w.batch_max_seconds
-        ):
-            await complete_or_exit(partial(stage.handle, raw_messages(events)), "sli windows")
+    _batch_agent(
+        app, topic(settings.topics.sli_deltas), "sli-windows", w.batch_max_messages,
+        w.batch_max_seconds, stage.handle,
+    )  # fmt: skip
