@@ -28,7 +28,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from stream_eval.config import Settings
+from stream_eval.config import Settings, TopicSettings
 from stream_eval.kafka_config import confluent_config
 from stream_eval.pipeline import RawMessage, process_batch
 from stream_eval.runner import WorkerProcess
@@ -143,12 +143,11 @@ def main() -> None:
             "STREAM_EVAL_CONFIG": str(ROOT / "deploy" / "demo.toml"),
             "STREAM_EVAL_APP_ID": f"bench-{run}",
             "STREAM_EVAL_KAFKA__PARTITIONS": "1",
-            "STREAM_EVAL_TOPICS__TRACES": f"bench-{run}.traces",
-            "STREAM_EVAL_TOPICS__JUDGE_REQUESTS": f"bench-{run}.judge",
-            "STREAM_EVAL_TOPICS__DEAD_LETTERS": f"bench-{run}.dlq",
             "STREAM_EVAL_CLICKHOUSE__PATH": str(workdir / "chdb"),
         }
     )
+    for field in TopicSettings.model_fields:  # every topic of its own, internal ones too
+        os.environ[f"STREAM_EVAL_TOPICS__{field.upper()}"] = f"bench-{run}.{field}"
     settings = Settings()
     ensure_topics(settings)
     msgs = _messages(args.traces, args.batch_size)

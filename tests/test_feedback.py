@@ -98,11 +98,18 @@ def test_index_messages_group_traces_by_their_partition() -> None:
     traces = [Trace(trace_id=f"t{i}", route="r", output_text="x", start_time=i) for i in range(50)]
     msgs = index_messages(traces, 4)
     seen = 0
-    for partition, value in msgs.items():
+    for partition, value in msgs:
         entries = orjson.loads(value)
         seen += len(entries)
         assert all(partition_for(e[0], 4) == partition for e in entries)
-    assert seen == 50 and len(msgs) == 4
+    assert seen == 50 and {p for p, _ in msgs} == {0, 1, 2, 3}
+
+
+def test_index_messages_are_chunked_to_stay_under_the_request_size() -> None:
+    traces = [Trace(trace_id=f"t{i}", route="r", output_text="x") for i in range(4500)]
+    msgs = index_messages(traces, 1)
+    assert [len(orjson.loads(v)) for _, v in msgs] == [2000, 2000, 500]
+    assert max(len(v) for _, v in msgs) < 512 * 1024
 
 
 def test_index_lookup_and_eviction_in_stream_time() -> None:

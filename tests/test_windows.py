@@ -109,7 +109,7 @@ def test_stage_closes_windows_once_and_survives_a_replay() -> None:
     msgs = [RawMessage("t", 0, i, 0, b"") for i in range(4)]
     for i, m in enumerate(msgs):
         b.add(m, ("r", "m", "p"), T0 + 60 * i, {"traces": 1})
-    packed = [RawMessage("d", 0, 0, 0, v) for v in b.packed(1).values()]
+    packed = [RawMessage("d", 0, 0, 0, v) for _, v in b.packed(1)]
     asyncio.run(stage().handle(packed))
     first = [(r["window_kind"], r["window_start"], r["traces"]) for r in writer.rows]
     assert ("tumbling", T0, 1) in first

@@ -150,5 +150,5 @@ class FeedbackJoin:
                 sli.add(m, s, row["trace_ts"], {FEEDBACK_COUNTER[row["kind"]]: 1, "feedback_n": 1})
         await self.writer.write_tables({"feedback": ndjson(rows)})
         if self.send_sli is not None:
-            sends = [await self.send_sli(p, v) for p, v in sli.packed(self.partitions).items()]
+            sends = [await self.send_sli(p, v) for p, v in sli.packed(self.partitions)]
             await asyncio.gather(*sends)

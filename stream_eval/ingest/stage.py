@@ -89,13 +89,13 @@ class IngestStage:
                 )
         if self.index_topic is not None and batch.processed:
             traces = [p.trace for p in batch.processed]
-            for partition, value in index_messages(traces, self.settings.kafka.partitions).items():
+            for partition, value in index_messages(traces, self.settings.kafka.partitions):
                 futs.append(
                     await self.index_topic.send(value=value, partition=partition, force=True)
                 )
         if self.sli_topic is not None and batch.processed:
             packed = ingest_deltas(batch).packed(self.settings.kafka.partitions)
-            for partition, value in packed.items():
+            for partition, value in packed:
                 futs.append(await self.sli_topic.send(value=value, partition=partition, force=True))
         cap = self.settings.ingest.dead_letter_max_bytes
         for outcome, d in batch.dead:

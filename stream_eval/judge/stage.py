@@ -181,7 +181,7 @@ class JudgeStage:
                 row = rows.get((it.request.trace_id, it.request.span_id, it.rubric.name))
                 if row is not None:
                     _add_judge_delta(sli, it, row)
-            for partition, value in sli.packed(self.settings.kafka.partitions).items():
+            for partition, value in sli.packed(self.settings.kafka.partitions):
                 deliveries.append(await self.send_sli(partition, value))
         await asyncio.gather(*deliveries)
         return out

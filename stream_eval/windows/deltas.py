@@ -12,10 +12,11 @@ from typing import Any
 
 import orjson
 
-from stream_eval.feedback.index import partition_for
+from stream_eval.feedback.index import chunked, partition_for
 from stream_eval.pipeline import Batch, RawMessage
 from stream_eval.windows.counters import Counters, add_into, minute, trace_counters
 
+MAX_DELTAS_PER_MESSAGE = 500  # a delta holds a few minutes of counters: well under 1 MiB
 SliceKey = tuple[str, str, str]
 Delta = dict[str, Any]  # {"s": [route, model_version, prompt_version], "src", "off", "minutes"}
 
@@ -41,11 +42,16 @@ class DeltaBuilder:
             for (src, off, s), mins in self._d.items()
         ]
 
-    def packed(self, partitions: int) -> dict[int, bytes]:
+    def packed(self, partitions: int) -> list[tuple[int, bytes]]:
+        """(partition, JSON array of deltas), at most 500 deltas a message."""
         by_partition: dict[int, list[Delta]] = {}
         for d in self.deltas():
             by_partition.setdefault(partition_for(slice_key(d["s"]), partitions), []).append(d)
-        return {p: orjson.dumps(ds) for p, ds in by_partition.items()}
+        return [
+            (p, orjson.dumps(chunk))
+            for p, ds in by_partition.items()
+            for chunk in chunked(ds, MAX_DELTAS_PER_MESSAGE)
+        ]
 
 
 def ingest_deltas(batch: Batch) -> DeltaBuilder:
