@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -44,4 +45,16 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka: str) -> Set
         env[f"STREAM_EVAL_TOPICS__{field.upper()}"] = f"test-{run}.{field}"
     for k, v in env.items():
         monkeypatch.setenv(k, v)
+    return Settings()
+
+
+@pytest.fixture()
+def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The demo configuration alone: no STREAM_EVAL_* variable of the caller leaks in.
+
+    test_grafana.py overrides it with its own module-scoped settings."""
+    monkeypatch.setenv("STREAM_EVAL_CONFIG", str(DEMO_CONFIG))
+    for key in list(os.environ):
+        if key.startswith("STREAM_EVAL_") and key != "STREAM_EVAL_CONFIG":
+            monkeypatch.delenv(key)
     return Settings()

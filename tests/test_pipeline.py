@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,6 @@ DEMO = ROOT / "deploy" / "demo.toml"
 TOPIC = "llm-traces"
 BASE_TS = 1_795_000_000.0
 ALWAYS = ("grounding", "pii")
-
-
-@pytest.fixture()
-def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("STREAM_EVAL_CONFIG", str(DEMO))
-    for key in list(os.environ):
-        if key.startswith("STREAM_EVAL_") and key != "STREAM_EVAL_CONFIG":
-            monkeypatch.delenv(key)
-    return Settings()
 
 
 @pytest.fixture()

@@ -7,7 +7,6 @@ and no test opens two paths at once.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -44,15 +43,6 @@ TABLES = (
 SLI_VIEWS = ("sli_minute",)
 INGEST_TABLES = TABLES[:4]  # what the ingest stage writes; judge_results is the judge's
 BASE_TS = 1_795_000_000.0
-
-
-@pytest.fixture()
-def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("STREAM_EVAL_CONFIG", str(DEMO))
-    for key in list(os.environ):
-        if key.startswith("STREAM_EVAL_") and key != "STREAM_EVAL_CONFIG":
-            monkeypatch.delenv(key)
-    return Settings()
 
 
 @pytest.fixture()
