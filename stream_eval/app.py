@@ -21,6 +21,7 @@ import orjson
 
 from stream_eval.batches import complete_or_exit, raw_messages
 from stream_eval.config import Settings
+from stream_eval.dead_letters import Headers, capped
 from stream_eval.ingest.stage import IngestStage
 from stream_eval.kafka_config import faust_credentials
 from stream_eval.pipeline import RawMessage
@@ -63,10 +64,10 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         ingest_stage = IngestStage(
             settings,
             writer,
-            topic(t.judge_requests),
-            topic(t.dead_letters),
-            topic(t.trace_index),
-            topic(t.sli_deltas),
+            _key_sender(topic(t.judge_requests)),
+            _dead_letter_sender(topic(t.dead_letters), settings),
+            _partition_sender(topic(t.trace_index)),
+            _partition_sender(topic(t.sli_deltas)),
         )
         reports.append(ingest_stage.counters)
         _add_feedback_agents(app, settings, writer, topic, reports)
@@ -119,13 +120,54 @@ def _batch_agent(
             await complete_or_exit(partial(handle, raw_messages(events)), name)
 
 
+# Senders: force=True sends now, instead of attaching the message to the current event;
+# each returns the delivery future, which the stages await before the batch is acked.
+
+
 def _partition_sender(topic: Any) -> Callable[[int, bytes], Awaitable[Any]]:
-    """Send a value to one partition of ``topic`` now (not attached to the current event)."""
+    """Send a value to one partition of ``topic``."""
 
     async def send(partition: int, value: bytes) -> Any:
         return await topic.send(value=value, partition=partition, force=True)
 
     return send
+
+
+def _key_sender(topic: Any) -> Callable[[bytes, bytes], Awaitable[Any]]:
+    """Send a keyed value to ``topic`` (partition: Kafka's default partitioner on the key)."""
+
+    async def send(key: bytes, value: bytes) -> Any:
+        return await topic.send(key=key, value=value, force=True)
+
+    return send
+
+
+def _dead_letter_sender(
+    topic: Any, settings: Settings
+) -> Callable[[bytes, Headers], Awaitable[Any]]:
+    """Send a dead letter, cut to ``ingest.dead_letter_max_bytes`` so that it always fits the
+    producer's requests (one oversized dead letter must not stop a stage)."""
+    max_bytes = settings.ingest.dead_letter_max_bytes
+
+    async def send(value: bytes, headers: Headers) -> Any:
+        value, headers = capped(value, headers, max_bytes)
+        return await topic.send(value=value, headers=headers, force=True)
+
+    return send
+
+
+def _keyed_table(app: faust.App, name: str, partitions: int) -> Any:
+    """A bytes -> bytes Faust table whose changelog partition is its key's partition
+    (``use_partitioner``), so it can be written from batches and timers, not only from
+    inside a per-event iteration."""
+    return app.Table(
+        name,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=partitions,
+        use_partitioner=True,
+    )
 
 
 def _add_judge_agent(
@@ -136,11 +178,7 @@ def _add_judge_agent(
     from stream_eval.judge.stage import JudgeStage
 
     t, j = settings.topics, settings.judge
-    judge_dlq = topic(t.judge_dead_letters)
-
-    async def send_dead_letter(value: bytes, headers: list[tuple[str, bytes]]) -> Any:
-        return await judge_dlq.send(value=value, headers=headers, force=True)
-
+    send_dead_letter = _dead_letter_sender(topic(t.judge_dead_letters), settings)
     client = JudgeClient.from_settings(j)
     send_sli = _partition_sender(topic(t.sli_deltas))
     holder: dict[str, JudgeStage] = {}
@@ -168,27 +206,19 @@ def _add_feedback_agents(
     from stream_eval.feedback.table import TraceIndex
 
     t, fb = settings.topics, settings.feedback
-    table = app.Table(
-        "trace-index",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.kafka.partitions,
-        use_partitioner=True,  # changelog partition = the trace id's partition
+    index = TraceIndex(
+        _keyed_table(app, "trace-index", settings.kafka.partitions), fb.horizon_hours * 3600
     )
-    index = TraceIndex(table, fb.horizon_hours * 3600)
     counters = FeedbackCounters()
     reports.append(counters)
-    by_trace, dlq = topic(t.feedback_by_trace), topic(t.dead_letters)
-
-    async def forward(key: bytes, value: bytes) -> Any:
-        return await by_trace.send(key=key, value=value, force=True)
-
-    async def send_dead(value: bytes, headers: list[tuple[str, bytes]]) -> Any:
-        return await dlq.send(value=value, headers=headers, force=True)
-
+    by_trace = topic(t.feedback_by_trace)
     send_sli = _partition_sender(topic(t.sli_deltas))
-    intake = FeedbackIntake(writer, forward, send_dead, counters)
+    intake = FeedbackIntake(
+        writer,
+        _key_sender(by_trace),  # re-keyed by trace id
+        _dead_letter_sender(topic(t.dead_letters), settings),
+        counters,
+    )
     join = FeedbackJoin(writer, index, counters, send_sli, settings.kafka.partitions)
 
     async def add_to_index(messages: list[RawMessage]) -> None:
@@ -209,14 +239,7 @@ def _add_window_agent(
     from stream_eval.windows.state import Windowing
 
     w = settings.windows
-    table = app.Table(
-        "sli-state",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.kafka.partitions,
-        use_partitioner=True,  # changelog partition = the slice's partition
-    )
+    table = _keyed_table(app, "sli-state", settings.kafka.partitions)
     windowing = Windowing(
         w.tumbling_seconds, w.hopping_size_seconds, w.hopping_step_seconds,
         w.allowed_lateness_seconds,

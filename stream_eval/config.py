@@ -116,8 +116,9 @@ class IngestSettings(_Model):
     batch_max_seconds: float = Field(default=1.0, gt=0)
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_traces_per_message: int = Field(default=10_000, ge=1)
-    # Dead letters above this are cut to it on the DLQ topic (header stream-eval-truncated-from
-    # says the original size; stream-eval-source says where the original still is).
+    # Dead letters of every stage above this are cut to it on the DLQ topics (header
+    # stream-eval-truncated-from says the original size; stream-eval-source says where the
+    # original still is).
     dead_letter_max_bytes: int = Field(default=900 * 1024, ge=1024)
     # auto: a content-type header if present, else JSON when the message starts with { or [,
     # else OTLP protobuf.

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stream_eval.dead_letters import dead_letter_headers
 from stream_eval.feedback.events import FeedbackEvent, InvalidFeedback, decode_feedback
 from stream_eval.feedback.table import TraceIndex
 from stream_eval.pipeline import RawMessage
@@ -74,11 +75,7 @@ class FeedbackIntake:
                             ingested_at=now,
                         )
                     )
-                    headers = [
-                        ("stream-eval-reason", b"schema"),
-                        ("stream-eval-detail", str(ev).encode()[:1000]),
-                        ("stream-eval-source", f"{msg_id}/{i}".encode()),
-                    ]
+                    headers = dead_letter_headers("schema", str(ev), f"{msg_id}/{i}")
                     deliveries.append(await self.send_dead(m.value, headers))
                 else:
                     deliveries.append(await self.forward(ev.trace_id.encode(), ev.to_json()))

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from stream_eval.config import Settings
+from stream_eval.dead_letters import Headers, dead_letter_headers
 from stream_eval.feedback.index import index_messages
 from stream_eval.judge.request import encode_judge_request
 from stream_eval.pipeline import Batch, RawMessage, process_batch
@@ -24,6 +26,11 @@ from stream_eval.windows.deltas import ingest_deltas
 log = logging.getLogger("stream_eval.ingest")
 
 SINK_RETRY_MAX_SECONDS = 30.0
+
+# Senders, built by the app: each sends now and returns the delivery future.
+KeySend = Callable[[bytes, bytes], Awaitable[Any]]  # key, value
+PartitionSend = Callable[[int, bytes], Awaitable[Any]]  # partition, value
+DeadSend = Callable[[bytes, Headers], Awaitable[Any]]  # value, headers
 
 
 class Counters:
@@ -54,17 +61,17 @@ class IngestStage:
         self,
         settings: Settings,
         writer: SinkWriter,
-        judge_topic: Any,
-        dlq_topic: Any,
-        index_topic: Any = None,
-        sli_topic: Any = None,
+        send_judge_request: KeySend,
+        send_dead_letter: DeadSend,
+        send_index: PartitionSend | None = None,
+        send_sli: PartitionSend | None = None,
     ) -> None:
         self.settings = settings
         self.writer = writer
-        self.judge_topic = judge_topic
-        self.dlq_topic = dlq_topic
-        self.index_topic = index_topic  # trace dimensions for the feedback join
-        self.sli_topic = sli_topic  # deltas for the in-stream SLI windows
+        self.send_judge_request = send_judge_request
+        self.send_dead_letter = send_dead_letter
+        self.send_index = send_index  # trace dimensions for the feedback join
+        self.send_sli = send_sli  # deltas for the in-stream SLI windows
         self.counters = Counters()
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checks")
 
@@ -78,38 +85,25 @@ class IngestStage:
         return batch
 
     async def _produce(self, batch: Batch) -> list[Any]:
-        # force=True: send now instead of attaching the message to the current event.
+        """Send everything the batch produces; returns the delivery futures."""
         futs = []
+        partitions = self.settings.kafka.partitions
         for p in batch.processed:
             if p.sample_reason:
-                futs.append(
-                    await self.judge_topic.send(
-                        key=p.trace.trace_id.encode(), value=encode_judge_request(p), force=True
-                    )
-                )
-        if self.index_topic is not None and batch.processed:
+                key = p.trace.trace_id.encode()
+                futs.append(await self.send_judge_request(key, encode_judge_request(p)))
+        if self.send_index is not None and batch.processed:
             traces = [p.trace for p in batch.processed]
-            for partition, value in index_messages(traces, self.settings.kafka.partitions):
-                futs.append(
-                    await self.index_topic.send(value=value, partition=partition, force=True)
-                )
-        if self.sli_topic is not None and batch.processed:
-            packed = ingest_deltas(batch).packed(self.settings.kafka.partitions)
-            for partition, value in packed:
-                futs.append(await self.sli_topic.send(value=value, partition=partition, force=True))
-        cap = self.settings.ingest.dead_letter_max_bytes
+            for partition, value in index_messages(traces, partitions):
+                futs.append(await self.send_index(partition, value))
+        if self.send_sli is not None and batch.processed:
+            for partition, value in ingest_deltas(batch).packed(partitions):
+                futs.append(await self.send_sli(partition, value))
         for outcome, d in batch.dead:
             m = outcome.message
-            headers = [
-                ("stream-eval-reason", d.reason.encode()),
-                ("stream-eval-detail", d.detail.encode()[:1000]),
-                ("stream-eval-source", f"{m.topic}/{m.partition}/{m.offset}/{d.item}".encode()),
-            ]
-            payload = d.payload
-            if len(payload) > cap:
-                headers.append(("stream-eval-truncated-from", str(len(payload)).encode()))
-                payload = payload[:cap]
-            futs.append(await self.dlq_topic.send(value=payload, headers=headers, force=True))
+            source = f"{m.topic}/{m.partition}/{m.offset}/{d.item}"
+            headers = dead_letter_headers(d.reason, d.detail, source)
+            futs.append(await self.send_dead_letter(d.payload, headers))
         return futs
 
     async def _write(self, batch: Batch) -> None:

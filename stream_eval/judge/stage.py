@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from stream_eval.config import Settings
+from stream_eval.dead_letters import dead_letter_headers
 from stream_eval.judge.budget import DailyBudget
 from stream_eval.judge.client import CallOutcome, JudgeClient, Prepared
 from stream_eval.judge.request import InvalidJudgeRequest, JudgeRequest, decode_judge_request
@@ -125,7 +126,7 @@ class JudgeStage:
             try:
                 req = decode_judge_request(m.value)
             except InvalidJudgeRequest as exc:
-                self._dead(out, m, DECODE, str(exc), m.value, -1, now)
+                self._dead(out, m, DECODE, str(exc), m.value, now)
                 self.counters.dead_messages += 1
                 continue
             names = self.settings.rubrics_for(req.route)
@@ -164,7 +165,7 @@ class JudgeStage:
                         "raw_output": o.raw_output,
                     }
                 )
-                self._dead(out, it.message, o.error, o.detail, payload, 0, judged_at, it)
+                self._dead(out, it.message, o.error, o.detail, payload, judged_at, it)
                 self.counters.failed += 1
             self.counters.cost_usd += o.cost_usd
 
@@ -250,16 +251,16 @@ class JudgeStage:
         reason: str,
         detail: str,
         payload: bytes,
-        item: int,
         now: float,
         it: _Item | None = None,
     ) -> None:
+        """A whole message (``it`` None, item -1) or one rubric's call (item: rubric index)."""
         rubric = it.rubric.name if it else ""
         out.dead_rows.append(
             dead_letter_row(
                 stage="judge",
                 message=m,
-                item=item if it is None else list(RUBRICS).index(it.rubric.name),
+                item=-1 if it is None else list(RUBRICS).index(it.rubric.name),
                 reason=reason,
                 detail=f"{rubric}: {detail}" if rubric else detail,
                 fmt="judge_request",
@@ -269,11 +270,6 @@ class JudgeStage:
                 trace_id=it.request.trace_id if it else "",
             )
         )
-        headers = [
-            ("stream-eval-reason", reason.encode()),
-            ("stream-eval-detail", detail.encode()[:1000]),
-            ("stream-eval-source", f"{m.topic}/{m.partition}/{m.offset}".encode()),
-        ]
-        if it is not None:
-            headers.append(("stream-eval-rubric", rubric.encode()))
-        out.dlq.append((payload, headers))
+        source = f"{m.topic}/{m.partition}/{m.offset}"
+        extra = {"rubric": rubric} if it is not None else {}
+        out.dlq.append((payload, dead_letter_headers(reason, detail, source, **extra)))
