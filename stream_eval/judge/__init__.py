@@ -1,1 +1,1 @@
-"""The LLM judge stage. This package holds the judge-requests message contract for now."""
+"""The LLM judge: request format, rubrics, prompt, verdict parsing, limits, budget, client, stage."""
