@@ -1,1 +1,1 @@
-"""The LLM judge: request format, rubrics, prompt, verdict parsing, limits, budget, client, stage."""
+"""The LLM judge: request format, rubrics, prompt, verdict parsing, limits, budget, stage."""
