@@ -123,6 +123,12 @@ class IngestSettings(_Model):
     # auto: a content-type header if present, else JSON when the message starts with { or [,
     # else OTLP protobuf.
     format: Literal["auto", "json", "otlp_proto", "otlp_json"] = "auto"
+    # Event time is accepted within this range around the Kafka message time; outside it a
+    # trace is dead-lettered (reason event_time) or, with event_time_policy = "clamp",
+    # stamped with the message time and flagged (stream_eval.ingest.bounds).
+    max_event_age_hours: float = Field(default=168.0, gt=0)
+    max_event_future_seconds: float = Field(default=300.0, ge=0)
+    event_time_policy: Literal["dead_letter", "clamp"] = "dead_letter"
 
 
 class CheckSettings(_Model):

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-import orjson
-
 from stream_eval.checks import run_checks
 from stream_eval.config import Settings
+from stream_eval.ingest.bounds import safe_dumps
 from stream_eval.ingest.decode import decode_message
 from stream_eval.ingest.result import CHECK_ERROR, DeadLetter
 from stream_eval.sampling import decide
@@ -87,7 +86,7 @@ def _checks_isolating_failures(
                     DeadLetter(
                         CHECK_ERROR,
                         f"{type(exc).__name__}: {exc}"[:500],
-                        orjson.dumps(asdict(trace), default=str),
+                        safe_dumps(asdict(trace)),
                         item=item,  # the trace's index among its message's traces
                         route=trace.route,
                         trace_id=trace.trace_id,
@@ -113,6 +112,7 @@ def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
             max_traces=ing.max_traces_per_message,
             fmt=ing.format,
             content_type=ct.decode("latin-1") if ct else None,
+            bounds=ing,
         )
         outcome = MessageOutcome(
             msg, decoded.format, len(decoded.traces), len(decoded.dead), decoded.skipped

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,7 +128,7 @@ def test_sql_default_format_and_schema(chdb_path: str) -> None:
 def test_sql_reads_written_data(chdb_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAM_EVAL_CONFIG", str(DEMO))
     mix = build_mix(40, batch_size=10)
-    msgs = [RawMessage("t", 0, i, 1.8e9 + i, m.value) for i, m in enumerate(mix.messages)]
+    msgs = [RawMessage("t", 0, i, time.time() + i, m.value) for i, m in enumerate(mix.messages)]
     settings = Settings()
     assert settings.clickhouse.path == chdb_path  # the environment beats the demo file
     batch = process_batch(msgs, settings)

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from stream_eval.config import IngestSettings
 from stream_eval.ingest.decode import decode_message
 from stream_eval.ingest.result import DECODE, EMPTY, OVERSIZED, SCHEMA, TOO_MANY, Decoded
 from stream_eval.trace import Document, Trace
@@ -17,12 +18,15 @@ from stream_eval.trace import Document, Trace
 DEFAULT_TS = 1_700_000_000.0
 MAX_BYTES = 1024 * 1024
 MAX_TRACES = 100
+# These tests are about decoding: any event time is accepted (the bounds have their own tests).
+ANY_EVENT_TIME = IngestSettings(max_event_age_hours=1e7, max_event_future_seconds=1e12)
 
 
 def decode(raw: bytes, **kw: Any) -> Decoded:
     kw.setdefault("default_ts", DEFAULT_TS)
     kw.setdefault("max_bytes", MAX_BYTES)
     kw.setdefault("max_traces", MAX_TRACES)
+    kw.setdefault("bounds", ANY_EVENT_TIME)
     return decode_message(raw, **kw)
 
 

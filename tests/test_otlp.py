@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from stream_eval.config import IngestSettings
 from stream_eval.ingest.decode import decode_message
 from stream_eval.ingest.json_traces import decode_json_value
 from stream_eval.ingest.otlp import decode_otlp_json, decode_otlp_proto
@@ -20,6 +21,7 @@ from stream_eval.synthetic.otlp_encode import encode_otlp, otlp_trace_id
 from stream_eval.trace import Trace
 
 DEFAULT_TS = 1_700_000_000.0
+ANY_EVENT_TIME = IngestSettings(max_event_age_hours=1e7, max_event_future_seconds=1e12)
 Fmt = Literal["otlp_proto", "otlp_json"]
 FORMATS: tuple[Fmt, ...] = ("otlp_proto", "otlp_json")
 GARBAGE = b"\xff\xff\xff"
@@ -232,14 +234,27 @@ def test_batch_of_200_traces() -> None:
 )
 def test_decode_message_dispatches_otlp(fmt: Fmt, hint: dict[str, Any]) -> None:
     raw = encode_otlp(make_traces(4), fmt)
-    out = decode_message(raw, default_ts=DEFAULT_TS, max_bytes=1 << 24, max_traces=1000, **hint)
+    out = decode_message(
+        raw,
+        default_ts=DEFAULT_TS,
+        max_bytes=1 << 24,
+        max_traces=1000,
+        bounds=ANY_EVENT_TIME,
+        **hint,
+    )
     assert out.format == fmt and len(out.traces) == 4 and out.skipped == 4
 
 
 def test_decode_message_sniffs_otlp_proto() -> None:
     raw = encode_otlp(make_traces(4), "otlp_proto")
     assert raw[:1] == b"\n"
-    out = decode_message(raw, default_ts=DEFAULT_TS, max_bytes=1 << 24, max_traces=1000)
+    out = decode_message(
+        raw,
+        default_ts=DEFAULT_TS,
+        max_bytes=1 << 24,
+        max_traces=1000,
+        bounds=ANY_EVENT_TIME,
+    )
     assert out.format == "otlp_proto" and len(out.traces) == 4
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from stream_eval.trace import CheckResult, Trace
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "deploy" / "demo.toml"
 TOPIC = "llm-traces"
-BASE_TS = 1_795_000_000.0
+BASE_TS = time.time() // 3600 * 3600  # recent: ingest bounds event time around it
 ALWAYS = ("grounding", "pii")
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Literal
 
 import orjson
 
+from stream_eval.config import IngestSettings
+from stream_eval.ingest.bounds import bound_trace, safe_dumps
 from stream_eval.ingest.json_traces import decode_json_value, decode_ndjson
 from stream_eval.ingest.otlp import decode_otlp_json, decode_otlp_proto
 from stream_eval.ingest.result import DECODE, EMPTY, OVERSIZED, TOO_MANY, DeadLetter, Decoded
@@ -37,7 +40,33 @@ def decode_message(
     max_traces: int,
     fmt: Format = "auto",
     content_type: str | None = None,
+    bounds: IngestSettings | None = None,
 ) -> Decoded:
+    """Decode, then bound every trace (``ingest.bounds``) against the message time."""
+    out = _decode(raw, default_ts, max_bytes, max_traces, fmt, content_type)
+    if out.traces:
+        _apply_bounds(out, raw, default_ts, bounds or IngestSettings())
+    return out
+
+
+def _apply_bounds(out: Decoded, raw: bytes, ref_ts: float, cfg: IngestSettings) -> None:
+    kept = []
+    for i, t in enumerate(out.traces):
+        dead = bound_trace(t, ref_ts, cfg)
+        if dead is None:
+            kept.append(t)
+            continue
+        single = len(out.traces) == 1 and not out.dead and not out.skipped
+        dead.payload = raw if single else safe_dumps(asdict(t))
+        dead.item = i
+        out.dead.append(dead)
+    out.traces = kept
+
+
+def _decode(
+    raw: bytes, default_ts: float, max_bytes: int, max_traces: int, fmt: Format,
+    content_type: str | None,
+) -> Decoded:  # fmt: skip
     if len(raw) > max_bytes:
         return Decoded(
             format="unknown",

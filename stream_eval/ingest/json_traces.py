@@ -11,6 +11,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+from stream_eval.ingest.bounds import safe_dumps
 from stream_eval.ingest.genai import InvalidTrace, last_user_text, output_parts, parse_documents
 from stream_eval.ingest.result import DECODE, SCHEMA, DeadLetter, Decoded
 from stream_eval.trace import Trace
@@ -112,7 +113,7 @@ def _item(
 
 
 def _dead(reason: str, detail: str, obj: Any, raw: bytes | None, index: int) -> DeadLetter:
-    payload = raw if raw is not None else orjson.dumps(obj)
+    payload = raw if raw is not None else safe_dumps(obj)
     route = obj.get("route") if isinstance(obj, dict) else None
     trace_id = obj.get("trace_id") if isinstance(obj, dict) else None
     return DeadLetter(

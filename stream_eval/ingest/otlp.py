@@ -77,11 +77,11 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
-import orjson
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from stream_eval.ingest.bounds import safe_dumps
 from stream_eval.ingest.genai import (
     InvalidTrace,
     last_user_text,
@@ -450,7 +450,7 @@ def decode_otlp_json(obj: dict[str, Any], raw: bytes, default_ts: float) -> Deco
                     DeadLetter(
                         SCHEMA,
                         _detail(exc),
-                        orjson.dumps(span),
+                        safe_dumps(span),
                         item=index,
                         route=_route_hint(attrs, service),
                         trace_id=trace_id or (tid if isinstance(tid, str) else ""),

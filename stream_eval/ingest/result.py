@@ -13,7 +13,9 @@ OVERSIZED = "oversized"  # message above ingest.max_message_bytes
 TOO_MANY = "too_many_traces"  # batch above ingest.max_traces_per_message
 EMPTY = "empty"  # a message that holds no trace and no span at all
 CHECK_ERROR = "check_error"  # a cheap check raised on this trace (a bug; the stream goes on)
-REASONS = (DECODE, SCHEMA, OVERSIZED, TOO_MANY, EMPTY, CHECK_ERROR)
+EVENT_TIME = "event_time"  # event time outside the accepted range (ingest.max_event_*)
+BOUNDS = "bounds"  # a value no trace may carry (an id longer than 256 characters)
+REASONS = (DECODE, SCHEMA, OVERSIZED, TOO_MANY, EMPTY, CHECK_ERROR, EVENT_TIME, BOUNDS)
 
 
 @dataclass(slots=True)

@@ -30,8 +30,36 @@ def judge_request(p: ProcessedTrace) -> dict[str, Any]:
     }
 
 
-def encode_judge_request(p: ProcessedTrace) -> bytes:
-    return orjson.dumps(judge_request(p))
+MAX_REQUEST_BYTES = 512 * 1024  # well below the producer's 1 MiB requests
+_TEXTS = ("input", "output", "reference_answer")
+
+
+def _cut(text: str, keep: int) -> str:
+    return text[:keep] + f" [... {len(text) - keep} characters cut by stream-eval]"
+
+
+def encode_judge_request(p: ProcessedTrace, max_bytes: int = MAX_REQUEST_BYTES) -> bytes:
+    """The request, at most ``max_bytes``: when the texts do not fit, the longest of input,
+    output, reference answer and document contents is halved until they do, and
+    ``truncated`` says so (the judge sees what it can; the trace row keeps everything)."""
+    req = judge_request(p)
+    raw = orjson.dumps(req)
+    while len(raw) > max_bytes:
+        docs = req["documents"]
+        sizes = [(len(req[k] or ""), k, -1) for k in _TEXTS]
+        sizes += [(len(d["content"]), "documents", i) for i, d in enumerate(docs)]
+        size, key, i = max(sizes)
+        if size < 64:  # only ids and dimensions are left: they are bounded at ingest
+            if not docs:
+                break
+            docs[:] = docs[: len(docs) // 2]
+        elif key == "documents":
+            docs[i]["content"] = _cut(docs[i]["content"], size // 2)
+        else:
+            req[key] = _cut(req[key], size // 2)
+        req["truncated"] = True
+        raw = orjson.dumps(req)
+    return raw
 
 
 class InvalidJudgeRequest(ValueError):

@@ -7,6 +7,7 @@ how a trace was made, not from running the checks.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,13 +138,17 @@ def _messages(role: str, text: str) -> list[dict[str, Any]]:
 
 
 class TraceFactory:
-    """Deterministic for a seed: the same seed makes the same traffic."""
+    """Deterministic for a seed and start time: the same seed makes the same traffic.
+
+    ``start_ts`` defaults to two hours before the current hour: synthetic traffic is
+    recent, as live traffic is (ingest refuses event times far from the message time).
+    """
 
     def __init__(
-        self, seed: int = 7, start_ts: float = 1_795_000_000.0, max_step_s: float = 0.05
+        self, seed: int = 7, start_ts: float | None = None, max_step_s: float = 0.05
     ) -> None:
         self.rng = random.Random(seed)
-        self.ts = start_ts
+        self.ts = start_ts if start_ts is not None else time.time() // 3600 * 3600 - 7200
         self.max_step_s = max_step_s  # traces are spaced uniformly in [0, max_step_s]
 
     def _base(self, route: str, question: str, answer: str) -> dict[str, Any]:
