@@ -12,18 +12,18 @@ scale separately from ingest workers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any, Literal, cast
 
 import faust
-import orjson
 
 from stream_eval.batches import complete_or_exit, raw_messages
 from stream_eval.config import Settings
 from stream_eval.dead_letters import Headers, capped
 from stream_eval.ingest.stage import IngestStage
 from stream_eval.kafka_config import faust_credentials
+from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
@@ -57,7 +57,7 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         return app.topic(name, key_type=bytes, value_type=bytes)
 
     t = settings.topics
-    writer = SinkWriter(open_store(settings.clickhouse))
+    writer = SinkWriter(open_store(settings.clickhouse, wait=True))
     reports: list[Any] = []
 
     if role in ("all", "ingest"):
@@ -66,12 +66,10 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
             writer,
             _key_sender(topic(t.judge_requests)),
             _dead_letter_sender(topic(t.dead_letters), settings),
-            _partition_sender(topic(t.trace_index)),
-            _partition_sender(topic(t.sli_deltas)),
         )
         reports.append(ingest_stage.counters)
-        _add_feedback_agents(app, settings, writer, topic, reports)
-        _add_window_agent(app, settings, writer, topic, reports)
+        _add_feedback_agent(app, settings, writer, topic, reports)
+        _add_window_closer(app, settings, writer, reports)
         ing = settings.ingest
         _batch_agent(
             app, topic(t.traces), "ingest", ing.batch_max_messages, ing.batch_max_seconds,
@@ -94,11 +92,42 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         for r in reports:
             log.info(r.report())
 
+    m = settings.metrics
+    if m.port:
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def metrics_endpoint() -> None:
+            from stream_eval.metrics import serve
+
+            try:
+                serve([*reports, writer, ConsumerLag(app)], m.port, m.host)
+                log.info("metrics on http://%s:%d/metrics", m.host, m.port)
+            except OSError as exc:  # e.g. two workers on one host with the same port
+                log.error("metrics endpoint not started on port %d: %s", m.port, exc)
+
     @app.on_before_shutdown.connect
     def close_sink(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         writer.close()
 
     return app
+
+
+class ConsumerLag:
+    """Per assigned partition: the high watermark minus the committed offset."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+
+    def metrics(self) -> Iterator[Sample]:
+        consumer = self.app.consumer
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp in list(consumer.assignment()):
+            high = consumer.highwater(tp)
+            if high is None:  # not fetched yet
+                continue
+            done = committed.get(tp) or 0
+            labels = {"topic": tp.topic, "partition": str(tp.partition)}
+            yield "consumer_lag", "gauge", "Messages not committed yet", labels, max(high - done, 0)
 
 
 def _batch_agent(
@@ -124,15 +153,6 @@ def _batch_agent(
 # each returns the delivery future, which the stages await before the batch is acked.
 
 
-def _partition_sender(topic: Any) -> Callable[[int, bytes], Awaitable[Any]]:
-    """Send a value to one partition of ``topic``."""
-
-    async def send(partition: int, value: bytes) -> Any:
-        return await topic.send(value=value, partition=partition, force=True)
-
-    return send
-
-
 def _key_sender(topic: Any) -> Callable[[bytes, bytes], Awaitable[Any]]:
     """Send a keyed value to ``topic`` (partition: Kafka's default partitioner on the key)."""
 
@@ -156,20 +176,6 @@ def _dead_letter_sender(
     return send
 
 
-def _keyed_table(app: faust.App, name: str, partitions: int) -> Any:
-    """A bytes -> bytes Faust table whose changelog partition is its key's partition
-    (``use_partitioner``), so it can be written from batches and timers, not only from
-    inside a per-event iteration."""
-    return app.Table(
-        name,
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=partitions,
-        use_partitioner=True,
-    )
-
-
 def _add_judge_agent(
     app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[Any]
 ) -> None:
@@ -180,16 +186,13 @@ def _add_judge_agent(
     t, j = settings.topics, settings.judge
     send_dead_letter = _dead_letter_sender(topic(t.judge_dead_letters), settings)
     client = JudgeClient.from_settings(j)
-    send_sli = _partition_sender(topic(t.sli_deltas))
     holder: dict[str, JudgeStage] = {}
 
     async def handle(messages: list[RawMessage]) -> None:
         if "stage" not in holder:  # today's spend is read once, at the first batch
             spent = await JudgeStage.spent_today(writer)
             budget = DailyBudget(settings.judge_budget_for, spent)
-            holder["stage"] = JudgeStage(
-                settings, client, writer, send_dead_letter, budget, send_sli
-            )
+            holder["stage"] = JudgeStage(settings, client, writer, send_dead_letter, budget)
             reports.append(holder["stage"].counters)
         await holder["stage"].handle(messages)
 
@@ -198,60 +201,37 @@ def _add_judge_agent(
     )
 
 
-def _add_feedback_agents(
+def _add_feedback_agent(
     app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[Any]
 ) -> None:
-    """Trace index (a Faust table with changelog), feedback intake and the feedback join."""
-    from stream_eval.feedback.stage import FeedbackCounters, FeedbackIntake, FeedbackJoin
-    from stream_eval.feedback.table import TraceIndex
+    """Feedback intake: validated events to the feedback table (joined there, see
+    ``feedback_v``)."""
+    from stream_eval.feedback.stage import FeedbackCounters, FeedbackStage
 
-    t, fb = settings.topics, settings.feedback
-    index = TraceIndex(
-        _keyed_table(app, "trace-index", settings.kafka.partitions), fb.horizon_hours * 3600
-    )
+    t, fb, ing = settings.topics, settings.feedback, settings.ingest
     counters = FeedbackCounters()
     reports.append(counters)
-    by_trace = topic(t.feedback_by_trace)
-    send_sli = _partition_sender(topic(t.sli_deltas))
-    intake = FeedbackIntake(
+    stage = FeedbackStage(
         writer,
-        _key_sender(by_trace),  # re-keyed by trace id
         _dead_letter_sender(topic(t.dead_letters), settings),
         counters,
+        horizon_s=fb.horizon_hours * 3600,
+        max_age_s=ing.max_event_age_hours * 3600,
+        max_future_s=ing.max_event_future_seconds,
     )
-    join = FeedbackJoin(writer, index, counters, send_sli, settings.kafka.partitions)
-
-    async def add_to_index(messages: list[RawMessage]) -> None:
-        for m in messages:
-            index.add(orjson.loads(m.value))
-
     n, secs = fb.batch_max_messages, fb.batch_max_seconds
-    _batch_agent(app, topic(t.trace_index), "trace-index", n, secs, add_to_index)
-    _batch_agent(app, topic(t.feedback), "feedback-intake", n, secs, intake.handle)
-    _batch_agent(app, by_trace, "feedback-join", n, secs, join.handle)
+    _batch_agent(app, topic(t.feedback), "feedback", n, secs, stage.handle)
 
 
-def _add_window_agent(
-    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[Any]
+def _add_window_closer(
+    app: faust.App, settings: Settings, writer: SinkWriter, reports: list[Any]
 ) -> None:
-    """In-stream SLI windows: window state per slice in a Faust table (with changelog)."""
-    from stream_eval.windows.stage import WindowStage
-    from stream_eval.windows.state import Windowing
+    """SLI windows closed by the watermark: one closer per consumer group (the leader)."""
+    from stream_eval.windows.close import WindowCloser
 
-    w = settings.windows
-    table = _keyed_table(app, "sli-state", settings.kafka.partitions)
-    windowing = Windowing(
-        w.tumbling_seconds, w.hopping_size_seconds, w.hopping_step_seconds,
-        w.allowed_lateness_seconds,
-    )  # fmt: skip
+    closer = WindowCloser(settings.windows, settings.topics.traces)
+    reports.append(closer)
 
-    async def flush() -> None:
-        await app.producer.flush()
-
-    stage = WindowStage(table, writer, windowing, flush)
-    reports.append(stage.counters)
-
-    _batch_agent(
-        app, topic(settings.topics.sli_deltas), "sli-windows", w.batch_max_messages,
-        w.batch_max_seconds, stage.handle,
-    )  # fmt: skip
+    @app.timer(interval=settings.windows.close_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
+    async def close_windows() -> None:
+        await writer.run(closer.run, writer.store)

@@ -317,7 +317,7 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
             w.wait_drained(
                 settings,
                 timeout=timeout,
-                topics=[t.feedback, t.feedback_by_trace, t.trace_index, t.sli_deltas],
+                topics=[t.feedback],
                 progress=lambda lag: bar.update(fb_task, completed=lag),
             )
             if settings.judge.active:

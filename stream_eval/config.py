@@ -96,9 +96,6 @@ class TopicSettings(_Model):
     dead_letters: str = "stream-eval-dead-letters"
     judge_dead_letters: str = "stream-eval-judge-dead-letters"
     feedback: str = "llm-feedback"  # published by the apps
-    trace_index: str = "stream-eval-trace-index"  # internal: trace dimensions by trace id
-    feedback_by_trace: str = "stream-eval-feedback-by-trace"  # internal: feedback re-keyed
-    sli_deltas: str = "stream-eval-sli-deltas"  # internal: SLI deltas by slice
 
 
 class ClickHouseSettings(_Model):
@@ -213,14 +210,17 @@ class FeedbackSettings(_Model):
 
 
 class WindowSettings(_Model):
-    """In-stream SLI windows (event time), closed when stream time passes end + lateness."""
+    """SLI windows (event time), closed when the watermark passes end + lateness."""
 
     tumbling_seconds: int = Field(default=60, ge=1)
     hopping_size_seconds: int = Field(default=3600, ge=1)
     hopping_step_seconds: int = Field(default=300, ge=1)
     allowed_lateness_seconds: int = Field(default=300, ge=0)
-    batch_max_messages: int = Field(default=200, ge=1)
-    batch_max_seconds: float = Field(default=1.0, gt=0)
+    # A partition that has written nothing for this long no longer holds windows open.
+    idle_partition_seconds: float = Field(default=60.0, gt=0)
+    close_interval_seconds: float = Field(default=5.0, gt=0)  # how often the closer runs
+    refresh_seconds: float = Field(default=60.0, gt=0)  # late counts of closed windows...
+    refresh_hours: float = Field(default=6.0, ge=0)  # ...rewritten for this long after
 
     @model_validator(mode="after")
     def _hop_divides(self) -> WindowSettings:
@@ -264,6 +264,13 @@ class SamplingSettings(_Model):
     _always_known = field_validator("always_on_failed")(_known_checks)
 
 
+class MetricsSettings(_Model):
+    """Each worker serves Prometheus metrics on http://host:port/metrics (port 0: off)."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STREAM_EVAL_",
@@ -282,6 +289,7 @@ class Settings(BaseSettings):
     feedback: FeedbackSettings = Field(default_factory=FeedbackSettings)
     windows: WindowSettings = Field(default_factory=WindowSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
 
     @classmethod

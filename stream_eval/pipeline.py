@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from stream_eval.checks import run_checks
 from stream_eval.config import Settings
@@ -34,6 +35,7 @@ class ProcessedTrace:
     results: list[CheckResult]
     sample_reason: str  # '' when not sampled
     message: RawMessage
+    wm_at_ingest: float = 0.0  # its input partition's watermark just before its message
 
     @property
     def failed_checks(self) -> list[str]:
@@ -54,6 +56,7 @@ class Batch:
     processed: list[ProcessedTrace] = field(default_factory=list)
     dead: list[tuple[MessageOutcome, DeadLetter]] = field(default_factory=list)
     messages: list[MessageOutcome] = field(default_factory=list)
+    progress: list[dict[str, Any]] = field(default_factory=list)  # stream_progress rows
 
 
 def _checks_isolating_failures(

@@ -17,31 +17,13 @@ def topic_names(settings: Settings) -> list[str]:
         t.dead_letters,
         t.judge_dead_letters,
         t.feedback,
-        t.trace_index,
-        t.feedback_by_trace,
-        t.sli_deltas,
     ]
 
 
-def co_partitioned(settings: Settings) -> list[str]:
-    """Topics whose partition counts must equal kafka.partitions (the feedback join)."""
-    t = settings.topics
-    return [t.trace_index, t.feedback_by_trace, t.sli_deltas]
-
-
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create missing topics; returns the names created. Existing topics are left as they are,
-    but the co-partitioned internal ones must have kafka.partitions partitions."""
+    """Create missing topics; returns the names created. Existing topics are left as they are."""
     admin = AdminClient(confluent_config(settings.kafka))
     k = settings.kafka
-    existing = admin.list_topics(timeout=timeout).topics
-    for name in co_partitioned(settings):
-        if name in existing and len(existing[name].partitions) != k.partitions:
-            raise RuntimeError(
-                f"topic {name} has {len(existing[name].partitions)} partitions, but "
-                f"kafka.partitions is {k.partitions}: the feedback join needs them equal "
-                "(recreate the internal topic or set kafka.partitions)"
-            )
     new = [NewTopic(n, k.partitions, k.replication_factor) for n in topic_names(settings)]
     created = []
     for name, fut in admin.create_topics(new, request_timeout=timeout).items():

@@ -1,24 +1,26 @@
-"""Feedback decoding, the recent-traces index and the join decision (no Kafka here)."""
+"""Feedback decoding, the feedback stage and the join in ClickHouse (no Kafka here)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from stream_eval.config import ClickHouseSettings
 from stream_eval.feedback.events import KINDS, FeedbackEvent, InvalidFeedback, decode_feedback
-from stream_eval.feedback.index import index_messages, partition_for
-from stream_eval.feedback.stage import EXPIRED, JOINED, UNKNOWN, FeedbackCounters, FeedbackJoin
-from stream_eval.feedback.table import TraceIndex
+from stream_eval.feedback.stage import FeedbackCounters, FeedbackStage
 from stream_eval.pipeline import RawMessage
-from stream_eval.trace import Trace
+from stream_eval.sink.rows import ndjson
+from stream_eval.sink.store import Store, open_store
+from stream_eval.sink.writer import SinkWriter
 
 HOUR = 3600.0
-
-
-class DictTable(dict[bytes, bytes]):
-    """The Mapping side of a Faust table (get, set, delete, items), without Kafka."""
+NOW = time.time()
 
 
 def decode_one(obj: Any, ts: float = 100.0) -> FeedbackEvent | InvalidFeedback:
@@ -94,70 +96,103 @@ def test_kinds() -> None:
     assert KINDS == ("thumbs_up", "thumbs_down", "regenerate", "edit", "abandon")
 
 
-def test_index_messages_group_traces_by_their_partition() -> None:
-    traces = [Trace(trace_id=f"t{i}", route="r", output_text="x", start_time=i) for i in range(50)]
-    msgs = index_messages(traces, 4)
-    seen = 0
-    for partition, value in msgs:
-        entries = orjson.loads(value)
-        seen += len(entries)
-        assert all(partition_for(e[0], 4) == partition for e in entries)
-    assert seen == 50 and {p for p, _ in msgs} == {0, 1, 2, 3}
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(ClickHouseSettings(path=str(tmp_path / "chdb")))
+    yield s
+    s.close()
 
 
-def test_index_messages_are_chunked_to_stay_under_the_request_size() -> None:
-    traces = [Trace(trace_id=f"t{i}", route="r", output_text="x") for i in range(4500)]
-    msgs = index_messages(traces, 1)
-    assert [len(orjson.loads(v)) for _, v in msgs] == [2000, 2000, 500]
-    assert max(len(v) for _, v in msgs) < 512 * 1024
+def trace_row(trace_id: str, ts: float, route: str = "chat", pv: str = "v3") -> dict[str, Any]:
+    return {
+        "trace_id": trace_id, "span_id": "s", "route": route, "ts": ts, "model": "m",
+        "model_version": "m1", "prompt_id": "p", "prompt_version": pv, "provider": "",
+        "operation": "", "source": "json", "finish_reason": "", "input_text": "",
+        "output_text": "", "documents": 0, "tool_calls": 0, "size_bytes": 1,
+        "failed_checks": [], "sampled": 0, "sample_reason": "", "extra": "",
+        "kafka_topic": "t", "kafka_partition": 0, "kafka_offset": 0, "wm_at_ingest": 0,
+        "ingested_at": ts,
+    }  # fmt: skip
 
 
-def test_index_lookup_and_eviction_in_stream_time() -> None:
-    table = DictTable()
-    index = TraceIndex(table, horizon_s=HOUR)
-    index.add([["a", "chat", "m1", "v3", 1000.0], ["b", "chat", "m1", "v3", 1500.0]])
-    assert index.lookup("a") == ("chat", "m1", "v3", 1000.0)
-    # Stream time moves 1 h past `a` (but not past `b`): `a` goes, `b` stays.
-    index.add([["c", "rag", "m2", "v8", 1000.0 + HOUR + 1]])
-    assert index.lookup("a") is None and index.lookup("b") is not None
-    assert set(table) == {b"b", b"c"}
+def feedback_message(offset: int, *events: dict[str, Any], ts: float = NOW) -> RawMessage:
+    return RawMessage("fb", 0, offset, ts, orjson.dumps(list(events)))
 
 
-def test_a_re_added_trace_is_not_evicted_by_its_old_entry() -> None:
-    index = TraceIndex(DictTable(), horizon_s=HOUR)
-    index.add([["a", "chat", "m1", "v3", 0.0]])
-    index.add([["a", "chat", "m1", "v4", HOUR]])  # the same id again, later
-    index.add([["z", "chat", "m1", "v4", HOUR + 10]])  # moves the watermark past the old one
-    assert index.lookup("a") == ("chat", "m1", "v4", HOUR)
+class Dead:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, list[tuple[str, bytes]]]] = []
+
+    async def __call__(self, value: bytes, headers: list[tuple[str, bytes]]) -> Any:
+        self.sent.append((value, headers))
+        delivered = asyncio.get_running_loop().create_future()  # as a producer's send returns
+        delivered.set_result(None)
+        return delivered
 
 
-def test_a_recovered_table_is_indexed_and_evicted_after_restart() -> None:
-    table = DictTable({b"old": orjson.dumps(["chat", "m", "v", 0.0])})
-    index = TraceIndex(table, horizon_s=HOUR)
-    index.add([["new", "chat", "m", "v", 2 * HOUR]])
-    assert b"old" not in table and index.lookup("new") is not None
+def run_stage(store: Store, *messages: RawMessage) -> tuple[FeedbackCounters, Dead]:
+    counters, dead = FeedbackCounters(), Dead()
+    stage = FeedbackStage(
+        SinkWriter(store), dead, counters, horizon_s=HOUR, max_age_s=168 * HOUR,
+        max_future_s=300,
+    )  # fmt: skip
+
+    async def go() -> None:
+        for m in messages:
+            await stage.handle([m])
+
+    asyncio.run(go())
+    return counters, dead
+
+
+def statuses(store: Store) -> dict[str, tuple[str, str, str]]:
+    rows = store.query(
+        "SELECT feedback_id, join_status, route, prompt_version FROM stream_eval.feedback_v"
+    )
+    return {r["feedback_id"]: (r["join_status"], r["route"], r["prompt_version"]) for r in rows}
+
+
+def test_feedback_before_its_trace_is_joined_when_the_trace_arrives(store: Store) -> None:
+    run_stage(store, feedback_message(0, {"trace_id": "a", "kind": "thumbs_down", "ts": NOW}))
+    assert statuses(store) == {"fb/0/0/0": ("unknown_trace", "", "")}
+    store.insert("traces", ndjson([trace_row("a", NOW - 30)]))
+    assert statuses(store) == {"fb/0/0/0": ("joined", "chat", "v3")}
 
 
 @pytest.mark.parametrize(
-    ("trace_id", "ts", "status"),
-    [
-        ("a", 1000.0 + 60, JOINED),
-        ("a", 1000.0 + HOUR + 1, EXPIRED),  # later than the horizon after its trace
-        ("nope", 3000.0, UNKNOWN),
-        ("gone", 10.0, EXPIRED),  # unknown, and older than the watermark minus the horizon
-    ],
+    ("trace_id", "delay", "status"),
+    [("a", 60.0, "joined"), ("a", HOUR + 1, "expired"), ("nope", 60.0, "unknown_trace")],
 )
-def test_join_decision(trace_id: str, ts: float, status: str) -> None:
-    index = TraceIndex(DictTable(), horizon_s=HOUR)
-    index.add([["a", "chat", "m1", "v3", 1000.0], ["w", "chat", "m1", "v3", 1000.0 + HOUR]])
-    counters = FeedbackCounters()
-    join = FeedbackJoin(writer=None, index=index, counters=counters)  # type: ignore[arg-type]
-    ev = FeedbackEvent("f1", trace_id, "thumbs_down", ts)
-    row = join.row(ev, RawMessage("fb", 0, 1, ts, ev.to_json()), now=0.0)
-    assert row["join_status"] == status
-    if trace_id == "a":  # a known trace: its dimensions are kept, also when too late
-        assert (row["route"], row["prompt_version"]) == ("chat", "v3")
-        assert row["delay_s"] == ts - 1000.0
-    else:
-        assert row["route"] == "" and row["trace_ts"] == 0.0
-    assert counters.events == 1
+def test_join_status(store: Store, trace_id: str, delay: float, status: str) -> None:
+    store.insert("traces", ndjson([trace_row("a", NOW - 2 * HOUR)]))
+    ev = {"trace_id": trace_id, "kind": "thumbs_down", "ts": NOW - 2 * HOUR + delay}
+    run_stage(store, feedback_message(0, ev))
+    ((got, route, _),) = statuses(store).values()
+    assert got == status
+    assert route == ("" if trace_id == "nope" else "chat")  # a known trace keeps its slice
+
+
+def test_duplicate_feedback_ids_are_written_once_and_keep_the_first(store: Store) -> None:
+    first = {"feedback_id": "f1", "trace_id": "a", "kind": "thumbs_down", "ts": NOW}
+    again = {**first, "kind": "thumbs_up"}  # re-sent with another kind: the first stands
+    counters, _ = run_stage(
+        store, feedback_message(0, first, first), feedback_message(1, again)
+    )  # fmt: skip
+    assert (counters.events, counters.written, counters.duplicates) == (3, 1, 2)
+    rows = store.query("SELECT kind, kafka_offset FROM stream_eval.feedback")  # no FINAL
+    assert rows == [{"kind": "thumbs_down", "kafka_offset": 0}]
+
+
+def test_invalid_and_out_of_range_feedback_is_dead_lettered(store: Store) -> None:
+    counters, dead = run_stage(
+        store,
+        feedback_message(0, {"trace_id": "a", "kind": "love"}),
+        feedback_message(1, {"trace_id": "a", "kind": "thumbs_up", "ts": NOW * 1000}),
+        feedback_message(2, {"trace_id": "a", "kind": "thumbs_up", "user_id": "u" * 300}),
+    )
+    assert counters.invalid == 3 and counters.written == 0 and len(dead.sent) == 3
+    reasons = store.query(
+        "SELECT reason, count() AS n FROM stream_eval.dead_letters_v "
+        "WHERE stage = 'feedback' GROUP BY reason ORDER BY reason"
+    )
+    assert [(r["reason"], int(r["n"])) for r in reasons] == [("event_time", 1), ("schema", 2)]

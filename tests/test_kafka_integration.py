@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream_eval.checks import CHECK_NAMES
 from stream_eval.config import Settings
@@ -244,7 +247,50 @@ def _judge_rows(settings: Settings) -> list[dict[str, object]]:
         store.close()
 
 
-def test_feedback_joins_after_restart_from_the_table_changelog(
+def _store_query(settings: Settings, sql: str) -> list[dict[str, object]]:
+    store = open_store(settings.clickhouse)
+    try:
+        return store.query(sql.replace("{db}", store.database))
+    finally:
+        store.close()
+
+
+def test_a_worker_restarted_on_existing_topics_drains_like_a_fresh_one(
+    isolated: Settings, tmp_path: Path
+) -> None:
+    """The same topics, the same store, a second worker: it resumes and drains (it used to
+    commit one batch and stall, with the Faust tables' changelogs in the way)."""
+    settings = isolated
+    first = build_mix(400, batch_size=20, bad=False, seed=1)
+    ensure_topics(settings)
+    publish(settings, first.messages)
+    _drain(settings, tmp_path / "worker1.log")
+    second = build_mix(400, batch_size=20, bad=False, seed=2)
+    publish(settings, second.messages)
+    port = _free_port()
+    w = WorkerProcess(None, tmp_path / "worker2.log", {"STREAM_EVAL_METRICS__PORT": str(port)})
+    w.start()
+    try:
+        w.wait_drained(settings, timeout=180)
+        time.sleep(2)  # the committed offsets reach the worker's own view of its lag
+        metrics = scrape(port)
+    finally:
+        w.stop()
+    # What the operator sees in Prometheus: the second worker read the new messages only,
+    # wrote to ClickHouse, and has no lag left on its partitions.
+    assert metrics[("stream_eval_messages_total", (("stage", "ingest"),))] == len(second.messages)
+    assert metrics[("stream_eval_traces_total", (("stage", "ingest"),))] == 400
+    assert metrics[("stream_eval_sink_calls_total", ())] > 0
+    assert metrics[("stream_eval_sink_failures_total", ())] == 0
+    lags = [v for (name, _), v in metrics.items() if name == "stream_eval_consumer_lag"]
+    assert lags and all(v == 0 for v in lags)
+    n = _store_query(settings, "SELECT count() AS n FROM {db}.ingest_messages FINAL")[0]["n"]
+    assert n == len(first.messages) + len(second.messages)
+    traces = _store_query(settings, "SELECT count() AS n FROM {db}.traces FINAL")[0]["n"]
+    assert traces == 800
+
+
+def test_feedback_joins_whatever_the_arrival_order_and_counts_once(
     isolated: Settings, tmp_path: Path
 ) -> None:
     import orjson
@@ -253,123 +299,183 @@ def test_feedback_joins_after_restart_from_the_table_changelog(
     settings = isolated
     mix = build_mix(200, batch_size=20, bad=False)
     ensure_topics(settings)
-    publish(settings, mix.messages)
-    ingest_topics = [settings.topics.traces, settings.topics.trace_index]
-    w = WorkerProcess(None, tmp_path / "worker1.log")
-    w.start()
-    try:
-        w.wait_drained(settings, timeout=180, topics=ingest_topics)
-    finally:
-        w.stop()
-
-    # Feedback, keyed by trace id with librdkafka's default partitioner (CRC32, not the
-    # murmur2 of the trace index): the intake must re-key it to meet its trace.
     traces = [t.trace for t in mix.expected.published]
-    horizon = settings.feedback.horizon_hours * 3600
+    env = {"STREAM_EVAL_FEEDBACK__HORIZON_HOURS": "0.5"}  # so a too-late event is in the past
+    horizon = 1800
     events: list[dict[str, object]] = []
     for i, t in enumerate(traces[:60]):
         kind = ("thumbs_down", "thumbs_up", "regenerate", "edit", "abandon")[i % 5]
-        events.append({"trace_id": t["trace_id"], "kind": kind, "ts": t["timestamp"] + 30})
+        events.append({"feedback_id": f"fb-{i}", "trace_id": t["trace_id"], "kind": kind,
+                       "ts": t["timestamp"] + 30})  # fmt: skip
     late = traces[60]
-    events.append({"trace_id": late["trace_id"], "kind": "thumbs_down",
-                   "ts": late["timestamp"] + horizon + 3600})  # fmt: skip
+    events.append({"feedback_id": "fb-late", "trace_id": late["trace_id"], "kind": "thumbs_down",
+                   "ts": late["timestamp"] + horizon + 60})  # fmt: skip
     events += [{"trace_id": f"nope-{i}", "kind": "thumbs_down"} for i in range(3)]
+    resent = [{**e, "kind": "thumbs_up"} for e in events[:20]]  # the same feedback_ids again
     p = Producer(confluent_config(settings.kafka))
-    for e in events:
+    # Feedback first, then its traces: the join must not depend on the order.
+    for e in [*events, *resent]:
         p.produce(settings.topics.feedback, orjson.dumps(e), key=str(e["trace_id"]).encode())
     p.produce(settings.topics.feedback, b'{"trace_id": "x", "kind": "love"}')  # invalid kind
     p.produce(settings.topics.feedback, b"not json")
     assert p.flush(30) == 0
-
-    # A new worker: the trace index comes back from the table's changelog topic.
-    feedback_topics = [settings.topics.feedback, settings.topics.feedback_by_trace]
-    w = WorkerProcess(None, tmp_path / "worker2.log")
+    both = [settings.topics.feedback, settings.topics.traces]
+    w = WorkerProcess(None, tmp_path / "worker1.log", env)
     w.start()
     try:
-        w.wait_drained(settings, timeout=180, topics=feedback_topics)
+        w.wait_drained(settings, timeout=180, topics=[settings.topics.feedback])
+        publish(settings, mix.messages)  # the traces, after their feedback was read
+        w.wait_drained(settings, timeout=180, topics=both)
     finally:
         w.stop()
 
-    store = open_store(settings.clickhouse)
-    db = store.database
-    try:
+    def state() -> tuple[dict[str, int], dict[str, int], int]:
         status = {
-            r["join_status"]: int(r["n"])
-            for r in store.query(
-                f"SELECT join_status, count() AS n FROM {db}.feedback FINAL GROUP BY join_status"
+            str(r["join_status"]): int(r["n"])  # type: ignore[call-overload]
+            for r in _store_query(
+                settings, "SELECT join_status, count() AS n FROM {db}.feedback_v GROUP BY 1"
             )
         }
-        joined = store.query(
-            f"SELECT f.trace_id AS trace_id, f.route AS route, f.prompt_version AS pv, "
-            f"t.route AS t_route, t.prompt_version AS t_pv FROM {db}.feedback AS f FINAL "
-            f"INNER JOIN {db}.traces AS t FINAL ON f.trace_id = t.trace_id "
-            "WHERE f.join_status = 'joined'"
-        )
-        dead = store.query(
-            f"SELECT count() AS n FROM {db}.dead_letters FINAL WHERE stage = 'feedback'"
-        )[0]["n"]
-        sli = store.query(
-            f"SELECT sum(thumbs_down) AS down, sum(feedback_n) AS n FROM {db}.sli_minute"
+        sli = _store_query(
+            settings, "SELECT sum(thumbs_down) AS down, sum(feedback_n) AS n FROM {db}.sli_minute"
         )[0]
-    finally:
-        store.close()
+        raw = _store_query(settings, "SELECT count() AS n FROM {db}.feedback")[0]["n"]
+        return status, {k: int(v) for k, v in sli.items()}, int(raw)  # type: ignore[call-overload]
+
+    status, sli, raw = state()
     assert status == {"joined": 60, "expired": 1, "unknown_trace": 3}
-    assert all(r["route"] == r["t_route"] and r["pv"] == r["t_pv"] for r in joined)
-    assert len(joined) == 60
-    assert int(dead) == 2
-    assert (int(sli["down"]), int(sli["n"])) == (12, 60)  # every 5th of 60 is a thumbs-down
+    assert sli == {"down": 12, "n": 60}  # every 5th of 60 is a thumbs-down, re-sent ones once
+    assert raw == 64  # each feedback_id written once: the re-sent ones were not written again
+    dead = _store_query(
+        settings, "SELECT count() AS n FROM {db}.dead_letters FINAL WHERE stage = 'feedback'"
+    )[0]["n"]
+    assert int(dead) == 2  # type: ignore[call-overload]
+    joined = _store_query(
+        settings,
+        "SELECT count() AS n FROM {db}.feedback_v AS f INNER JOIN {db}.traces AS t FINAL "
+        "ON f.trace_id = t.trace_id WHERE f.join_status = 'joined' AND f.route = t.route "
+        "AND f.prompt_version = t.prompt_version",
+    )[0]["n"]
+    assert joined == 60
+
+    # A full replay of the feedback by a new consumer group changes nothing.
+    replay = settings.model_copy(update={"app_id": f"{settings.app_id}-replay"})
+    w = WorkerProcess(None, tmp_path / "replay.log", {**env, "STREAM_EVAL_APP_ID": replay.app_id})
+    w.start()
+    try:
+        w.wait_drained(replay, timeout=180, topics=both)
+    finally:
+        w.stop()
+    assert state() == (status, sli, raw)
 
 
-def test_in_stream_windows_equal_the_exact_view(isolated: Settings, tmp_path: Path) -> None:
-    from stream_eval.windows.counters import FLOAT_COUNTERS, INT_COUNTERS
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The worker's Prometheus metrics, as Prometheus would read them."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+def _wait_closed(port: int, w: WorkerProcess, upto: int, timeout: float = 120) -> None:
+    """Until the closer has closed every tumbling window ending at or before ``upto``, and
+    refreshed the late counts after that (read from the worker's metrics)."""
+    key = ("stream_eval_windows_closed_until_seconds", (("kind", "tumbling"),))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if scrape(port).get(key, 0) >= upto:
+                time.sleep(3)  # one more refresh of the late counts (every 2 s here)
+                return
+        except OSError:
+            pass  # not serving yet
+        time.sleep(1)
+    raise AssertionError(f"windows not closed up to {upto}:\n{w.log_tail()}")
+
+
+def test_closed_windows_plus_late_equal_the_exact_view(isolated: Settings, tmp_path: Path) -> None:
+    """Shuffled event time on two partitions, duplicates, a kill -9 and a restart: for every
+    closed window and slice, its counters plus its late counts equal sli_minute."""
+    import random
 
     settings = isolated
-    # ~40 minutes of traffic, so that most 1-minute windows close (lateness: 5 minutes).
-    mix = build_mix(500, batch_size=25, bad=False, max_step_s=10.0)
+    # ~40 minutes of traffic (lateness: 5 minutes) in JSON arrays of 10 traces, out of
+    # event-time order: shuffled within blocks of 5 messages (~3 minutes), and a few
+    # messages held back by about 20 minutes.
+    import orjson
+    from confluent_kafka import Producer
+
+    from stream_eval.synthetic.mix import Message
+    from stream_eval.synthetic.traces import TraceFactory
+
+    factory = TraceFactory(seed=5, max_step_s=8.0)
+    traces = [factory.next().trace for _ in range(600)]
+    ordered = [Message(orjson.dumps(traces[i : i + 10]), "json_array") for i in range(0, 600, 10)]
+    rng = random.Random(3)
+    msgs = []
+    for i in range(0, len(ordered), 5):
+        block = ordered[i : i + 5]
+        rng.shuffle(block)
+        msgs += block
+    for i in (3, 11, 17):  # now about 20 minutes behind
+        msgs.insert(i + 30, msgs.pop(i))
     ensure_topics(settings)
-    publish(settings, mix.messages)
-    w = WorkerProcess(None, tmp_path / "worker.log")
+    # Alternating over the two partitions; the first 15 messages a second time at the end
+    # (duplicate traces, as a producer retrying after a lost acknowledgement sends them).
+    producer = Producer(confluent_config(settings.kafka, **{"compression.type": "lz4"}))
+    for i, m in enumerate(msgs + msgs[:15]):
+        producer.produce(settings.topics.traces, m.value, partition=i % 2)
+    assert producer.flush(30) == 0
+    total = len(msgs) + 15
+    port = _free_port()
+    env = {
+        "STREAM_EVAL_WINDOWS__CLOSE_INTERVAL_SECONDS": "1",
+        "STREAM_EVAL_WINDOWS__REFRESH_SECONDS": "2",
+        "STREAM_EVAL_METRICS__PORT": str(port),
+        "STREAM_EVAL_INGEST__BATCH_MAX_MESSAGES": "10",  # so the kill comes mid-stream
+    }
+    newest = int(max(t["timestamp"] for t in traces))
+    w = WorkerProcess(None, tmp_path / "worker1.log", env)
+    w.start()
+    deadline = time.monotonic() + 120
+    while group_lag(settings, settings.topics.traces) > total // 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    w.kill()
+    w = WorkerProcess(None, tmp_path / "worker2.log", env)
     w.start()
     try:
-        w.wait_drained(
-            settings, timeout=180, topics=[settings.topics.traces, settings.topics.sli_deltas]
-        )
+        w.wait_drained(settings, timeout=180)
+        _wait_closed(port, w, (newest - 300) // 60 * 60)
     finally:
         w.stop()
-    store = open_store(settings.clickhouse)
-    db = store.database
-    cols = [c for c in (*INT_COUNTERS, *FLOAT_COUNTERS) if c != "latency_n"]
-    key = "window_start, route, model_version, prompt_version"
-    try:
-        windows = store.query(
-            f"SELECT toUnixTimestamp(window_start) AS ws, route, model_version, prompt_version, "
-            f"{', '.join(cols)} FROM {db}.sli_windows FINAL WHERE window_kind = 'tumbling' "
-            f"ORDER BY {key}"
-        )
-        exact = {
-            (int(r["ws"]), r["route"], r["model_version"], r["prompt_version"]): r
-            for r in store.query(
-                f"SELECT toUnixTimestamp(window_start) AS ws, route, model_version, "
-                f"prompt_version, {', '.join(cols)} FROM {db}.sli_minute"
-            )
-        }
-        newest = int(store.query(f"SELECT toUnixTimestamp(max(ts)) AS t FROM {db}.traces")[0]["t"])
-        hopping = store.query(
-            f"SELECT count() AS n, sum(traces) AS traces FROM {db}.sli_windows FINAL "
-            "WHERE window_kind = 'hopping'"
-        )[0]
-    finally:
-        store.close()
-    assert len(windows) > 20
-    for row in windows:
-        k = (int(row["ws"]), row["route"], row["model_version"], row["prompt_version"])
-        assert k[0] + 60 + 300 <= newest + 60  # only windows the watermark has passed closed
-        for c in cols:
-            assert row[c] == pytest.approx(exact[k][c]), (k, c)
-    # Every closed minute in the exact view that the watermark passed is a closed window too.
-    passed = {k for k in exact if k[0] + 60 + 300 <= newest - 60}
-    assert passed <= {
-        (int(r["ws"]), r["route"], r["model_version"], r["prompt_version"]) for r in windows
+    key = "toInt64(toUnixTimestamp(window_start)) AS ws, route, model_version, prompt_version"
+    windows = _store_query(
+        settings,
+        f"SELECT {key}, traces, late_traces, feedback_n, late_feedback, check_n, check_fail "
+        "FROM {db}.sli_windows FINAL WHERE window_kind = 'tumbling'",
+    )
+    exact = {
+        (r["ws"], r["route"], r["model_version"], r["prompt_version"]): r
+        for r in _store_query(settings, f"SELECT {key}, traces, check_n FROM {{db}}.sli_minute")
     }
-    # Hopping hour windows closed only once an hour of stream time has passed each.
-    assert int(hopping["n"]) == 0 or int(hopping["traces"]) > 0
+    assert len(windows) > 20
+    late = 0
+    for row in windows:
+        k = (row["ws"], row["route"], row["model_version"], row["prompt_version"])
+        assert int(row["traces"]) + int(row["late_traces"]) == int(exact[k]["traces"]), k  # type: ignore[call-overload]
+        late += int(row["late_traces"])  # type: ignore[call-overload]
+        if int(row["late_traces"]) == 0:  # type: ignore[call-overload]
+            assert row["check_n"] == exact[k]["check_n"], k
+    # Late: the 3 held-back messages, and the 15 re-sent at the end (the copy read last
+    # counts, and it came after its window had closed).
+    assert late == 30 + 150
+    on_time = sum(int(r["traces"]) for r in windows)  # type: ignore[call-overload]
+    assert on_time > late

@@ -37,13 +37,16 @@ TABLES = (
     "traces",
     "check_results",
     "dead_letters",
+    "stream_progress",
     "ingest_messages",
     "judge_results",
     "feedback",
+    "window_closes",
     "sli_windows",
 )
-SLI_VIEWS = ("sli_minute",)
-INGEST_TABLES = TABLES[:4]  # what the ingest stage writes; judge_results is the judge's
+FINAL_VIEWS = ("traces", "check_results", "dead_letters", "ingest_messages", "judge_results")
+SLI_VIEWS = ("feedback_v", "sli_minute")
+INGEST_TABLES = TABLES[:5]  # what the ingest stage writes; judge_results is the judge's
 BASE_TS = time.time() // 3600 * 3600  # recent: ingest bounds event time around it
 
 
@@ -97,17 +100,20 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
     }
     assert names == {
         **dict.fromkeys(TABLES, "ReplacingMergeTree"),
-        **{f"{t}_v": "View" for t in TABLES},
+        **{f"{t}_v": "View" for t in (*FINAL_VIEWS, "sli_windows")},
         **dict.fromkeys(SLI_VIEWS, "View"),
     }
     for t in TABLES:
-        assert count(store, t) == 0 and count(store, f"{t}_v", final=False) == 0
+        assert count(store, t) == 0
+    for v in (*FINAL_VIEWS, "sli_windows"):
+        assert count(store, f"{v}_v", final=False) == 0
 
 
 def test_schema_statements_use_the_database_name() -> None:
     stmts = schema_statements("other_db")
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS other_db"
-    assert len(stmts) == 1 + 2 * len(TABLES) + len(SLI_VIEWS)
+    # the database, the tables, a FINAL view per base table and sli_windows, the SLI views
+    assert len(stmts) == 1 + len(TABLES) + len(FINAL_VIEWS) + 1 + len(SLI_VIEWS)
     assert all("{db}" not in s and "stream_eval." not in s for s in stmts)
     assert not any(s.lstrip().startswith("--") for s in stmts)
 
@@ -458,6 +464,10 @@ def test_store_error_on_bad_insert(store: Store) -> None:
 
 def test_rows_match_the_table_columns(store: Store, batch: Batch) -> None:
     """ClickHouse skips unknown JSONEachRow keys silently: a renamed column would lose data."""
+    batch.progress = [
+        {"kafka_topic": "t", "kafka_partition": 0, "first_offset": 0, "last_offset": 9,
+         "watermark": BASE_TS}
+    ]  # fmt: skip
     rows = batch_rows(batch, ingested_at=BASE_TS)
     for table, data in rows.items():
         first = orjson.loads(data.splitlines()[0])

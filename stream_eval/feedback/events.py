@@ -13,6 +13,7 @@ idempotent; otherwise the event's Kafka position identifies it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -70,11 +71,14 @@ def _event(obj: Any, default_id: str, default_ts: float) -> FeedbackEvent:
     if kind not in KINDS:
         raise InvalidFeedback(f"kind must be one of {list(KINDS)}, got {kind!r}")
     for key in ("span_id", "user_id", "feedback_id"):
-        if not isinstance(obj.get(key, ""), str):
-            raise InvalidFeedback(f"{key} must be a string")
+        v = obj.get(key, "")
+        if not isinstance(v, str) or len(v) > 256:
+            raise InvalidFeedback(f"{key} must be a string of at most 256 characters")
     value = obj.get("value")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise InvalidFeedback("value must be a number or null")
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+    ):
+        raise InvalidFeedback("value must be a finite number or null")
     return FeedbackEvent(
         feedback_id=obj.get("feedback_id") or default_id,
         trace_id=trace_id,

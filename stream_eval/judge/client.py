@@ -66,7 +66,9 @@ class CallOutcome:
     output_tokens: int = 0
     cost_usd: float = 0.0
     attempts: int = 0
-    latency_ms: float = 0.0
+    latency_ms: float = 0.0  # in HTTP calls to the endpoint, all attempts
+    queue_ms: float = 0.0  # waiting for the limiter (rate, concurrency, Retry-After)
+    rate_limited: int = 0  # 429 answers
 
 
 class JudgeClient:
@@ -126,20 +128,26 @@ class JudgeClient:
         out = CallOutcome(p.rubric, p.request, None)
         fmt = response_format(p.rubric, cfg.response_format)
         transient = parse_failures = 0
-        started = time.monotonic()
         while True:
             out.attempts += 1
+            queued = time.monotonic()
             try:
                 async with self.limits.slot(p.est_input_tokens + cfg.max_output_tokens) as adm:
-                    resp = await self._create(p.messages, fmt)
+                    calling = time.monotonic()
+                    out.queue_ms += (calling - queued) * 1000
+                    try:
+                        resp = await self._create(p.messages, fmt)
+                    finally:
+                        out.latency_ms += (time.monotonic() - calling) * 1000
                     used = resp.usage.total_tokens if resp.usage else None
                     if used is not None:
                         self.limits.adjust(adm, used)
             except Exception as exc:
                 kind = error_kind(exc)
+                out.rate_limited += kind == RATE_LIMITED
                 transient += 1
                 if not is_retryable(exc) or transient >= cfg.max_attempts:
-                    return self._fail(out, kind, f"{type(exc).__name__}: {exc}", started)
+                    return self._fail(out, kind, f"{type(exc).__name__}: {exc}")
                 headers = getattr(getattr(exc, "response", None), "headers", None)
                 wait = retry_after_seconds(headers)
                 if wait is not None:
@@ -163,13 +171,11 @@ class JudgeClient:
             except InvalidVerdict as exc:
                 parse_failures += 1
                 if parse_failures > 1:  # retried once already
-                    return self._fail(out, UNPARSEABLE, str(exc), started)
+                    return self._fail(out, UNPARSEABLE, str(exc))
                 continue
-            out.latency_ms = (time.monotonic() - started) * 1000
             return out
 
     @staticmethod
-    def _fail(out: CallOutcome, kind: str, detail: str, started: float) -> CallOutcome:
+    def _fail(out: CallOutcome, kind: str, detail: str) -> CallOutcome:
         out.error, out.detail = kind, detail[:1000]
-        out.latency_ms = (time.monotonic() - started) * 1000
         return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +25,10 @@ from stream_eval.judge.budget import DailyBudget
 from stream_eval.judge.client import CallOutcome, JudgeClient, Prepared
 from stream_eval.judge.request import InvalidJudgeRequest, JudgeRequest, decode_judge_request
 from stream_eval.judge.rubrics import RUBRICS, Rubric, rubrics_for_request
+from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
 from stream_eval.sink.rows import dead_letter_row, ndjson
 from stream_eval.sink.writer import SinkWriter
-from stream_eval.windows.deltas import DeltaBuilder
 
 log = logging.getLogger("stream_eval.judge")
 
@@ -37,22 +37,6 @@ BUDGET = "budget"
 DECODE = "decode"
 
 Send = Callable[[bytes, list[tuple[str, bytes]]], Awaitable[Any]]
-SendSli = Callable[[int, bytes], Awaitable[Any]]  # partition, packed deltas -> delivery
-
-
-def _add_judge_delta(sli: DeltaBuilder, it: _Item, row: dict[str, Any]) -> None:
-    status = row["status"]
-    if status == SKIPPED:
-        return
-    c: dict[str, Any] = {"judge_cost_usd": float(row["cost_usd"] or 0.0)}
-    if status == SCORED:
-        c.update(
-            judge_scored=1, judge_score_sum=float(row["score"]), judge_passed=int(row["passed"])
-        )
-    else:
-        c["judge_failed"] = 1
-    r = it.request
-    sli.add(it.message, (r.route, r.model_version, r.prompt_version), r.ts, c)
 
 
 def sql_str(s: str) -> str:
@@ -68,6 +52,42 @@ class JudgeCounters:
     already_done: int = 0
     dead_messages: int = 0
     cost_usd: float = 0.0
+
+    calls: int = 0  # HTTP calls (attempts)
+    rate_limited: int = 0  # 429 answers
+    queue_seconds: float = 0.0  # waiting for the limiter
+    call_seconds: float = 0.0  # in HTTP calls
+
+    def metrics(self) -> Iterator[Sample]:
+        st = {"stage": "judge"}
+        yield "messages", "counter", "Kafka messages processed", st, self.messages
+        yield "judge_results", "counter", "Judge results", {"status": "scored"}, self.scored
+        yield "judge_results", "counter", "Judge results", {"status": "failed"}, self.failed
+        yield "judge_results", "counter", "Judge results", {"status": "skipped"}, self.skipped
+        yield "judge_calls", "counter", "HTTP calls to the judge endpoint", {}, self.calls
+        yield (
+            "judge_rate_limited",
+            "counter",
+            "429 answers from the endpoint",
+            {},
+            self.rate_limited,
+        )
+        yield (
+            "judge_queue_seconds",
+            "counter",
+            "Time waiting for the limiter",
+            {},
+            self.queue_seconds,
+        )
+        yield "judge_call_seconds", "counter", "Time in judge HTTP calls", {}, self.call_seconds
+        yield "judge_spend_usd", "counter", "Judge spend", {}, self.cost_usd
+        yield (
+            "dead_letters",
+            "counter",
+            "Dead letters",
+            {**st, "reason": "any"},
+            (self.failed + self.dead_messages),
+        )
 
     def report(self) -> str:
         return (
@@ -99,14 +119,12 @@ class JudgeStage:
         writer: SinkWriter,
         send_dead_letter: Send,
         budget: DailyBudget,
-        send_sli: SendSli | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.writer = writer
         self.send_dead_letter = send_dead_letter
         self.budget = budget
-        self.send_sli = send_sli  # judge counts for the in-stream SLI windows
         self.counters = JudgeCounters()
 
     @classmethod
@@ -134,13 +152,10 @@ class JudgeStage:
         self.counters.messages += len(messages)
 
         done = await self._already_judged(items)
-        sli = DeltaBuilder()
         todo: list[tuple[_Item, Prepared]] = []
         for it in items:
-            stored = done.get((it.request.trace_id, it.request.span_id, it.rubric.name))
-            if stored is not None:
+            if (it.request.trace_id, it.request.span_id, it.rubric.name) in done:
                 self.counters.already_done += 1
-                _add_judge_delta(sli, it, stored)  # the windows drop it if already counted
                 continue
             p = self.client.prepare(it.rubric, it.request)
             if self.budget.try_reserve(it.request.route, p.est_cost_usd):
@@ -176,20 +191,17 @@ class JudgeStage:
             }
         )
         deliveries = [await self.send_dead_letter(v, h) for v, h in out.dlq]
-        if self.send_sli is not None:
-            rows = {(r["trace_id"], r["span_id"], r["rubric"]): r for r in out.rows}
-            for it in items:
-                row = rows.get((it.request.trace_id, it.request.span_id, it.rubric.name))
-                if row is not None:
-                    _add_judge_delta(sli, it, row)
-            for partition, value in sli.packed(self.settings.kafka.partitions):
-                deliveries.append(await self.send_sli(partition, value))
         await asyncio.gather(*deliveries)
         return out
 
     async def _call(self, it: _Item, p: Prepared) -> CallOutcome:
         o = await self.client.call(p)
         self.budget.settle(it.request.route, p.est_cost_usd, o.cost_usd)
+        c = self.counters
+        c.calls += o.attempts
+        c.rate_limited += o.rate_limited
+        c.queue_seconds += o.queue_ms / 1000
+        c.call_seconds += o.latency_ms / 1000
         return o
 
     async def _already_judged(
@@ -239,6 +251,7 @@ class JudgeStage:
             "output_tokens": o.output_tokens if o else 0,
             "cost_usd": o.cost_usd if o else 0.0,
             "latency_ms": o.latency_ms if o else 0.0,
+            "queue_ms": o.queue_ms if o else 0.0,
             "sample_reason": it.request.sample_reason,
             "requested_at": it.message.timestamp,
             "judged_at": judged_at,

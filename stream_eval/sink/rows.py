@@ -79,6 +79,7 @@ def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[
                 "kafka_topic": m.topic,
                 "kafka_partition": m.partition,
                 "kafka_offset": m.offset,
+                "wm_at_ingest": p.wm_at_ingest,
                 "ingested_at": ingested_at,
             }
         )
@@ -129,10 +130,13 @@ def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[
         }
         for o in batch.messages
     ]
-    # The ledger goes last: a message is only marked read once its rows are written.
+    progress = [{**r, "ingested_at": ingested_at} for r in batch.progress]
+    # The ledger goes last: a message is only marked read once its rows are written; the
+    # progress (watermarks) just before it, once the traces it covers are written.
     return {
         "traces": ndjson(traces),
         "check_results": ndjson(checks),
         "dead_letters": ndjson(dead),
+        "stream_progress": ndjson(progress),
         "ingest_messages": ndjson(messages),
     }

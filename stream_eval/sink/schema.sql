@@ -36,6 +36,11 @@ CREATE TABLE IF NOT EXISTS {db}.traces
     kafka_topic     LowCardinality(String),
     kafka_partition UInt32,
     kafka_offset    UInt64,
+    -- The watermark of the trace's input partition just before its Kafka message (the
+    -- newest event time read before it): a window that ends, plus the allowed lateness,
+    -- at or before it had closed for this trace (the trace is late for that window).
+    -- The same on a replay, so window membership never changes.
+    wm_at_ingest    DateTime64(3, 'UTC'),
     ingested_at     DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(ingested_at)
@@ -128,17 +133,20 @@ CREATE TABLE IF NOT EXISTS {db}.judge_results
     input_tokens        UInt32,
     output_tokens       UInt32,
     cost_usd            Float64,
-    latency_ms          Float64,
+    latency_ms          Float64,  -- in HTTP calls to the endpoint (all attempts)
+    queue_ms            Float64,  -- waiting for the rate limiter before them
     sample_reason       LowCardinality(String),
     requested_at        DateTime64(3, 'UTC'),
-    judged_at           DateTime64(3, 'UTC')
+    judged_at           DateTime64(3, 'UTC'),
+    inserted_at         DateTime64(3, 'UTC') DEFAULT now64(3)  -- set by ClickHouse
 )
 ENGINE = ReplacingMergeTree(judged_at)
 PARTITION BY toYYYYMM(ts)
 ORDER BY (route, rubric, rubric_version, judge_model, trace_id, span_id);
 
--- User feedback, joined to the dimensions of the trace it is about (join_status:
--- joined | unknown_trace | expired; unjoined feedback is kept and counted, not dropped).
+-- User feedback events as the apps sent them, one row per feedback_id (the first one
+-- read: a re-sent or replayed event is not written again). The join to the trace is
+-- the view feedback_v, so feedback joins its trace whatever the arrival order.
 CREATE TABLE IF NOT EXISTS {db}.feedback
 (
     feedback_id     String,
@@ -148,23 +156,48 @@ CREATE TABLE IF NOT EXISTS {db}.feedback
     value           Nullable(Float64),
     user_id         String,
     ts              DateTime64(3, 'UTC'),
-    join_status     LowCardinality(String),
-    route           LowCardinality(String),
-    model_version   LowCardinality(String),
-    prompt_version  LowCardinality(String),
-    trace_ts        DateTime64(3, 'UTC'),
-    delay_s         Float64,
+    horizon_s       Float64,  -- feedback.horizon_hours when it was read
     kafka_topic     LowCardinality(String),
     kafka_partition UInt32,
     kafka_offset    UInt64,
-    ingested_at     DateTime64(3, 'UTC')
+    ingested_at     DateTime64(3, 'UTC'),
+    inserted_at     DateTime64(3, 'UTC') DEFAULT now64(3)  -- set by ClickHouse
 )
 ENGINE = ReplacingMergeTree(ingested_at)
 ORDER BY feedback_id;
 
--- Closed in-stream SLI windows (tumbling and hopping), written once each when stream
--- time passes window_end + the allowed lateness. Numerators and denominators, as in
--- sli_minute; latency as a histogram (upper edges in stream_eval.windows.counters).
+-- Ingest progress: per batch and input partition, the offsets read and the watermark
+-- (newest event time) after them. Window closing reads the watermarks; a restarted or
+-- rebalanced worker reads the watermark as it was before the offset it resumes at.
+CREATE TABLE IF NOT EXISTS {db}.stream_progress
+(
+    kafka_topic     LowCardinality(String),
+    kafka_partition UInt32,
+    first_offset    UInt64,
+    last_offset     UInt64,
+    watermark       DateTime64(3, 'UTC'),
+    ingested_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(ingested_at)
+ORDER BY (kafka_topic, kafka_partition, first_offset);
+
+-- When each window was closed (one row per window, for every slice).
+CREATE TABLE IF NOT EXISTS {db}.window_closes
+(
+    window_kind     LowCardinality(String),
+    window_start    DateTime('UTC'),
+    window_end      DateTime('UTC'),
+    watermark       DateTime64(3, 'UTC'),
+    closed_at       DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (window_kind, window_start);
+
+-- Closed SLI windows (tumbling and hopping), closed when the watermark (the minimum
+-- over the input partitions) passes window_end + the allowed lateness. Numerators and
+-- denominators, as in sli_minute, of what the window held when it closed; late_* count
+-- what reached it afterwards (refreshed by the closer). Counters plus late_* equal
+-- sli_minute over the window. Latency as a histogram (edges in stream_eval.windows.sql).
 CREATE TABLE IF NOT EXISTS {db}.sli_windows
 (
     window_kind        LowCardinality(String),
@@ -206,9 +239,12 @@ CREATE TABLE IF NOT EXISTS {db}.sli_windows
     latency_p50_ms     Nullable(Float64),
     latency_p95_ms     Nullable(Float64),
     late_traces        UInt64,
-    closed_at          DateTime64(3, 'UTC')
+    late_feedback      UInt64,
+    late_judge         UInt64,
+    closed_at          DateTime64(3, 'UTC'),
+    refreshed_at       DateTime64(3, 'UTC')
 )
-ENGINE = ReplacingMergeTree(closed_at)
+ENGINE = ReplacingMergeTree(refreshed_at)
 ORDER BY (window_kind, route, model_version, prompt_version, window_start);
 
 CREATE VIEW IF NOT EXISTS {db}.traces_v AS SELECT * FROM {db}.traces FINAL;
@@ -216,5 +252,4 @@ CREATE VIEW IF NOT EXISTS {db}.check_results_v AS SELECT * FROM {db}.check_resul
 CREATE VIEW IF NOT EXISTS {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FINAL;
 CREATE VIEW IF NOT EXISTS {db}.ingest_messages_v AS SELECT * FROM {db}.ingest_messages FINAL;
 CREATE VIEW IF NOT EXISTS {db}.judge_results_v AS SELECT * FROM {db}.judge_results FINAL;
-CREATE VIEW IF NOT EXISTS {db}.feedback_v AS SELECT * FROM {db}.feedback FINAL;
 CREATE VIEW IF NOT EXISTS {db}.sli_windows_v AS SELECT * FROM {db}.sli_windows FINAL;

@@ -5,6 +5,32 @@
 -- Feedback and judge scores count in the window of the trace they are about, so a
 -- window's thumbs-down rate converges as late feedback arrives.
 
+-- Feedback joined to its trace (the trace's first span, by start time), whatever came
+-- first: join_status is joined, expired (later than horizon_s after the trace) or
+-- unknown_trace (no such trace in the traces table yet, or ever).
+CREATE VIEW IF NOT EXISTS {db}.feedback_v AS
+SELECT
+    f.feedback_id AS feedback_id, f.trace_id AS trace_id, f.span_id AS span_id,
+    f.kind AS kind, f.value AS value, f.user_id AS user_id, f.ts AS ts,
+    multiIf(t.trace_id = '', 'unknown_trace',
+            toFloat64(f.ts) - toFloat64(t.trace_ts) > f.horizon_s, 'expired',
+            'joined') AS join_status,
+    t.route AS route, t.model_version AS model_version, t.prompt_version AS prompt_version,
+    t.trace_ts AS trace_ts,
+    if(t.trace_id = '', 0, toFloat64(f.ts) - toFloat64(t.trace_ts)) AS delay_s,
+    f.horizon_s AS horizon_s,
+    f.kafka_topic AS kafka_topic, f.kafka_partition AS kafka_partition,
+    f.kafka_offset AS kafka_offset, f.ingested_at AS ingested_at, f.inserted_at AS inserted_at
+FROM {db}.feedback AS f FINAL
+LEFT JOIN
+(
+    SELECT trace_id, argMin(route, ts) AS route, argMin(model_version, ts) AS model_version,
+           argMin(prompt_version, ts) AS prompt_version, min(ts) AS trace_ts
+    FROM {db}.traces FINAL
+    WHERE trace_id IN (SELECT trace_id FROM {db}.feedback)
+    GROUP BY trace_id
+) AS t ON f.trace_id = t.trace_id;
+
 CREATE VIEW IF NOT EXISTS {db}.sli_minute AS
 SELECT
     window_start, route, model_version, prompt_version,
@@ -64,7 +90,7 @@ LEFT JOIN
            countIf(kind = 'edit') AS edits,
            countIf(kind = 'abandon') AS abandon,
            count() AS feedback_n
-    FROM {db}.feedback FINAL
+    FROM {db}.feedback_v
     WHERE join_status = 'joined'
     GROUP BY window_start, route, model_version, prompt_version
 ) AS f USING (window_start, route, model_version, prompt_version)

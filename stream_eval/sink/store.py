@@ -5,12 +5,16 @@ Both speak the same SQL; rows go in as JSONEachRow, so the writer is shared.
 
 from __future__ import annotations
 
+import logging
+import time
 from importlib import resources
 from typing import Any, Protocol
 
 import orjson
 
 from stream_eval.config import ClickHouseSettings
+
+log = logging.getLogger("stream_eval.sink")
 
 
 class StoreError(RuntimeError):
@@ -76,31 +80,50 @@ class ChdbStore:
 
 
 class ServerStore:
-    """A ClickHouse server or cluster through clickhouse-connect (HTTP)."""
+    """A ClickHouse server or cluster through clickhouse-connect (HTTP).
+
+    Every failure of the server or of the connection (HTTP errors, refused or dropped
+    connections, timeouts) is raised as ``StoreError``, which the sink writer retries.
+    """
 
     def __init__(self, cfg: ClickHouseSettings) -> None:
         import clickhouse_connect
 
         self.database = cfg.database
         password = cfg.password.get_secret_value() if cfg.password else ""
-        self._client = clickhouse_connect.get_client(
-            dsn=cfg.url, username=cfg.username, password=password
-        )
+        try:
+            self._client = clickhouse_connect.get_client(
+                dsn=cfg.url, username=cfg.username, password=password
+            )
+        except Exception as exc:
+            raise StoreError(f"cannot reach ClickHouse at {cfg.url}: {exc}") from None
 
     def command(self, sql: str) -> None:
-        self._client.command(sql)
+        try:
+            self._client.command(sql)
+        except Exception as exc:
+            raise StoreError(str(exc)) from None
 
     def query(self, sql: str) -> list[dict[str, Any]]:
-        return list(self._client.query(sql).named_results())
+        try:
+            return list(self._client.query(sql).named_results())
+        except Exception as exc:
+            raise StoreError(str(exc)) from None
 
     def insert(self, table: str, ndjson: bytes) -> None:
         if ndjson:
-            self._client.raw_insert(
-                f"{self.database}.{table}", insert_block=ndjson, fmt="JSONEachRow"
-            )
+            try:
+                self._client.raw_insert(
+                    f"{self.database}.{table}", insert_block=ndjson, fmt="JSONEachRow"
+                )
+            except Exception as exc:
+                raise StoreError(str(exc)) from None
 
     def raw(self, sql: str, fmt: str) -> bytes:
-        return bytes(self._client.raw_query(sql, fmt=fmt))
+        try:
+            return bytes(self._client.raw_query(sql, fmt=fmt))
+        except Exception as exc:
+            raise StoreError(str(exc)) from None
 
     def close(self) -> None:
         self._client.close()
@@ -116,8 +139,24 @@ def schema_statements(database: str) -> list[str]:
     return [s.strip().replace("{db}", database) for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def open_store(cfg: ClickHouseSettings, *, migrate: bool = True) -> Store:
-    """Open the configured store and create the schema if it is missing."""
+def open_store(cfg: ClickHouseSettings, *, migrate: bool = True, wait: bool = False) -> Store:
+    """Open the configured store and create the schema if it is missing.
+
+    ``wait``: a server that cannot be reached (or fails) is retried with backoff until it
+    answers, instead of raising (a worker started during an outage waits for it)."""
+    delay = 0.5
+    while True:
+        try:
+            return _open(cfg, migrate)
+        except StoreError as exc:
+            if not wait or not cfg.url:
+                raise
+            log.error("ClickHouse is not available, retrying in %.1fs: %s", delay, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def _open(cfg: ClickHouseSettings, migrate: bool) -> Store:
     store: Store = ServerStore(cfg) if cfg.url else ChdbStore(cfg.path, cfg.database)
     if migrate:
         try:

@@ -2,48 +2,92 @@
 
 Durable when a write returns: callers commit Kafka offsets only after that. chdb and
 clickhouse-connect calls block, and the event loop must keep serving Kafka meanwhile;
-one thread also serialises access to chdb's single session.
+one thread also serialises access to chdb's single session (and so orders every
+write and the window closer's reads: see ``windows.close``).
+
+A failing store (a ClickHouse server down, erroring or dropping connections; a full
+disk under chdb) holds the calling stage: every call is retried with exponential
+backoff (up to 30 s apart) until it succeeds. Nothing is acked meanwhile, Kafka keeps
+the backlog, and the writes are idempotent (keyed tables), so the counts resume exact.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from stream_eval.metrics import Sample
 from stream_eval.pipeline import Batch
 from stream_eval.sink.rows import batch_rows
-from stream_eval.sink.store import Store
+from stream_eval.sink.store import Store, StoreError
 
 T = TypeVar("T")
+log = logging.getLogger("stream_eval.sink")
+RETRY_MAX_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class SinkStats:
+    calls: int = 0
+    failures: int = 0
+    seconds: float = 0.0  # time spent in successful calls
+    rows_bytes: int = 0
 
 
 class SinkWriter:
-    def __init__(self, store: Store) -> None:
+    def metrics(self) -> Iterator[Sample]:
+        s = self.stats
+        yield "sink_calls", "counter", "ClickHouse calls that succeeded", {}, s.calls
+        yield "sink_failures", "counter", "ClickHouse calls that failed (retried)", {}, s.failures
+        yield "sink_seconds", "counter", "Time in successful ClickHouse calls", {}, s.seconds
+        yield "sink_bytes", "counter", "JSONEachRow bytes inserted", {}, s.rows_bytes
+
+    def __init__(self, store: Store, retry_first_delay: float = 0.5) -> None:
         self.store = store
+        self.stats = SinkStats()
+        self.retry_first_delay = retry_first_delay
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink")
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the sink thread, retried with backoff while the store fails."""
+        loop = asyncio.get_running_loop()
+        delay = self.retry_first_delay
+        while True:
+            started = time.perf_counter()
+            try:
+                out = await loop.run_in_executor(self._pool, fn, *args)
+            except StoreError as exc:
+                self.stats.failures += 1
+                log.error("ClickHouse call failed, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                continue
+            self.stats.calls += 1
+            self.stats.seconds += time.perf_counter() - started
+            return out
 
     def write_tables_sync(self, tables: Mapping[str, bytes]) -> None:
         """Insert JSONEachRow data per table, in the mapping's order."""
         for table, data in tables.items():
             self.store.insert(table, data)
+            self.stats.rows_bytes += len(data)
 
     def write_sync(self, batch: Batch) -> None:
         self.write_tables_sync(batch_rows(batch, ingested_at=time.time()))
 
     async def write(self, batch: Batch) -> None:
-        await self._run(self.write_sync, batch)
+        await self.run(self.write_sync, batch)
 
     async def write_tables(self, tables: Mapping[str, bytes]) -> None:
-        await self._run(self.write_tables_sync, tables)
+        await self.run(self.write_tables_sync, tables)
 
     async def query(self, sql: str) -> list[dict[str, Any]]:
-        return await self._run(self.store.query, sql)
+        return await self.run(self.store.query, sql)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -1,0 +1,139 @@
+"""Closing SLI windows when the watermark passes them, and refreshing their late counts.
+
+The watermark of an input partition is the newest event time read from it (recorded
+with every ingest batch in ``stream_progress``). The stream's watermark is the minimum
+over the partitions, as in Kafka Streams and Flink, so a slow or lagging partition
+holds windows open; a partition that has written nothing for
+``windows.idle_partition_seconds`` stops holding them (Flink's idleness). A window
+closes when the watermark passes its end plus ``windows.allowed_lateness_seconds``.
+
+One closer runs per consumer group (a Faust leader timer). Each run, on the sink's
+thread (so no write interleaves with it in the embedded store):
+
+1. records the newly closed windows in ``window_closes`` (their ``closed_at``);
+2. writes their rows to ``sli_windows`` (``windows.sql``);
+3. every ``windows.refresh_seconds``, rewrites the rows of the windows closed in the
+   last ``windows.refresh_hours`` with the same counters and current ``late_*``.
+
+A crash between the steps loses nothing: a window recorded as closed but without rows
+gets them at the next refresh, and rewriting a row changes only its late counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from stream_eval.config import WindowSettings
+from stream_eval.metrics import Sample
+from stream_eval.sink.store import Store
+from stream_eval.windows.sql import WindowKind, close_sql, data_windows_sql
+
+
+def window_kinds(w: WindowSettings) -> tuple[WindowKind, ...]:
+    return (
+        WindowKind("tumbling", w.tumbling_seconds, w.tumbling_seconds),
+        WindowKind("hopping", w.hopping_size_seconds, w.hopping_step_seconds),
+    )
+
+
+def stream_watermark(store: Store, topic: str, idle_s: float, now: float) -> float | None:
+    """The minimum over the partitions of ``topic`` of their watermarks, leaving out idle
+    partitions unless all are idle; None before anything was read."""
+    db = store.database
+    rows = store.query(
+        "SELECT kafka_partition, toFloat64(max(watermark)) AS wm, "
+        "toFloat64(max(ingested_at)) AS last "
+        f"FROM {db}.stream_progress FINAL WHERE kafka_topic = '{_q(topic)}' "
+        "GROUP BY kafka_partition"
+    )
+    if not rows:
+        return None
+    active = [float(r["wm"]) for r in rows if now - float(r["last"]) <= idle_s]
+    return min(active or [float(r["wm"]) for r in rows])
+
+
+@dataclass(slots=True)
+class CloseReport:
+    watermark: float | None = None
+    closed: int = 0  # windows (all slices of one window count once)
+    refreshed: bool = False
+
+
+class WindowCloser:
+    def __init__(self, settings: WindowSettings, topic: str) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.kinds = window_kinds(settings)
+        self._last_refresh = 0.0
+        self.windows_closed = 0
+        self.last = CloseReport()
+        self.frontier: dict[str, int] = {}
+
+    def metrics(self) -> Iterator[Sample]:
+        yield "windows_closed", "counter", "SLI windows closed", {}, self.windows_closed
+        if self.last.watermark is not None:
+            wm = self.last.watermark
+            yield "stream_watermark_seconds", "gauge", "Watermark closing windows", {}, wm
+        for kind, end in self.frontier.items():
+            help_ = "End of the newest closed window (unix s)"
+            yield "windows_closed_until_seconds", "gauge", help_, {"kind": kind}, end
+
+    def report(self) -> str:
+        wm = self.last.watermark
+        return (
+            f"windows: {self.windows_closed} closed, watermark "
+            f"{'-' if wm is None else time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(wm))}"
+        )
+
+    def run(self, store: Store, now: float | None = None) -> CloseReport:
+        """One closing pass (blocking: call it on the sink's thread)."""
+        now = time.time() if now is None else now
+        w = self.settings
+        report = CloseReport()
+        wm = stream_watermark(store, self.topic, w.idle_partition_seconds, now)
+        report.watermark = wm
+        if wm is None:
+            return report
+        db = store.database
+        refresh = now - self._last_refresh >= w.refresh_seconds
+        for kind in self.kinds:
+            frontier = self._frontier(store, kind)
+            upto = int(wm) - w.allowed_lateness_seconds
+            if upto > frontier:
+                starts = [
+                    int(r["w"]) for r in store.query(data_windows_sql(db, kind, frontier, upto))
+                ]
+                if starts:
+                    values = ", ".join(
+                        f"('{kind.name}', {s}, {s + kind.size_s}, {wm:.3f})" for s in starts
+                    )
+                    store.command(
+                        f"INSERT INTO {db}.window_closes "
+                        f"(window_kind, window_start, window_end, watermark) VALUES {values}"
+                    )
+                    store.command(close_sql(db, kind, w.allowed_lateness_seconds, frontier, upto))
+                    report.closed += len(starts)
+            last = self.frontier[kind.name] = self._frontier(store, kind)
+            if refresh:
+                span = int(w.refresh_hours * 3600)
+                store.command(close_sql(db, kind, w.allowed_lateness_seconds, last - span, last))
+        if refresh:
+            self._last_refresh = now
+            report.refreshed = True
+        self.windows_closed += report.closed
+        self.last = report
+        return report
+
+    @staticmethod
+    def _frontier(store: Store, kind: WindowKind) -> int:
+        rows = store.query(
+            f"SELECT toUInt64(toUnixTimestamp(max(window_end))) AS e "
+            f"FROM {store.database}.window_closes WHERE window_kind = '{kind.name}'"
+        )
+        return int(rows[0]["e"]) if rows else 0
+
+
+def _q(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("'", "\\'")

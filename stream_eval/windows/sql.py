@@ -1,0 +1,182 @@
+"""The SQL that computes closed SLI windows from the deduplicated base tables.
+
+A window ``[start, start + size)`` of a kind (tumbling: size = step; hopping: size a
+multiple of step) holds, per slice (route x model_version x prompt_version):
+
+- the traces with ``ts`` in it whose ``wm_at_ingest`` (their input partition's
+  watermark just before them) was below ``end + lateness``: they were read while the
+  window was still open. The others are ``late_traces``. Both are fixed for a trace
+  (a replay computes the same watermark), so a window's counters never change and
+  duplicates or replays cannot move them;
+- their check results, on the same rule;
+- the feedback about those traces (joined, see ``feedback_v``) and their judge results
+  that ClickHouse had when the window closed (``inserted_at <= closed_at``); what
+  arrived later is ``late_feedback`` / ``late_judge``.
+
+So for every window and slice: counters + late_* = ``sli_minute`` summed over the
+window, at any time. One statement writes all windows of one kind whose end lies in
+a range; ``closed_at`` comes from ``window_closes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Upper edges (ms) of the latency histogram buckets; the last bucket is open.
+LATENCY_EDGES_MS: tuple[int, ...] = (
+    10, 20, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000,
+    60000,
+)  # fmt: skip
+CHECKS: tuple[str, ...] = ("refusal", "grounding", "pii", "empty_output", "size", "json")
+FEEDBACK_COUNTERS: dict[str, str] = {
+    "thumbs_up": "thumbs_up", "thumbs_down": "thumbs_down", "regenerate": "regenerate",
+    "edits": "edit", "abandon": "abandon",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class WindowKind:
+    name: str  # tumbling | hopping
+    size_s: int
+    step_s: int
+
+
+def _starts(ts: str, kind: WindowKind) -> str:
+    """The starts of the windows of ``kind`` that contain the time column ``ts``."""
+    last = f"intDiv(toInt64(toUnixTimestamp({ts})), {kind.step_s}) * {kind.step_s}"
+    n = kind.size_s // kind.step_s
+    return f"arrayMap(i -> toInt64({last} - i * {kind.step_s}), range({n}))"
+
+
+def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to: int) -> str:
+    """INSERT into sli_windows every window of ``kind`` whose end is in (end_from, end_to]
+    and that ``window_closes`` says is closed."""
+    size, late = kind.size_s, lateness_s
+    lo, hi = max(end_from - size, 0), end_to  # event times that can fall in those windows
+    in_range = f"w + {size} > {end_from} AND w + {size} <= {end_to}"
+    closes = (
+        f"(SELECT toInt64(toUnixTimestamp(window_start)) AS w, closed_at "
+        f"FROM {db}.window_closes FINAL WHERE window_kind = '{kind.name}')"
+    )
+    time_filter = f"ts >= toDateTime64({lo}, 3) AND ts < toDateTime64({hi}, 3)"
+    on_time = f"toFloat64(wm_at_ingest) < w + {size} + {late}"
+    edges = "[" + ", ".join(str(e) for e in LATENCY_EDGES_MS) + "]"
+    bucket = f"indexOf(arrayMap(e -> latency_ms <= e, {edges}), 1)"  # 0: above the last
+    nbuckets = len(LATENCY_EDGES_MS) + 1
+    hist = (
+        f"sumForEachIf(arrayMap(i -> toUInt64(if({bucket} = 0, {nbuckets}, {bucket}) = i + 1),"
+        f" range({nbuckets})), on_time AND latency_ms IS NOT NULL)"
+    )
+    checks = ",\n".join(
+        f"countIf(on_time AND check_name = '{c}' AND passed = 0) AS {c}_fail, "
+        f"countIf(on_time AND check_name = '{c}') AS {c}_n"
+        for c in CHECKS
+    )
+    feedback = ",\n".join(
+        f"countIf(on_time AND kind = '{k}') AS {col}" for col, k in FEEDBACK_COUNTERS.items()
+    )
+    slice_cols = "w, route, model_version, prompt_version"
+    return f"""
+INSERT INTO {db}.sli_windows
+SELECT
+    '{kind.name}' AS window_kind, toDateTime(t.w) AS window_start,
+    toDateTime(t.w + {size}) AS window_end, t.route AS route,
+    t.model_version AS model_version, t.prompt_version AS prompt_version,
+    t.traces AS traces, t.input_tokens AS input_tokens, t.output_tokens AS output_tokens,
+    {", ".join(f"c.{c}_fail AS {c}_fail, c.{c}_n AS {c}_n" for c in CHECKS)},
+    c.check_fail AS check_fail, c.check_n AS check_n,
+    {", ".join(f"f.{col} AS {col}" for col in FEEDBACK_COUNTERS)}, f.feedback_n AS feedback_n,
+    j.judge_scored AS judge_scored, j.judge_passed AS judge_passed,
+    j.judge_failed AS judge_failed,
+    t.cost_usd AS cost_usd, j.judge_score_sum AS judge_score_sum,
+    j.judge_cost_usd AS judge_cost_usd,
+    t.latency_hist AS latency_hist, t.latency_p50_ms AS latency_p50_ms,
+    t.latency_p95_ms AS latency_p95_ms,
+    t.late_traces AS late_traces, f.late_feedback AS late_feedback,
+    j.late_judge AS late_judge, t.closed_at AS closed_at, now64(3) AS refreshed_at
+FROM
+(
+    SELECT {slice_cols}, any(closed_at) AS closed_at,
+           countIf(on_time) AS traces, countIf(NOT on_time) AS late_traces,
+           sumIf(ifNull(input_tokens, 0), on_time) AS input_tokens,
+           sumIf(ifNull(output_tokens, 0), on_time) AS output_tokens,
+           sumIf(ifNull(cost_usd, 0), on_time) AS cost_usd,
+           {hist} AS latency_hist,
+           quantileExactIf(0.5)(latency_ms, on_time AND latency_ms IS NOT NULL)
+               AS latency_p50_ms,
+           quantileExactIf(0.95)(latency_ms, on_time AND latency_ms IS NOT NULL)
+               AS latency_p95_ms
+    FROM
+    (
+        SELECT *, {on_time} AS on_time
+        FROM (SELECT *, arrayJoin({_starts("ts", kind)}) AS w FROM {db}.traces FINAL
+              WHERE {time_filter}) AS x
+        INNER JOIN {closes} AS wc USING (w)
+        WHERE {in_range}
+    )
+    GROUP BY {slice_cols}
+) AS t
+LEFT JOIN
+(
+    SELECT {slice_cols},
+           {checks},
+           countIf(on_time AND passed = 0) AS check_fail, countIf(on_time) AS check_n
+    FROM
+    (
+        SELECT c.*, {on_time} AS on_time
+        FROM (SELECT *, arrayJoin({_starts("ts", kind)}) AS w FROM {db}.check_results FINAL
+              WHERE {time_filter}) AS c
+        INNER JOIN (SELECT trace_id, span_id, wm_at_ingest FROM {db}.traces FINAL
+                    WHERE {time_filter}) AS tr USING (trace_id, span_id)
+        WHERE {in_range}
+    )
+    GROUP BY {slice_cols}
+) AS c USING ({slice_cols})
+LEFT JOIN
+(
+    SELECT {slice_cols},
+           {feedback},
+           countIf(on_time) AS feedback_n, countIf(NOT on_time) AS late_feedback
+    FROM
+    (
+        SELECT *, inserted_at <= closed_at AS on_time
+        FROM (SELECT *, arrayJoin({_starts("trace_ts", kind)}) AS w FROM {db}.feedback_v
+              WHERE join_status = 'joined' AND trace_ts >= toDateTime64({lo}, 3)
+                    AND trace_ts < toDateTime64({hi}, 3)) AS x
+        INNER JOIN {closes} AS wc USING (w)
+        WHERE {in_range}
+    )
+    GROUP BY {slice_cols}
+) AS f USING ({slice_cols})
+LEFT JOIN
+(
+    SELECT {slice_cols},
+           countIf(on_time AND status = 'scored') AS judge_scored,
+           sumIf(assumeNotNull(score), on_time AND status = 'scored') AS judge_score_sum,
+           countIf(on_time AND status = 'scored' AND passed = 1) AS judge_passed,
+           countIf(on_time AND status = 'failed') AS judge_failed,
+           sumIf(cost_usd, on_time) AS judge_cost_usd,
+           countIf(NOT on_time AND status = 'scored') AS late_judge
+    FROM
+    (
+        SELECT *, inserted_at <= closed_at AS on_time
+        FROM (SELECT *, arrayJoin({_starts("ts", kind)}) AS w FROM {db}.judge_results FINAL
+              WHERE {time_filter}) AS x
+        INNER JOIN {closes} AS wc USING (w)
+        WHERE {in_range}
+    )
+    GROUP BY {slice_cols}
+) AS j USING ({slice_cols})
+"""
+
+
+def data_windows_sql(db: str, kind: WindowKind, end_from: int, end_to: int) -> str:
+    """The starts of the windows of ``kind`` with an end in (end_from, end_to] that hold a
+    trace."""
+    lo, hi = max(end_from - kind.size_s, 0), end_to
+    return (
+        f"SELECT DISTINCT w FROM (SELECT arrayJoin({_starts('ts', kind)}) AS w "
+        f"FROM {db}.traces FINAL WHERE ts >= toDateTime64({lo}, 3) "
+        f"AND ts < toDateTime64({hi}, 3)) "
+        f"WHERE w + {kind.size_s} > {end_from} AND w + {kind.size_s} <= {end_to} ORDER BY w"
+    )

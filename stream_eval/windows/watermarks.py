@@ -1,0 +1,69 @@
+"""Per input partition watermarks at ingest: the newest event time read before each message.
+
+Each processed trace carries the watermark of its partition just before its Kafka
+message (``wm_at_ingest``); each batch records, per partition, the offsets it read and
+the watermark after them (``stream_progress``). The watermark before a message depends
+only on the messages before it in its partition, never on batching, restarts or
+rebalances: when a partition's next offset is not the one expected (first batch after
+a start, a rebalance or a replay), the watermark is read back from ``stream_progress``
+as it was before that offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from stream_eval.pipeline import Batch
+
+Load = Callable[[str, int, int], Awaitable[float]]  # topic, partition, offset -> watermark
+
+
+def load_sql(db: str, topic: str, partition: int, offset: int) -> str:
+    t = topic.replace("\\", "\\\\").replace("'", "\\'")
+    return (
+        "SELECT toFloat64(max(watermark)) AS wm "
+        f"FROM {db}.stream_progress FINAL WHERE kafka_topic = '{t}' "
+        f"AND kafka_partition = {int(partition)} AND last_offset < {int(offset)}"
+    )
+
+
+class PartitionWatermarks:
+    def __init__(self, load: Load) -> None:
+        self.load = load
+        self._next: dict[tuple[str, int], int] = {}  # the offset expected next
+        self._wm: dict[tuple[str, int], float] = {}
+
+    def get(self, topic: str, partition: int) -> float:
+        return self._wm.get((topic, partition), 0.0)
+
+    async def assign(self, batch: Batch) -> list[dict[str, Any]]:
+        """Set ``wm_at_ingest`` on the batch's traces; return its ``stream_progress`` rows."""
+        newest: dict[int, float] = {}  # id(message) -> newest event time of its traces
+        by_message: dict[int, list[Any]] = {}
+        for p in batch.processed:
+            k = id(p.message)
+            newest[k] = max(newest.get(k, 0.0), p.trace.start_time)
+            by_message.setdefault(k, []).append(p)
+        first: dict[tuple[str, int], int] = {}
+        for o in batch.messages:
+            m = o.message
+            key = (m.topic, m.partition)
+            if self._next.get(key) != m.offset:
+                self._wm[key] = await self.load(m.topic, m.partition, m.offset)
+            wm = self._wm[key]
+            for p in by_message.get(id(m), ()):
+                p.wm_at_ingest = wm
+            self._wm[key] = max(wm, newest.get(id(m), 0.0))
+            self._next[key] = m.offset + 1
+            first.setdefault(key, m.offset)
+        return [
+            {
+                "kafka_topic": topic,
+                "kafka_partition": partition,
+                "first_offset": start,
+                "last_offset": self._next[(topic, partition)] - 1,
+                "watermark": self._wm[(topic, partition)],
+            }
+            for (topic, partition), start in first.items()
+        ]
