@@ -2,7 +2,7 @@
 
 Both agents take batches (``stream.take_events``), run the stage to a durable end
 (rows in ClickHouse, produced messages acknowledged) and only then let Faust ack
-the events and commit their offsets; see ``batches.complete_or_exit``.
+the events and commit their offsets; see ``batches.complete_or_quarantine``.
 
 Roles: ``all`` runs both agents in one consumer group (``app_id``); ``ingest`` and
 ``judge`` run one each, the judge in the group ``<app_id>-judge``, so judge workers
@@ -12,19 +12,21 @@ scale separately from ingest workers.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator
-from functools import partial
 from typing import Any, Literal, cast
 
 import faust
 
-from stream_eval.batches import complete_or_exit, raw_messages
+from stream_eval.batches import Quarantine, complete_or_quarantine, raw_messages
 from stream_eval.config import Settings
-from stream_eval.dead_letters import Headers, capped
+from stream_eval.dead_letters import Headers, capped, dead_letter_headers
+from stream_eval.ingest.result import STAGE_ERROR
 from stream_eval.ingest.stage import IngestStage
 from stream_eval.kafka_config import faust_credentials
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
+from stream_eval.sink.rows import dead_letter_row, ledger_row, ndjson
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 
@@ -74,6 +76,7 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         _batch_agent(
             app, topic(t.traces), "ingest", ing.batch_max_messages, ing.batch_max_seconds,
             ingest_stage.handle,
+            _quarantine("ingest", _dead_letter_sender(topic(t.dead_letters), settings), writer),
         )  # fmt: skip
 
     if role in ("all", "judge"):
@@ -137,20 +140,45 @@ def _batch_agent(
     max_messages: int,
     max_seconds: float,
     handle: Callable[[list[RawMessage]], Awaitable[Any]],
+    quarantine: Quarantine,
 ) -> None:
     """An agent that takes batches and runs ``handle`` on each to a durable end before
-    the batch is acked (see ``batches.complete_or_exit``)."""
+    the batch is acked (see ``batches.complete_or_quarantine``)."""
 
     @app.agent(source, name=name)
     async def agent(stream: faust.StreamT[bytes]) -> None:
         async for events in cast("faust.Stream[bytes]", stream).take_events(
             max_messages, max_seconds
         ):
-            await complete_or_exit(partial(handle, raw_messages(events)), name)
+            await complete_or_quarantine(handle, raw_messages(events), quarantine, name)
 
 
 # Senders: force=True sends now, instead of attaching the message to the current event;
 # each returns the delivery future, which the stages await before the batch is acked.
+
+
+def _quarantine(
+    stage: str, send_dead: Callable[[bytes, Headers], Awaitable[Any]], writer: SinkWriter
+) -> Quarantine:
+    """Dead-letter a message that a stage keeps failing on (reason ``stage_error``): on
+    the stage's DLQ topic and in ``dead_letters``; for ingest also in the ledger, so the
+    message is accounted for."""
+
+    async def quarantine(m: RawMessage, error: str) -> None:
+        now = time.time()
+        source = f"{m.topic}/{m.partition}/{m.offset}"
+        delivery = await send_dead(m.value, dead_letter_headers(STAGE_ERROR, error, source))
+        row = dead_letter_row(
+            stage=stage, message=m, item=-1, reason=STAGE_ERROR, detail=error, fmt="unknown",
+            payload=m.value, ingested_at=now,
+        )  # fmt: skip
+        tables = {"dead_letters": ndjson([row])}
+        if stage == "ingest":
+            tables["ingest_messages"] = ndjson([ledger_row(m, "unknown", 0, 1, 0, now)])
+        await writer.write_tables(tables)
+        await delivery
+
+    return quarantine
 
 
 def _key_sender(topic: Any) -> Callable[[bytes, bytes], Awaitable[Any]]:
@@ -197,8 +225,9 @@ def _add_judge_agent(
         await holder["stage"].handle(messages)
 
     _batch_agent(
-        app, topic(t.judge_requests), "judge", j.batch_max_messages, j.batch_max_seconds, handle
-    )
+        app, topic(t.judge_requests), "judge", j.batch_max_messages, j.batch_max_seconds, handle,
+        _quarantine("judge", send_dead_letter, writer),
+    )  # fmt: skip
 
 
 def _add_feedback_agent(
@@ -220,7 +249,8 @@ def _add_feedback_agent(
         max_future_s=ing.max_event_future_seconds,
     )
     n, secs = fb.batch_max_messages, fb.batch_max_seconds
-    _batch_agent(app, topic(t.feedback), "feedback", n, secs, stage.handle)
+    quarantine = _quarantine("feedback", stage.send_dead, writer)
+    _batch_agent(app, topic(t.feedback), "feedback", n, secs, stage.handle, quarantine)
 
 
 def _add_window_closer(

@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from faust.types import EventT
@@ -37,24 +38,51 @@ def raw_messages(events: Sequence[EventT[bytes]]) -> list[RawMessage]:
     return out
 
 
-async def complete_or_exit(work: Callable[[], Awaitable[Any]], what: str) -> None:
-    """Run ``work`` (one batch, start to durable end), or end the process without acking.
+Handle = Callable[[list[RawMessage]], Awaitable[Any]]
+Quarantine = Callable[[RawMessage, str], Awaitable[Any]]  # message, error -> durable
 
-    Faust's ``take_events`` acks a batch in a ``finally`` block, even when the loop
-    body raised or was cancelled: letting an exception escape would commit offsets of
-    work that never became durable. So a batch that still fails after a few attempts
-    ends the process at once (``os._exit``: no ack, no commit); the restarted worker
-    replays it, and the sink's keys absorb what had been written.
-    """
-    for attempt in range(1, BATCH_ATTEMPTS + 1):
+
+async def _attempts(work: Callable[[], Awaitable[Any]], what: str, n: int) -> str | None:
+    """Run ``work`` up to ``n`` times; None when it succeeded, else the last error."""
+    error = ""
+    for attempt in range(1, n + 1):
         try:
             await work()
-            return
+            return None
         except asyncio.CancelledError:
             log.critical("%s batch cancelled before it was durable: exiting without commit", what)
             os._exit(EXIT_UNCOMMITTED)
-        except Exception:
-            log.exception("%s batch failed (attempt %d/%d)", what, attempt, BATCH_ATTEMPTS)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+            log.exception("%s batch failed (attempt %d/%d)", what, attempt, n)
             await asyncio.sleep(0.5 * attempt)
-    log.critical("%s batch failed %d times: exiting without commit", what, BATCH_ATTEMPTS)
-    os._exit(EXIT_UNCOMMITTED)
+    return error
+
+
+async def complete_or_quarantine(
+    handle: Handle, messages: list[RawMessage], quarantine: Quarantine, what: str
+) -> None:
+    """Run ``handle`` on the batch, start to durable end, before Faust may ack it.
+
+    Faust's ``take_events`` acks a batch in a ``finally`` block, even when the loop body
+    raised or was cancelled: letting an exception escape would commit offsets of work
+    that never became durable. Store outages never get here (the sink writer holds the
+    call until ClickHouse is back). An error that remains is a bug met by some input:
+
+    1. the batch is tried ``BATCH_ATTEMPTS`` times;
+    2. then each message alone, twice: the messages that pass are done, and a message
+       that still fails is quarantined: dead-lettered whole (reason ``stage_error``, with
+       the error) and counted, so one message cannot stop the stream;
+    3. if even quarantining fails, the process ends without acking (``os._exit``), and
+       the restarted worker replays the batch (the sink's keys absorb what was written).
+    """
+    if await _attempts(partial(handle, messages), what, BATCH_ATTEMPTS) is None:
+        return
+    for m in messages:
+        error = await _attempts(partial(handle, [m]), what, 2)
+        if error is None:
+            continue
+        log.error("%s: quarantining %s/%d/%d: %s", what, m.topic, m.partition, m.offset, error)
+        if await _attempts(partial(quarantine, m, error), f"{what} quarantine", 3) is not None:
+            log.critical("%s: cannot quarantine a failing message: exiting without commit", what)
+            os._exit(EXIT_UNCOMMITTED)

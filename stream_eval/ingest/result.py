@@ -15,7 +15,8 @@ EMPTY = "empty"  # a message that holds no trace and no span at all
 CHECK_ERROR = "check_error"  # a cheap check raised on this trace (a bug; the stream goes on)
 EVENT_TIME = "event_time"  # event time outside the accepted range (ingest.max_event_*)
 BOUNDS = "bounds"  # a value no trace may carry (an id longer than 256 characters)
-REASONS = (DECODE, SCHEMA, OVERSIZED, TOO_MANY, EMPTY, CHECK_ERROR, EVENT_TIME, BOUNDS)
+STAGE_ERROR = "stage_error"  # a stage kept failing on this message: quarantined whole
+REASONS = (DECODE, SCHEMA, OVERSIZED, TOO_MANY, EMPTY, CHECK_ERROR, EVENT_TIME, BOUNDS, STAGE_ERROR)
 
 
 @dataclass(slots=True)

@@ -51,6 +51,24 @@ def dead_letter_row(
     }
 
 
+def ledger_row(
+    m: RawMessage, fmt: str, traces: int, dead: int, skipped: int, ingested_at: float
+) -> dict[str, Any]:
+    """One ``ingest_messages`` row: the accounting ledger of the traces topic."""
+    return {
+        "kafka_topic": m.topic,
+        "kafka_partition": m.partition,
+        "kafka_offset": m.offset,
+        "message_ts": m.timestamp,
+        "format": fmt,
+        "bytes": len(m.value),
+        "traces": traces,
+        "dead_letters": dead,
+        "skipped_spans": skipped,
+        "ingested_at": ingested_at,
+    }
+
+
 def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[str, bytes]:
     traces: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
@@ -116,18 +134,7 @@ def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[
             )
         )
     messages = [
-        {
-            "kafka_topic": o.message.topic,
-            "kafka_partition": o.message.partition,
-            "kafka_offset": o.message.offset,
-            "message_ts": o.message.timestamp,
-            "format": o.format,
-            "bytes": len(o.message.value),
-            "traces": o.traces,
-            "dead_letters": o.dead,
-            "skipped_spans": o.skipped,
-            "ingested_at": ingested_at,
-        }
+        ledger_row(o.message, o.format, o.traces, o.dead, o.skipped, ingested_at)
         for o in batch.messages
     ]
     progress = [{**r, "ingested_at": ingested_at} for r in batch.progress]
