@@ -102,8 +102,8 @@ def scenario(
         limiter = client.limits.limiter
         acquire = limiter.acquire
 
-        async def recording_acquire(tokens: int = 0) -> Any:
-            adm = await acquire(tokens)
+        async def recording_acquire(tokens: int = 0, hold: bool = False) -> Any:
+            adm = await acquire(tokens, hold)
             starts.append(adm.t)
             return adm
 

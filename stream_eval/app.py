@@ -207,7 +207,7 @@ def _dead_letter_sender(
 def _add_judge_agent(
     app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[Any]
 ) -> None:
-    from stream_eval.judge.budget import DailyBudget
+    from stream_eval.judge.budget import DailyBudget, partition_budgets
     from stream_eval.judge.client import JudgeClient
     from stream_eval.judge.stage import JudgeStage
 
@@ -218,9 +218,14 @@ def _add_judge_agent(
 
     async def handle(messages: list[RawMessage]) -> None:
         if "stage" not in holder:  # today's spend is read once, at the first batch
-            spent = await JudgeStage.spent_today(writer)
-            budget = DailyBudget(settings.judge_budget_for, spent)
-            holder["stage"] = JudgeStage(settings, client, writer, send_dead_letter, budget)
+            # Limits and budgets are shared out by partition of the judge-requests topic,
+            # so they hold for the whole consumer group (JudgeLimits.split).
+            parts = app.consumer.topic_partitions(t.judge_requests) or settings.kafka.partitions
+            spent = await JudgeStage.spent_today(writer, by_partition=True)
+            budget = DailyBudget(partition_budgets(settings.judge_budget_for, parts), spent)
+            holder["stage"] = JudgeStage(
+                settings, client, writer, send_dead_letter, budget, partitions=parts
+            )
             reports.append(holder["stage"].counters)
         await holder["stage"].handle(messages)
 

@@ -14,6 +14,27 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 
 
+def budget_key(route: str, partition: int) -> str:
+    """The budget of one route on one partition of the judge-requests topic."""
+    return f"{route}\x1f{partition}"
+
+
+def partition_budgets(
+    limit_for: Callable[[str], float | None], partitions: int
+) -> Callable[[str], float | None]:
+    """Per ``budget_key``: the route's daily budget split evenly over the partitions. A
+    partition is judged by one worker of the group at a time and its spend is reloaded
+    from ClickHouse by whichever worker takes it over, so the group together spends each
+    route's budget once, however many workers share the topic."""
+
+    def limit(key: str) -> float | None:
+        route = key.split("\x1f", 1)[0]
+        total = limit_for(route)
+        return None if total is None else total / partitions
+
+    return limit
+
+
 def utc_day(t: float) -> date:
     return datetime.fromtimestamp(t, UTC).date()
 

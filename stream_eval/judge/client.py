@@ -123,7 +123,9 @@ class JudgeClient:
         }
         return cast(ChatCompletion, await self.client.chat.completions.create(**kwargs))
 
-    async def call(self, p: Prepared) -> CallOutcome:
+    async def call(self, p: Prepared, partition: int | None = None) -> CallOutcome:
+        """Judge one prepared request; ``partition``: the judge-requests partition it came
+        from, whose share of the limits it uses (see ``JudgeLimits.split``)."""
         cfg = self.cfg
         out = CallOutcome(p.rubric, p.request, None)
         fmt = response_format(p.rubric, cfg.response_format)
@@ -132,7 +134,8 @@ class JudgeClient:
             out.attempts += 1
             queued = time.monotonic()
             try:
-                async with self.limits.slot(p.est_input_tokens + cfg.max_output_tokens) as adm:
+                est = p.est_input_tokens + cfg.max_output_tokens
+                async with self.limits.slot(est, partition) as adm:
                     calling = time.monotonic()
                     out.queue_ms += (calling - queued) * 1000
                     try:

@@ -49,6 +49,13 @@ class Admission:
     t: float
     waited: float
     tokens: int
+    held: bool = False  # counts from its start until release(), plus the window
+    end: float = math.inf  # release time (held admissions)
+
+    def expiry(self, window: float) -> float:
+        """When it stops counting in the window: ``window`` after its start, or, when held,
+        after its release (a request the server may receive any time until it answers)."""
+        return (self.end if self.held else self.t) + window
 
 
 class SlidingWindowLimiter:
@@ -88,8 +95,13 @@ class SlidingWindowLimiter:
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()  # wakes the waiting head when adjust() frees tokens
 
-    async def acquire(self, tokens: int = 0) -> Admission:
+    async def acquire(self, tokens: int = 0, hold: bool = False) -> Admission:
         """Wait until a request of `tokens` (estimated) tokens may start; record and return it.
+
+        ``hold``: the admission counts from its start until :meth:`release` plus a window,
+        instead of from its start plus a window. A request can reach the server at any
+        moment between the two (connection set-up, a busy event loop), so only held
+        admissions bound what the *server* sees in every window, not only request starts.
 
         A request whose tokens exceed ``max_tokens`` could never fit; it is admitted once the
         window holds no tokens at all (so it cannot deadlock), and that window then exceeds
@@ -106,9 +118,14 @@ class SlidingWindowLimiter:
                 if ready <= now:
                     break
                 await self._wait(ready - now)
-            admission = Admission(t=now, waited=max(0.0, now - start), tokens=tokens)
+            admission = Admission(t=now, waited=max(0.0, now - start), tokens=tokens, held=hold)
             self._log.append(admission)
             return admission
+
+    def release(self, admission: Admission) -> None:
+        """A held admission's request has ended (answered or failed)."""
+        admission.end = self._clock()
+        self._changed.set()
 
     def adjust(self, admission: Admission, actual_tokens: int) -> None:
         """Replace `admission`'s token estimate by the actual usage (the response's ``usage``).
@@ -135,31 +152,33 @@ class SlidingWindowLimiter:
         """(requests, tokens) started in the window ending at `now` (default: the clock)."""
         if now is None:
             now = self._clock()
-        live = [a for a in self._log if a.t + self.window > now and a.t <= now]
+        live = [a for a in self._log if a.expiry(self.window) > now and a.t <= now]
         return len(live), sum(a.tokens for a in live)
 
     def _ready_at(self, now: float, tokens: int) -> float:
         """The earliest clock time (>= pause) at which a `tokens` request fits, given the log."""
-        log, window = self._log, self.window
-        while log and log[0].t + window <= now:
-            log.popleft()
+        window = self.window
+        if any(a.expiry(window) <= now for a in self._log):
+            self._log = deque(a for a in self._log if a.expiry(window) > now)
+        log = sorted(self._log, key=lambda a: a.expiry(window))  # first to leave first
         ready = self._paused_until
         excess = len(log) - self.max_requests
-        if excess >= 0:  # the (excess+1) oldest entries must leave the window first
-            ready = max(ready, log[excess].t + window)
+        if excess >= 0:  # the (excess+1) first to leave must leave the window first
+            ready = max(ready, log[excess].expiry(window))
         if self.max_tokens is not None and tokens > 0:
             allowed = self.max_tokens - tokens if tokens <= self.max_tokens else 0
             held = sum(a.tokens for a in log)
             if held > allowed:
-                for a in log:  # oldest first: when does enough expire?
+                for a in log:  # when does enough expire?
                     held -= a.tokens
                     if held <= allowed:
-                        ready = max(ready, a.t + window)
+                        ready = max(ready, a.expiry(window))
                         break
         return ready
 
     async def _wait(self, delay: float) -> None:
-        sleeper = asyncio.ensure_future(self._sleep(delay))
+        # A held request still in flight leaves at an unknown time: wait for release().
+        sleeper = asyncio.ensure_future(self._sleep(min(delay, 3600.0)))
         waker = asyncio.ensure_future(self._changed.wait())
         try:
             await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
@@ -168,12 +187,27 @@ class SlidingWindowLimiter:
             waker.cancel()
 
 
+def share(total: int, parts: int, index: int) -> int:
+    """Part ``index`` of ``total`` split as evenly as integers allow among ``parts`` (at
+    least 1: a part with no quota could never run)."""
+    return max(1, total // parts + (1 if index < total % parts else 0))
+
+
 class JudgeLimits:
     """Per judge model: sliding-window RPM/TPM + a concurrency cap.
 
-    Use as ``async with limits.slot(est_tokens) as adm:``, then ``limits.adjust(adm, used)``.
-    The slot first takes the concurrency semaphore, then waits in the limiter (so at most
-    `max_concurrency` callers queue in it); the semaphore is released on exit.
+    Use as ``async with limits.slot(est_tokens, partition) as adm:``, then
+    ``limits.adjust(adm, used)``. The slot first takes the concurrency semaphore, then
+    waits in the limiter (so at most `max_concurrency` callers queue in it); the
+    semaphore is released on exit. Admissions are held until the call ends (see
+    :meth:`SlidingWindowLimiter.acquire`), so the limits bound what the endpoint receives.
+
+    **Across workers.** After :meth:`split` (the partition count of the judge-requests
+    topic), each partition has its own limiter with its share of the limits, and a call
+    for a request of partition ``p`` waits in ``p``'s. A partition is consumed by one
+    worker of the group at a time, so however the partitions are spread over workers, the
+    group together stays within the configured limits (each worker's concurrency cap and
+    Retry-After pauses stay its own).
     """
 
     def __init__(
@@ -188,12 +222,39 @@ class JudgeLimits:
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self._args = (requests_per_window, tokens_per_window, window)
+        self._clock, self._sleep = clock, sleep
         self.limiter = SlidingWindowLimiter(
             requests_per_window, tokens_per_window, window, clock=clock, sleep=sleep
         )
+        self.partitions: int | None = None
+        self._shares: dict[int, SlidingWindowLimiter] = {}
+        self._owner: dict[int, SlidingWindowLimiter] = {}  # id(admission) -> its limiter
         self.max_concurrency = max_concurrency
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._in_flight = 0
+
+    def split(self, partitions: int) -> None:
+        """Give each of ``partitions`` partitions its own share of the limits."""
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        self.partitions = partitions
+        self._shares.clear()
+
+    def limiter_for(self, partition: int | None) -> SlidingWindowLimiter:
+        if partition is None or self.partitions is None:
+            return self.limiter
+        lim = self._shares.get(partition)
+        if lim is None:
+            rpm, tpm, window = self._args
+            n, p = self.partitions, partition % self.partitions
+            lim = SlidingWindowLimiter(
+                share(rpm, n, p), None if tpm is None else share(tpm, n, p), window,
+                clock=self._clock, sleep=self._sleep,
+            )  # fmt: skip
+            lim.pause_until(self.limiter._paused_until)
+            self._shares[partition] = lim
+        return lim
 
     @property
     def in_flight(self) -> int:
@@ -201,25 +262,35 @@ class JudgeLimits:
         return self._in_flight
 
     @asynccontextmanager
-    async def slot(self, tokens: int = 0) -> AsyncIterator[Admission]:
+    async def slot(self, tokens: int = 0, partition: int | None = None) -> AsyncIterator[Admission]:
+        lim = self.limiter_for(partition)
         async with self._semaphore:
             self._in_flight += 1
+            adm: Admission | None = None
             try:
-                yield await self.limiter.acquire(tokens)
+                adm = await lim.acquire(tokens, hold=True)
+                self._owner[id(adm)] = lim
+                yield adm
             finally:
+                if adm is not None:
+                    lim.release(adm)
+                    self._owner.pop(id(adm), None)
                 self._in_flight -= 1
 
     def adjust(self, admission: Admission, actual_tokens: int) -> None:
-        self.limiter.adjust(admission, actual_tokens)
+        self._owner.get(id(admission), self.limiter).adjust(admission, actual_tokens)
 
     def pause_until(self, t: float) -> None:
-        self.limiter.pause_until(t)
+        for lim in (self.limiter, *self._shares.values()):
+            lim.pause_until(t)
 
     def pause_for(self, seconds: float) -> None:
-        self.limiter.pause_for(seconds)
+        self.pause_until(self._clock() + seconds)
 
     def in_window(self, now: float | None = None) -> tuple[int, int]:
-        return self.limiter.in_window(now)
+        """(requests, tokens) in the window ending at ``now``, all partitions together."""
+        parts = [lim.in_window(now) for lim in (self.limiter, *self._shares.values())]
+        return sum(r for r, _ in parts), sum(t for _, t in parts)
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:

@@ -21,7 +21,7 @@ import orjson
 
 from stream_eval.config import Settings
 from stream_eval.dead_letters import dead_letter_headers
-from stream_eval.judge.budget import DailyBudget
+from stream_eval.judge.budget import DailyBudget, budget_key
 from stream_eval.judge.client import CallOutcome, JudgeClient, Prepared
 from stream_eval.judge.request import InvalidJudgeRequest, JudgeRequest, decode_judge_request
 from stream_eval.judge.rubrics import RUBRICS, Rubric, rubrics_for_request
@@ -119,22 +119,36 @@ class JudgeStage:
         writer: SinkWriter,
         send_dead_letter: Send,
         budget: DailyBudget,
+        partitions: int | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
         self.writer = writer
         self.send_dead_letter = send_dead_letter
         self.budget = budget
+        self.partitions = partitions
+        if partitions is not None:  # limits and budgets shared out by partition
+            client.limits.split(partitions)
         self.counters = JudgeCounters()
 
+    def _budget_key(self, it: _Item) -> str:
+        route = it.request.route
+        return route if self.partitions is None else budget_key(route, it.message.partition)
+
     @classmethod
-    async def spent_today(cls, writer: SinkWriter) -> dict[str, float]:
+    async def spent_today(cls, writer: SinkWriter, by_partition: bool = False) -> dict[str, float]:
+        """Today's judge spend per route (or per ``budget_key``: route and partition)."""
         db = writer.store.database
         rows = await writer.query(
-            f"SELECT route, sum(cost_usd) AS usd FROM {db}.judge_results FINAL "
-            "WHERE toDate(judged_at, 'UTC') = toDate(now(), 'UTC') GROUP BY route"
+            f"SELECT route, kafka_partition AS p, sum(cost_usd) AS usd "
+            f"FROM {db}.judge_results FINAL "
+            "WHERE toDate(judged_at, 'UTC') = toDate(now(), 'UTC') GROUP BY route, p"
         )
-        return {r["route"]: float(r["usd"]) for r in rows}
+        out: dict[str, float] = {}
+        for r in rows:
+            key = budget_key(r["route"], int(r["p"])) if by_partition else r["route"]
+            out[key] = out.get(key, 0.0) + float(r["usd"])
+        return out
 
     async def handle(self, messages: Sequence[RawMessage]) -> JudgeBatchResult:
         out = JudgeBatchResult()
@@ -158,7 +172,7 @@ class JudgeStage:
                 self.counters.already_done += 1
                 continue
             p = self.client.prepare(it.rubric, it.request)
-            if self.budget.try_reserve(it.request.route, p.est_cost_usd):
+            if self.budget.try_reserve(self._budget_key(it), p.est_cost_usd):
                 todo.append((it, p))
             else:
                 out.rows.append(self._row(it, None, SKIPPED, now, error=BUDGET))
@@ -195,8 +209,8 @@ class JudgeStage:
         return out
 
     async def _call(self, it: _Item, p: Prepared) -> CallOutcome:
-        o = await self.client.call(p)
-        self.budget.settle(it.request.route, p.est_cost_usd, o.cost_usd)
+        o = await self.client.call(p, it.message.partition if self.partitions else None)
+        self.budget.settle(self._budget_key(it), p.est_cost_usd, o.cost_usd)
         c = self.counters
         c.calls += o.attempts
         c.rate_limited += o.rate_limited
@@ -253,6 +267,7 @@ class JudgeStage:
             "latency_ms": o.latency_ms if o else 0.0,
             "queue_ms": o.queue_ms if o else 0.0,
             "sample_reason": it.request.sample_reason,
+            "kafka_partition": it.message.partition,
             "requested_at": it.message.timestamp,
             "judged_at": judged_at,
         }

@@ -138,6 +138,7 @@ CREATE TABLE IF NOT EXISTS {db}.judge_results
     sample_reason       LowCardinality(String),
     requested_at        DateTime64(3, 'UTC'),
     judged_at           DateTime64(3, 'UTC'),
+    kafka_partition     UInt32,  -- of the judge request (its share of limits and budget)
     inserted_at         DateTime64(3, 'UTC') DEFAULT now64(3)  -- set by ClickHouse
 )
 ENGINE = ReplacingMergeTree(judged_at)
