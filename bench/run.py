@@ -10,8 +10,11 @@ lz4) to a fresh topic on the local broker, then measures in one run:
                   produce, ClickHouse (chdb) sink, commit after durable
 
 Rates are steady state: from the first message to the last (for the worker, from
-the first to the last batch written, per the ingest ledger's ingested_at).
-Ratios are against the raw ceiling of the same run. Peak RSS is the worker's VmHWM.
+the first to the last batch written, per the ingest ledger's ingested_at), and for
+the worker also the wall time from its start to zero committed lag. Ratios are
+against the raw ceiling of the same run. Memory: the worker's RSS as it passes
+100k, 250k, 500k and 1M traces (read from its metrics endpoint), when idle after
+draining, and its peak (VmHWM).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -31,7 +35,7 @@ from confluent_kafka import Consumer, TopicPartition
 from stream_eval.config import Settings, TopicSettings
 from stream_eval.kafka_config import confluent_config
 from stream_eval.pipeline import RawMessage, process_batch
-from stream_eval.runner import WorkerProcess
+from stream_eval.runner import WorkerProcess, free_port, scrape_metrics
 from stream_eval.sink.store import open_store
 from stream_eval.synthetic.mix import Message
 from stream_eval.synthetic.publish import publish
@@ -42,7 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _messages(n_traces: int, batch: int) -> list[Message]:
-    f = TraceFactory(seed=11)
+    # Event times end a few minutes ago (about 25 ms apart), as live traffic would: the
+    # worker refuses event times far from the message time.
+    f = TraceFactory(seed=11, start_ts=time.time() - n_traces * 0.025 - 600)
     out = []
     for start in range(0, n_traces, batch):
         items = [f.next().trace for _ in range(min(batch, n_traces - start))]
@@ -104,11 +110,42 @@ def in_process(settings: Settings, msgs: list[Message]) -> float:
     return time.perf_counter() - t0
 
 
-def full_worker(settings: Settings, workdir: Path, n_traces: int) -> tuple[float, float]:
-    w = WorkerProcess(None, workdir / "worker.log")
+MILESTONES = (100_000, 250_000, 500_000, 1_000_000, 2_000_000)
+TRACES = ("stream_eval_traces_total", (("stage", "ingest"),))
+
+
+@dataclass
+class WorkerRun:
+    steady_s: float  # first to last batch written
+    wall_s: float  # worker start to zero committed lag
+    peak_mb: float
+    rss_at: dict[int, float]  # traces processed -> RSS (MB) when the worker passed them
+    rss_idle_mb: float  # 5 s after draining
+
+
+def full_worker(settings: Settings, workdir: Path, n_traces: int) -> WorkerRun:
+    port = free_port()
+    w = WorkerProcess(None, workdir / "worker.log", {"STREAM_EVAL_METRICS__PORT": str(port)})
+    rss_at: dict[int, float] = {}
+    marks = [m for m in MILESTONES if m <= n_traces]
+
+    def sample(_lag: int) -> None:  # RSS as the worker passes each milestone
+        try:
+            done = scrape_metrics(port).get(TRACES, 0.0)
+        except OSError:
+            return
+        for m in marks:
+            if done >= m and m not in rss_at:
+                rss_at[m] = w.rss_mb()
+
+    t0 = time.perf_counter()
     w.start(loglevel="warn")
     try:
-        w.wait_drained(settings, timeout=1800, poll=0.5)
+        w.wait_drained(settings, timeout=3600, poll=0.5, progress=sample)
+        wall = time.perf_counter() - t0
+        sample(0)
+        time.sleep(5)
+        idle = w.rss_mb()
         peak = w.peak_rss_mb()
     finally:
         w.stop()
@@ -127,7 +164,7 @@ def full_worker(settings: Settings, workdir: Path, n_traces: int) -> tuple[float
 
     a = datetime.fromisoformat(rows[0]["a"]).timestamp()
     b = datetime.fromisoformat(rows[0]["b"]).timestamp()
-    return b - a, peak
+    return WorkerRun(b - a, wall, peak, rss_at, idle)
 
 
 def main() -> None:
@@ -168,8 +205,9 @@ def main() -> None:
     print("pipeline in-process ...", flush=True)
     results.append(("pipeline in-process (decode+checks+sampling)", in_process(settings, msgs)))
     print("stream-eval worker ...", flush=True)
-    seconds, peak = full_worker(settings, workdir, args.traces)
-    results.append(("stream-eval worker (full, with sink)", seconds))
+    worker = full_worker(settings, workdir, args.traces)
+    results.append(("stream-eval worker, steady (first to last write)", worker.steady_s))
+    results.append(("stream-eval worker, start to zero lag", worker.wall_s))
 
     ceiling = args.traces / results[0][1]
     print(
@@ -180,7 +218,9 @@ def main() -> None:
     for name, secs in results:
         tps = args.traces / secs
         print(f"{name:48} {tps:>10,.0f} {n_msgs / secs:>9,.0f} {tps / ceiling:>7.3f}")
-    print(f"\nstream-eval worker peak RSS: {peak:.0f} MB")
+    marks = ", ".join(f"{m:,} traces: {mb:.0f} MB" for m, mb in sorted(worker.rss_at.items()))
+    print(f"\nstream-eval worker RSS after {marks}")
+    print(f"idle after draining: {worker.rss_idle_mb:.0f} MB; peak: {worker.peak_mb:.0f} MB")
     print(f"(data and worker log: {workdir})")
 
 

@@ -220,7 +220,7 @@ class WindowSettings(_Model):
     idle_partition_seconds: float = Field(default=60.0, gt=0)
     close_interval_seconds: float = Field(default=5.0, gt=0)  # how often the closer runs
     refresh_seconds: float = Field(default=60.0, gt=0)  # late counts of closed windows...
-    refresh_hours: float = Field(default=6.0, ge=0)  # ...rewritten for this long after
+    refresh_hours: float = Field(default=1.0, ge=0)  # ...rewritten for this long after
 
     @model_validator(mode="after")
     def _hop_divides(self) -> WindowSettings:

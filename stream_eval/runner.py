@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +23,28 @@ from stream_eval.lag import group_lag
 
 class WorkerFailed(RuntimeError):
     pass
+
+
+MetricKey = tuple[str, tuple[tuple[str, str], ...]]  # name, sorted labels
+
+
+def scrape_metrics(port: int, host: str = "127.0.0.1") -> dict[MetricKey, float]:
+    """A worker's Prometheus metrics, read as Prometheus reads them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class WorkerProcess:
@@ -77,9 +101,16 @@ class WorkerProcess:
 
     def peak_rss_mb(self) -> float:
         """The worker's peak resident memory so far (Linux VmHWM), in MB."""
+        return self._status_mb("VmHWM:")
+
+    def rss_mb(self) -> float:
+        """The worker's resident memory now (Linux VmRSS), in MB."""
+        return self._status_mb("VmRSS:")
+
+    def _status_mb(self, field: str) -> float:
         assert self.proc is not None
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
         return float("nan")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -425,3 +426,20 @@ def test_two_workers_together_stay_within_the_limits_and_the_budget(
     assert 16 <= len(times) <= 20  # and the budget: about 20 calls in all, not 40
     spent = sum(st.counters.cost_usd for st in stages)
     assert spent <= settings.judge.daily_budget_usd
+
+
+def test_todays_spend_is_reloaded_per_route_and_partition(writer: SinkWriter) -> None:
+    from stream_eval.judge.budget import budget_key
+
+    now = time.time()
+    rows = [
+        {"trace_id": f"t{i}", "span_id": "", "route": route, "ts": now, "rubric": "helpfulness",
+         "status": "scored", "cost_usd": usd, "kafka_partition": p, "judged_at": now,
+         "requested_at": now}
+        for i, (route, p, usd) in enumerate([("a", 0, 0.5), ("a", 1, 0.25), ("b", 1, 1.0)])
+    ]  # fmt: skip
+    writer.store.insert("judge_results", b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    by_partition = asyncio.run(JudgeStage.spent_today(writer, by_partition=True))
+    assert by_partition == {budget_key("a", 0): 0.5, budget_key("a", 1): 0.25,
+                            budget_key("b", 1): 1.0}  # fmt: skip
+    assert asyncio.run(JudgeStage.spent_today(writer)) == {"a": 0.75, "b": 1.0}

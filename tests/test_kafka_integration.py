@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import socket
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from stream_eval.checks import CHECK_NAMES
 from stream_eval.config import Settings
 from stream_eval.kafka_config import confluent_config
 from stream_eval.lag import group_lag
-from stream_eval.runner import WorkerProcess
+from stream_eval.runner import WorkerProcess, free_port, scrape_metrics
 from stream_eval.sampling import unit_hash
 from stream_eval.sink.store import open_store
 from stream_eval.synthetic.mix import Mix, build_mix
@@ -267,13 +264,13 @@ def test_a_worker_restarted_on_existing_topics_drains_like_a_fresh_one(
     _drain(settings, tmp_path / "worker1.log")
     second = build_mix(400, batch_size=20, bad=False, seed=2)
     publish(settings, second.messages)
-    port = _free_port()
+    port = free_port()
     w = WorkerProcess(None, tmp_path / "worker2.log", {"STREAM_EVAL_METRICS__PORT": str(port)})
     w.start()
     try:
         w.wait_drained(settings, timeout=180)
         time.sleep(2)  # the committed offsets reach the worker's own view of its lag
-        metrics = scrape(port)
+        metrics = scrape_metrics(port)
     finally:
         w.stop()
     # What the operator sees in Prometheus: the second worker read the new messages only,
@@ -369,22 +366,6 @@ def test_feedback_joins_whatever_the_arrival_order_and_counts_once(
     assert state() == (status, sli, raw)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """The worker's Prometheus metrics, as Prometheus would read them."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for fam in text_string_to_metric_families(text)
-        for s in fam.samples
-    }
-
-
 def _wait_closed(port: int, w: WorkerProcess, upto: int, timeout: float = 120) -> None:
     """Until the closer has closed every tumbling window ending at or before ``upto``, and
     refreshed the late counts after that (read from the worker's metrics)."""
@@ -392,7 +373,7 @@ def _wait_closed(port: int, w: WorkerProcess, upto: int, timeout: float = 120) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if scrape(port).get(key, 0) >= upto:
+            if scrape_metrics(port).get(key, 0) >= upto:
                 time.sleep(3)  # one more refresh of the late counts (every 2 s here)
                 return
         except OSError:
@@ -435,7 +416,7 @@ def test_closed_windows_plus_late_equal_the_exact_view(isolated: Settings, tmp_p
         producer.produce(settings.topics.traces, m.value, partition=i % 2)
     assert producer.flush(30) == 0
     total = len(msgs) + 15
-    port = _free_port()
+    port = free_port()
     env = {
         "STREAM_EVAL_WINDOWS__CLOSE_INTERVAL_SECONDS": "1",
         "STREAM_EVAL_WINDOWS__REFRESH_SECONDS": "2",

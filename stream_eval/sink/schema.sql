@@ -180,7 +180,8 @@ CREATE TABLE IF NOT EXISTS {db}.stream_progress
     ingested_at     DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(ingested_at)
-ORDER BY (kafka_topic, kafka_partition, first_offset);
+ORDER BY (kafka_topic, kafka_partition, first_offset)
+TTL toDateTime(ingested_at) + INTERVAL 30 DAY;
 
 -- When each window was closed (one row per window, for every slice).
 CREATE TABLE IF NOT EXISTS {db}.window_closes
