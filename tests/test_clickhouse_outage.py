@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from stream_eval.config import ClickHouseSettings, Settings
-from stream_eval.runner import WorkerProcess
+from stream_eval.runner import WorkerProcess, free_port, scrape_metrics
 from stream_eval.sink.store import ServerStore, StoreError, open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.mix import build_mix
@@ -71,6 +71,27 @@ def test_the_writer_holds_a_call_until_the_server_is_back(server: ClickHouseHTTP
     assert rows == [{"x": 42}] and time.monotonic() - started >= 0.9
     assert writer.stats.failures >= 2 and writer.stats.calls == 1
     writer.close()
+
+
+def ingested(port: int) -> float:
+    """Kafka messages a worker has ingested, from its metrics (0 until it serves them)."""
+    try:
+        return scrape_metrics(port).get(("stream_eval_messages_total", (("stage", "ingest"),)), 0)
+    except OSError:
+        return 0.0
+
+
+def assigned(port: int, topic: str) -> list[str]:
+    """The partitions of ``topic`` a worker holds, from its consumer-lag metric."""
+    try:
+        metrics = scrape_metrics(port)
+    except OSError:
+        return []
+    return [
+        dict(labels)["partition"]
+        for (name, labels), _ in metrics.items()
+        if name == "stream_eval_consumer_lag" and dict(labels).get("topic") == topic
+    ]
 
 
 def written(server: ClickHouseHTTP) -> int:
@@ -130,3 +151,50 @@ def test_a_worker_rides_out_a_server_outage_with_exact_counts(
     got = {r["route"]: int(r["n"]) for r in map(orjson.loads, rows.splitlines())}
     assert got == dict(mix.expected.traces)
     assert "ClickHouse call failed, retrying" in (tmp_path / "worker.log").read_text()
+
+
+@pytest.mark.kafka
+def test_two_workers_in_one_group_share_a_server_with_exact_counts(
+    isolated: Settings, tmp_path: Path, server: ClickHouseHTTP
+) -> None:
+    """Scale-out as deployed: two worker processes in one consumer group, the traces topic's
+    two partitions split between them, one ClickHouse server; one of them is killed
+    mid-stream and its partition moves to the other. Every message is counted once."""
+    settings = isolated
+    mix = build_mix(1500, batch_size=10, max_message_bytes=settings.ingest.max_message_bytes)
+    ensure_topics(settings)
+    env = {"STREAM_EVAL_CLICKHOUSE__URL": server.url, "STREAM_EVAL_INGEST__BATCH_MAX_MESSAGES": "5"}
+    ports = [free_port(), free_port()]
+    workers = [
+        WorkerProcess(
+            None, tmp_path / f"worker{i}.log", {**env, "STREAM_EVAL_METRICS__PORT": str(p)}
+        )
+        for i, p in enumerate(ports)
+    ]
+    for w in workers:
+        w.start()
+    try:
+        # Until the group has given each worker one partition of the traces topic.
+        deadline = time.monotonic() + 90
+        while [len(assigned(p, settings.topics.traces)) for p in ports] != [1, 1]:
+            assert time.monotonic() < deadline, workers[0].log_tail() + workers[1].log_tail()
+            time.sleep(0.5)
+        publish(settings, mix.messages)
+        deadline = time.monotonic() + 90
+        while not all(ingested(p) > 0 for p in ports):
+            assert time.monotonic() < deadline, workers[0].log_tail() + workers[1].log_tail()
+            time.sleep(0.2)
+        workers[0].kill()  # crash one: the group rebalances its partition to the other
+        workers[1].wait_drained(settings, timeout=180)
+    finally:
+        for w in workers:
+            w.stop()
+    n = server.query("SELECT count() FROM stream_eval.ingest_messages FINAL", "CSV")
+    assert int(n) == mix.expected.messages
+    rows = server.query(
+        "SELECT route, count() AS n FROM stream_eval.traces FINAL GROUP BY route", "JSONEachRow"
+    )
+    import orjson
+
+    got = {r["route"]: int(r["n"]) for r in map(orjson.loads, rows.splitlines())}
+    assert got == dict(mix.expected.traces)
