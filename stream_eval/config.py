@@ -264,6 +264,33 @@ class SamplingSettings(_Model):
     _always_known = field_validator("always_on_failed")(_known_checks)
 
 
+class OtelSettings(_Model):
+    """Where OTLP spans keep an LLM call's slice dimensions. Each list names attributes
+    looked up on the LLM span, then on its ancestors up to the root (the spans of the same
+    export request), then on the resource; the first found wins. The route falls back to
+    the resource's ``service.name``. Put your own first, e.g. ``route_attributes =
+    ["app.route"]`` for apps that set ``app.route`` on their root span."""
+
+    route_attributes: list[str] = Field(
+        default_factory=lambda: [
+            "stream_eval.route", "traceloop.association.properties.route",
+            "traceloop.workflow.name", "gen_ai.agent.name", "langfuse.trace.name",
+        ]
+    )  # fmt: skip
+    prompt_id_attributes: list[str] = Field(
+        default_factory=lambda: [
+            "stream_eval.prompt.id", "traceloop.association.properties.prompt_id",
+            "gen_ai.prompt.name", "langfuse.prompt.name",
+        ]
+    )  # fmt: skip
+    prompt_version_attributes: list[str] = Field(
+        default_factory=lambda: [
+            "stream_eval.prompt.version", "traceloop.association.properties.prompt_version",
+            "llm.prompt_template.version", "gen_ai.prompt.version", "langfuse.prompt.version",
+        ]
+    )  # fmt: skip
+
+
 class MetricsSettings(_Model):
     """Each worker serves Prometheus metrics on http://host:port/metrics (port 0: off)."""
 
@@ -290,6 +317,7 @@ class Settings(BaseSettings):
     windows: WindowSettings = Field(default_factory=WindowSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    otel: OtelSettings = Field(default_factory=OtelSettings)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
 
     @classmethod

@@ -116,6 +116,7 @@ def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
             fmt=ing.format,
             content_type=ct.decode("latin-1") if ct else None,
             bounds=ing,
+            otel=settings.otel,
         )
         outcome = MessageOutcome(
             msg, decoded.format, len(decoded.traces), len(decoded.dead), decoded.skipped

@@ -7,7 +7,7 @@ from typing import Literal
 
 import orjson
 
-from stream_eval.config import IngestSettings
+from stream_eval.config import IngestSettings, OtelSettings
 from stream_eval.ingest.bounds import bound_trace, safe_dumps
 from stream_eval.ingest.json_traces import decode_json_value, decode_ndjson
 from stream_eval.ingest.otlp import decode_otlp_json, decode_otlp_proto
@@ -41,9 +41,11 @@ def decode_message(
     fmt: Format = "auto",
     content_type: str | None = None,
     bounds: IngestSettings | None = None,
+    otel: OtelSettings | None = None,
 ) -> Decoded:
-    """Decode, then bound every trace (``ingest.bounds``) against the message time."""
-    out = _decode(raw, default_ts, max_bytes, max_traces, fmt, content_type)
+    """Decode, then bound every trace (``ingest.bounds``) against the message time.
+    ``otel``: where OTLP spans keep their dimensions (default: ``OtelSettings()``)."""
+    out = _decode(raw, default_ts, max_bytes, max_traces, fmt, content_type, otel)
     if out.traces:
         _apply_bounds(out, raw, default_ts, bounds or IngestSettings())
     return out
@@ -65,7 +67,7 @@ def _apply_bounds(out: Decoded, raw: bytes, ref_ts: float, cfg: IngestSettings) 
 
 def _decode(
     raw: bytes, default_ts: float, max_bytes: int, max_traces: int, fmt: Format,
-    content_type: str | None,
+    content_type: str | None, otel: OtelSettings | None,
 ) -> Decoded:  # fmt: skip
     if len(raw) > max_bytes:
         return Decoded(
@@ -74,12 +76,12 @@ def _decode(
         )
     kind = sniff(raw, content_type) if fmt == "auto" else fmt
     if kind == "otlp_proto":
-        out = decode_otlp_proto(raw, default_ts)
+        out = decode_otlp_proto(raw, default_ts, otel)
     else:
-        out = _decode_json(raw, default_ts)
+        out = _decode_json(raw, default_ts, otel)
         if fmt == "auto" and raw[:1] == b"\n" and out.dead and not out.traces:
             # A protobuf request whose first length byte happens to be "{" or "[".
-            proto = decode_otlp_proto(raw, default_ts)
+            proto = decode_otlp_proto(raw, default_ts, otel)
             if proto.traces:
                 out = proto
     n = len(out.traces) + len(out.dead) + out.skipped
@@ -94,7 +96,7 @@ def _decode(
     return out
 
 
-def _decode_json(raw: bytes, default_ts: float) -> Decoded:
+def _decode_json(raw: bytes, default_ts: float, otel: OtelSettings | None) -> Decoded:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -102,7 +104,7 @@ def _decode_json(raw: bytes, default_ts: float) -> Decoded:
             return decode_ndjson(raw, default_ts)
         return Decoded(format="json", dead=[DeadLetter(DECODE, f"invalid JSON: {exc}", raw)])
     if isinstance(value, dict) and "resourceSpans" in value:
-        return decode_otlp_json(value, raw, default_ts)
+        return decode_otlp_json(value, raw, default_ts, otel)
     if not isinstance(value, (dict, list)):
         return Decoded(
             format="json",

@@ -9,9 +9,13 @@ per Kafka message, holding many spans:
   hex strings (not base64), 64-bit integers are decimal strings and enums are
   integers. Base64 ids (plain ``json_format`` output) are accepted as well.
 
-A span is a GenAI span iff it has the attribute ``gen_ai.operation.name``; it
-becomes one ``Trace``. Every other span (HTTP, DB, retrieval...) is skipped on
-purpose and counted in ``Decoded.skipped``.
+A span is an LLM-call span when it has ``gen_ai.operation.name``, ``llm.request.type``
+(older OpenLLMetry) or ``openinference.span.kind = LLM`` (``conventions.is_llm_span``);
+it becomes one ``Trace``, its other conventions' attributes rewritten onto the GenAI
+ones first (``conventions.adapt``). Every other span (HTTP, DB, the app's own spans...)
+is skipped on purpose and counted in ``Decoded.skipped``; its dimension attributes are
+kept for the LLM spans below it. The whole request is read before the LLM spans are
+normalised, so ancestors that come after their descendants are seen.
 
 Mapping, span -> ``Trace``:
 
@@ -20,8 +24,9 @@ Trace field        OTLP source
 =================  ==========================================================
 trace_id           span ``trace_id``, lowercase hex (32 chars)
 span_id            span ``span_id``, lowercase hex (16 chars)
-route              span attr ``stream_eval.route``, else resource attr
-                   ``service.name``, else ``"unknown"``
+route              the first of ``otel.route_attributes`` on the span, its ancestors
+                   in the request, the resource; else resource ``service.name``,
+                   else ``"unknown"``
 start_time         ``start_time_unix_nano / 1e9``; 0 or absent -> the Kafka
                    message timestamp (``default_ts``)
 latency_ms         ``(end_time_unix_nano - start_time_unix_nano) / 1e6`` when
@@ -30,8 +35,8 @@ operation          ``gen_ai.operation.name``
 provider           ``gen_ai.provider.name``, else legacy ``gen_ai.system``
 model              ``gen_ai.request.model``
 model_version      ``gen_ai.response.model``, else ``gen_ai.request.model``
-prompt_id          ``stream_eval.prompt.id``
-prompt_version     ``stream_eval.prompt.version``
+prompt_id          ``otel.prompt_id_attributes``, looked up as the route
+prompt_version     ``otel.prompt_version_attributes``, looked up as the route
 input_text         last user message of ``gen_ai.input.messages`` (JSON string)
 output_text        text parts of ``gen_ai.output.messages`` (JSON string;
                    required: a GenAI span without it is dead-lettered)
@@ -81,7 +86,17 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from stream_eval.config import OtelSettings
 from stream_eval.ingest.bounds import safe_dumps
+from stream_eval.ingest.conventions import (
+    LEGACY_TYPE,
+    OI_KIND,
+    OPERATION,
+    Ancestry,
+    adapt,
+    is_llm_span,
+    resolve_dimensions,
+)
 from stream_eval.ingest.genai import (
     InvalidTrace,
     last_user_text,
@@ -92,7 +107,6 @@ from stream_eval.ingest.genai import (
 from stream_eval.ingest.result import DECODE, EMPTY, SCHEMA, DeadLetter, Decoded
 from stream_eval.trace import Trace
 
-OPERATION = "gen_ai.operation.name"
 SERVICE_NAME = "service.name"
 
 # Span attributes that map onto Trace fields; every other attribute goes to ``extra``.
@@ -114,6 +128,8 @@ MAPPED_ATTRIBUTES = frozenset(
         "stream_eval.retrieval.documents",
         "stream_eval.cost_usd",
         "stream_eval.reference.answer",
+        OI_KIND,
+        LEGACY_TYPE,
     }
 )
 
@@ -206,6 +222,46 @@ def _trace(
     )
 
 
+class _Dimensions:
+    """The configured dimension attributes, resolved for one LLM span (see conventions)."""
+
+    def __init__(self, cfg: OtelSettings) -> None:
+        self.targets = (
+            ("stream_eval.route", cfg.route_attributes),
+            ("stream_eval.prompt.id", cfg.prompt_id_attributes),
+            ("stream_eval.prompt.version", cfg.prompt_version_attributes),
+        )
+        self.keys = frozenset(k for _, keys in self.targets for k in keys)
+
+    def apply(
+        self,
+        attrs: dict[str, Any],
+        extra: dict[str, Any],
+        parent_id: str,
+        spans: Ancestry,
+        resource: dict[str, Any],
+    ) -> None:
+        for target, keys in self.targets:
+            value = resolve_dimensions((attrs, extra), parent_id, spans, resource, keys)
+            if value is not None:
+                attrs[target] = value if isinstance(value, str) else str(value)
+
+
+_DEFAULT_DIMENSIONS = _Dimensions(OtelSettings())
+
+
+_BUILT: dict[int, tuple[OtelSettings, _Dimensions]] = {}
+
+
+def _dimensions(cfg: OtelSettings | None) -> _Dimensions:
+    if cfg is None:
+        return _DEFAULT_DIMENSIONS
+    built = _BUILT.get(id(cfg))
+    if built is None or built[0] is not cfg:  # one per settings object, not per message
+        built = _BUILT[id(cfg)] = (cfg, _Dimensions(cfg))
+    return built[1]
+
+
 def _detail(exc: Exception) -> str:
     if isinstance(exc, InvalidTrace):
         return str(exc)
@@ -265,9 +321,11 @@ _PB_READERS.update(
 )
 
 
-def decode_otlp_proto(raw: bytes, default_ts: float) -> Decoded:
+def decode_otlp_proto(raw: bytes, default_ts: float, otel: OtelSettings | None = None) -> Decoded:
     """One ``ExportTraceServiceRequest`` as protobuf bytes -> traces, dead letters, skipped."""
     out = Decoded(format="otlp_proto")
+    dims = _dimensions(otel)
+    dim_keys = dims.keys
     request = ExportTraceServiceRequest()
     try:
         request.ParseFromString(raw)
@@ -283,61 +341,89 @@ def decode_otlp_proto(raw: bytes, default_ts: float) -> Decoded:
     fast_readers = _PB_READERS
     traces = out.traces
     index = -1
+    ancestry: dict[str, tuple[str, dict[str, Any]]] = {}  # every span: parent, dimensions
+    llm_spans: list[tuple[int, Any, dict[str, Any], list[Any], str | None, dict[str, Any]]] = []
     for rs in request.resource_spans:
         service: str | None = None
+        resource: dict[str, Any] = {}
         for kv in rs.resource.attributes:  # once per ResourceSpans, not per span
             if kv.key == SERVICE_NAME:
                 service = _service_name(_pb_value(kv.value))
-                break
+            elif kv.key in dim_keys:
+                resource[kv.key] = _pb_value(kv.value)
         for ss in rs.scope_spans:
             for span in ss.spans:
                 index += 1
                 # One pass over the attribute list, dispatching on the key: mapped attributes
-                # are read at once with their expected type, the others only for GenAI spans.
+                # are read at once with their expected type, the others only for LLM spans;
+                # dimension attributes of every span are kept for its descendants.
                 attrs: dict[str, Any] = {}
                 others = []
+                dattrs: dict[str, Any] = {}
                 for kv in span.attributes:
                     key = kv.key
+                    if key in dim_keys:
+                        dattrs[key] = _pb_value(kv.value)
                     read = fast_readers.get(key)
                     if read is None:
                         others.append(kv)
                     else:
                         # A falsy read is the default of another type or an empty value.
                         attrs[key] = read(kv) or _pb_value(kv.value)
-                if OPERATION not in attrs:
+                ancestry[span.span_id.hex()] = (span.parent_span_id.hex(), dattrs)
+                if not is_llm_span(attrs):
                     out.skipped += 1
                     continue
-                try:
-                    extra = {kv.key: _pb_value(kv.value) for kv in others}
-                    traces.append(
-                        _trace(
-                            attrs,
-                            extra,
-                            span.trace_id.hex(),
-                            span.span_id.hex(),
-                            span.start_time_unix_nano,
-                            span.end_time_unix_nano,
-                            service,
-                            default_ts,
-                            "otlp_proto",
-                            size,
-                        )
-                    )
-                except _BAD_CONTENT as exc:
-                    out.dead.append(
-                        DeadLetter(
-                            SCHEMA,
-                            _detail(exc),
-                            span.SerializeToString(),
-                            item=index,
-                            route=_route_hint(attrs, service),
-                            trace_id=span.trace_id.hex(),
-                        )
-                    )
+                llm_spans.append((index, span, attrs, others, service, resource))
+    # The LLM spans once the whole request is read: their ancestors may come after them.
+    for index, span, attrs, others, service, resource in llm_spans:
+        try:
+            extra = {kv.key: _pb_value(kv.value) for kv in others}
+            adapt(attrs, extra)
+            dims.apply(attrs, extra, span.parent_span_id.hex(), ancestry, resource)
+            traces.append(
+                _trace(
+                    attrs,
+                    extra,
+                    span.trace_id.hex(),
+                    span.span_id.hex(),
+                    span.start_time_unix_nano,
+                    span.end_time_unix_nano,
+                    service,
+                    default_ts,
+                    "otlp_proto",
+                    size,
+                )
+            )
+        except _BAD_CONTENT as exc:
+            out.dead.append(
+                DeadLetter(
+                    SCHEMA,
+                    _detail(exc),
+                    span.SerializeToString(),
+                    item=index,
+                    route=_route_hint(attrs, service),
+                    trace_id=span.trace_id.hex(),
+                )
+            )
     return out
 
 
 # --- otlp_json ------------------------------------------------------------------------------
+
+
+def _json_dead(
+    exc: Exception, span: Any, index: int, attrs: dict[str, Any], service: str | None, tid: str
+) -> DeadLetter:
+    raw_tid = span.get("traceId") if isinstance(span, dict) else None
+    return DeadLetter(
+        SCHEMA,
+        _detail(exc),
+        safe_dumps(span),
+        item=index,
+        route=_route_hint(attrs, service),
+        trace_id=tid or (raw_tid if isinstance(raw_tid, str) else ""),
+    )
 
 
 def _json_value(value: Any) -> Any:
@@ -374,86 +460,105 @@ def _json_id(value: Any) -> str:
         raise InvalidTrace(f"span id {value!r} is neither hex nor base64") from None
 
 
-def _json_spans(obj: dict[str, Any]) -> list[tuple[str | None, list[Any]]]:
-    """(service.name, spans) per ResourceSpans; raises on a malformed envelope."""
-    groups: list[tuple[str | None, list[Any]]] = []
+def _json_spans(obj: dict[str, Any]) -> list[tuple[str | None, dict[str, Any], list[Any]]]:
+    """(service.name, resource attributes, spans) per ResourceSpans; raises on a malformed
+    envelope."""
+    groups: list[tuple[str | None, dict[str, Any], list[Any]]] = []
     for rs in obj["resourceSpans"] or ():
         service: str | None = None
+        resource: dict[str, Any] = {}
         for kv in (rs.get("resource") or {}).get("attributes") or ():
+            value = _json_value(kv.get("value") or {})
             if kv["key"] == SERVICE_NAME:
-                service = _service_name(_json_value(kv.get("value") or {}))
-                break
+                service = _service_name(value)
+            else:
+                resource[str(kv["key"])] = value
         spans: list[Any] = []
         for ss in rs.get("scopeSpans") or ():
             found = ss.get("spans") or []
             if not isinstance(found, list):
                 raise TypeError("spans must be an array")
             spans.extend(found)
-        groups.append((service, spans))
+        groups.append((service, resource, spans))
     return groups
 
 
-def decode_otlp_json(obj: dict[str, Any], raw: bytes, default_ts: float) -> Decoded:
+def decode_otlp_json(
+    obj: dict[str, Any], raw: bytes, default_ts: float, otel: OtelSettings | None = None
+) -> Decoded:
     """An orjson-parsed OTLP/JSON ``ExportTraceServiceRequest`` (has ``resourceSpans``)."""
     out = Decoded(format="otlp_json")
+    dims = _dimensions(otel)
     try:
         groups = _json_spans(obj)
     except _BAD_CONTENT as exc:
         detail = f"malformed OTLP/JSON request: {type(exc).__name__}: {exc}"
         out.dead.append(DeadLetter(SCHEMA, detail, raw))
         return out
-    n_spans = sum(len(spans) for _, spans in groups)
+    n_spans = sum(len(spans) for _, _, spans in groups)
     if n_spans == 0:
         out.dead.append(DeadLetter(EMPTY, "no spans", raw))
         return out
     size = len(raw) // n_spans
     mapped_keys = MAPPED_ATTRIBUTES
     index = -1
-    for service, spans in groups:
+    ancestry: dict[str, tuple[str, dict[str, Any]]] = {}
+    llm_spans: list[tuple[int, Any, dict[str, Any], list[Any], str | None, dict[str, Any]]] = []
+    for service, resource, spans in groups:
         for span in spans:
             index += 1
             attrs: dict[str, Any] = {}
-            trace_id = ""
             try:
                 mapped: dict[str, Any] = {}
                 others = []
+                dattrs: dict[str, Any] = {}
                 for kv in span.get("attributes") or ():
                     key = kv["key"]
+                    if key in dims.keys:
+                        dattrs[key] = _json_value(kv.get("value") or {})
                     if key in mapped_keys:
                         mapped[key] = kv
                     else:
                         others.append(kv)
-                if OPERATION not in mapped:
-                    out.skipped += 1
-                    continue
+                span_id = span.get("spanId")
+                if isinstance(span_id, str):
+                    parent = span.get("parentSpanId")
+                    ancestry[_json_id(span_id)] = (
+                        _json_id(parent) if isinstance(parent, str) else "",
+                        dattrs,
+                    )
                 for key, kv in mapped.items():
                     attrs[key] = _json_value(kv.get("value") or {})
-                extra = {str(kv["key"]): _json_value(kv.get("value") or {}) for kv in others}
-                trace_id = _json_id(span.get("traceId"))
-                out.traces.append(
-                    _trace(
-                        attrs,
-                        extra,
-                        trace_id,
-                        _json_id(span.get("spanId")),
-                        int(span.get("startTimeUnixNano") or 0),
-                        int(span.get("endTimeUnixNano") or 0),
-                        service,
-                        default_ts,
-                        "otlp_json",
-                        size,
-                    )
-                )
             except _BAD_CONTENT as exc:
-                tid = span.get("traceId") if isinstance(span, dict) else None
-                out.dead.append(
-                    DeadLetter(
-                        SCHEMA,
-                        _detail(exc),
-                        safe_dumps(span),
-                        item=index,
-                        route=_route_hint(attrs, service),
-                        trace_id=trace_id or (tid if isinstance(tid, str) else ""),
-                    )
+                out.dead.append(_json_dead(exc, span, index, attrs, service, ""))
+                continue
+            if not is_llm_span(attrs):
+                out.skipped += 1
+                continue
+            llm_spans.append((index, span, attrs, others, service, resource))
+    for index, span, attrs, others, service, resource in llm_spans:
+        trace_id = ""
+        try:
+            extra = {str(kv["key"]): _json_value(kv.get("value") or {}) for kv in others}
+            adapt(attrs, extra)
+            parent = span.get("parentSpanId")
+            parent_id = _json_id(parent) if isinstance(parent, str) else ""
+            dims.apply(attrs, extra, parent_id, ancestry, resource)
+            trace_id = _json_id(span.get("traceId"))
+            out.traces.append(
+                _trace(
+                    attrs,
+                    extra,
+                    trace_id,
+                    _json_id(span.get("spanId")),
+                    int(span.get("startTimeUnixNano") or 0),
+                    int(span.get("endTimeUnixNano") or 0),
+                    service,
+                    default_ts,
+                    "otlp_json",
+                    size,
                 )
+            )
+        except _BAD_CONTENT as exc:
+            out.dead.append(_json_dead(exc, span, index, attrs, service, trace_id))
     return out

@@ -1,0 +1,116 @@
+"""OTLP from the instrumentations people use: dimensions from the app's parent span, content
+from each instrumentation's own attributes.
+
+The bytes come from ``tests/otel_app.py``: the real ``openai`` SDK against the local stub,
+instrumented by the real package, encoded by the official OTLP encoder.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stream_eval.config import OtelSettings, Settings
+from stream_eval.ingest.otlp import decode_otlp_proto
+from stream_eval.pipeline import RawMessage, process_batch
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_CONFIG = OtelSettings(
+    route_attributes=["app.route"], prompt_version_attributes=["app.prompt_version"]
+)
+
+
+@pytest.fixture(scope="module", params=["openllmetry", "openinference"])
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    out = tmp_path_factory.mktemp("otel") / f"{request.param}.bin"
+    subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "otel_app.py"), request.param, str(out)],
+        check=True,
+        timeout=120,
+    )
+    return out.read_bytes()
+
+
+def test_dimensions_come_from_the_apps_parent_span(exported: bytes) -> None:
+    out = decode_otlp_proto(exported, time.time(), APP_CONFIG)
+    assert not out.dead
+    assert out.skipped == 3  # the app's three parent spans, counted
+    assert [t.route for t in out.traces] == ["support-rag"] * 3
+    assert sorted(t.prompt_version for t in out.traces) == ["v10", "v8", "v9"]
+
+
+def test_without_the_mapping_the_route_is_the_service(exported: bytes) -> None:
+    out = decode_otlp_proto(exported, time.time())
+    assert {t.route for t in out.traces} == {"support-api"}
+    assert {t.prompt_version for t in out.traces} == {""}
+
+
+def test_content_model_and_usage_are_recovered(exported: bytes) -> None:
+    (t, *_) = decode_otlp_proto(exported, time.time(), APP_CONFIG).traces
+    assert t.output_text == "Pro includes 50 GB per seat [kb-1]."
+    assert t.input_text == "How much storage does Pro include?"
+    assert t.model_version == "stub-judge-2026-01-01"  # the served model, from the response
+    assert (t.input_tokens, t.output_tokens) == (30, 9)  # the usage the stub answered
+    assert t.latency_ms is not None and t.latency_ms > 0
+
+
+def test_through_the_pipeline_every_span_is_accounted_for(exported: bytes) -> None:
+    settings = Settings(otel=APP_CONFIG)
+    batch = process_batch([RawMessage("t", 0, 0, time.time(), exported)], settings)
+    (outcome,) = batch.messages
+    assert (outcome.traces, outcome.dead, outcome.skipped) == (3, 0, 3)
+    assert {p.trace.route for p in batch.processed} == {"support-rag"}
+
+
+def _kv(key: str, value: object) -> dict[str, object]:
+    if isinstance(value, int):
+        return {"key": key, "value": {"intValue": str(value)}}
+    return {"key": key, "value": {"stringValue": value}}
+
+
+def test_older_openllmetry_attributes_and_dimensions_from_a_grandparent_or_the_resource() -> None:
+    """Indexed ``gen_ai.prompt.N.*`` / ``gen_ai.completion.N.*`` (OpenLLMetry before the
+    GenAI message attributes); the route two spans up, the prompt version on the resource."""
+    import orjson
+
+    from stream_eval.ingest.otlp import decode_otlp_json
+
+    tid = "0af7651916cd43dd8448eb211c80319c"
+    llm = {
+        "traceId": tid, "spanId": "00000000000000c3", "parentSpanId": "00000000000000b2",
+        "name": "openai.chat", "startTimeUnixNano": str(int(time.time() * 1e9)),
+        "attributes": [
+            _kv("llm.request.type", "chat"), _kv("gen_ai.system", "openai"),
+            _kv("gen_ai.request.model", "gpt-4o-mini"),
+            _kv("gen_ai.prompt.0.role", "system"), _kv("gen_ai.prompt.0.content", "Be brief."),
+            _kv("gen_ai.prompt.1.role", "user"), _kv("gen_ai.prompt.1.content", "Hi?"),
+            _kv("gen_ai.completion.0.role", "assistant"),
+            _kv("gen_ai.completion.0.content", "Hello."),
+            _kv("gen_ai.usage.prompt_tokens", 7), _kv("gen_ai.usage.completion_tokens", 2),
+        ],
+    }  # fmt: skip
+    task = {"traceId": tid, "spanId": "00000000000000b2", "parentSpanId": "00000000000000a1",
+            "name": "task", "attributes": []}  # fmt: skip
+    root = {"traceId": tid, "spanId": "00000000000000a1", "name": "workflow",
+            "attributes": [_kv("traceloop.workflow.name", "chat")]}  # fmt: skip
+    request = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [_kv("service.name", "svc"),
+                                            _kv("langfuse.prompt.version", "7")]},
+                "scopeSpans": [{"spans": [llm, task, root]}],  # the LLM span first
+            }
+        ]
+    }  # fmt: skip
+    raw = orjson.dumps(request)
+    out = decode_otlp_json(orjson.loads(raw), raw, time.time())
+    (t,) = out.traces
+    assert out.skipped == 2 and not out.dead
+    assert (t.route, t.prompt_version) == ("chat", "7")
+    assert (t.input_text, t.output_text) == ("Hi?", "Hello.")
+    assert (t.input_tokens, t.output_tokens, t.provider) == (7, 2, "openai")
+    assert not any(k.startswith(("gen_ai.prompt.", "gen_ai.completion.")) for k in t.extra)
