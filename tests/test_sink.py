@@ -46,6 +46,7 @@ TABLES = (
 )
 FINAL_VIEWS = ("traces", "check_results", "dead_letters", "ingest_messages", "judge_results")
 SLI_VIEWS = ("feedback_v", "sli_minute")
+MIGRATIONS = 9  # ALTER TABLE ... ADD COLUMN IF NOT EXISTS in sink/migrations.sql
 INGEST_TABLES = TABLES[:5]  # what the ingest stage writes; judge_results is the judge's
 BASE_TS = time.time() // 3600 * 3600  # recent: ingest bounds event time around it
 
@@ -112,8 +113,9 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
 def test_schema_statements_use_the_database_name() -> None:
     stmts = schema_statements("other_db")
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS other_db"
-    # the database, the tables, a FINAL view per base table and sli_windows, the SLI views
-    assert len(stmts) == 1 + len(TABLES) + len(FINAL_VIEWS) + 1 + len(SLI_VIEWS)
+    # the database, the tables, a FINAL view per base table and sli_windows, the columns
+    # added since earlier versions, the SLI views
+    assert len(stmts) == 1 + len(TABLES) + len(FINAL_VIEWS) + 1 + MIGRATIONS + len(SLI_VIEWS)
     assert all("{db}" not in s and "stream_eval." not in s for s in stmts)
     assert not any(s.lstrip().startswith("--") for s in stmts)
 
@@ -506,3 +508,37 @@ def test_second_process_cannot_open_a_held_store(store: Store, ch: ClickHouseSet
     assert "Traceback" not in out.stderr
     # The holder is unaffected.
     assert store.query("SELECT 1 AS x") == [{"x": 1}]
+
+
+def test_a_store_from_an_earlier_version_is_upgraded(ch: ClickHouseSettings, batch: Batch) -> None:
+    """Tables created by an earlier stream-eval (fewer columns) get the new columns, and the
+    views follow the current definitions, so this version's inserts and queries work."""
+    from chdb import session
+
+    old = session.Session(ch.path)
+    old.query(f"CREATE DATABASE IF NOT EXISTS {DB}")
+    old.query(
+        f"CREATE TABLE {DB}.feedback (feedback_id String, trace_id String, span_id String, "
+        "kind LowCardinality(String), value Nullable(Float64), user_id String, "
+        "ts DateTime64(3, 'UTC'), join_status LowCardinality(String), "
+        "kafka_topic LowCardinality(String), kafka_partition UInt32, kafka_offset UInt64, "
+        "ingested_at DateTime64(3, 'UTC')) ENGINE = ReplacingMergeTree(ingested_at) "
+        "ORDER BY feedback_id"
+    )
+    old.query(f"CREATE VIEW {DB}.feedback_v AS SELECT * FROM {DB}.feedback FINAL")
+    old.close()
+    store = open_store(ch)
+    try:
+        SinkWriter(store).write_sync(batch)  # traces with wm_at_ingest: fine
+        store.insert(
+            "feedback",
+            orjson.dumps({"feedback_id": "f", "trace_id": batch.processed[0].trace.trace_id,
+                          "span_id": "", "kind": "thumbs_up", "value": None, "user_id": "",
+                          "ts": BASE_TS, "horizon_s": 86400, "kafka_topic": "fb",
+                          "kafka_partition": 0, "kafka_offset": 0, "ingested_at": BASE_TS})
+            + b"\n",
+        )  # fmt: skip
+        (row,) = store.query(f"SELECT join_status, horizon_s FROM {DB}.feedback_v")
+        assert row == {"join_status": "joined", "horizon_s": 86400}
+    finally:
+        store.close()

@@ -249,9 +249,9 @@ CREATE TABLE IF NOT EXISTS {db}.sli_windows
 ENGINE = ReplacingMergeTree(refreshed_at)
 ORDER BY (window_kind, route, model_version, prompt_version, window_start);
 
-CREATE VIEW IF NOT EXISTS {db}.traces_v AS SELECT * FROM {db}.traces FINAL;
-CREATE VIEW IF NOT EXISTS {db}.check_results_v AS SELECT * FROM {db}.check_results FINAL;
-CREATE VIEW IF NOT EXISTS {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FINAL;
-CREATE VIEW IF NOT EXISTS {db}.ingest_messages_v AS SELECT * FROM {db}.ingest_messages FINAL;
-CREATE VIEW IF NOT EXISTS {db}.judge_results_v AS SELECT * FROM {db}.judge_results FINAL;
-CREATE VIEW IF NOT EXISTS {db}.sli_windows_v AS SELECT * FROM {db}.sli_windows FINAL;
+CREATE OR REPLACE VIEW {db}.traces_v AS SELECT * FROM {db}.traces FINAL;
+CREATE OR REPLACE VIEW {db}.check_results_v AS SELECT * FROM {db}.check_results FINAL;
+CREATE OR REPLACE VIEW {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FINAL;
+CREATE OR REPLACE VIEW {db}.ingest_messages_v AS SELECT * FROM {db}.ingest_messages FINAL;
+CREATE OR REPLACE VIEW {db}.judge_results_v AS SELECT * FROM {db}.judge_results FINAL;
+CREATE OR REPLACE VIEW {db}.sli_windows_v AS SELECT * FROM {db}.sli_windows FINAL;

@@ -8,7 +8,7 @@
 -- Feedback joined to its trace (the trace's first span, by start time), whatever came
 -- first: join_status is joined, expired (later than horizon_s after the trace) or
 -- unknown_trace (no such trace in the traces table yet, or ever).
-CREATE VIEW IF NOT EXISTS {db}.feedback_v AS
+CREATE OR REPLACE VIEW {db}.feedback_v AS
 SELECT
     f.feedback_id AS feedback_id, f.trace_id AS trace_id, f.span_id AS span_id,
     f.kind AS kind, f.value AS value, f.user_id AS user_id, f.ts AS ts,
@@ -31,7 +31,7 @@ LEFT JOIN
     GROUP BY trace_id
 ) AS t ON f.trace_id = t.trace_id;
 
-CREATE VIEW IF NOT EXISTS {db}.sli_minute AS
+CREATE OR REPLACE VIEW {db}.sli_minute AS
 SELECT
     window_start, route, model_version, prompt_version,
     t.traces AS traces,

@@ -129,7 +129,8 @@ class ServerStore:
         self._client.close()
 
 
-SCHEMA_FILES = ("schema.sql", "slis.sql")  # tables first, then the views over them
+# Tables first, then the columns added since earlier versions, then the views over them.
+SCHEMA_FILES = ("schema.sql", "migrations.sql", "slis.sql")
 
 
 def schema_statements(database: str) -> list[str]:

@@ -1,0 +1,14 @@
+-- Upgrades of a store created by an earlier stream-eval: the columns added since, so that
+-- CREATE TABLE IF NOT EXISTS (which leaves an existing table as it is) and the inserts of
+-- this version agree. Each statement is a no-op on a store created by this version.
+-- Views are CREATE OR REPLACE, so they always follow the current definitions.
+
+ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS wm_at_ingest DateTime64(3, 'UTC') AFTER kafka_offset;
+ALTER TABLE {db}.judge_results ADD COLUMN IF NOT EXISTS queue_ms Float64 AFTER latency_ms;
+ALTER TABLE {db}.judge_results ADD COLUMN IF NOT EXISTS kafka_partition UInt32 AFTER judged_at;
+ALTER TABLE {db}.judge_results ADD COLUMN IF NOT EXISTS inserted_at DateTime64(3, 'UTC') DEFAULT now64(3);
+ALTER TABLE {db}.feedback ADD COLUMN IF NOT EXISTS horizon_s Float64 DEFAULT 86400 AFTER ts;
+ALTER TABLE {db}.feedback ADD COLUMN IF NOT EXISTS inserted_at DateTime64(3, 'UTC') DEFAULT now64(3);
+ALTER TABLE {db}.sli_windows ADD COLUMN IF NOT EXISTS late_feedback UInt64 AFTER late_traces;
+ALTER TABLE {db}.sli_windows ADD COLUMN IF NOT EXISTS late_judge UInt64 AFTER late_feedback;
+ALTER TABLE {db}.sli_windows ADD COLUMN IF NOT EXISTS refreshed_at DateTime64(3, 'UTC') AFTER closed_at;
