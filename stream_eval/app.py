@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 
 import faust
 
+from stream_eval import faust_fixes
 from stream_eval.batches import Quarantine, complete_or_quarantine, raw_messages
 from stream_eval.config import Settings
 from stream_eval.dead_letters import Headers, capped, dead_letter_headers
@@ -40,6 +41,7 @@ def group_id(settings: Settings, role: Role) -> str:
 
 
 def create_app(settings: Settings, role: Role = "all") -> faust.App:
+    faust_fixes.install()
     k = settings.kafka
     app = faust.App(
         group_id(settings, role),

@@ -263,12 +263,13 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from stream_eval.app import group_id
     from stream_eval.broker import broker as run_broker
     from stream_eval.runner import WorkerFailed, WorkerProcess
     from stream_eval.synthetic.feedback import feedback_messages
     from stream_eval.synthetic.mix import build_mix
     from stream_eval.synthetic.publish import publish
-    from stream_eval.topics import delete_topics, ensure_topics, topic_names
+    from stream_eval.topics import ensure_topics, start_groups_at_end
 
     console = Console()
     if not ctx.obj.get("config"):
@@ -277,10 +278,10 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
     settings = _settings(ctx)
     console.print("[bold]1/4[/] starting the local Kafka broker (first run fetches its jars)")
     run_broker("start")
-    if not keep:
-        delete_topics(settings, topic_names(settings))
-        shutil.rmtree(settings.clickhouse.path, ignore_errors=True)
     ensure_topics(settings)
+    if not keep:  # a clean slate: a new store, and the workers read only this run's traffic
+        shutil.rmtree(settings.clickhouse.path, ignore_errors=True)
+        start_groups_at_end(settings, [group_id(settings, "all"), group_id(settings, "judge")])
 
     mix = build_mix(n, batch_size=batch_size, max_message_bytes=settings.ingest.max_message_bytes)
     console.print(

@@ -26,7 +26,8 @@ def group_lag(
     group: str | None = None,
     attempts: int = 10,
 ) -> int:
-    """Messages in ``topic`` beyond the group's committed offsets (all of them if none committed).
+    """Messages in ``topic`` beyond the group's committed offsets (all of them if none is
+    committed, or if a committed offset is out of the partition's range).
 
     ``group`` defaults to the app's consumer group (``app_id``). Transient coordinator
     errors are retried ``attempts`` times, half a second apart.
@@ -58,7 +59,11 @@ def _group_lag(settings: Settings, topic: str, timeout: float, group: str | None
         for tp in tps:
             low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
             pos = committed.get(tp.partition, -1)
-            lag += high - (pos if pos >= 0 else low)
+            if pos < low or pos > high:
+                # None committed, or an offset the partition does not have (left from a
+                # deleted and re-created topic): the consumer starts over from the earliest.
+                pos = low
+            lag += high - pos
         return lag
     finally:
         consumer.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaError, KafkaException
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_eval.config import Settings
@@ -33,14 +35,50 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
-    return created
+    # Until every partition has a leader: a producer or consumer that comes right after
+    # creation would otherwise meet NOT_LEADER / unknown partitions.
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(
+            n in topics and topics[n].partitions and
+            all(p.leader >= 0 for p in topics[n].partitions.values())
+            for n in topic_names(settings)
+        ):  # fmt: skip
+            return created
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics have no leader after {timeout:g}s")
+        time.sleep(0.2)
 
 
-def delete_topics(settings: Settings, names: list[str], timeout: float = 30.0) -> None:
-    admin = AdminClient(confluent_config(settings.kafka))
-    for _, fut in admin.delete_topics(names, request_timeout=timeout).items():
+def start_groups_at_end(settings: Settings, groups: list[str], timeout: float = 30.0) -> None:
+    """Commit, for each group, the current end of every partition of stream-eval's topics,
+    so that its workers read only what is published from now on. (Deleting and
+    re-creating the topics instead races with the broker's asynchronous deletion: on a
+    broker that has just started, messages written to the new topic can be lost.)"""
+    names = topic_names(settings)
+    probe = Consumer(confluent_config(settings.kafka, **{"group.id": groups[0]}))
+    try:
+        for attempt in range(20):  # a broker that has just started answers NOT_LEADER a while
+            try:
+                meta = probe.list_topics(timeout=timeout).topics
+                ends = [
+                    TopicPartition(
+                        t, p, probe.get_watermark_offsets(TopicPartition(t, p), timeout)[1]
+                    )
+                    for t in names
+                    for p in meta[t].partitions
+                ]
+                break
+            except KafkaException:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
+    finally:
+        probe.close()
+    for group in groups:
+        c = Consumer(confluent_config(settings.kafka, **{"group.id": group}))
         try:
-            fut.result(timeout)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise
+            c.commit(offsets=ends, asynchronous=False)
+        finally:
+            c.close()

@@ -460,3 +460,44 @@ def test_closed_windows_plus_late_equal_the_exact_view(isolated: Settings, tmp_p
     assert late == 30 + 150
     on_time = sum(int(r["traces"]) for r in windows)  # type: ignore[call-overload]
     assert on_time > late
+
+
+def test_a_committed_offset_from_a_deleted_topic_does_not_hide_the_backlog(
+    isolated: Settings,
+) -> None:
+    """A topic deleted and re-created keeps, on some brokers, the group's old committed
+    offsets: an offset past the partition's end must count as nothing consumed (the
+    consumer starts over from the earliest), not as drained."""
+    from confluent_kafka import Producer
+
+    settings = isolated
+    ensure_topics(settings)
+    topic = settings.topics.traces
+    p = Producer(confluent_config(settings.kafka))
+    for _ in range(10):
+        p.produce(topic, b"x", partition=0)
+    assert p.flush(30) == 0
+    c = Consumer(confluent_config(settings.kafka, **{"group.id": settings.app_id}))
+    c.commit(offsets=[TopicPartition(topic, 0, 5000)], asynchronous=False)  # stale, past end
+    c.close()
+    assert group_lag(settings, topic) == 10
+
+
+def test_a_worker_reads_a_re_created_topic_despite_stale_committed_offsets(
+    isolated: Settings, tmp_path: Path
+) -> None:
+    """The group holds offsets past the end of the (re-created) topic: Faust would drop
+    every message below them as already read. The worker starts those partitions over
+    from the earliest offset instead, and counts every message."""
+    settings = isolated
+    mix = build_mix(300, batch_size=10, bad=False)
+    ensure_topics(settings)
+    publish(settings, mix.messages)
+    topic = settings.topics.traces
+    c = Consumer(confluent_config(settings.kafka, **{"group.id": settings.app_id}))
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    c.commit(offsets=[TopicPartition(topic, p, 5000) for p in parts], asynchronous=False)
+    c.close()
+    _drain(settings, tmp_path / "worker.log")
+    _assert_exact(settings, mix)
+    assert "left from a deleted topic" in (tmp_path / "worker.log").read_text()

@@ -1,0 +1,51 @@
+"""A fix for a Faust behaviour that silently stalls a worker: stale committed offsets.
+
+When a topic is deleted and re-created (a reset, a demo, a re-deployed environment),
+its consumer group can keep the committed offsets of the old topic. Faust seeks to a
+committed offset and then drops every message below it as already read ("DROPPED
+MESSAGE ROFF"), so a worker whose group holds an offset past the new topic's end reads
+nothing until the new topic outgrows the old one, and commits nothing either. Here a
+committed offset beyond its partition's high watermark is treated as what it is, an
+offset of another topic: the worker starts that partition over from its earliest
+offset, and says so in its log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger("stream_eval")
+
+
+def install() -> None:
+    from faust.transport.drivers.aiokafka import Consumer
+
+    if getattr(Consumer, "_stream_eval_stale_offsets", False):
+        return
+    original = Consumer.seek_to_committed
+
+    async def seek_to_committed(self: Any) -> Mapping[Any, int | None]:
+        committed: dict[Any, int | None] = dict(await original(self))
+        tps = [tp for tp, off in committed.items() if off is not None and off > 0]
+        if not tps:
+            return committed
+        highs = await self.highwaters(*tps)
+        lows = await self.earliest_offsets(*tps)
+        for tp in tps:
+            high, offset = highs.get(tp), committed[tp]
+            if high is not None and offset is not None and offset > high:
+                low = lows.get(tp) or 0
+                log.warning(
+                    "%s[%d]: committed offset %d is past the end of the partition (%d), "
+                    "left from a deleted topic: reading it from its earliest offset %d",
+                    tp.topic, tp.partition, offset, high, low,
+                )  # fmt: skip
+                await self._seek(tp, low)
+                self._committed_offset[tp] = None
+                committed[tp] = None
+        return committed
+
+    Consumer.seek_to_committed = seek_to_committed  # type: ignore[assignment]
+    Consumer._stream_eval_stale_offsets = True  # type: ignore[attr-defined]
