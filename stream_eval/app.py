@@ -62,7 +62,8 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
 
     t = settings.topics
     writer = SinkWriter(open_store(settings.clickhouse, wait=True))
-    reports: list[Any] = []
+    reports: list[Any] = []  # logged every 10 s, and metrics sources
+    sources: list[Any] = [writer, ConsumerLag(app)]  # metrics sources only
 
     if role in ("all", "ingest"):
         ingest_stage = IngestStage(
@@ -72,6 +73,7 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
             _dead_letter_sender(topic(t.dead_letters), settings),
         )
         reports.append(ingest_stage.counters)
+        sources.append(ingest_stage.watermarks)
         _add_feedback_agent(app, settings, writer, topic, reports)
         _add_window_closer(app, settings, writer, reports)
         ing = settings.ingest
@@ -105,7 +107,7 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
             from stream_eval.metrics import serve
 
             try:
-                serve([*reports, writer, ConsumerLag(app)], m.port, m.host)
+                serve([*reports, *sources], m.port, m.host)
                 log.info("metrics on http://%s:%d/metrics", m.host, m.port)
             except OSError as exc:  # e.g. two workers on one host with the same port
                 log.error("metrics endpoint not started on port %d: %s", m.port, exc)

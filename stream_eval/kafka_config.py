@@ -3,9 +3,41 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from confluent_kafka import KafkaError, KafkaException
 
 from stream_eval.config import KafkaSettings
+
+T = TypeVar("T")
+
+# What a fresh, restarted or rebalancing broker answers for a while; worth a retry.
+TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError._TIMED_OUT,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+    }
+)
+
+
+def retry_transient(fn: Callable[[], T], attempts: int = 10, delay: float = 0.5) -> T:
+    """``fn()``, retried ``attempts`` times ``delay`` apart while Kafka answers with a
+    transient error (``TRANSIENT`` or one librdkafka calls retriable)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except KafkaException as exc:
+            err = exc.args[0]
+            if attempt == attempts or not (err.retriable() or err.code() in TRANSIENT):
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def confluent_config(k: KafkaSettings, **extra: Any) -> dict[str, Any]:

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from stream_eval.config import Settings
-from stream_eval.kafka_config import confluent_config
-
-# Coordinator states a fresh or rebalancing broker reports for a while; worth a retry.
-_TRANSIENT = {
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError._TIMED_OUT,
-    KafkaError.LEADER_NOT_AVAILABLE,
-}
+from stream_eval.kafka_config import confluent_config, retry_transient
 
 
 def group_lag(
@@ -32,15 +21,7 @@ def group_lag(
     ``group`` defaults to the app's consumer group (``app_id``). Transient coordinator
     errors are retried ``attempts`` times, half a second apart.
     """
-    for attempt in range(1, attempts + 1):
-        try:
-            return _group_lag(settings, topic, timeout, group)
-        except KafkaException as exc:
-            err = exc.args[0]
-            if attempt == attempts or not (err.retriable() or err.code() in _TRANSIENT):
-                raise
-            time.sleep(0.5)
-    raise AssertionError("unreachable")
+    return retry_transient(lambda: _group_lag(settings, topic, timeout, group), attempts)
 
 
 def _group_lag(settings: Settings, topic: str, timeout: float, group: str | None) -> int:

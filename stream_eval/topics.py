@@ -8,7 +8,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_eval.config import Settings
-from stream_eval.kafka_config import confluent_config
+from stream_eval.kafka_config import confluent_config, retry_transient
 
 
 def topic_names(settings: Settings) -> list[str]:
@@ -58,22 +58,17 @@ def start_groups_at_end(settings: Settings, groups: list[str], timeout: float = 
     broker that has just started, messages written to the new topic can be lost.)"""
     names = topic_names(settings)
     probe = Consumer(confluent_config(settings.kafka, **{"group.id": groups[0]}))
-    try:
-        for attempt in range(20):  # a broker that has just started answers NOT_LEADER a while
-            try:
-                meta = probe.list_topics(timeout=timeout).topics
-                ends = [
-                    TopicPartition(
-                        t, p, probe.get_watermark_offsets(TopicPartition(t, p), timeout)[1]
-                    )
-                    for t in names
-                    for p in meta[t].partitions
-                ]
-                break
-            except KafkaException:
-                if attempt == 19:
-                    raise
-                time.sleep(0.5)
+
+    def read_ends() -> list[TopicPartition]:
+        meta = probe.list_topics(timeout=timeout).topics
+        return [
+            TopicPartition(t, p, probe.get_watermark_offsets(TopicPartition(t, p), timeout)[1])
+            for t in names
+            for p in meta[t].partitions
+        ]
+
+    try:  # a broker that has just started answers NOT_LEADER for a while
+        ends = retry_transient(read_ends, attempts=20)
     finally:
         probe.close()
     for group in groups:

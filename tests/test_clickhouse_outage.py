@@ -13,13 +13,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.runner import WorkerProcess, free_port, scrape_metrics
 from stream_eval.sink.store import ServerStore, StoreError, open_store
 from stream_eval.sink.writer import SinkWriter
-from stream_eval.synthetic.mix import build_mix
+from stream_eval.synthetic.mix import Mix, build_mix
 from stream_eval.synthetic.publish import publish
 from stream_eval.testing.clickhouse_http import ClickHouseHTTP
 from stream_eval.topics import ensure_topics
@@ -94,6 +95,17 @@ def assigned(port: int, topic: str) -> list[str]:
     ]
 
 
+def assert_exact_on(server: ClickHouseHTTP, mix: Mix) -> None:
+    """Every message of ``mix`` accounted for once on the server, every trace by route."""
+    n = server.query("SELECT count() FROM stream_eval.ingest_messages FINAL", "CSV")
+    assert int(n) == mix.expected.messages
+    rows = server.query(
+        "SELECT route, count() AS n FROM stream_eval.traces FINAL GROUP BY route", "JSONEachRow"
+    )
+    got = {r["route"]: int(r["n"]) for r in map(orjson.loads, rows.splitlines())}
+    assert got == dict(mix.expected.traces)
+
+
 def written(server: ClickHouseHTTP) -> int:
     try:
         return int(server.query("SELECT count() FROM stream_eval.ingest_messages", "CSV"))
@@ -141,15 +153,7 @@ def test_a_worker_rides_out_a_server_outage_with_exact_counts(
         w.wait_drained(settings, timeout=180)
     finally:
         w.stop()
-    n = server.query("SELECT count() FROM stream_eval.ingest_messages FINAL", "CSV")
-    assert int(n) == mix.expected.messages
-    rows = server.query(
-        "SELECT route, count() AS n FROM stream_eval.traces FINAL GROUP BY route", "JSONEachRow"
-    )
-    import orjson
-
-    got = {r["route"]: int(r["n"]) for r in map(orjson.loads, rows.splitlines())}
-    assert got == dict(mix.expected.traces)
+    assert_exact_on(server, mix)
     assert "ClickHouse call failed, retrying" in (tmp_path / "worker.log").read_text()
 
 
@@ -189,12 +193,4 @@ def test_two_workers_in_one_group_share_a_server_with_exact_counts(
     finally:
         for w in workers:
             w.stop()
-    n = server.query("SELECT count() FROM stream_eval.ingest_messages FINAL", "CSV")
-    assert int(n) == mix.expected.messages
-    rows = server.query(
-        "SELECT route, count() AS n FROM stream_eval.traces FINAL GROUP BY route", "JSONEachRow"
-    )
-    import orjson
-
-    got = {r["route"]: int(r["n"]) for r in map(orjson.loads, rows.splitlines())}
-    assert got == dict(mix.expected.traces)
+    assert_exact_on(server, mix)

@@ -21,6 +21,7 @@ from stream_eval.feedback.events import FeedbackEvent, InvalidFeedback, decode_f
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
 from stream_eval.sink.rows import dead_letter_row, ndjson
+from stream_eval.sink.store import sql_str
 from stream_eval.sink.writer import SinkWriter
 
 SendDead = Callable[[bytes, list[tuple[str, bytes]]], Awaitable[Any]]
@@ -150,7 +151,7 @@ class FeedbackStage:
         if not ids:
             return set()
         db = self.writer.store.database
-        quoted = ", ".join("'" + i.replace("\\", "\\\\").replace("'", "\\'") + "'" for i in ids)
+        quoted = ", ".join(sql_str(i) for i in ids)
         rows = await self.writer.query(
             f"SELECT feedback_id FROM {db}.feedback WHERE feedback_id IN ({quoted})"
         )

@@ -35,15 +35,12 @@ class Counters:
         self.messages = self.traces = self.dead = self.sampled = self.skipped = 0
         self.late = self.clamped = 0
         self.dead_by_reason: dict[str, int] = {}
-        self.watermarks: dict[tuple[str, int], float] = {}
         self._last = (time.monotonic(), 0)
 
     def add(self, batch: Batch, late: int = 0) -> None:
         self.late += late
         for _, d in batch.dead:
             self.dead_by_reason[d.reason] = self.dead_by_reason.get(d.reason, 0) + 1
-        for r in batch.progress:
-            self.watermarks[(r["kafka_topic"], r["kafka_partition"])] = r["watermark"]
         self.clamped += sum(1 for p in batch.processed if CLAMPED in p.trace.extra)
         self.messages += len(batch.messages)
         self.traces += len(batch.processed)
@@ -72,9 +69,6 @@ class Counters:
         yield "clamped_traces", "counter", "Traces with a value bounded at ingest", {}, self.clamped
         for reason, n in self.dead_by_reason.items():
             yield "dead_letters", "counter", "Dead letters", {"stage": st, "reason": reason}, n
-        for (topic, part), wm in self.watermarks.items():
-            labels = {"topic": topic, "partition": str(part)}
-            yield "watermark_seconds", "gauge", "Newest event time read (unix s)", labels, wm
 
 
 class IngestStage:

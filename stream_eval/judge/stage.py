@@ -28,6 +28,7 @@ from stream_eval.judge.rubrics import RUBRICS, Rubric, rubrics_for_request
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
 from stream_eval.sink.rows import dead_letter_row, ndjson
+from stream_eval.sink.store import sql_str
 from stream_eval.sink.writer import SinkWriter
 
 log = logging.getLogger("stream_eval.judge")
@@ -37,10 +38,6 @@ BUDGET = "budget"
 DECODE = "decode"
 
 Send = Callable[[bytes, list[tuple[str, bytes]]], Awaitable[Any]]
-
-
-def sql_str(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @dataclass(slots=True)

@@ -17,6 +17,11 @@ from stream_eval.config import ClickHouseSettings
 log = logging.getLogger("stream_eval.sink")
 
 
+def sql_str(s: str) -> str:
+    """``s`` as a ClickHouse string literal."""
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 class StoreError(RuntimeError):
     """The store cannot be opened or a statement failed."""
 

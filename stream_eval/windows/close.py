@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from stream_eval.config import WindowSettings
 from stream_eval.metrics import Sample
-from stream_eval.sink.store import Store
+from stream_eval.sink.store import Store, sql_str
 from stream_eval.windows.sql import WindowKind, close_sql, data_windows_sql
 
 
@@ -45,7 +45,7 @@ def stream_watermark(store: Store, topic: str, idle_s: float, now: float) -> flo
     rows = store.query(
         "SELECT kafka_partition, toFloat64(max(watermark)) AS wm, "
         "toFloat64(max(ingested_at)) AS last "
-        f"FROM {db}.stream_progress FINAL WHERE kafka_topic = '{_q(topic)}' "
+        f"FROM {db}.stream_progress FINAL WHERE kafka_topic = {sql_str(topic)} "
         "GROUP BY kafka_partition"
     )
     if not rows:
@@ -101,24 +101,27 @@ class WindowCloser:
         for kind in self.kinds:
             frontier = self._frontier(store, kind)
             upto = int(wm) - w.allowed_lateness_seconds
+            starts: list[int] = []
             if upto > frontier:
-                starts = [
-                    int(r["w"]) for r in store.query(data_windows_sql(db, kind, frontier, upto))
-                ]
-                if starts:
-                    values = ", ".join(
-                        f"('{kind.name}', {s}, {s + kind.size_s}, {wm:.3f})" for s in starts
-                    )
-                    store.command(
-                        f"INSERT INTO {db}.window_closes "
-                        f"(window_kind, window_start, window_end, watermark) VALUES {values}"
-                    )
-                    store.command(close_sql(db, kind, w.allowed_lateness_seconds, frontier, upto))
-                    report.closed += len(starts)
-            last = self.frontier[kind.name] = self._frontier(store, kind)
-            if refresh:
-                span = int(w.refresh_hours * 3600)
-                store.command(close_sql(db, kind, w.allowed_lateness_seconds, last - span, last))
+                query = data_windows_sql(db, kind, frontier, upto)
+                starts = [int(r["w"]) for r in store.query(query)]  # ascending
+            if starts:
+                values = ", ".join(
+                    f"('{kind.name}', {s}, {s + kind.size_s}, {wm:.3f})" for s in starts
+                )
+                store.command(
+                    f"INSERT INTO {db}.window_closes "
+                    f"(window_kind, window_start, window_end, watermark) VALUES {values}"
+                )
+                report.closed += len(starts)
+            last = self.frontier[kind.name] = max(
+                frontier, starts[-1] + kind.size_s if starts else 0
+            )
+            # One statement writes the windows just closed and, when due, rewrites those
+            # closed in the last refresh_hours with their current late counts.
+            lo = min(frontier, last - int(w.refresh_hours * 3600)) if refresh else frontier
+            if starts or refresh:
+                store.command(close_sql(db, kind, w.allowed_lateness_seconds, lo, last))
         if refresh:
             self._last_refresh = now
             report.refreshed = True
@@ -133,7 +136,3 @@ class WindowCloser:
             f"FROM {store.database}.window_closes WHERE window_kind = '{kind.name}'"
         )
         return int(rows[0]["e"]) if rows else 0
-
-
-def _q(s: str) -> str:
-    return s.replace("\\", "\\\\").replace("'", "\\'")

@@ -11,19 +11,20 @@ as it was before that offset.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from stream_eval.metrics import Sample
 from stream_eval.pipeline import Batch
+from stream_eval.sink.store import sql_str
 
 Load = Callable[[str, int, int], Awaitable[float]]  # topic, partition, offset -> watermark
 
 
 def load_sql(db: str, topic: str, partition: int, offset: int) -> str:
-    t = topic.replace("\\", "\\\\").replace("'", "\\'")
     return (
         "SELECT toFloat64(max(watermark)) AS wm "
-        f"FROM {db}.stream_progress FINAL WHERE kafka_topic = '{t}' "
+        f"FROM {db}.stream_progress FINAL WHERE kafka_topic = {sql_str(topic)} "
         f"AND kafka_partition = {int(partition)} AND last_offset < {int(offset)}"
     )
 
@@ -34,8 +35,10 @@ class PartitionWatermarks:
         self._next: dict[tuple[str, int], int] = {}  # the offset expected next
         self._wm: dict[tuple[str, int], float] = {}
 
-    def get(self, topic: str, partition: int) -> float:
-        return self._wm.get((topic, partition), 0.0)
+    def metrics(self) -> Iterator[Sample]:
+        for (topic, part), wm in list(self._wm.items()):
+            labels = {"topic": topic, "partition": str(part)}
+            yield "watermark_seconds", "gauge", "Newest event time read (unix s)", labels, wm
 
     async def assign(self, batch: Batch) -> list[dict[str, Any]]:
         """Set ``wm_at_ingest`` on the batch's traces; return its ``stream_progress`` rows."""
