@@ -54,7 +54,11 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         store="memory://",
-        producer_max_request_size=max(1024 * 1024, settings.ingest.dead_letter_max_bytes + 65536),
+        producer_max_request_size=max(
+            1024 * 1024,
+            settings.ingest.dead_letter_max_bytes + 65536,
+            settings.assembly.max_bytes_per_trace + 65536,
+        ),
     )
 
     def topic(name: str) -> Any:
@@ -76,6 +80,7 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         sources.append(ingest_stage.watermarks)
         _add_feedback_agent(app, settings, writer, topic, reports)
         _add_window_closer(app, settings, writer, reports)
+        _add_otlp_assembly(app, settings, writer, topic, reports)
         ing = settings.ingest
         _batch_agent(
             app, topic(t.traces), "ingest", ing.batch_max_messages, ing.batch_max_seconds,
@@ -194,6 +199,15 @@ def _key_sender(topic: Any) -> Callable[[bytes, bytes], Awaitable[Any]]:
     return send
 
 
+def _headers_sender(topic: Any) -> Callable[[bytes, bytes, Headers], Awaitable[Any]]:
+    """Send a keyed value with headers to ``topic``."""
+
+    async def send(key: bytes, value: bytes, headers: Headers) -> Any:
+        return await topic.send(key=key, value=value, headers=headers, force=True)
+
+    return send
+
+
 def _dead_letter_sender(
     topic: Any, settings: Settings
 ) -> Callable[[bytes, Headers], Awaitable[Any]]:
@@ -274,3 +288,59 @@ def _add_window_closer(
     @app.timer(interval=settings.windows.close_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
     async def close_windows() -> None:
         await writer.run(closer.run, writer.store)
+
+
+def _add_otlp_assembly(
+    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[Any]
+) -> None:
+    """OTLP from the Collector: split by trace id onto the assembly topic (one agent per
+    signal), assembled into whole traces there, and written to the traces topic."""
+    from stream_eval.assembly.intake import IntakeCounters, IntakeStage
+    from stream_eval.assembly.split import Signal
+    from stream_eval.assembly.stage import AssemblyStage
+
+    t, a, ing = settings.topics, settings.assembly, settings.ingest
+    if not t.otlp_assembly or not (t.otlp_spans or t.otlp_logs):
+        return
+    send_dead = _dead_letter_sender(topic(t.dead_letters), settings)
+    pieces = topic(t.otlp_assembly)
+    counters = IntakeCounters()
+    reports.append(counters)
+    signals: list[tuple[Signal, str]] = [("traces", t.otlp_spans), ("logs", t.otlp_logs)]
+    for signal, name in signals:
+        if name:
+            send_piece = _headers_sender(pieces)
+            intake = IntakeStage(settings, signal, writer, send_piece, send_dead, counters)
+            _batch_agent(
+                app, topic(name), f"otlp_{signal}", ing.batch_max_messages, ing.batch_max_seconds,
+                intake.handle, _quarantine("otlp_intake", send_dead, writer),
+            )  # fmt: skip
+
+    stage = AssemblyStage(
+        settings, writer, _headers_sender(topic(t.traces)), send_dead,
+        release=lambda message: message.ack(app.consumer),
+    )  # fmt: skip
+    reports.append(stage.counters)
+    hooks = getattr(app, faust_fixes.HOOKS, None) or []
+    hooks.append(stage.drop_all)
+    setattr(app, faust_fixes.HOOKS, hooks)
+
+    async def flush() -> None:
+        try:
+            await stage.flush()
+        except Exception:  # held pieces stay unacked and are tried at the next tick
+            log.exception("assembly: emitting due traces failed; retrying")
+
+    @app.agent(pieces, name="assemble")
+    async def assemble(stream: faust.StreamT[bytes]) -> None:
+        async for events in cast("faust.Stream[bytes]", stream).take_events(
+            a.batch_max_messages, a.batch_max_seconds
+        ):
+            for event in events:  # held (unacked) until its trace is durable downstream
+                event.message.incref()
+            stage.add(list(zip(raw_messages(events), [e.message for e in events], strict=True)))
+            await flush()
+
+    @app.timer(interval=a.tick_seconds)  # type: ignore[untyped-decorator]
+    async def assemble_tick() -> None:
+        await flush()

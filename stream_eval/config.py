@@ -10,6 +10,7 @@ environment only; they have no place in the file.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,6 +97,12 @@ class TopicSettings(_Model):
     dead_letters: str = "stream-eval-dead-letters"
     judge_dead_letters: str = "stream-eval-judge-dead-letters"
     feedback: str = "llm-feedback"  # published by the apps
+    # OTLP from the Collector's Kafka exporter (its default topic names); "" = not read.
+    # Spans and log records are assembled into whole traces (see [assembly]) and then
+    # written to ``traces``. OTLP written to ``traces`` directly is read as already whole.
+    otlp_spans: str = "otlp_spans"
+    otlp_logs: str = "otlp_logs"
+    otlp_assembly: str = "stream-eval-otlp-assembly"  # internal: pieces keyed by trace id
 
 
 class ClickHouseSettings(_Model):
@@ -289,6 +296,54 @@ class OtelSettings(_Model):
             "llm.prompt_template.version", "gen_ai.prompt.version", "langfuse.prompt.version",
         ]
     )  # fmt: skip
+    user_attributes: list[str] = Field(
+        default_factory=lambda: [
+            "user.id", "enduser.id", "traceloop.association.properties.user_id",
+            "langfuse.user.id", "gen_ai.user.id",
+        ]
+    )  # fmt: skip
+    session_attributes: list[str] = Field(
+        default_factory=lambda: [
+            "session.id", "gen_ai.conversation.id", "traceloop.association.properties.session_id",
+            "langfuse.session.id",
+        ]
+    )  # fmt: skip
+    tenant_attributes: list[str] = Field(
+        default_factory=lambda: ["tenant.id", "traceloop.association.properties.tenant_id"]
+    )
+    # Retrieved context written into the system message, one block a line, e.g.
+    # "[kb-1] The Pro plan includes 50 GB." -> document kb-1. Used when an LLM call has no
+    # retrieved documents of its own nor from a retriever span before it. "" = off.
+    context_block_pattern: str = ""
+
+    @field_validator("context_block_pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        if value:
+            try:
+                groups = re.compile(value).groupindex
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+            if "content" not in groups:
+                raise ValueError("the pattern needs a named group 'content' (and may name 'id')")
+        return value
+
+
+class AssemblySettings(_Model):
+    """Whole traces from OTLP spans and log records (the tail-sampling processor's model):
+    a trace is emitted ``decision_wait_seconds`` after its root span was read, or
+    ``max_wait_seconds`` after its first piece when no root comes. Bounded per trace and
+    per worker; beyond the worker's bounds the oldest traces are emitted early."""
+
+    decision_wait_seconds: float = Field(default=5.0, ge=0)
+    max_wait_seconds: float = Field(default=60.0, gt=0)
+    max_spans_per_trace: int = Field(default=2000, ge=1)
+    max_bytes_per_trace: int = Field(default=768 * 1024, ge=1024)  # <= ingest.max_message_bytes
+    max_pending_traces: int = Field(default=20000, ge=1)
+    max_pending_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    batch_max_messages: int = Field(default=500, ge=1)
+    batch_max_seconds: float = Field(default=0.5, gt=0)
+    tick_seconds: float = Field(default=0.5, gt=0)  # how often due traces are looked for
 
 
 class MetricsSettings(_Model):
@@ -318,6 +373,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     otel: OtelSettings = Field(default_factory=OtelSettings)
+    assembly: AssemblySettings = Field(default_factory=AssemblySettings)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
 
     @classmethod
@@ -338,6 +394,16 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     _route_checks: dict[str, CheckSettings] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _assembled_traces_fit(self) -> Settings:
+        # An assembled trace is one message on the traces topic: ingest must accept it.
+        if self.assembly.max_bytes_per_trace > self.ingest.max_message_bytes:
+            raise ValueError(
+                f"assembly.max_bytes_per_trace ({self.assembly.max_bytes_per_trace}) must not "
+                f"exceed ingest.max_message_bytes ({self.ingest.max_message_bytes})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _resolve_route_checks(self) -> Settings:

@@ -1,4 +1,12 @@
-"""A fix for a Faust behaviour that silently stalls a worker: stale committed offsets.
+"""Two changes to Faust's consumer.
+
+1. Stale committed offsets, which silently stall a worker (below).
+2. ``wait_empty`` (run before a rebalance and at stop, it waits until every message read
+   is acked) first calls the app's ``stream_eval_before_wait_empty`` callbacks: a stage
+   that holds messages unacked on purpose (OTLP assembly) drops them there, and they are
+   taken out of the wait. They stay uncommitted, so they are read again.
+
+Stale committed offsets:
 
 When a topic is deleted and re-created (a reset, a demo, a re-deployed environment),
 its consumer group can keep the committed offsets of the old topic. Faust seeks to a
@@ -49,3 +57,21 @@ def install() -> None:
 
     Consumer.seek_to_committed = seek_to_committed  # type: ignore[assignment]
     Consumer._stream_eval_stale_offsets = True  # type: ignore[attr-defined]
+    _install_before_wait_empty()
+
+
+HOOKS = "stream_eval_before_wait_empty"  # app attribute: list of async () -> held messages
+
+
+def _install_before_wait_empty() -> None:
+    from faust.transport.consumer import Consumer as Base
+
+    original = Base.wait_empty
+
+    async def wait_empty(self: Any) -> None:
+        for hook in getattr(self.app, HOOKS, ()):
+            for message in await hook():
+                self._unacked_messages.discard(message)
+        await original(self)
+
+    Base.wait_empty = wait_empty  # type: ignore[method-assign]

@@ -49,6 +49,7 @@ class MessageOutcome:
     traces: int
     dead: int
     skipped: int
+    skipped_by: dict[str, int] = field(default_factory=dict)  # OTLP spans, by reason
 
 
 @dataclass(slots=True)
@@ -119,8 +120,9 @@ def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
             otel=settings.otel,
         )
         outcome = MessageOutcome(
-            msg, decoded.format, len(decoded.traces), len(decoded.dead), decoded.skipped
-        )
+            msg, decoded.format, len(decoded.traces), len(decoded.dead), decoded.skipped,
+            decoded.skipped_by,
+        )  # fmt: skip
         batch.messages.append(outcome)
         batch.dead.extend((outcome, d) for d in decoded.dead)
         traces.extend(decoded.traces)

@@ -13,13 +13,9 @@ from stream_eval.kafka_config import confluent_config, retry_transient
 
 def topic_names(settings: Settings) -> list[str]:
     t = settings.topics
-    return [
-        t.traces,
-        t.judge_requests,
-        t.dead_letters,
-        t.judge_dead_letters,
-        t.feedback,
-    ]
+    names = [t.traces, t.judge_requests, t.dead_letters, t.judge_dead_letters, t.feedback]
+    names += [n for n in (t.otlp_spans, t.otlp_logs, t.otlp_assembly) if n]
+    return names
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

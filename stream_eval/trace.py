@@ -34,6 +34,7 @@ class Trace:
     prompt_id: str = ""
     prompt_version: str = ""
     input_text: str = ""  # the last user message
+    system_text: str = ""  # the system / developer messages (instructions, often the context)
     documents: list[Document] = field(default_factory=list)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     input_tokens: int | None = None
@@ -41,6 +42,9 @@ class Trace:
     cost_usd: float | None = None
     reference_answer: str | None = None
     finish_reason: str = ""
+    user_id: str = ""  # who asked (slices and review; from the trace's attributes)
+    session_id: str = ""  # the conversation
+    tenant: str = ""  # the customer, on multi-tenant platforms
     extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, kept
     source: str = "json"  # json | otlp_proto | otlp_json
     size_bytes: int = 0

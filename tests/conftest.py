@@ -58,3 +58,26 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
         if key.startswith("STREAM_EVAL_") and key != "STREAM_EVAL_CONFIG":
             monkeypatch.delenv(key)
     return Settings()
+
+
+OTEL_KINDS = ("openllmetry", "openinference", "openai_v2", "langchain")
+
+
+@pytest.fixture(scope="session")
+def otel_traffic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """OTLP made by the real instrumentations (tests/otel_app.py), once per session:
+    instrumentation -> the folder with its export requests and expected.json."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("otel")
+    out = {}
+    for kind in OTEL_KINDS:
+        out[kind] = root / kind
+        subprocess.run(
+            [sys.executable, str(ROOT / "tests" / "otel_app.py"), kind, str(out[kind])],
+            check=True,
+            timeout=180,
+            capture_output=True,
+        )
+    return out

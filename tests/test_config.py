@@ -313,3 +313,22 @@ def test_demo_toml_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.checks_for("extract-json").expects_json is True
     assert s.checks_for("chat").expects_json is False
     assert s.checks_for("extract-json").max_output_chars == 20_000
+
+
+def test_assembled_traces_must_fit_what_ingest_accepts() -> None:
+    from stream_eval.config import AssemblySettings, IngestSettings
+
+    with pytest.raises(ValueError, match="max_bytes_per_trace"):
+        Settings(
+            ingest=IngestSettings(max_message_bytes=1024 * 1024),
+            assembly=AssemblySettings(max_bytes_per_trace=2 * 1024 * 1024),
+        )
+
+
+def test_context_block_pattern_is_checked_at_load() -> None:
+    from stream_eval.config import OtelSettings
+
+    with pytest.raises(ValueError, match="regular expression"):
+        OtelSettings(context_block_pattern="[unclosed")
+    with pytest.raises(ValueError, match="content"):
+        OtelSettings(context_block_pattern=r"^\[(?P<id>\w+)\]")

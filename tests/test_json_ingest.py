@@ -197,6 +197,7 @@ def test_every_field_of_a_full_trace() -> None:
         prompt_id="support-main",
         prompt_version="v8",
         input_text="How much is the Pro plan?",
+        system_text="Be brief.",  # the system message stays with the input
         documents=[
             Document("kb-1", "The Pro plan costs 24 dollars."),
             Document("kb-2", "Refunds within 14 days."),
@@ -210,7 +211,8 @@ def test_every_field_of_a_full_trace() -> None:
         cost_usd=0.00042,
         reference_answer="24 dollars per seat",
         finish_reason="tool_calls",
-        extra={"tenant": "acme", "flags": ["beta", 2]},
+        tenant="acme",
+        extra={"flags": ["beta", 2]},
         source="json",
         size_bytes=len(raw),
     )

@@ -7,8 +7,6 @@ instrumented by the real package, encoded by the official OTLP encoder.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,15 +22,10 @@ APP_CONFIG = OtelSettings(
 )
 
 
-@pytest.fixture(scope="module", params=["openllmetry", "openinference"])
-def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    out = tmp_path_factory.mktemp("otel") / f"{request.param}.bin"
-    subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "otel_app.py"), request.param, str(out)],
-        check=True,
-        timeout=120,
-    )
-    return out.read_bytes()
+@pytest.fixture(params=["openllmetry", "openinference"])
+def exported(request: pytest.FixtureRequest, otel_traffic: dict[str, Path]) -> bytes:
+    """Instrumentations that keep content on the span: all spans in one export request."""
+    return (otel_traffic[request.param] / "spans.bin").read_bytes()
 
 
 def test_dimensions_come_from_the_apps_parent_span(exported: bytes) -> None:
@@ -53,8 +46,10 @@ def test_content_model_and_usage_are_recovered(exported: bytes) -> None:
     (t, *_) = decode_otlp_proto(exported, time.time(), APP_CONFIG).traces
     assert t.output_text == "Pro includes 50 GB per seat [kb-1]."
     assert t.input_text == "How much storage does Pro include?"
+    assert t.system_text.startswith("Answer from the context only.")  # kept with the input
+    assert t.session_id == "s-0"  # session.id on the app's span, a default mapping
     assert t.model_version == "stub-judge-2026-01-01"  # the served model, from the response
-    assert (t.input_tokens, t.output_tokens) == (30, 9)  # the usage the stub answered
+    assert (t.input_tokens, t.output_tokens) == (38, 9)  # the usage the stub answered
     assert t.latency_ms is not None and t.latency_ms > 0
 
 

@@ -43,10 +43,11 @@ TABLES = (
     "feedback",
     "window_closes",
     "sli_windows",
+    "assembled_traces",
 )
 FINAL_VIEWS = ("traces", "check_results", "dead_letters", "ingest_messages", "judge_results")
 SLI_VIEWS = ("feedback_v", "sli_minute")
-MIGRATIONS = 9  # ALTER TABLE ... ADD COLUMN IF NOT EXISTS in sink/migrations.sql
+MIGRATIONS = 14  # ALTER TABLE ... ADD COLUMN IF NOT EXISTS in sink/migrations.sql
 INGEST_TABLES = TABLES[:5]  # what the ingest stage writes; judge_results is the judge's
 BASE_TS = time.time() // 3600 * 3600  # recent: ingest bounds event time around it
 
@@ -279,15 +280,17 @@ def test_extra_and_nulls(store: Store, settings: Settings) -> None:
         "timestamp": STAMP,
         "gen_ai": {"output": {"messages": [{"role": "assistant", "content": "Hi."}]}},
         "tenant": "acme",
+        "user_id": "u-7",
         "tags": ["x", 1],
     }
     batch = process_batch(raw_messages([orjson.dumps(trace)]), settings)
     SinkWriter(store).write_sync(batch)
     (row,) = store.query(
-        "SELECT extra, latency_ms, input_tokens, cost_usd, toString(ts) AS ts_s, sampled "
-        f"FROM {DB}.traces_v"
+        "SELECT extra, latency_ms, input_tokens, cost_usd, toString(ts) AS ts_s, sampled, "
+        f"tenant, user_id, session_id FROM {DB}.traces_v"
     )
-    assert orjson.loads(row["extra"]) == {"tenant": "acme", "tags": ["x", 1]}
+    assert orjson.loads(row["extra"]) == {"tags": ["x", 1]}
+    assert (row["tenant"], row["user_id"], row["session_id"]) == ("acme", "u-7", "")
     assert row["latency_ms"] is None and row["input_tokens"] is None and row["cost_usd"] is None
     assert row["ts_s"] == STAMP.replace("T", " ").removesuffix("Z")
 

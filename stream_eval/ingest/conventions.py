@@ -19,6 +19,7 @@ ancestors up to the root, then the resource (``otel.*_attributes`` name the keys
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,10 +32,130 @@ DETECT = (OPERATION, OI_KIND, LEGACY_TYPE)  # any of these marks an LLM call spa
 MAX_ANCESTORS = 64
 
 
+# GenAI operations that are one model call (evaluated); the others (execute_tool,
+# invoke_agent, create_agent, embeddings, retrieval...) are parts of the trace around them.
+LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "completion"})
+RETRIEVER = "RETRIEVER"
+
+
 def is_llm_span(attrs: Mapping[str, Any]) -> bool:
-    if OPERATION in attrs or LEGACY_TYPE in attrs:
-        return True
+    op = attrs.get(OPERATION)
+    if op is not None:
+        return op in LLM_OPERATIONS
+    kind = attrs.get(LEGACY_TYPE)
+    if kind is not None:
+        return kind in LLM_OPERATIONS
     return attrs.get(OI_KIND) == "LLM"
+
+
+def skip_reason(attrs: Mapping[str, Any]) -> str:
+    """Why a span that is not an LLM call is not evaluated (a metrics label)."""
+    op = attrs.get(OPERATION) or attrs.get(LEGACY_TYPE)
+    if isinstance(op, str) and op:
+        return f"genai_{op}"[:40]
+    kind = attrs.get(OI_KIND)
+    if isinstance(kind, str) and kind:
+        return f"openinference_{kind.lower()}"[:40]
+    return "not_genai"
+
+
+# --- span events, and OTLP log records joined to their span as events -----------------
+
+DETAILS_EVENT = "gen_ai.client.inference.operation.details"
+LOG_BODY = "stream_eval.log.body"  # a joined log record's body (see assembly.merge)
+_ROLE_EVENTS = {
+    "gen_ai.system.message": "system",
+    "gen_ai.user.message": "user",
+    "gen_ai.assistant.message": "assistant",
+    "gen_ai.tool.message": "tool",
+}
+_CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
+
+Event = tuple[str, Mapping[str, Any]]  # name, attributes
+
+
+def adapt_events(attrs: dict[str, Any], events: Sequence[Event]) -> None:
+    """Content the instrumentation recorded as events instead of span attributes: the
+    official instrumentation's ``gen_ai.client.inference.operation.details`` (the same
+    attributes as on a span), or the older per-message events (``gen_ai.user.message``,
+    ``gen_ai.choice``..., the message in the body)."""
+    inputs: list[dict[str, Any]] = []
+    outputs: list[dict[str, Any]] = []
+    for name, ev in events:
+        if name == DETAILS_EVENT:
+            for key in _CONTENT_KEYS:
+                if key not in attrs and ev.get(key) is not None:
+                    attrs[key] = ev[key]
+            continue
+        body = ev.get(LOG_BODY)
+        body = body if isinstance(body, dict) else {}
+        if name in _ROLE_EVENTS:
+            content = body.get("content", ev.get("content"))
+            inputs.append(
+                {"role": body.get("role") or _ROLE_EVENTS[name], "content": content or ""}
+            )
+        elif name == "gen_ai.choice":
+            msg = body.get("message")
+            msg = msg if isinstance(msg, dict) else {}
+            out: dict[str, Any] = {
+                "role": msg.get("role") or "assistant",
+                "content": msg.get("content") or "",
+                "finish_reason": body.get("finish_reason") or "",
+            }
+            if isinstance(msg.get("tool_calls"), list):
+                out["tool_calls"] = msg["tool_calls"]
+            outputs.append(out)
+    if inputs and "gen_ai.input.messages" not in attrs:
+        attrs["gen_ai.input.messages"] = inputs
+    if outputs and "gen_ai.output.messages" not in attrs:
+        attrs["gen_ai.output.messages"] = outputs
+
+
+# --- retrieved documents --------------------------------------------------------------
+
+MAX_DOCUMENTS = 64
+
+
+def retriever_documents(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """OpenInference retriever spans (also LangChain retrievers as OpenInference records
+    them): ``retrieval.documents.N.document.id/content/score/metadata``. The id is the
+    document's id, else ``id`` or ``source`` in its metadata, else its position."""
+    found: dict[int, dict[str, Any]] = {}
+    prefix = "retrieval.documents."
+    for key, value in attrs.items():
+        if not key.startswith(prefix):
+            continue
+        index, _, field = key[len(prefix) :].partition(".document.")
+        if index.isdigit() and int(index) < MAX_DOCUMENTS:
+            found.setdefault(int(index), {})[field] = value
+    docs = []
+    for i in sorted(found):
+        d = found[i]
+        content = d.get("content")
+        if not isinstance(content, str):
+            continue
+        meta = d.get("metadata")
+        if isinstance(meta, str):
+            try:
+                meta = orjson.loads(meta)
+            except orjson.JSONDecodeError:
+                meta = None
+        meta = meta if isinstance(meta, dict) else {}
+        doc_id = d.get("id") or meta.get("id") or meta.get("source") or str(i)
+        docs.append({"id": str(doc_id), "content": content})
+    return docs
+
+
+def context_blocks(text: str, pattern: re.Pattern[str]) -> list[dict[str, Any]]:
+    """Retrieved context written into the system message (``otel.context_block_pattern``):
+    one document per match, its ``id`` group (else its position) and ``content`` group."""
+    docs = []
+    for i, m in enumerate(pattern.finditer(text)):
+        if i >= MAX_DOCUMENTS:
+            break
+        groups = m.groupdict()
+        docs.append({"id": groups.get("id") or str(i), "content": groups["content"]})
+    return docs
 
 
 def _indexed(extra: dict[str, Any], prefix: str, role: str, content: str) -> list[Any]:

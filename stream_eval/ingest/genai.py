@@ -57,6 +57,26 @@ def last_user_text(messages: Any) -> str:
     return message_text(messages[-1])
 
 
+SYSTEM_ROLES = ("system", "developer")
+
+
+def system_text(messages: Any, instructions: Any = None) -> str:
+    """The system (and developer) messages of the input, and ``gen_ai.system_instructions``
+    (a list of parts) when the instrumentation records them apart, in order."""
+    texts: list[str] = []
+    if instructions:
+        if not isinstance(instructions, list):
+            raise InvalidTrace("system instructions must be an array of parts")
+        texts.append("".join(_part_text(p) for p in instructions))
+    if messages:
+        if not isinstance(messages, list):
+            raise InvalidTrace("input messages must be an array")
+        for message in messages:
+            if isinstance(message, dict) and message.get("role") in SYSTEM_ROLES:
+                texts.append(message_text(message))
+    return "\n".join(t for t in texts if t)
+
+
 def output_parts(messages: Any) -> tuple[str, list[dict[str, Any]], str]:
     """(output text, tool calls, finish reason) of the output messages."""
     if messages is None:

@@ -12,7 +12,13 @@ import fastjsonschema
 import orjson
 
 from stream_eval.ingest.bounds import safe_dumps
-from stream_eval.ingest.genai import InvalidTrace, last_user_text, output_parts, parse_documents
+from stream_eval.ingest.genai import (
+    InvalidTrace,
+    last_user_text,
+    output_parts,
+    parse_documents,
+    system_text,
+)
 from stream_eval.ingest.result import DECODE, SCHEMA, DeadLetter, Decoded
 from stream_eval.trace import Trace
 
@@ -28,6 +34,9 @@ KNOWN_FIELDS = frozenset(
         "retrieval",
         "reference",
         "cost_usd",
+        "user_id",
+        "session_id",
+        "tenant",
     }
 )
 
@@ -86,6 +95,10 @@ def normalise(obj: dict[str, Any], default_ts: float, size: int) -> Trace:
         prompt_id=prompt.get("id", ""),
         prompt_version=prompt.get("version", ""),
         input_text=last_user_text(_get(gen_ai, "input", "messages")),
+        system_text=system_text(_get(gen_ai, "input", "messages")),
+        user_id=obj.get("user_id", ""),
+        session_id=obj.get("session_id", ""),
+        tenant=obj.get("tenant", ""),
         documents=parse_documents(_get(obj, "retrieval", "documents")),
         tool_calls=tool_calls,
         input_tokens=usage.get("input_tokens"),

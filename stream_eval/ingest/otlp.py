@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
@@ -92,10 +93,15 @@ from stream_eval.ingest.conventions import (
     LEGACY_TYPE,
     OI_KIND,
     OPERATION,
+    RETRIEVER,
     Ancestry,
     adapt,
+    adapt_events,
+    context_blocks,
     is_llm_span,
     resolve_dimensions,
+    retriever_documents,
+    skip_reason,
 )
 from stream_eval.ingest.genai import (
     InvalidTrace,
@@ -103,11 +109,14 @@ from stream_eval.ingest.genai import (
     output_parts,
     parse_documents,
     parse_json_attribute,
+    system_text,
 )
 from stream_eval.ingest.result import DECODE, EMPTY, SCHEMA, DeadLetter, Decoded
-from stream_eval.trace import Trace
+from stream_eval.trace import Document, Trace
 
 SERVICE_NAME = "service.name"
+# Where the resolved user, session and tenant are kept until the Trace is built.
+USER, SESSION, TENANT = "stream_eval.user_id", "stream_eval.session_id", "stream_eval.tenant"
 
 # Span attributes that map onto Trace fields; every other attribute goes to ``extra``.
 MAPPED_ATTRIBUTES = frozenset(
@@ -120,6 +129,7 @@ MAPPED_ATTRIBUTES = frozenset(
         "gen_ai.response.finish_reasons",
         "gen_ai.input.messages",
         "gen_ai.output.messages",
+        "gen_ai.system_instructions",
         "gen_ai.usage.input_tokens",
         "gen_ai.usage.output_tokens",
         "stream_eval.route",
@@ -167,6 +177,22 @@ def _finish_reason(value: Any) -> str:
     return first
 
 
+Retrieved = list[tuple[int, list[dict[str, Any]]]]  # retriever spans: start ns, documents
+
+
+def _documents(
+    attrs: dict[str, Any], start_ns: int, retrieved: Retrieved, system: str, dims: _Dimensions
+) -> list[Document]:
+    """The span's own documents, else those of the retriever spans of its trace that started
+    before it, else context blocks in its system message (``otel.context_block_pattern``)."""
+    docs = parse_documents(attrs.get("stream_eval.retrieval.documents"))
+    if not docs and retrieved:
+        docs = parse_documents([d for t, found in retrieved if t <= start_ns for d in found])
+    if not docs and system and dims.context is not None:
+        docs = parse_documents(context_blocks(system, dims.context))
+    return docs
+
+
 def _trace(
     attrs: dict[str, Any],
     extra: dict[str, Any],
@@ -178,10 +204,16 @@ def _trace(
     default_ts: float,
     source: str,
     size: int,
+    retrieved: Retrieved,
+    dims: _Dimensions,
 ) -> Trace:
     """Converted mapped attributes + the span's ids and times -> Trace (raises InvalidTrace)."""
     if not trace_id:
         raise InvalidTrace("span has no trace_id")
+    input_messages = parse_json_attribute(attrs.get("gen_ai.input.messages"))
+    system = system_text(
+        input_messages, parse_json_attribute(attrs.get("gen_ai.system_instructions"))
+    )
     output_messages = parse_json_attribute(attrs.get("gen_ai.output.messages"))
     output, tool_calls, finish = output_parts(output_messages)
     model = _str(attrs, "gen_ai.request.model")
@@ -208,14 +240,18 @@ def _trace(
         model_version=_str(attrs, "gen_ai.response.model") or model,
         prompt_id=_str(attrs, "stream_eval.prompt.id"),
         prompt_version=_str(attrs, "stream_eval.prompt.version"),
-        input_text=last_user_text(parse_json_attribute(attrs.get("gen_ai.input.messages"))),
-        documents=parse_documents(attrs.get("stream_eval.retrieval.documents")),
+        input_text=last_user_text(input_messages),
+        system_text=system,
+        documents=_documents(attrs, start_ns, retrieved, system, dims),
         tool_calls=tool_calls,
         input_tokens=_count(attrs, "gen_ai.usage.input_tokens"),
         output_tokens=_count(attrs, "gen_ai.usage.output_tokens"),
         cost_usd=float(cost) if cost is not None else None,
         reference_answer=reference,
         finish_reason=finish,
+        user_id=_str(attrs, USER),
+        session_id=_str(attrs, SESSION),
+        tenant=_str(attrs, TENANT),
         extra=extra,
         source=source,
         size_bytes=size,
@@ -230,8 +266,13 @@ class _Dimensions:
             ("stream_eval.route", cfg.route_attributes),
             ("stream_eval.prompt.id", cfg.prompt_id_attributes),
             ("stream_eval.prompt.version", cfg.prompt_version_attributes),
+            (USER, cfg.user_attributes),
+            (SESSION, cfg.session_attributes),
+            (TENANT, cfg.tenant_attributes),
         )
         self.keys = frozenset(k for _, keys in self.targets for k in keys)
+        pattern = cfg.context_block_pattern
+        self.context = re.compile(pattern, re.MULTILINE) if pattern else None
 
     def apply(
         self,
@@ -300,6 +341,10 @@ def _pb_value(value: AnyValue) -> Any:
     return getattr(value, kind)
 
 
+def _pb_attributes(kvs: Any) -> dict[str, Any]:
+    return {kv.key: _pb_value(kv.value) for kv in kvs}
+
+
 def _pb_array(kv: Any) -> list[Any]:
     return [_pb_value(v) for v in kv.value.array_value.values]
 
@@ -342,6 +387,7 @@ def decode_otlp_proto(raw: bytes, default_ts: float, otel: OtelSettings | None =
     traces = out.traces
     index = -1
     ancestry: dict[str, tuple[str, dict[str, Any]]] = {}  # every span: parent, dimensions
+    retrieved: Retrieved = []
     llm_spans: list[tuple[int, Any, dict[str, Any], list[Any], str | None, dict[str, Any]]] = []
     for rs in request.resource_spans:
         service: str | None = None
@@ -372,13 +418,18 @@ def decode_otlp_proto(raw: bytes, default_ts: float, otel: OtelSettings | None =
                         attrs[key] = read(kv) or _pb_value(kv.value)
                 ancestry[span.span_id.hex()] = (span.parent_span_id.hex(), dattrs)
                 if not is_llm_span(attrs):
-                    out.skipped += 1
+                    out.skip(skip_reason(attrs))
+                    if attrs.get(OI_KIND) == RETRIEVER:
+                        found = retriever_documents({kv.key: _pb_value(kv.value) for kv in others})
+                        retrieved.append((span.start_time_unix_nano, found))
                     continue
                 llm_spans.append((index, span, attrs, others, service, resource))
     # The LLM spans once the whole request is read: their ancestors may come after them.
     for index, span, attrs, others, service, resource in llm_spans:
         try:
             extra = {kv.key: _pb_value(kv.value) for kv in others}
+            if span.events:
+                adapt_events(attrs, [(e.name, _pb_attributes(e.attributes)) for e in span.events])
             adapt(attrs, extra)
             dims.apply(attrs, extra, span.parent_span_id.hex(), ancestry, resource)
             traces.append(
@@ -393,6 +444,8 @@ def decode_otlp_proto(raw: bytes, default_ts: float, otel: OtelSettings | None =
                     default_ts,
                     "otlp_proto",
                     size,
+                    retrieved,
+                    dims,
                 )
             )
         except _BAD_CONTENT as exc:
@@ -444,6 +497,14 @@ def _json_value(value: Any) -> Any:
         if kind == "bytesValue":
             return v  # already base64 text
     return None
+
+
+def _json_attributes(kvs: Any) -> dict[str, Any]:
+    return {str(kv["key"]): _json_value(kv.get("value") or {}) for kv in kvs}
+
+
+def _json_ns(value: Any) -> int:
+    return int(value or 0)
 
 
 def _json_id(value: Any) -> str:
@@ -503,6 +564,7 @@ def decode_otlp_json(
     mapped_keys = MAPPED_ATTRIBUTES
     index = -1
     ancestry: dict[str, tuple[str, dict[str, Any]]] = {}
+    retrieved: Retrieved = []
     llm_spans: list[tuple[int, Any, dict[str, Any], list[Any], str | None, dict[str, Any]]] = []
     for service, resource, spans in groups:
         for span in spans:
@@ -533,13 +595,25 @@ def decode_otlp_json(
                 out.dead.append(_json_dead(exc, span, index, attrs, service, ""))
                 continue
             if not is_llm_span(attrs):
-                out.skipped += 1
+                out.skip(skip_reason(attrs))
+                if attrs.get(OI_KIND) == RETRIEVER:
+                    found = retriever_documents(_json_attributes(others))
+                    retrieved.append((_json_ns(span.get("startTimeUnixNano")), found))
                 continue
             llm_spans.append((index, span, attrs, others, service, resource))
     for index, span, attrs, others, service, resource in llm_spans:
         trace_id = ""
         try:
-            extra = {str(kv["key"]): _json_value(kv.get("value") or {}) for kv in others}
+            extra = _json_attributes(others)
+            events = span.get("events") or ()
+            if events:
+                adapt_events(
+                    attrs,
+                    [
+                        (str(e.get("name", "")), _json_attributes(e.get("attributes") or ()))
+                        for e in events
+                    ],
+                )
             adapt(attrs, extra)
             parent = span.get("parentSpanId")
             parent_id = _json_id(parent) if isinstance(parent, str) else ""
@@ -551,12 +625,14 @@ def decode_otlp_json(
                     extra,
                     trace_id,
                     _json_id(span.get("spanId")),
-                    int(span.get("startTimeUnixNano") or 0),
-                    int(span.get("endTimeUnixNano") or 0),
+                    _json_ns(span.get("startTimeUnixNano")),
+                    _json_ns(span.get("endTimeUnixNano")),
                     service,
                     default_ts,
                     "otlp_json",
                     size,
+                    retrieved,
+                    dims,
                 )
             )
         except _BAD_CONTENT as exc:

@@ -16,7 +16,12 @@ CHECK_ERROR = "check_error"  # a cheap check raised on this trace (a bug; the st
 EVENT_TIME = "event_time"  # event time outside the accepted range (ingest.max_event_*)
 BOUNDS = "bounds"  # a value no trace may carry (an id longer than 256 characters)
 STAGE_ERROR = "stage_error"  # a stage kept failing on this message: quarantined whole
-REASONS = (DECODE, SCHEMA, OVERSIZED, TOO_MANY, EMPTY, CHECK_ERROR, EVENT_TIME, BOUNDS, STAGE_ERROR)
+LATE_SPAN = "late_span"  # OTLP read after its trace was assembled and emitted
+TRACE_TOO_LARGE = "trace_too_large"  # beyond assembly.max_spans/bytes_per_trace
+REASONS = (
+    DECODE, SCHEMA, OVERSIZED, TOO_MANY, EMPTY, CHECK_ERROR, EVENT_TIME, BOUNDS, STAGE_ERROR,
+    LATE_SPAN, TRACE_TOO_LARGE,
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -34,4 +39,9 @@ class Decoded:
     format: str  # json | otlp_proto | otlp_json | unknown
     traces: list[Trace] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
-    skipped: int = 0  # OTLP spans that are not GenAI spans
+    skipped: int = 0  # OTLP spans that are not LLM calls
+    skipped_by: dict[str, int] = field(default_factory=dict)  # the same, by reason
+
+    def skip(self, reason: str) -> None:
+        self.skipped += 1
+        self.skipped_by[reason] = self.skipped_by.get(reason, 0) + 1

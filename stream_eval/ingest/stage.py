@@ -35,6 +35,7 @@ class Counters:
         self.messages = self.traces = self.dead = self.sampled = self.skipped = 0
         self.late = self.clamped = 0
         self.dead_by_reason: dict[str, int] = {}
+        self.skipped_by_reason: dict[str, int] = {}
         self._last = (time.monotonic(), 0)
 
     def add(self, batch: Batch, late: int = 0) -> None:
@@ -47,6 +48,9 @@ class Counters:
         self.dead += len(batch.dead)
         self.sampled += sum(1 for p in batch.processed if p.sample_reason)
         self.skipped += sum(o.skipped for o in batch.messages)
+        for o in batch.messages:
+            for reason, n in o.skipped_by.items():
+                self.skipped_by_reason[reason] = self.skipped_by_reason.get(reason, 0) + n
 
     def report(self) -> str:
         now = time.monotonic()
@@ -64,7 +68,9 @@ class Counters:
         yield "messages", "counter", "Kafka messages processed", {"stage": st}, self.messages
         yield "traces", "counter", "Traces processed", {"stage": st}, self.traces
         yield "traces_sampled", "counter", "Traces sampled for the judge", {}, self.sampled
-        yield "spans_skipped", "counter", "Non-GenAI spans skipped", {}, self.skipped
+        for reason, n in self.skipped_by_reason.items():
+            labels = {"reason": reason}
+            yield "spans_skipped", "counter", "OTLP spans that are not LLM calls", labels, n
         yield "late_traces", "counter", "Traces read after their window had closed", {}, self.late
         yield "clamped_traces", "counter", "Traces with a value bounded at ingest", {}, self.clamped
         for reason, n in self.dead_by_reason.items():

@@ -62,7 +62,8 @@ def system_prompt(rubric: Rubric, tag: str) -> str:
 def build_messages(rubric: Rubric, req: JudgeRequest, nonce: str) -> list[dict[str, Any]]:
     """The chat messages for one judge call of ``rubric`` on ``req``."""
     tag = f"data-{nonce}"
-    blocks = [_block(tag, "request", req.input, nonce)]
+    blocks = [_block(tag, "instructions", req.system, nonce)] if req.system else []
+    blocks.append(_block(tag, "request", req.input, nonce))
     if rubric.needs_documents:
         for d in req.documents:
             blocks.append(_block(tag, "context", d.content, nonce, f' id="{_clean(d.id, nonce)}"'))

@@ -22,6 +22,7 @@ def judge_request(p: ProcessedTrace) -> dict[str, Any]:
         "v": FORMAT_VERSION,
         **trace_dimensions(t),
         "input": t.input_text,
+        "system": t.system_text,
         "output": t.output_text,
         "documents": [{"id": d.id, "content": d.content} for d in t.documents],
         "reference_answer": t.reference_answer,
@@ -31,7 +32,7 @@ def judge_request(p: ProcessedTrace) -> dict[str, Any]:
 
 
 MAX_REQUEST_BYTES = 512 * 1024  # well below the producer's 1 MiB requests
-_TEXTS = ("input", "output", "reference_answer")
+_TEXTS = ("input", "system", "output", "reference_answer")
 
 
 def _cut(text: str, keep: int) -> str:
@@ -80,6 +81,7 @@ class JudgeRequest:
     prompt_id: str = ""
     prompt_version: str = ""
     input: str = ""
+    system: str = ""  # the app's system / developer messages
     documents: tuple[Document, ...] = ()
     reference_answer: str | None = None
     sample_reason: str = ""
@@ -105,6 +107,7 @@ _STR_FIELDS = (
     "prompt_id",
     "prompt_version",
     "input",
+    "system",
     "sample_reason",
 )
 

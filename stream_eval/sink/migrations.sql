@@ -12,3 +12,8 @@ ALTER TABLE {db}.feedback ADD COLUMN IF NOT EXISTS inserted_at DateTime64(3, 'UT
 ALTER TABLE {db}.sli_windows ADD COLUMN IF NOT EXISTS late_feedback UInt64 AFTER late_traces;
 ALTER TABLE {db}.sli_windows ADD COLUMN IF NOT EXISTS late_judge UInt64 AFTER late_feedback;
 ALTER TABLE {db}.sli_windows ADD COLUMN IF NOT EXISTS refreshed_at DateTime64(3, 'UTC') AFTER closed_at;
+ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS system_text String CODEC(ZSTD(3)) AFTER input_text;
+ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS user_id String AFTER output_text;
+ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS session_id String AFTER user_id;
+ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS tenant LowCardinality(String) AFTER session_id;
+ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS documents_json String CODEC(ZSTD(3)) AFTER documents;

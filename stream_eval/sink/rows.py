@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from stream_eval.pipeline import Batch, RawMessage
-from stream_eval.trace import trace_dimensions
+from stream_eval.trace import Trace, trace_dimensions
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # dead-letter payload kept in ClickHouse; Kafka's DLQ keeps all
 
@@ -69,6 +69,12 @@ def ledger_row(
     }
 
 
+def _documents_json(t: Trace) -> str:
+    if not t.documents:
+        return ""
+    return orjson.dumps([{"id": d.id, "content": d.content} for d in t.documents]).decode()
+
+
 def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[str, bytes]:
     traces: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
@@ -86,8 +92,13 @@ def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[
                 "cost_usd": t.cost_usd,
                 "finish_reason": t.finish_reason,
                 "input_text": t.input_text,
+                "system_text": t.system_text,
                 "output_text": t.output_text,
+                "user_id": t.user_id,
+                "session_id": t.session_id,
+                "tenant": t.tenant,
                 "documents": len(t.documents),
+                "documents_json": _documents_json(t),
                 "tool_calls": len(t.tool_calls),
                 "size_bytes": t.size_bytes,
                 "failed_checks": p.failed_checks,

@@ -25,8 +25,13 @@ CREATE TABLE IF NOT EXISTS {db}.traces
     cost_usd        Nullable(Float64),
     finish_reason   LowCardinality(String),
     input_text      String CODEC(ZSTD(3)),
+    system_text     String CODEC(ZSTD(3)),  -- system / developer messages (instructions)
     output_text     String CODEC(ZSTD(3)),
+    user_id         String,
+    session_id      String,
+    tenant          LowCardinality(String),
     documents       UInt16,
+    documents_json  String CODEC(ZSTD(3)),  -- the retrieved context: [{"id", "content"}]
     tool_calls      UInt16,
     size_bytes      UInt32,
     failed_checks   Array(LowCardinality(String)),
@@ -255,3 +260,31 @@ CREATE OR REPLACE VIEW {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FI
 CREATE OR REPLACE VIEW {db}.ingest_messages_v AS SELECT * FROM {db}.ingest_messages FINAL;
 CREATE OR REPLACE VIEW {db}.judge_results_v AS SELECT * FROM {db}.judge_results FINAL;
 CREATE OR REPLACE VIEW {db}.sli_windows_v AS SELECT * FROM {db}.sli_windows FINAL;
+
+-- OTLP trace assembly (topics.otlp_assembly): one row per trace emitted whole, so that a
+-- replay (restart, rebalance, the intake re-splitting a request after a crash) does not
+-- emit a trace again, and pieces that are new after it are known to be late. Kept longer
+-- than the assembly topic keeps its messages.
+CREATE TABLE IF NOT EXISTS {db}.assembled_traces
+(
+    trace_id        String,
+    kafka_topic     LowCardinality(String),
+    kafka_partition UInt32,
+    first_offset    UInt64,
+    last_offset     UInt64,
+    pieces          UInt32,
+    piece_digests   Array(String),  -- each piece's identity: a piece read again is a replay
+    spans           UInt32,
+    duplicate_spans UInt32,  -- the same span read twice (an exporter's retry): kept once
+    log_records     UInt32,
+    logs_joined     UInt32,  -- log records attached to their span as span events
+    orphan_logs     UInt32,  -- log records whose span is not in the trace (counted, dropped)
+    llm_spans       UInt32,  -- LLM calls in it (0: not emitted, nothing to evaluate)
+    has_root        UInt8,
+    reason          LowCardinality(String),  -- root_wait | no_root | evicted
+    wait_s          Float64,  -- first piece read -> emitted
+    emitted_at      DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(emitted_at)
+ORDER BY trace_id
+TTL toDateTime(emitted_at) + INTERVAL 14 DAY;
