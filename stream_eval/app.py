@@ -80,6 +80,7 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         sources.append(ingest_stage.watermarks)
         _add_feedback_agent(app, settings, writer, topic, reports)
         _add_window_closer(app, settings, writer, reports)
+        _add_review_enqueuer(app, settings, writer)
         _add_otlp_assembly(app, settings, writer, topic, reports)
         ing = settings.ingest
         _batch_agent(
@@ -288,6 +289,17 @@ def _add_window_closer(
     @app.timer(interval=settings.windows.close_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
     async def close_windows() -> None:
         await writer.run(closer.run, writer.store)
+
+
+def _add_review_enqueuer(app: faust.App, settings: Settings, writer: SinkWriter) -> None:
+    """The review queue filled from ClickHouse: one enqueuer per consumer group (the leader)."""
+    from stream_eval.review.queue import enqueue
+
+    @app.timer(interval=settings.review.enqueue_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
+    async def enqueue_reviews() -> None:
+        added = await writer.run(enqueue, writer.store, settings.review)
+        if added:
+            log.info("review queue: %d items added", added)
 
 
 def _add_otlp_assembly(

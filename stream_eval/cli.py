@@ -7,10 +7,11 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import click
+import orjson
 
 from stream_eval.config import Settings, load_settings
 from stream_eval.sink.store import Store
@@ -204,6 +205,222 @@ def grafana_generate(check: bool, root: Path) -> None:
         sys.exit(1 if stale else 0)
     for written in write(root, settings):
         click.echo(f"wrote {written}")
+
+
+@cli.group()
+def review() -> None:
+    """Human review: the queue in the browser, bulk label import."""
+
+
+@review.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True)
+@click.option("--no-kafka", is_flag=True, help="do not publish labels to the labels topic")
+@click.pass_context
+def review_serve(ctx: click.Context, host: str, port: int, no_kafka: bool) -> None:
+    """Serve the review app (labels to ClickHouse and to the labels topic)."""
+    import uvicorn
+
+    from stream_eval.review.labels import kafka_publisher
+    from stream_eval.review.web import create_app
+
+    settings = _settings(ctx)
+    publish = None if no_kafka else kafka_publisher(settings)
+    with _store(settings) as store:
+        click.echo(f"review app on http://{host}:{port}/ (Ctrl-C stops it)")
+        uvicorn.run(create_app(settings, store, publish), host=host, port=port, log_level="warning")
+
+
+@review.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--reviewer", help="for lines without a reviewer column")
+@click.option("--format", "fmt", type=click.Choice(["auto", "csv", "jsonl"]), default="auto")
+@click.option("--no-kafka", is_flag=True, help="do not publish labels to the labels topic")
+@click.pass_context
+def review_import(
+    ctx: click.Context, path: Path, reviewer: str | None, fmt: str, no_kafka: bool
+) -> None:
+    """Append labels from a CSV (with a header) or JSONL file; all or nothing."""
+    from stream_eval.review.labels import InvalidLabel, kafka_publisher, parse_labels, record
+
+    settings = _settings(ctx)
+    if fmt == "auto":
+        fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
+    try:
+        labels = parse_labels(path.read_text(encoding="utf-8"), fmt, reviewer)
+    except InvalidLabel as exc:
+        raise click.ClickException(f"{path}: {exc}; nothing was imported") from None
+    publish = None if no_kafka else kafka_publisher(settings)
+    with _store(settings) as store:
+        n = record(store, labels, publish)
+    click.echo(f"imported {n} labels from {path}")
+
+
+@review.command("agreement")
+@click.option("--days", default=30.0, show_default=True, help="labels of the last N days")
+@click.pass_context
+def review_agreement(ctx: click.Context, days: float) -> None:
+    """Judge vs human agreement per judge model and rubric version, with 95% intervals."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from stream_eval.judge.rubrics import RUBRICS
+    from stream_eval.review.agreement import agreement, labelled_pairs
+
+    settings = _settings(ctx)
+    with _store(settings) as store:
+        groups = labelled_pairs(store, days)
+    if not groups:
+        click.echo("no labels compared with a judge result yet")
+        return
+
+    def iv(x: object) -> str:
+        if x is None:
+            return "-"
+        return f"{x.value:.2f} [{x.lower:.2f}, {x.upper:.2f}]"  # type: ignore[attr-defined]
+
+    table = Table(title=f"judge vs human, last {days:g} days", header_style="bold")
+    for col in ("judge model", "rubric", "version", "labels", "agreement", "kappa",
+                "weighted kappa", "TPR", "TNR"):  # fmt: skip
+        table.add_column(col)
+    for (model, rubric, version), pairs in groups.items():
+        r = RUBRICS.get(rubric)
+        a = agreement(pairs, (r.scale_min, r.scale_max) if r else (1, 10))
+        table.add_row(
+            model, rubric, version, str(a.n), iv(a.agreement), iv(a.kappa),
+            iv(a.weighted_kappa), iv(a.tpr), iv(a.tnr),
+        )  # fmt: skip
+    Console().print(table)
+
+
+@review.command("enqueue")
+@click.pass_context
+def review_enqueue(ctx: click.Context) -> None:
+    """Add what is due to the review queue now (the worker's leader does it on a timer)."""
+    from stream_eval.review.queue import enqueue
+
+    settings = _settings(ctx)
+    with _store(settings) as store:
+        click.echo(f"added {enqueue(store, settings.review)} items to the review queue")
+
+
+@cli.group()
+def golden() -> None:
+    """The golden dataset: reviewed production traces as versioned JSONL."""
+
+
+@golden.command("promote")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--verdict", "verdicts", multiple=True, default=("fail",), show_default=True,
+    type=click.Choice(["fail", "pass"]), help="newest label verdicts to promote",
+)  # fmt: skip
+@click.pass_context
+def golden_promote(ctx: click.Context, directory: Path, verdicts: tuple[str, ...]) -> None:
+    """Write the next version of the dataset in DIRECTORY with the newly reviewed traces."""
+    from stream_eval.golden import promote
+
+    settings = _settings(ctx)
+    with _store(settings) as store:
+        p = promote(store, directory, verdicts=verdicts)
+    if p.path is None:
+        click.echo(f"nothing new to promote ({p.already} already in the dataset, "
+                   f"{p.no_reference} failures without a corrected answer)")  # fmt: skip
+        return
+    click.echo(f"wrote {p.path}: {p.added} new examples (version {p.version}); "
+               f"{p.already} already in the dataset, {p.no_reference} failures without a "
+               "corrected answer")  # fmt: skip
+
+
+@golden.command("export")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--version", type=int, help="default: the newest")
+def golden_export(directory: Path, version: int | None) -> None:
+    """Print a version of the dataset (JSONL) on stdout."""
+    from stream_eval.golden import InvalidExample, dataset_version, load, versions
+
+    found = [p for p in versions(directory) if version is None or dataset_version(p) == version]
+    if not found:
+        raise click.ClickException(f"no such version in {directory}")
+    try:
+        examples = load(found[-1])
+    except InvalidExample as exc:
+        raise click.ClickException(str(exc)) from None
+    for e in examples:
+        click.echo(orjson.dumps(e).decode())
+
+
+@cli.group()
+def offline() -> None:
+    """The offline runner: a golden dataset through the same checks and judge rubrics."""
+
+
+@offline.command("run")
+@click.argument("dataset", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--outputs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='JSONL of {"id", "output"}')  # fmt: skip
+@click.option("--command", help="run per example: the example as JSON on stdin, output on stdout")
+@click.option("--endpoint", help="an OpenAI-compatible base URL to ask (with --model)")
+@click.option("--model", default="app", show_default=True)
+@click.option("--min-pass-rate", default=0.9, show_default=True, help="the gate: exit 1 below")
+@click.option("--judge/--no-judge", default=None, help="default: when a judge is configured")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="write JSON")
+@click.option(
+    "--previous", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="a report of the run to compare with (default: the store's last run)",
+)  # fmt: skip
+@click.option("--no-store", is_flag=True, help="do not write results to ClickHouse")
+@click.pass_context
+def offline_run(
+    ctx: click.Context, dataset: Path, outputs: Path | None, command: str | None,
+    endpoint: str | None, model: str, min_pass_rate: float, judge: bool | None,
+    report: Path | None, previous: Path | None, no_store: bool,
+) -> None:  # fmt: skip
+    """Score an app's outputs on DATASET (a version file); exit 1 under --min-pass-rate."""
+    from stream_eval import offline as off
+    from stream_eval.golden import InvalidExample, dataset_version, load
+
+    settings = _settings(ctx)
+    sources = [x for x in (outputs, command, endpoint) if x]
+    if len(sources) != 1:
+        raise click.UsageError("give exactly one of --outputs, --command, --endpoint")
+    try:
+        examples = load(dataset)
+    except InvalidExample as exc:
+        raise click.ClickException(str(exc)) from None
+    if outputs:
+        source = off.outputs_from_file(outputs)
+    elif command:
+        source = off.outputs_from_command(command)
+    else:
+        source = off.outputs_from_endpoint(str(endpoint), model)
+    use_judge = settings.judge.active if judge is None else judge
+    name = dataset.parent.name or dataset.stem
+    store_cm = nullcontext(None) if no_store else _store(settings)
+    with store_cm as store:
+        before = off.previous_from_report(previous) if previous else (
+            off.previous_from_store(store, name) if store is not None else None
+        )  # fmt: skip
+        summary = off.run(
+            examples, source, settings, dataset=name, dataset_version=dataset_version(dataset),
+            judge=use_judge, previous=before, store=store,
+        )  # fmt: skip
+    if report:
+        report.write_bytes(off.report(summary))
+    prev = (f" (previous {summary.previous_pass_rate:.1%})"
+            if summary.previous_pass_rate is not None else "")  # fmt: skip
+    rate = f"{summary.passed}/{summary.examples} passed = {summary.pass_rate:.1%}{prev}"
+    click.echo(f"offline run {summary.run_id}: {name} v{summary.dataset_version}, {rate}")
+    for eid in summary.newly_failing:
+        click.echo(f"  newly failing: {eid}")
+    for eid in summary.newly_passing:
+        click.echo(f"  newly passing: {eid}")
+    for r in summary.results:
+        if not r.passed:
+            click.echo(f"  FAIL {r.example_id} [{r.route}]: {'; '.join(r.failures)}")
+    if summary.pass_rate < min_pass_rate:
+        click.echo(f"gate: pass rate {summary.pass_rate:.1%} < {min_pass_rate:.1%}", err=True)
+        sys.exit(1)
 
 
 @cli.command()

@@ -103,6 +103,7 @@ class TopicSettings(_Model):
     otlp_spans: str = "otlp_spans"
     otlp_logs: str = "otlp_logs"
     otlp_assembly: str = "stream-eval-otlp-assembly"  # internal: pieces keyed by trace id
+    labels: str = "stream-eval-labels"  # human review labels, as they are recorded
 
 
 class ClickHouseSettings(_Model):
@@ -249,6 +250,17 @@ class AlertSettings(_Model):
     check_failure_rate_max: float = Field(default=0.15, ge=0, le=1)
     thumbs_down_rate_max: float = Field(default=0.20, ge=0, le=1)
     judge_pass_rate_min: float = Field(default=0.70, ge=0, le=1)
+    # judge estimates alert only on slices whose weighted sample is worth this many
+    # uniformly drawn traces (Kish's effective sample size): fewer cannot tell
+    min_judged_effective: float = Field(default=30.0, gt=0)
+    # the judge against people: agreement on the verdict over the last 7 days, per judge
+    # model and rubric version, with at least min_labels labels
+    judge_agreement_min: float = Field(default=0.75, ge=0, le=1)
+    min_labels: int = Field(default=20, ge=1)
+    # offline vs online: a check's failure-rate gap above this on each of the last
+    # divergence_days days (a gap that persists, not one noisy day)
+    divergence_max: float = Field(default=0.10, ge=0, le=1)
+    divergence_days: int = Field(default=3, ge=1)
     latency_p95_ms_max: float = Field(default=5000.0, gt=0)
     grounding_slo: float = Field(default=0.95, gt=0, lt=1)  # for the burn-rate alert
     contact_email: str = "oncall@example.com"
@@ -329,6 +341,35 @@ class OtelSettings(_Model):
         return value
 
 
+class ReviewSettings(_Model):
+    """The human review queue: which traces a person should look at, how many, by whom.
+
+    The worker's leader adds items every ``enqueue_interval_seconds`` from the traces of
+    the last ``lookback_hours``; each (trace, LLM call) at most once; at most
+    ``max_per_hour`` per route x reason x hour of the trace, so a bad deploy cannot
+    flood it. Reasons, first match wins: ``judge_fail`` (a scored rubric below its pass
+    threshold), ``thumbs_down``, ``failed_check`` (one of ``failed_checks``), and
+    ``calibration`` (a random ``calibration_rate`` of the traces judged at their route's
+    rate: the unbiased sample that measures the judge's own error)."""
+
+    enqueue_interval_seconds: float = Field(default=30.0, gt=0)
+    lookback_hours: float = Field(default=24.0, gt=0)
+    max_per_hour: int = Field(default=20, ge=1)
+    judge_fail: bool = True
+    thumbs_down: bool = True
+    failed_checks: list[str] = Field(default_factory=lambda: ["grounding", "pii"])
+    calibration_rate: float = Field(default=0.05, ge=0, le=1)
+    reviewers: int = Field(default=1, ge=1, le=5)  # labels wanted per item
+    calibration_reviewers: int = Field(default=2, ge=1, le=5)  # two: inter-rater agreement
+    reserve_minutes: float = Field(default=15.0, gt=0)  # an item opened is held this long
+    # traces are queued for a check or thumbs-down only this long after they were read, so
+    # the judge has had its say first (a trace it fails is queued as judge_fail)
+    settle_seconds: float = Field(default=300.0, ge=0)
+    user_header: str = ""  # e.g. X-Forwarded-User: the reviewer, set by your auth proxy
+
+    _checks_known = field_validator("failed_checks")(_known_checks)
+
+
 class AssemblySettings(_Model):
     """Whole traces from OTLP spans and log records (the tail-sampling processor's model):
     a trace is emitted ``decision_wait_seconds`` after its root span was read, or
@@ -374,6 +415,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     otel: OtelSettings = Field(default_factory=OtelSettings)
     assembly: AssemblySettings = Field(default_factory=AssemblySettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
 
     @classmethod

@@ -15,7 +15,7 @@ from stream_eval.config import Settings
 from stream_eval.ingest.bounds import safe_dumps
 from stream_eval.ingest.decode import decode_message
 from stream_eval.ingest.result import CHECK_ERROR, DeadLetter
-from stream_eval.sampling import decide
+from stream_eval.sampling import decide, inclusion_probability
 from stream_eval.trace import CheckResult, Trace
 
 
@@ -35,6 +35,7 @@ class ProcessedTrace:
     results: list[CheckResult]
     sample_reason: str  # '' when not sampled
     message: RawMessage
+    sample_prob: float = 0.0  # its probability of being judged: 1 (a failed check), the rate
     wm_at_ingest: float = 0.0  # its input partition's watermark just before its message
 
     @property
@@ -136,5 +137,6 @@ def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
         if rate is None:
             rate = rates[trace.route] = settings.sample_rate_for(trace.route)
         reason = decide(trace.trace_id, rate, results, smp.always_on_failed, smp.salt)
-        batch.processed.append(ProcessedTrace(trace, results, reason, msg))
+        prob = inclusion_probability(reason, rate)
+        batch.processed.append(ProcessedTrace(trace, results, reason, msg, prob))
     return batch

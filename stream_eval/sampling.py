@@ -35,3 +35,12 @@ def decide(
     if rate > 0 and unit_hash(trace_id, salt) < rate:
         return "rate"
     return ""
+
+
+def inclusion_probability(reason: str, rate: float) -> float:
+    """The probability that a trace decided ``reason`` was judged, for the judge SLIs'
+    inverse-probability weights (``estimates``): 1 when a failed check forced it, the
+    route's rate when the hash drew it, 0 when it was not sampled."""
+    if not reason:
+        return 0.0
+    return 1.0 if reason.startswith("failed:") else rate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE
 from stream_eval.sink.store import Store
 
 # (column title, SQL over sli_minute rows, format)
@@ -15,8 +16,11 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("check fail %", "100 * sum(check_fail) / nullIf(sum(check_n), 0)", "{:.1f}"),
     ("thumbs-down %", "100 * sum(thumbs_down) / nullIf(sum(traces), 0)", "{:.1f}"),
     ("regenerate %", "100 * sum(regenerate) / nullIf(sum(traces), 0)", "{:.1f}"),
-    ("judge mean", "sum(judge_score_sum) / nullIf(sum(judge_scored), 0)", "{:.2f}"),
-    ("judge pass %", "100 * sum(judge_passed) / nullIf(sum(judge_scored), 0)", "{:.1f}"),
+    # judge SLIs: estimates of the traffic (weighted by 1 / sampling probability)
+    ("judge mean", JUDGE_SCORE.value, "{:.2f}"),
+    ("judge pass %", f"100 * {JUDGE_PASS.value}", "{:.1f}"),
+    ("± pass %", f"100 * ({JUDGE_PASS.upper} - {JUDGE_PASS.lower}) / 2", "{:.1f}"),
+    ("judged (eff.)", JUDGE_PASS.n_eff, "{:,.0f}"),
     ("worst p95 ms", "max(latency_p95_ms)", "{:,.0f}"),  # of the minutes in the window
     ("tokens", "sum(input_tokens + output_tokens)", "{:,.0f}"),
     ("cost USD", "sum(cost_usd) + sum(judge_cost_usd)", "{:.4f}"),

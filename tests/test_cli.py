@@ -28,9 +28,12 @@ DEMO = ROOT / "deploy" / "demo.toml"
 COMMANDS = (
     "broker",
     "demo",
+    "golden",
     "grafana",
     "lag",
+    "offline",
     "publish-synthetic",
+    "review",
     "slis",
     "sql",
     "summary",

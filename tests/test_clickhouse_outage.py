@@ -11,6 +11,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -183,7 +184,9 @@ def test_two_workers_in_one_group_share_a_server_with_exact_counts(
         while [len(assigned(p, settings.topics.traces)) for p in ports] != [1, 1]:
             assert time.monotonic() < deadline, workers[0].log_tail() + workers[1].log_tail()
             time.sleep(0.5)
-        publish(settings, mix.messages)
+        # Keyed, so both partitions get messages (unkeyed, the sticky partitioner may put a
+        # fast burst on one partition and leave a worker idle).
+        publish(settings, [replace(m, key=b"%d" % i) for i, m in enumerate(mix.messages)])
         deadline = time.monotonic() + 90
         while not all(ingested(p) > 0 for p in ports):
             assert time.monotonic() < deadline, workers[0].log_tail() + workers[1].log_tail()

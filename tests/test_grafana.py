@@ -81,6 +81,13 @@ def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+# What the rules that are not about a slice are about.
+_ALERT_LABELS = {
+    "judge_agreement": ("judge_model", "rubric", "rubric_version"),
+    "online_offline_divergence": ("route", "metric"),
+}
+
+
 def _rule(rules: list[dict[str, Any]], sli: str) -> dict[str, Any]:
     (rule,) = [r for r in rules if r["labels"]["sli"] == sli and "burn" not in r["uid"]]
     return rule
@@ -143,6 +150,7 @@ def _judge_rows(p: ProcessedTrace, rng: random.Random) -> list[dict[str, Any]]:
                 "cost_usd": 0 if status == "skipped" else 0.00017,
                 "latency_ms": 800.0,
                 "sample_reason": p.sample_reason,
+                "sample_prob": p.sample_prob,
                 "requested_at": t.start_time + 1,
                 "judged_at": t.start_time + 3 + rng.random() * 5,
             }
@@ -224,6 +232,48 @@ def _seed(store: Store) -> None:
                 feedback.append(_feedback_row(p, rng, len(feedback)))
     store.insert("judge_results", _ndjson(judge))
     store.insert("feedback", _ndjson(feedback))
+    store.insert("review_labels", _ndjson(_label_rows(judge, rng)))
+    store.insert("offline_results", _ndjson(_offline_rows(rng)))
+
+
+def _label_rows(judge: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
+    """People label some judged results: they agree with the judge four times in five."""
+    rows = []
+    for i, j in enumerate(r for r in judge if r["status"] == "scored"):
+        if i % 7:
+            continue
+        agree = rng.random() < 0.8
+        human_pass = bool(j["passed"]) == agree
+        rows.append({
+            "label_id": f"l{i}", "trace_id": j["trace_id"], "span_id": j["span_id"],
+            "route": j["route"], "reviewer": "ana", "rubric": j["rubric"],
+            "rubric_version": j["rubric_version"], "verdict": "pass" if human_pass else "fail",
+            "score": 8.0 if human_pass else 3.0, "judge_model": j["judge_model"],
+            "judge_score": j["score"], "judge_passed": j["passed"], "source": "import",
+            "labelled_at": j["judged_at"] + 600,
+        })  # fmt: skip
+    return rows
+
+
+def _offline_rows(rng: random.Random) -> list[dict[str, Any]]:
+    """An offline run of a golden dataset during the seeded hours."""
+    rows = []
+    for i in range(60):
+        route = ("support-rag", "chat")[i % 2]
+        checks = [
+            "empty_output",
+            "pii",
+            "refusal",
+            *(["grounding"] if route == "support-rag" else []),
+        ]
+        failed = [c for c in checks if rng.random() < 0.05]
+        rows.append({
+            "run_id": "run-1", "dataset": "support", "dataset_version": 1,
+            "example_id": f"e{i}", "route": route, "passed": int(not failed), "failures": [],
+            "checks": checks, "failed_checks": failed, "judge_json": "{}", "source": "offline",
+            "ran_at": (T0 + timedelta(minutes=30)).timestamp(),
+        })  # fmt: skip
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -391,9 +441,10 @@ def test_provisioning_structure(rules: list[dict[str, Any]]) -> None:
                 assert d["model"]["expression"] in ref_ids
         assert {"severity", "team", "sli"} <= set(r["labels"])
         assert r["labels"]["team"] == "llm-platform"
-        for key in ("summary", "description"):
-            for label in ("route", "model_version", "prompt_version"):
-                assert f"{{{{ $labels.{label} }}}}" in r["annotations"][key]
+        # the page names what it is about: the slice, or the judge, or the route and check
+        named = _ALERT_LABELS.get(r["labels"]["sli"], ("route", "model_version", "prompt_version"))
+        for label in named:
+            assert f"{{{{ $labels.{label} }}}}" in r["annotations"]["summary"]
         # Grafana substitutes $ENV in labels: they must hold no "$".
         assert not any("$" in v for v in r["labels"].values())
     assert any(r["labels"]["severity"] == "page" for r in rules)
@@ -483,9 +534,12 @@ def test_every_alert_query_runs(store: Store, rules: list[dict[str, Any]]) -> No
     for rule in rules:
         rows = _run(store, _rule_sql(rule, END))
         assert rows, rule["title"]
+        named = _ALERT_LABELS.get(
+            rule["labels"]["sli"], ("route", "model_version", "prompt_version")
+        )
         for row in rows:
-            assert set(row) == {"route", "model_version", "prompt_version", "value"}
-            for k in ("route", "model_version", "prompt_version"):
+            assert set(row) == {*named, "value"}
+            for k in named:
                 assert isinstance(row[k], str)
             assert isinstance(row["value"], int | float)
             if "rate" in rule["labels"]["sli"] and "burn" not in rule["labels"]["sli"]:

@@ -21,6 +21,7 @@ import pytest
 
 from stream_eval import checks
 from stream_eval.config import ClickHouseSettings, Settings
+from stream_eval.estimates import WEIGHTED_COLUMNS
 from stream_eval.ingest.result import CHECK_ERROR
 from stream_eval.pipeline import Batch, RawMessage, process_batch
 from stream_eval.sink.rows import MAX_PAYLOAD_BYTES, batch_rows
@@ -44,10 +45,15 @@ TABLES = (
     "window_closes",
     "sli_windows",
     "assembled_traces",
+    "review_queue",
+    "review_reservations",
+    "review_labels",
+    "golden_promotions",
+    "offline_results",
 )
 FINAL_VIEWS = ("traces", "check_results", "dead_letters", "ingest_messages", "judge_results")
-SLI_VIEWS = ("feedback_v", "sli_minute")
-MIGRATIONS = 14  # ALTER TABLE ... ADD COLUMN IF NOT EXISTS in sink/migrations.sql
+SLI_VIEWS = ("feedback_v", "sli_minute", "judge_agreement_daily", "online_offline_divergence")
+MIGRATIONS = 16 + len(WEIGHTED_COLUMNS)  # ALTER TABLE ... ADD COLUMN in sink/migrations.sql
 INGEST_TABLES = TABLES[:5]  # what the ingest stage writes; judge_results is the judge's
 BASE_TS = time.time() // 3600 * 3600  # recent: ingest bounds event time around it
 
@@ -118,6 +124,7 @@ def test_schema_statements_use_the_database_name() -> None:
     # added since earlier versions, the SLI views
     assert len(stmts) == 1 + len(TABLES) + len(FINAL_VIEWS) + 1 + MIGRATIONS + len(SLI_VIEWS)
     assert all("{db}" not in s and "stream_eval." not in s for s in stmts)
+    assert all("{judge_weighted" not in s for s in stmts)  # every placeholder generated
     assert not any(s.lstrip().startswith("--") for s in stmts)
 
 

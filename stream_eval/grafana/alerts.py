@@ -22,7 +22,13 @@ from typing import Any
 
 from stream_eval.config import Settings
 from stream_eval.grafana import queries as q
-from stream_eval.grafana.dashboards import DATASOURCE_UID, SLIS_UID, sli_panel_ids
+from stream_eval.grafana.dashboards import (
+    DATASOURCE_UID,
+    JUDGE_UID,
+    SLIS_UID,
+    judge_panel_ids,
+    sli_panel_ids,
+)
 from stream_eval.grafana.macros import PLUGIN, PLUGIN_VERSION
 
 ORG_ID = 1
@@ -213,6 +219,48 @@ def burn_rate_rules(settings: Settings) -> list[dict[str, Any]]:
     return rules
 
 
+def loop_rules(settings: Settings) -> list[dict[str, Any]]:
+    """The judge against people, and offline against online."""
+    a = settings.alerts
+    week = 7 * 86400
+    panels = judge_panel_ids(settings)
+    return [
+        _rule(
+            "stream-eval-judge-agreement",
+            f"stream-eval: judge-human agreement below {a.judge_agreement_min:.0%}",
+            _data(q.agreement_alert_sql(settings), week, "lt", a.judge_agreement_min),
+            "0m",
+            {"severity": "ticket", "sli": "judge_agreement"},
+            {
+                "summary": "Judge {{ $labels.judge_model }} on {{ $labels.rubric }} "
+                "{{ $labels.rubric_version }} agrees with people on {{ humanizePercentage "
+                f"$values.B.Value }}}} of labels (below {a.judge_agreement_min:.0%})",
+                "description": "Over the last 7 days, with at least "
+                f"{a.min_labels} labels (alerts.min_labels). A drifting judge moves every "
+                "judge SLI: check `stream-eval review agreement` before reading them.",
+                "__dashboardUid__": JUDGE_UID,
+                "__panelId__": str(panels["agreement"]),
+            },
+        ),
+        _rule(
+            "stream-eval-offline-online-divergence",
+            f"stream-eval: offline and online disagree by more than {a.divergence_max:.0%}",
+            _data(q.divergence_alert_sql(settings), 86400, "gt", a.divergence_max),
+            f"{a.divergence_days * 24}h",  # the gap must persist this long
+            {"severity": "ticket", "sli": "online_offline_divergence"},
+            {
+                "summary": "{{ $labels.metric }} on {{ $labels.route }}: offline and online "
+                "failure rates differ by {{ humanizePercentage $values.B.Value }} and have "
+                f"for {a.divergence_days} days (above {a.divergence_max:.0%})",
+                "description": "The golden dataset no longer represents production for this "
+                "check (or production drifted): promote recent failures, or look at the route.",
+                "__dashboardUid__": JUDGE_UID,
+                "__panelId__": str(panels["divergence"]),
+            },
+        ),
+    ]
+
+
 def rules_doc(settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": 1,
@@ -230,6 +278,13 @@ def rules_doc(settings: Settings) -> dict[str, Any]:
                 "folder": FOLDER,
                 "interval": "1m",
                 "rules": burn_rate_rules(settings),
+            },
+            {
+                "orgId": ORG_ID,
+                "name": "stream-eval judge and offline",
+                "folder": FOLDER,
+                "interval": "5m",
+                "rules": loop_rules(settings),
             },
         ],
     }

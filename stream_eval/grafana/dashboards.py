@@ -353,6 +353,17 @@ def _sli_layout(settings: Settings) -> _Layout:
     for key in ("judge_mean_score", "judge_pass_rate"):
         L.add(key, sli(key))
     L.add(
+        "judge_estimates",
+        table_panel(
+            "Judge estimates by slice",
+            q.JUDGE_ESTIMATES_TABLE,
+            description="Per slice over the time range: results judged, the effective "
+            "sample size of the weighted sample, the estimated pass rate and mean score "
+            "with their 95% intervals, and the plain pass rate of the judged sample (biased "
+            "towards the failed-check traces that are always judged) for comparison.",
+        ),
+    )
+    L.add(
         "score_distribution",
         barchart_panel(
             "Judge score distribution",
@@ -520,6 +531,32 @@ def _judge_layout(settings: Settings) -> _Layout:
             bad_above=False,
         ).display_name("${__field.labels.rubric}"),
     )
+    L.row("The judge against people, offline against online")
+    L.add(
+        "agreement",
+        timeseries_panel(
+            "Judge-human agreement (daily)",
+            q.AGREEMENT_OVER_TIME,
+            unit="percentunit",
+            by_slice=False,
+            threshold=settings.alerts.judge_agreement_min,
+            bad_above=False,
+            description="Share of human labels whose verdict agrees with the judge's, per "
+            "judge model and rubric version (judge_agreement_daily). Kappa and intervals: "
+            "stream-eval review agreement.",
+        ).display_name("${__field.labels.judge}"),
+    )
+    L.add(
+        "divergence",
+        timeseries_panel(
+            "Offline vs online gap per check (daily)",
+            q.DIVERGENCE_OVER_TIME,
+            unit="percentunit",
+            by_slice=False,
+            description="Offline failure rate of a check on the golden dataset minus its "
+            "failure rate in production the same day, per route (online_offline_divergence).",
+        ).display_name("${__field.labels.route_metric}"),
+    )
     L.row("Not scored")
     L.add(
         "not_scored",
@@ -531,6 +568,11 @@ def _judge_layout(settings: Settings) -> _Layout:
         ),
     )
     return L
+
+
+def judge_panel_ids(settings: Settings) -> dict[str, int]:
+    """Panel ids of the judge dashboard by key (the alert rules link to them)."""
+    return _judge_layout(settings).panel_ids()
 
 
 def sli_panel_ids(settings: Settings) -> dict[str, int]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stream_eval.config import RUBRIC_NAMES, Settings
+from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, EstimateSql
 
 DB = "stream_eval"
 SLI = f"{DB}.sli_minute"
@@ -63,6 +64,7 @@ class Sli:
     denominator: str
     unit: str = "percentunit"
     description: str = ""
+    estimate: EstimateSql | None = None  # a judge SLI: an estimate with an interval
 
     @property
     def value(self) -> str:
@@ -121,19 +123,26 @@ SLIS: dict[str, Sli] = {
         ),
         Sli(
             "judge_mean_score",
-            "Judge mean score",
-            "sum(judge_score_sum)",
-            "sum(judge_scored)",
+            "Judge mean score (estimate, 95% interval)",
+            "sum(judge_w_score)",
+            "sum(judge_w)",
             unit="none",
-            description="Mean LLM-judge score over scored (trace, rubric) pairs, all rubrics.",
+            description="The traffic's mean LLM-judge score, all rubrics, estimated from "
+            "the judged sample weighted by 1 / its sampling probability (failed-check "
+            "traces are always judged, so a plain mean over the sample is biased); with "
+            "its 95% interval (lower, upper). See README, judge estimates.",
+            estimate=JUDGE_SCORE,
         ),
         Sli(
             "judge_pass_rate",
-            "Judge pass rate",
-            "sum(judge_passed)",
-            "sum(judge_scored)",
-            description="Share of scored (trace, rubric) pairs at or above the rubric's "
-            "pass threshold.",
+            "Judge pass rate (estimate, 95% interval)",
+            "sum(judge_w_passed)",
+            "sum(judge_w)",
+            description="The traffic's share of (trace, rubric) pairs at or above the "
+            "rubric's pass threshold, estimated from the judged sample weighted by 1 / "
+            "its sampling probability, with its Wilson interval at the effective sample "
+            "size (lower, upper).",
+            estimate=JUDGE_PASS,
         ),
     )
 }
@@ -145,10 +154,14 @@ def sli_timeseries(sli: Sli) -> str:
     Buckets where the SLI does not apply (zero denominator: grounding on a route
     without retrieval, JSON on a route that does not expect JSON) are left out.
     """
+    bounds = ""
+    if sli.estimate is not None:
+        e = sli.estimate
+        bounds = f",\n  {e.lower} AS {sli.key}_lower,\n  {e.upper} AS {sli.key}_upper"
     return f"""SELECT
   $__timeInterval(window_start) AS time,
   {SLICE} AS slice,
-  {sli.value} AS {sli.key}
+  {sli.value} AS {sli.key}{bounds}
 FROM {SLI}
 WHERE {_where("window_start")}
 GROUP BY time, slice
@@ -252,6 +265,24 @@ FROM {SLI}
 WHERE {_where("window_start")}
 GROUP BY route, model_version, prompt_version
 ORDER BY traces_total DESC, route, model_version, prompt_version"""
+
+
+JUDGE_ESTIMATES_TABLE = f"""SELECT
+  route, model_version, prompt_version,
+  sum(judge_scored) AS judged,
+  round({JUDGE_PASS.n_eff}, 1) AS effective_n,
+  {JUDGE_PASS.value} AS pass_rate,
+  {JUDGE_PASS.lower} AS pass_rate_lower,
+  {JUDGE_PASS.upper} AS pass_rate_upper,
+  sum(judge_passed) / nullIf(sum(judge_scored), 0) AS pass_rate_of_sample,
+  {JUDGE_SCORE.value} AS mean_score,
+  {JUDGE_SCORE.lower} AS mean_score_lower,
+  {JUDGE_SCORE.upper} AS mean_score_upper
+FROM {SLI}
+WHERE {_where("window_start")}
+GROUP BY route, model_version, prompt_version
+HAVING judged > 0
+ORDER BY judged DESC, route, model_version, prompt_version"""
 
 
 # -- the judge dashboard ------------------------------------------------------------------
@@ -364,13 +395,18 @@ class AlertSpec:
     unit: str = "percent"  # how annotations print the value
 
 
-def _slice_alert_sql(value: str, denominator: str, settings: Settings) -> str:
+def _slice_alert_sql(
+    value: str, denominator: str, settings: Settings, estimate: EstimateSql | None = None
+) -> str:
     a = settings.alerts
+    enough = f"sum(traces) >= {a.min_traces} AND {denominator} > 0"
+    if estimate is not None:  # a judge estimate: quiet until the sample can tell
+        enough += f" AND {estimate.n_eff} >= {a.min_judged_effective:g}"
     return f"""SELECT route, model_version, prompt_version, {value} AS value
 FROM {SLI}
 WHERE $__timeFilter(window_start)
 GROUP BY route, model_version, prompt_version
-HAVING sum(traces) >= {a.min_traces} AND {denominator} > 0
+HAVING {enough}
 ORDER BY route, model_version, prompt_version"""
 
 
@@ -389,7 +425,7 @@ def alert_specs(settings: Settings) -> list[AlertSpec]:
 
     def rate(key: str, op: Op, threshold: float, severity: str) -> AlertSpec:
         s = SLIS[key]
-        sql = _slice_alert_sql(s.value, s.denominator, settings)
+        sql = _slice_alert_sql(s.value, s.denominator, settings, s.estimate)
         return AlertSpec(key, s.title, op, threshold, severity, sql, window)
 
     return [
@@ -459,3 +495,44 @@ FROM
 )
 WHERE long_traces >= {settings.alerts.min_traces} AND long_n > 0 AND short_n > 0
 ORDER BY route, model_version, prompt_version"""
+
+
+# -- the judge against people, offline against online ------------------------------------
+
+AGREEMENT_OVER_TIME = f"""SELECT
+  toDateTime(day) AS time,
+  concat(judge_model, ' / ', rubric, ' ', rubric_version) AS judge,
+  sum(agree) / sum(labels) AS agreement
+FROM {DB}.judge_agreement_daily
+WHERE $__dateFilter(day)
+GROUP BY time, judge
+ORDER BY time, judge"""
+
+DIVERGENCE_OVER_TIME = f"""SELECT
+  toDateTime(day) AS time,
+  concat(route, ' / ', metric) AS route_metric,
+  gap
+FROM {DB}.online_offline_divergence
+WHERE $__dateFilter(day) AND $__conditionalAll(route IN (${{route:singlequote}}), $route)
+ORDER BY time, route_metric"""
+
+
+def agreement_alert_sql(settings: Settings) -> str:
+    """Agreement over the rule's range (7 days) per judge model and rubric version."""
+    a = settings.alerts
+    return f"""SELECT judge_model, rubric, rubric_version, sum(agree) / sum(labels) AS value
+FROM {DB}.judge_agreement_daily
+WHERE $__dateFilter(day)
+GROUP BY judge_model, rubric, rubric_version
+HAVING sum(labels) >= {a.min_labels}
+ORDER BY judge_model, rubric, rubric_version"""
+
+
+def divergence_alert_sql(settings: Settings) -> str:
+    """The gap over the rule's range (the last day) per route and check; the rule's pending
+    period (``divergence_days``) makes it fire only when the gap persists."""
+    return f"""SELECT route, metric, avg(abs(gap)) AS value
+FROM {DB}.online_offline_divergence
+WHERE $__dateFilter(day)
+GROUP BY route, metric
+ORDER BY route, metric"""

@@ -27,6 +27,7 @@ def judge_request(p: ProcessedTrace) -> dict[str, Any]:
         "documents": [{"id": d.id, "content": d.content} for d in t.documents],
         "reference_answer": t.reference_answer,
         "sample_reason": p.sample_reason,
+        "sample_prob": p.sample_prob,
         "failed_checks": p.failed_checks,
     }
 
@@ -85,6 +86,7 @@ class JudgeRequest:
     documents: tuple[Document, ...] = ()
     reference_answer: str | None = None
     sample_reason: str = ""
+    sample_prob: float = 1.0  # absent (an older request): weight 1
 
     def dimensions(self) -> dict[str, Any]:
         """The same identity and slicing columns as ``trace_dimensions`` gives for the trace."""
@@ -140,6 +142,10 @@ def decode_judge_request(raw: bytes) -> JudgeRequest:
         raise InvalidJudgeRequest("reference_answer must be a string or null")
     if isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise InvalidJudgeRequest("ts must be a number")
+    prob = obj.get("sample_prob", 1.0)
+    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 <= prob <= 1:
+        raise InvalidJudgeRequest("sample_prob must be a number in [0, 1]")
+    prob = prob or 1.0  # 0: not recorded as sampled (a hand-made request): weight 1
     return JudgeRequest(
         trace_id=obj["trace_id"],
         route=obj["route"],
@@ -147,5 +153,6 @@ def decode_judge_request(raw: bytes) -> JudgeRequest:
         ts=float(ts),
         documents=tuple(Document(str(d.get("id", i)), d["content"]) for i, d in enumerate(docs)),
         reference_answer=ref,
+        sample_prob=float(prob),
         **{k: obj.get(k, "") for k in _STR_FIELDS},
     )

@@ -264,6 +264,7 @@ class JudgeStage:
             "latency_ms": o.latency_ms if o else 0.0,
             "queue_ms": o.queue_ms if o else 0.0,
             "sample_reason": it.request.sample_reason,
+            "sample_prob": it.request.sample_prob,
             "kafka_partition": it.message.partition,
             "requested_at": it.message.timestamp,
             "judged_at": judged_at,

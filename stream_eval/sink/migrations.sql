@@ -17,3 +17,6 @@ ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS user_id String AFTER output_tex
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS session_id String AFTER user_id;
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS tenant LowCardinality(String) AFTER session_id;
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS documents_json String CODEC(ZSTD(3)) AFTER documents;
+ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS sample_prob Float64 AFTER sample_reason;
+ALTER TABLE {db}.judge_results ADD COLUMN IF NOT EXISTS sample_prob Float64 DEFAULT 1 AFTER sample_reason;
+{judge_weighted_migrations};

@@ -104,6 +104,7 @@ def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[
                 "failed_checks": p.failed_checks,
                 "sampled": 1 if p.sample_reason else 0,
                 "sample_reason": p.sample_reason,
+                "sample_prob": p.sample_prob,
                 "extra": orjson.dumps(t.extra).decode() if t.extra else "",
                 "kafka_topic": m.topic,
                 "kafka_partition": m.partition,

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS {db}.traces
     failed_checks   Array(LowCardinality(String)),
     sampled         UInt8,
     sample_reason   LowCardinality(String),
+    sample_prob     Float64,  -- its probability of being judged (0: not sampled)
     extra           String CODEC(ZSTD(3)),
     kafka_topic     LowCardinality(String),
     kafka_partition UInt32,
@@ -141,6 +142,7 @@ CREATE TABLE IF NOT EXISTS {db}.judge_results
     latency_ms          Float64,  -- in HTTP calls to the endpoint (all attempts)
     queue_ms            Float64,  -- waiting for the rate limiter before them
     sample_reason       LowCardinality(String),
+    sample_prob         Float64 DEFAULT 1,  -- the trace's probability of being judged
     requested_at        DateTime64(3, 'UTC'),
     judged_at           DateTime64(3, 'UTC'),
     kafka_partition     UInt32,  -- of the judge request (its share of limits and budget)
@@ -242,6 +244,7 @@ CREATE TABLE IF NOT EXISTS {db}.sli_windows
     cost_usd           Float64,
     judge_score_sum    Float64,
     judge_cost_usd     Float64,
+    {judge_weighted_ddl},
     latency_hist       Array(UInt64),
     latency_p50_ms     Nullable(Float64),
     latency_p95_ms     Nullable(Float64),
@@ -288,3 +291,100 @@ CREATE TABLE IF NOT EXISTS {db}.assembled_traces
 ENGINE = ReplacingMergeTree(emitted_at)
 ORDER BY trace_id
 TTL toDateTime(emitted_at) + INTERVAL 14 DAY;
+
+-- Human review. review_queue: one row per (trace, LLM call) worth a human look, added by
+-- the worker's leader (see review/queue.py), never the same one twice.
+CREATE TABLE IF NOT EXISTS {db}.review_queue
+(
+    trace_id            String,
+    span_id             String,
+    route               LowCardinality(String),
+    model_version       LowCardinality(String),
+    prompt_version      LowCardinality(String),
+    ts                  DateTime64(3, 'UTC'),
+    reason              LowCardinality(String),  -- judge_fail | thumbs_down | failed_check | calibration
+    detail              String,
+    rubric              LowCardinality(String),  -- the rubric to label ('' : the reviewer picks)
+    reviewers_required  UInt8,
+    enqueued_at         DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(enqueued_at)
+ORDER BY (trace_id, span_id);
+
+-- Who holds which item, until when (a release writes reserved_until = now).
+CREATE TABLE IF NOT EXISTS {db}.review_reservations
+(
+    trace_id        String,
+    span_id         String,
+    reviewer        String,
+    reserved_until  DateTime64(3, 'UTC'),
+    at              DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(at)
+ORDER BY (trace_id, span_id, reviewer)
+TTL toDateTime(at) + INTERVAL 7 DAY;
+
+-- Human labels, append-only (a new label never overwrites one: the latest per reviewer
+-- counts), each with the judge result it is compared with. Also on topics.labels.
+CREATE TABLE IF NOT EXISTS {db}.review_labels
+(
+    label_id            String,
+    trace_id            String,
+    span_id             String,
+    route               LowCardinality(String),
+    model_version       LowCardinality(String),
+    prompt_version      LowCardinality(String),
+    reason              LowCardinality(String),
+    reviewer            String,
+    rubric              LowCardinality(String),
+    rubric_version      LowCardinality(String),
+    verdict             LowCardinality(String),  -- pass | fail
+    score               Nullable(Float32),  -- on the rubric's scale
+    corrected_answer    String CODEC(ZSTD(3)),
+    note                String,
+    judge_model         LowCardinality(String),
+    judge_model_version LowCardinality(String),
+    judge_score         Nullable(Float32),
+    judge_passed        Nullable(UInt8),
+    source              LowCardinality(String),  -- ui | import
+    labelled_at         DateTime64(3, 'UTC'),
+    inserted_at         DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(inserted_at)
+ORDER BY label_id;
+
+-- Golden dataset promotions: which reviewed production trace became which example, in
+-- which version of which dataset, when.
+CREATE TABLE IF NOT EXISTS {db}.golden_promotions
+(
+    dataset         LowCardinality(String),
+    version         UInt32,
+    example_id      String,
+    trace_id        String,
+    span_id         String,
+    label_id        String,
+    route           LowCardinality(String),
+    promoted_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(promoted_at)
+ORDER BY (dataset, example_id);
+
+-- Offline runs of a golden dataset (stream-eval offline run): one row per example and run,
+-- scored by the same checks and judge rubrics as the stream.
+CREATE TABLE IF NOT EXISTS {db}.offline_results
+(
+    run_id          String,
+    dataset         LowCardinality(String),
+    dataset_version UInt32,
+    example_id      String,
+    route           LowCardinality(String),
+    passed          UInt8,
+    failures        Array(String),
+    checks          Array(LowCardinality(String)),  -- the checks that applied
+    failed_checks   Array(LowCardinality(String)),
+    judge_json      String,
+    source          LowCardinality(String),  -- offline
+    ran_at          DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(ran_at)
+ORDER BY (dataset, run_id, example_id);

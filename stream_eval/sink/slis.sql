@@ -48,7 +48,8 @@ SELECT
     f.edits AS edits, f.abandon AS abandon, f.feedback_n AS feedback_n,
     j.judge_scored AS judge_scored, j.judge_score_sum AS judge_score_sum,
     j.judge_passed AS judge_passed, j.judge_failed AS judge_failed,
-    j.judge_cost_usd AS judge_cost_usd
+    j.judge_cost_usd AS judge_cost_usd,
+    {judge_weighted_select}
 FROM
 (
     SELECT toStartOfMinute(ts) AS window_start, route, model_version, prompt_version,
@@ -101,7 +102,47 @@ LEFT JOIN
            sumIf(assumeNotNull(score), status = 'scored') AS judge_score_sum,
            countIf(status = 'scored' AND passed = 1) AS judge_passed,
            countIf(status = 'failed') AS judge_failed,
-           sum(cost_usd) AS judge_cost_usd
+           sum(cost_usd) AS judge_cost_usd,
+           {judge_weighted_sums}
     FROM {db}.judge_results FINAL
     GROUP BY window_start, route, model_version, prompt_version
 ) AS j USING (window_start, route, model_version, prompt_version);
+
+-- Human labels against the judge, per day, judge model and rubric version: the newest
+-- label of each reviewer on each (trace, call, rubric) that the judge scored.
+CREATE OR REPLACE VIEW {db}.judge_agreement_daily AS
+SELECT toDate(labelled_at) AS day, judge_model, judge_model_version, rubric, rubric_version,
+       count() AS labels,
+       countIf((verdict = 'pass') = (judge_passed = 1)) AS agree,
+       countIf(verdict = 'pass') AS human_pass,
+       countIf(judge_passed = 1) AS judge_pass,
+       countIf(verdict = 'pass' AND judge_passed = 1) AS both_pass
+FROM
+(
+    SELECT * FROM {db}.review_labels FINAL
+    WHERE judge_passed IS NOT NULL
+    ORDER BY labelled_at DESC
+    LIMIT 1 BY trace_id, span_id, rubric, reviewer
+)
+GROUP BY day, judge_model, judge_model_version, rubric, rubric_version;
+
+-- Offline vs online, per day, route and check: the failure rate of the check in
+-- production and in the offline runs of that day, and the gap (offline - online).
+CREATE OR REPLACE VIEW {db}.online_offline_divergence AS
+SELECT o.day AS day, o.route AS route, o.metric AS metric,
+       o.online_rate AS online_fail_rate, f.offline_rate AS offline_fail_rate,
+       f.offline_rate - o.online_rate AS gap, o.online_n AS online_n, f.offline_n AS offline_n
+FROM
+(
+    SELECT toDate(ts) AS day, route, check_name AS metric,
+           countIf(passed = 0) / count() AS online_rate, count() AS online_n
+    FROM {db}.check_results FINAL
+    GROUP BY day, route, metric
+) AS o
+INNER JOIN
+(
+    SELECT toDate(ran_at) AS day, route, metric,
+           countIf(has(failed_checks, metric)) / count() AS offline_rate, count() AS offline_n
+    FROM {db}.offline_results FINAL ARRAY JOIN checks AS metric
+    GROUP BY day, route, metric
+) AS f USING (day, route, metric);

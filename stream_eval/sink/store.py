@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import orjson
 
 from stream_eval.config import ClickHouseSettings
+from stream_eval.estimates import schema_placeholders
 
 log = logging.getLogger("stream_eval.sink")
 
@@ -141,6 +142,8 @@ SCHEMA_FILES = ("schema.sql", "migrations.sql", "slis.sql")
 def schema_statements(database: str) -> list[str]:
     pkg = resources.files("stream_eval.sink")
     text = "\n".join(pkg.joinpath(name).read_text() for name in SCHEMA_FILES)
+    for key, value in schema_placeholders().items():  # generated from one definition
+        text = text.replace(key, value)
     lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("--")]
     return [s.strip().replace("{db}", database) for s in "\n".join(lines).split(";") if s.strip()]
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stream_eval.estimates import WEIGHTED_COLUMNS, weighted_sums_sql
+
 # Upper edges (ms) of the latency histogram buckets; the last bucket is open.
 LATENCY_EDGES_MS: tuple[int, ...] = (
     10, 20, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000,
@@ -90,6 +92,7 @@ SELECT
     j.judge_failed AS judge_failed,
     t.cost_usd AS cost_usd, j.judge_score_sum AS judge_score_sum,
     j.judge_cost_usd AS judge_cost_usd,
+    {", ".join(f"j.{c} AS {c}" for c in WEIGHTED_COLUMNS)},
     t.latency_hist AS latency_hist, t.latency_p50_ms AS latency_p50_ms,
     t.latency_p95_ms AS latency_p95_ms,
     t.late_traces AS late_traces, f.late_feedback AS late_feedback,
@@ -156,6 +159,7 @@ LEFT JOIN
            countIf(on_time AND status = 'scored' AND passed = 1) AS judge_passed,
            countIf(on_time AND status = 'failed') AS judge_failed,
            sumIf(cost_usd, on_time) AS judge_cost_usd,
+           {weighted_sums_sql("on_time")},
            countIf(NOT on_time AND status = 'scored') AS late_judge
     FROM
     (

@@ -1,0 +1,258 @@
+"""The offline runner: an app's outputs on a golden dataset, scored like the stream.
+
+The same check functions (``checks.run_checks``) and the same judge rubrics and client
+(``judge``) as the online path, so offline and online scores sit on one scale. An
+example passes when its output is there, contains every ``must_contain`` and no
+``must_not_contain`` (case-insensitive), every check in ``expected_checks`` comes out as
+expected, and every rubric it names that the judge scored passes. Outputs come from a
+JSONL file (``{"id", "output"}``), a command (run once per example, the example as JSON
+on stdin, the output on stdout), or an OpenAI-compatible endpoint (the example's system
+message and input as chat messages).
+
+Each run has an id; its results can be written to ClickHouse (``offline_results``,
+``source = 'offline'``, with the dataset and its version) and to a JSON report; the
+summary compares with the previous run of the same dataset (the store's, or a report
+file) and lists the examples that flipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from stream_eval.checks import run_checks
+from stream_eval.config import Settings
+from stream_eval.judge.request import JudgeRequest
+from stream_eval.judge.rubrics import RUBRICS
+from stream_eval.sink.rows import ndjson
+from stream_eval.sink.store import Store, sql_str
+from stream_eval.trace import Document, Trace
+
+Outputs = Callable[[Sequence[dict[str, Any]]], dict[str, str]]  # examples -> id -> output
+
+
+@dataclass(slots=True)
+class ExampleResult:
+    example_id: str
+    route: str
+    passed: bool
+    failures: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)  # the checks that applied
+    failed_checks: list[str] = field(default_factory=list)
+    judge: dict[str, float] = field(default_factory=dict)  # rubric -> score
+
+
+@dataclass(slots=True)
+class RunSummary:
+    run_id: str
+    dataset: str
+    dataset_version: int
+    examples: int
+    passed: int
+    previous_pass_rate: float | None
+    newly_failing: list[str]
+    newly_passing: list[str]
+    results: list[ExampleResult]
+
+    @property
+    def pass_rate(self) -> float:
+        return self.passed / self.examples if self.examples else 0.0
+
+
+# --- where the outputs come from ------------------------------------------------------
+
+
+def outputs_from_file(path: Path) -> Outputs:
+    def read(_: Sequence[dict[str, Any]]) -> dict[str, str]:
+        out = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                obj = orjson.loads(line)
+                out[str(obj["id"])] = str(obj.get("output") or "")
+        return out
+
+    return read
+
+
+def outputs_from_command(command: str, timeout: float = 120.0) -> Outputs:
+    def run(examples: Sequence[dict[str, Any]]) -> dict[str, str]:
+        out = {}
+        for e in examples:
+            app_input = {k: e.get(k) for k in ("id", "route", "input", "system", "context")}
+            done = subprocess.run(
+                command, shell=True, input=orjson.dumps(app_input), capture_output=True,
+                timeout=timeout, check=False,
+            )  # fmt: skip
+            out[e["id"]] = (
+                done.stdout.decode(errors="replace").strip() if done.returncode == 0 else ""
+            )
+        return out
+
+    return run
+
+
+def outputs_from_endpoint(base_url: str, model: str, api_key: str = "offline") -> Outputs:
+    def run(examples: Sequence[dict[str, Any]]) -> dict[str, str]:
+        import openai
+
+        client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=2)
+        out = {}
+        for e in examples:
+            messages = [{"role": "system", "content": e["system"]}] if e.get("system") else []
+            messages.append({"role": "user", "content": e["input"]})
+            resp = client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
+            out[e["id"]] = resp.choices[0].message.content or ""
+        return out
+
+    return run
+
+
+# --- scoring ----------------------------------------------------------------------------
+
+
+def _trace(e: dict[str, Any], output: str) -> Trace:
+    return Trace(
+        trace_id=e["id"], route=e["route"], output_text=output, input_text=e["input"],
+        system_text=e.get("system") or "", reference_answer=e.get("reference_answer"),
+        documents=[Document(str(d["id"]), str(d["content"])) for d in e.get("context") or ()],
+        source="offline",
+    )  # fmt: skip
+
+
+async def _judge(
+    settings: Settings, items: list[tuple[str, Trace, str]]
+) -> dict[tuple[str, str], Any]:
+    from stream_eval.judge.client import JudgeClient
+
+    client = JudgeClient.from_settings(settings.judge)
+    out: dict[tuple[str, str], Any] = {}
+
+    async def one(eid: str, t: Trace, rubric_name: str) -> None:
+        rubric = RUBRICS[rubric_name]
+        req = JudgeRequest(
+            trace_id=t.trace_id, route=t.route, output=t.output_text, input=t.input_text,
+            system=t.system_text, documents=tuple(t.documents), reference_answer=t.reference_answer,
+        )  # fmt: skip
+        if not rubric.applies(req):
+            return
+        outcome = await client.call(client.prepare(rubric, req))
+        out[(eid, rubric_name)] = outcome.verdict
+
+    await asyncio.gather(*(one(*it) for it in items))
+    return out
+
+
+def evaluate(
+    examples: Sequence[dict[str, Any]], outputs: dict[str, str], settings: Settings, judge: bool
+) -> list[ExampleResult]:
+    traces = [_trace(e, outputs.get(e["id"], "")) for e in examples]
+    checks = run_checks(traces, settings.checks_for)
+    verdicts: dict[tuple[str, str], Any] = {}
+    if judge:
+        items = [
+            (e["id"], t, r)
+            for e, t in zip(examples, traces, strict=True)
+            for r in e.get("rubrics") or ()
+        ]
+        verdicts = asyncio.run(_judge(settings, items))
+    results = []
+    for e, t, rs in zip(examples, traces, checks, strict=True):
+        failures: list[str] = []
+        if e["id"] not in outputs or not t.output_text.strip():
+            failures.append("no output")
+        low = t.output_text.lower()
+        failures += [f"missing {s!r}" for s in e.get("must_contain") or () if s.lower() not in low]
+        failures += [f"contains {s!r}" for s in e.get("must_not_contain") or () if s.lower() in low]
+        outcome = {r.check: r.passed for r in rs}
+        for check, expected in (e.get("expected_checks") or {}).items():
+            if check in outcome and outcome[check] != expected:
+                failures.append(f"check {check} {'failed' if expected else 'passed'}")
+        scores = {}
+        for rubric_name in e.get("rubrics") or ():
+            v = verdicts.get((e["id"], rubric_name))
+            if v is None:
+                continue
+            scores[rubric_name] = v.score
+            if not RUBRICS[rubric_name].passed(v.score):
+                failures.append(f"judge {rubric_name} {v.score:g}")
+        results.append(
+            ExampleResult(e["id"], e["route"], not failures, failures, [r.check for r in rs],
+                          [r.check for r in rs if not r.passed], scores)
+        )  # fmt: skip
+    return results
+
+
+# --- runs, stored and compared ------------------------------------------------------------
+
+
+def previous_from_store(store: Store, dataset: str) -> dict[str, bool] | None:
+    db = store.database
+    rows = store.query(
+        f"SELECT run_id FROM {db}.offline_results WHERE dataset = {sql_str(dataset)} "
+        f"GROUP BY run_id ORDER BY max(ran_at) DESC LIMIT 1"
+    )
+    if not rows:
+        return None
+    results = store.query(
+        f"SELECT example_id, passed FROM {db}.offline_results FINAL "
+        f"WHERE run_id = {sql_str(rows[0]['run_id'])}"
+    )
+    return {r["example_id"]: bool(r["passed"]) for r in results}
+
+
+def previous_from_report(path: Path) -> dict[str, bool]:
+    report = orjson.loads(path.read_bytes())
+    return {r["example_id"]: bool(r["passed"]) for r in report["results"]}
+
+
+def run(
+    examples: Sequence[dict[str, Any]],
+    outputs: Outputs,
+    settings: Settings,
+    *,
+    dataset: str,
+    dataset_version: int,
+    judge: bool,
+    previous: dict[str, bool] | None,
+    store: Store | None = None,
+) -> RunSummary:
+    results = evaluate(examples, outputs(examples), settings, judge)
+    run_id = uuid.uuid4().hex[:12]
+    before = previous or {}
+    summary = RunSummary(
+        run_id=run_id, dataset=dataset, dataset_version=dataset_version,
+        examples=len(results), passed=sum(r.passed for r in results),
+        previous_pass_rate=(sum(before.values()) / len(before)) if before else None,
+        newly_failing=[r.example_id for r in results if before.get(r.example_id) and not r.passed],
+        newly_passing=[r.example_id for r in results
+                       if r.example_id in before and not before[r.example_id] and r.passed],
+        results=results,
+    )  # fmt: skip
+    if store is not None:
+        now = time.time()
+        rows = [
+            {
+                "run_id": run_id, "dataset": dataset, "dataset_version": dataset_version,
+                "example_id": r.example_id, "route": r.route, "passed": int(r.passed),
+                "failures": r.failures, "checks": r.checks, "failed_checks": r.failed_checks,
+                "judge_json": orjson.dumps(r.judge).decode(), "source": "offline", "ran_at": now,
+            }
+            for r in results
+        ]  # fmt: skip
+        if rows:
+            store.insert("offline_results", ndjson(rows))
+    return summary
+
+
+def report(summary: RunSummary) -> bytes:
+    body = asdict(summary)
+    body["pass_rate"] = summary.pass_rate
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2)

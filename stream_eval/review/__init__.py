@@ -1,0 +1,1 @@
+"""Human review: the queue, labels, the review app."""
