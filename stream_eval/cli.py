@@ -291,6 +291,33 @@ def review_agreement(ctx: click.Context, days: float) -> None:
             iv(a.weighted_kappa), iv(a.tpr), iv(a.tnr),
         )  # fmt: skip
     Console().print(table)
+    with _store(settings) as store:
+        _print_corrected(store, days)
+
+
+def _print_corrected(store: Store, days: float) -> None:
+    """The judge's pass rate per route, as estimated and corrected for its measured error."""
+    from stream_eval.estimates import from_sums
+    from stream_eval.review.agreement import corrected_pass_rate, labelled_pairs
+
+    calibration = [p for ps in labelled_pairs(store, days, "calibration").values() for p in ps]
+    if len(calibration) < 2:
+        click.echo("corrected pass rate: needs at least two calibration labels")
+        return
+    rows = store.query(
+        f"SELECT route, sum(judge_w) AS sw, sum(judge_w2) AS sw2, sum(judge_w_passed) AS swy "
+        f"FROM {store.database}.sli_minute "
+        f"WHERE window_start > now() - INTERVAL {int(days * 86400)} SECOND "
+        f"GROUP BY route HAVING sw > 0 ORDER BY route"
+    )
+    for r in rows:
+        est = from_sums(r["sw"], r["sw2"], r["swy"], r["swy"], r["swy"], 0, rate=True)
+        c = corrected_pass_rate(est, calibration)
+        click.echo(
+            f"{r['route']}: judge pass rate {est.value:.1%} [{est.lower:.1%}, {est.upper:.1%}]"
+            f", corrected for the judge's error {c.value:.1%} [{c.lower:.1%}, {c.upper:.1%}]"
+            f" ({len(calibration)} calibration labels)"
+        )
 
 
 @review.command("enqueue")

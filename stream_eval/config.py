@@ -294,6 +294,7 @@ class OtelSettings(_Model):
         default_factory=lambda: [
             "stream_eval.route", "traceloop.association.properties.route",
             "traceloop.workflow.name", "gen_ai.agent.name", "langfuse.trace.name",
+            "metadata.route",
         ]
     )  # fmt: skip
     prompt_id_attributes: list[str] = Field(
@@ -306,6 +307,7 @@ class OtelSettings(_Model):
         default_factory=lambda: [
             "stream_eval.prompt.version", "traceloop.association.properties.prompt_version",
             "llm.prompt_template.version", "gen_ai.prompt.version", "langfuse.prompt.version",
+            "metadata.prompt_version",
         ]
     )  # fmt: skip
     user_attributes: list[str] = Field(

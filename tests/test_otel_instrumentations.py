@@ -109,3 +109,33 @@ def test_older_openllmetry_attributes_and_dimensions_from_a_grandparent_or_the_r
     assert (t.input_text, t.output_text) == ("Hi?", "Hello.")
     assert (t.input_tokens, t.output_tokens, t.provider) == (7, 2, "openai")
     assert not any(k.startswith(("gen_ai.prompt.", "gen_ai.completion.")) for k in t.extra)
+
+
+def test_openinference_metadata_names_the_route_and_prompt_version() -> None:
+    """OpenInference apps set ``using_metadata({...})``: a JSON object in ``metadata`` on
+    their spans; ``metadata.route`` / ``metadata.prompt_version`` are in the defaults."""
+    import orjson
+
+    from stream_eval.ingest.otlp import decode_otlp_json
+
+    tid = "0af7651916cd43dd8448eb211c80319d"
+    meta = orjson.dumps({"route": "billing", "prompt_version": "v3", "n": 1}).decode()
+    root = {
+        "traceId": tid,
+        "spanId": "00000000000000a1",
+        "name": "chain",
+        "attributes": [_kv("openinference.span.kind", "CHAIN"), _kv("metadata", meta)],
+    }
+    llm = {
+        "traceId": tid, "spanId": "00000000000000b2", "parentSpanId": "00000000000000a1",
+        "name": "ChatOpenAI", "attributes": [
+            _kv("openinference.span.kind", "LLM"), _kv("llm.model_name", "m"),
+            _kv("llm.output_messages.0.message.role", "assistant"),
+            _kv("llm.output_messages.0.message.content", "Hi."),
+        ],
+    }  # fmt: skip
+    request = {"resourceSpans": [{"resource": {"attributes": [_kv("service.name", "svc")]},
+                                  "scopeSpans": [{"spans": [llm, root]}]}]}  # fmt: skip
+    raw = orjson.dumps(request)
+    (t,) = decode_otlp_json(orjson.loads(raw), raw, time.time()).traces
+    assert (t.route, t.prompt_version, t.output_text) == ("billing", "v3", "Hi.")

@@ -238,3 +238,27 @@ def test_agreement_figures_equal_the_hand_computation(tmp_path: Path) -> None:
         assert day == {"labels": 6, "agree": 4, "human_pass": 4, "judge_pass": 4}
     finally:
         store.close()
+    # and as the CLI prints them
+    from click.testing import CliRunner
+
+    from stream_eval.cli import cli
+
+    env = {"STREAM_EVAL_CLICKHOUSE__PATH": str(tmp_path / "chdb"), "COLUMNS": "250"}
+    out = CliRunner().invoke(cli, ["review", "agreement"], obj={}, env=env)
+    assert out.exit_code == 0, out.output
+    assert "0.67 [" in out.output and "0.25 [" in out.output  # agreement, kappa
+    assert "needs at least two calibration labels" in out.output
+
+
+def test_the_corrected_pass_rate_removes_the_judges_measured_error() -> None:
+    """A judge that passes 20% of what people fail, on a calibration sample where people
+    pass 60%: its own rate reads 0.68; the correction subtracts its mean error (0.08)."""
+    from stream_eval.estimates import weighted
+    from stream_eval.review.agreement import corrected_pass_rate
+
+    calibration = [Pair(1, 1)] * 60 + [Pair(0, 1)] * 8 + [Pair(0, 0)] * 32  # people 60%, judge 68%
+    judge = weighted([(p.judge_pass, 1.0) for p in calibration], rate=True)
+    c = corrected_pass_rate(judge, calibration)
+    assert judge.value == pytest.approx(0.68)
+    assert c.value == pytest.approx(0.60)  # what people would have said
+    assert c.lower < 0.60 < c.upper and c.upper - c.lower > judge.upper - judge.lower

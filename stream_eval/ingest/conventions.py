@@ -236,6 +236,24 @@ def adapt(attrs: dict[str, Any], extra: dict[str, Any]) -> None:
 
 Ancestry = Mapping[str, tuple[str, Mapping[str, Any]]]  # span id -> (parent id, attributes)
 
+METADATA = "metadata"  # OpenInference: the app's metadata, a JSON object as a string
+
+
+def expand_metadata(attrs: dict[str, Any]) -> None:
+    """OpenInference's ``metadata`` (a JSON string) -> ``metadata.<key>`` attributes, so a
+    dimension can be named ``metadata.route``."""
+    raw = attrs.get(METADATA)
+    if not isinstance(raw, str) or not raw.startswith("{"):
+        return
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, (str, int, float)) and not isinstance(v, bool):
+                attrs.setdefault(f"{METADATA}.{k}", v)
+
 
 def resolve_dimensions(
     own: Sequence[Mapping[str, Any]],

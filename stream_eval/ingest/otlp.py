@@ -91,6 +91,7 @@ from stream_eval.config import OtelSettings
 from stream_eval.ingest.bounds import safe_dumps
 from stream_eval.ingest.conventions import (
     LEGACY_TYPE,
+    METADATA,
     OI_KIND,
     OPERATION,
     RETRIEVER,
@@ -98,6 +99,7 @@ from stream_eval.ingest.conventions import (
     adapt,
     adapt_events,
     context_blocks,
+    expand_metadata,
     is_llm_span,
     resolve_dimensions,
     retriever_documents,
@@ -270,7 +272,11 @@ class _Dimensions:
             (SESSION, cfg.session_attributes),
             (TENANT, cfg.tenant_attributes),
         )
-        self.keys = frozenset(k for _, keys in self.targets for k in keys)
+        keys = {k for _, names in self.targets for k in names}
+        self.metadata = any(k.startswith(METADATA + ".") for k in keys)
+        if self.metadata:
+            keys.add(METADATA)
+        self.keys = frozenset(keys)
         pattern = cfg.context_block_pattern
         self.context = re.compile(pattern, re.MULTILINE) if pattern else None
 
@@ -282,6 +288,8 @@ class _Dimensions:
         spans: Ancestry,
         resource: dict[str, Any],
     ) -> None:
+        if self.metadata:
+            expand_metadata(extra)
         for target, keys in self.targets:
             value = resolve_dimensions((attrs, extra), parent_id, spans, resource, keys)
             if value is not None:
@@ -416,6 +424,8 @@ def decode_otlp_proto(raw: bytes, default_ts: float, otel: OtelSettings | None =
                     else:
                         # A falsy read is the default of another type or an empty value.
                         attrs[key] = read(kv) or _pb_value(kv.value)
+                if METADATA in dattrs:
+                    expand_metadata(dattrs)
                 ancestry[span.span_id.hex()] = (span.parent_span_id.hex(), dattrs)
                 if not is_llm_span(attrs):
                     out.skip(skip_reason(attrs))
@@ -582,6 +592,8 @@ def decode_otlp_json(
                         mapped[key] = kv
                     else:
                         others.append(kv)
+                if METADATA in dattrs:
+                    expand_metadata(dattrs)
                 span_id = span.get("spanId")
                 if isinstance(span_id, str):
                     parent = span.get("parentSpanId")
