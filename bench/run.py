@@ -6,6 +6,8 @@ lz4) to a fresh topic on the local broker, then measures in one run:
   raw ceiling     confluent-kafka consume(10000) + orjson.loads, no processing
   bare Faust      a Faust agent that only orjson-decodes and counts each message
   pipeline        stream-eval's decode + checks + sampling in-process (no Kafka, no sink)
+  plain loop      a plain confluent-kafka loop doing the same work: decode, checks,
+                  sampling, rows into chdb, commit after each batch (bench/plain_loop.py)
   stream-eval     the real worker: Faust ingest agent, checks, sampling, judge/DLQ
                   produce, ClickHouse (chdb) sink, commit after durable
 
@@ -99,6 +101,22 @@ def bare_faust(settings: Settings, topic: str, n_msgs: int) -> float:
         if '"seconds"' in line:  # the line may start with terminal escape codes
             return float(orjson.loads(line[line.index("{") :])["seconds"])
     raise RuntimeError(f"bare Faust run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+
+def plain_loop(topic: str, n_msgs: int, workdir: Path) -> tuple[float, float]:
+    """(seconds, peak RSS MB) of the plain confluent-kafka loop, in its own process."""
+    out = subprocess.run(
+        [
+            sys.executable, str(ROOT / "bench" / "plain_loop.py"), topic, str(n_msgs),
+            str(workdir / "plain-chdb"), f"bench-plain-{uuid.uuid4().hex[:6]}",
+        ],
+        capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    for line in out.stdout.splitlines():
+        if '"seconds"' in line:
+            r = orjson.loads(line)
+            return float(r["seconds"]), float(r["peak_mb"])
+    raise RuntimeError(f"plain loop failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
 def in_process(settings: Settings, msgs: list[Message]) -> float:
@@ -204,6 +222,9 @@ def main() -> None:
     results.append(("bare Faust agent + orjson", bare_faust(settings, topic, n_msgs)))
     print("pipeline in-process ...", flush=True)
     results.append(("pipeline in-process (decode+checks+sampling)", in_process(settings, msgs)))
+    print("plain confluent-kafka loop, same work ...", flush=True)
+    plain_s, plain_mb = plain_loop(topic, n_msgs, workdir)
+    results.append(("plain loop, same work (rows + chdb, commit)", plain_s))
     print("stream-eval worker ...", flush=True)
     worker = full_worker(settings, workdir, args.traces)
     results.append(("stream-eval worker, steady (first to last write)", worker.steady_s))
@@ -221,6 +242,8 @@ def main() -> None:
     marks = ", ".join(f"{m:,} traces: {mb:.0f} MB" for m, mb in sorted(worker.rss_at.items()))
     print(f"\nstream-eval worker RSS after {marks}")
     print(f"idle after draining: {worker.rss_idle_mb:.0f} MB; peak: {worker.peak_mb:.0f} MB")
+    print(f"plain loop peak RSS: {plain_mb:.0f} MB")
+    print(f"worker steady rate vs the plain loop: {plain_s / worker.steady_s:.2f}")
     print(f"(data and worker log: {workdir})")
 
 

@@ -123,6 +123,10 @@ REPORTED: dict[str, bytes] = {
         )
     ),
     "route of 100 KB": orjson.dumps(trace(route="r" * 100_000)),
+    # found by the property test: a count written as a float once failed the insert
+    "output tokens 0.0": orjson.dumps(
+        trace(gen_ai={**trace()["gen_ai"], "usage": {"input_tokens": 3.0, "output_tokens": 0.0}})
+    ),
 }
 
 

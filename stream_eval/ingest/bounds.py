@@ -164,6 +164,8 @@ def bound_trace(t: Trace, ref_ts: float, cfg: IngestSettings) -> DeadLetter | No
         if v is not None and not (_number(v, 0, MAX_TOKENS) and int(v) == v):
             setattr(t, name, None)
             clamped.append(name)
+        elif type(v) is float:  # 12.0: a count all the same, written as the integer it is
+            setattr(t, name, int(v))
     if t.latency_ms is not None and not _number(t.latency_ms, 0, MAX_LATENCY_MS):
         t.latency_ms = None
         clamped.append("latency_ms")
