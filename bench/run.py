@@ -8,6 +8,9 @@ lz4) to a fresh topic on the local broker, then measures in one run:
   pipeline        stream-eval's decode + checks + sampling in-process (no Kafka, no sink)
   plain loop      a plain confluent-kafka loop doing the same work: decode, checks,
                   sampling, rows into chdb, commit after each batch (bench/plain_loop.py)
+  Quix Streams    the same work in a Quix Streams BatchingSink, commit after the sink
+                  flushed (bench/quix_peer.py, in its own virtualenv .venv-quix, made on
+                  first use: Quix pins confluent-kafka below 2.13)
   stream-eval     the real worker: Faust ingest agent, checks, sampling, judge/DLQ
                   produce, ClickHouse (chdb) sink, commit after durable
 
@@ -119,6 +122,41 @@ def plain_loop(topic: str, n_msgs: int, workdir: Path) -> tuple[float, float]:
     raise RuntimeError(f"plain loop failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
+QUIX_VENV = ROOT / ".venv-quix"
+QUIX_VERSION = "quixstreams==3.28.1"
+
+
+def _quix_python() -> Path:
+    """The Quix virtualenv's python, created (Quix Streams + stream-eval) on first use."""
+    python = QUIX_VENV / "bin" / "python"
+    stamp = QUIX_VENV / f".installed-{QUIX_VERSION}"
+    if not stamp.exists():
+        print("  making .venv-quix (first run: a few minutes) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", QUIX_VERSION, "-e", str(ROOT)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        stamp.touch()
+    return python
+
+
+def quix_peer(topic: str, n_msgs: int, workdir: Path) -> tuple[float, float]:
+    """(seconds, peak RSS MB) of the same work in Quix Streams, in its own process."""
+    out = subprocess.run(
+        [
+            str(_quix_python()), str(ROOT / "bench" / "quix_peer.py"), topic, str(n_msgs),
+            str(workdir / "quix-chdb"), f"bench-quix-{uuid.uuid4().hex[:6]}",
+        ],
+        capture_output=True, text=True, timeout=3600,
+    )  # fmt: skip
+    for line in out.stdout.splitlines():
+        if '"seconds"' in line:
+            r = orjson.loads(line)
+            return float(r["seconds"]), float(r["peak_mb"])
+    raise RuntimeError(f"Quix peer failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+
 def in_process(settings: Settings, msgs: list[Message]) -> float:
     raw = [RawMessage("bench", 0, i, time.time(), m.value) for i, m in enumerate(msgs)]
     step = settings.ingest.batch_max_messages
@@ -225,6 +263,9 @@ def main() -> None:
     print("plain confluent-kafka loop, same work ...", flush=True)
     plain_s, plain_mb = plain_loop(topic, n_msgs, workdir)
     results.append(("plain loop, same work (rows + chdb, commit)", plain_s))
+    print("Quix Streams, same work ...", flush=True)
+    quix_s, quix_mb = quix_peer(topic, n_msgs, workdir)
+    results.append(("Quix Streams, same work (BatchingSink)", quix_s))
     print("stream-eval worker ...", flush=True)
     worker = full_worker(settings, workdir, args.traces)
     results.append(("stream-eval worker, steady (first to last write)", worker.steady_s))
@@ -237,13 +278,20 @@ def main() -> None:
     )
     print(f"{'stage':48} {'traces/s':>10} {'msgs/s':>9} {'vs raw':>7}")
     for name, secs in results:
+        if secs <= 0:  # e.g. every trace written in one batch: no steady interval to time
+            print(f"{name:48} {'n/a':>10}")
+            continue
         tps = args.traces / secs
         print(f"{name:48} {tps:>10,.0f} {n_msgs / secs:>9,.0f} {tps / ceiling:>7.3f}")
     marks = ", ".join(f"{m:,} traces: {mb:.0f} MB" for m, mb in sorted(worker.rss_at.items()))
     print(f"\nstream-eval worker RSS after {marks}")
     print(f"idle after draining: {worker.rss_idle_mb:.0f} MB; peak: {worker.peak_mb:.0f} MB")
-    print(f"plain loop peak RSS: {plain_mb:.0f} MB")
-    print(f"worker steady rate vs the plain loop: {plain_s / worker.steady_s:.2f}")
+    print(f"peak RSS: plain loop {plain_mb:.0f} MB, Quix Streams {quix_mb:.0f} MB")
+    if worker.steady_s > 0:
+        print(
+            f"worker steady rate vs the plain loop: {plain_s / worker.steady_s:.2f}, "
+            f"vs Quix Streams: {quix_s / worker.steady_s:.2f}"
+        )
     print(f"(data and worker log: {workdir})")
 
 
