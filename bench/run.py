@@ -106,12 +106,15 @@ def bare_faust(settings: Settings, topic: str, n_msgs: int) -> float:
     raise RuntimeError(f"bare Faust run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
-def plain_loop(topic: str, n_msgs: int, workdir: Path) -> tuple[float, float]:
-    """(seconds, peak RSS MB) of the plain confluent-kafka loop, in its own process."""
+def _peer(
+    python: Path | str, script: str, topic: str, n_msgs: int, workdir: Path
+) -> tuple[float, float]:
+    """Run a peer (bench/<script>) in its own process: (seconds, peak RSS MB)."""
+    name = script.removesuffix(".py")
     out = subprocess.run(
         [
-            sys.executable, str(ROOT / "bench" / "plain_loop.py"), topic, str(n_msgs),
-            str(workdir / "plain-chdb"), f"bench-plain-{uuid.uuid4().hex[:6]}",
+            str(python), str(ROOT / "bench" / script), topic, str(n_msgs),
+            str(workdir / f"{name}-chdb"), f"bench-{name}-{uuid.uuid4().hex[:6]}",
         ],
         capture_output=True, text=True, timeout=3600,
     )  # fmt: skip
@@ -119,7 +122,7 @@ def plain_loop(topic: str, n_msgs: int, workdir: Path) -> tuple[float, float]:
         if '"seconds"' in line:
             r = orjson.loads(line)
             return float(r["seconds"]), float(r["peak_mb"])
-    raise RuntimeError(f"plain loop failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    raise RuntimeError(f"{script} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
 QUIX_VENV = ROOT / ".venv-quix"
@@ -139,22 +142,6 @@ def _quix_python() -> Path:
         )  # fmt: skip
         stamp.touch()
     return python
-
-
-def quix_peer(topic: str, n_msgs: int, workdir: Path) -> tuple[float, float]:
-    """(seconds, peak RSS MB) of the same work in Quix Streams, in its own process."""
-    out = subprocess.run(
-        [
-            str(_quix_python()), str(ROOT / "bench" / "quix_peer.py"), topic, str(n_msgs),
-            str(workdir / "quix-chdb"), f"bench-quix-{uuid.uuid4().hex[:6]}",
-        ],
-        capture_output=True, text=True, timeout=3600,
-    )  # fmt: skip
-    for line in out.stdout.splitlines():
-        if '"seconds"' in line:
-            r = orjson.loads(line)
-            return float(r["seconds"]), float(r["peak_mb"])
-    raise RuntimeError(f"Quix peer failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
 def in_process(settings: Settings, msgs: list[Message]) -> float:
@@ -261,10 +248,10 @@ def main() -> None:
     print("pipeline in-process ...", flush=True)
     results.append(("pipeline in-process (decode+checks+sampling)", in_process(settings, msgs)))
     print("plain confluent-kafka loop, same work ...", flush=True)
-    plain_s, plain_mb = plain_loop(topic, n_msgs, workdir)
+    plain_s, plain_mb = _peer(sys.executable, "plain_loop.py", topic, n_msgs, workdir)
     results.append(("plain loop, same work (rows + chdb, commit)", plain_s))
     print("Quix Streams, same work ...", flush=True)
-    quix_s, quix_mb = quix_peer(topic, n_msgs, workdir)
+    quix_s, quix_mb = _peer(_quix_python(), "quix_peer.py", topic, n_msgs, workdir)
     results.append(("Quix Streams, same work (BatchingSink)", quix_s))
     print("stream-eval worker ...", flush=True)
     worker = full_worker(settings, workdir, args.traces)
@@ -284,7 +271,8 @@ def main() -> None:
         tps = args.traces / secs
         print(f"{name:48} {tps:>10,.0f} {n_msgs / secs:>9,.0f} {tps / ceiling:>7.3f}")
     marks = ", ".join(f"{m:,} traces: {mb:.0f} MB" for m, mb in sorted(worker.rss_at.items()))
-    print(f"\nstream-eval worker RSS after {marks}")
+    if marks:
+        print(f"\nstream-eval worker RSS after {marks}")
     print(f"idle after draining: {worker.rss_idle_mb:.0f} MB; peak: {worker.peak_mb:.0f} MB")
     print(f"peak RSS: plain loop {plain_mb:.0f} MB, Quix Streams {quix_mb:.0f} MB")
     if worker.steady_s > 0:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from stream_eval.broker import broker
-from stream_eval.config import Settings, TopicSettings
+from stream_eval.config import ClickHouseSettings, Settings, TopicSettings
+from stream_eval.sink.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "deploy" / "demo.toml"
@@ -81,3 +82,14 @@ def otel_traffic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             capture_output=True,
         )
     return out
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[Store]:
+    """An embedded store of the test's own (database ``stream_eval``); modules that need
+    another scope or database define their own."""
+    s = open_store(ClickHouseSettings(path=str(tmp_path / "chdb"), database="stream_eval"))
+    try:
+        yield s
+    finally:
+        s.close()

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
 
-from stream_eval.config import ClickHouseSettings, Settings
+from stream_eval.config import Settings
 from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, from_sums, weighted, wilson
 from stream_eval.pipeline import Batch, ProcessedTrace, RawMessage, process_batch
 from stream_eval.sampling import unit_hash
 from stream_eval.sink.rows import ndjson
-from stream_eval.sink.store import Store, open_store
+from stream_eval.sink.store import Store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.mix import build_mix
 
@@ -79,15 +77,6 @@ def test_the_weighted_estimate_covers_the_truth_and_the_sample_mean_does_not(
         assert est.n_eff < len(judged)  # the weights cost sample size, and it shows
     assert covered >= 10  # 95% nominal: 12 of 12 expected, 10 leaves room for chance
     assert plain_off == len(seeds)
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(ClickHouseSettings(path=str(tmp_path / "chdb"), database="stream_eval"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _judge_rows(batch: Batch) -> bytes:

@@ -6,29 +6,18 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
 
-from stream_eval.config import ClickHouseSettings, ReviewSettings, Settings
+from stream_eval.config import ReviewSettings, Settings
 from stream_eval.pipeline import Batch, RawMessage, process_batch
 from stream_eval.review.labels import InvalidLabel, Label, parse_labels, record
 from stream_eval.review.queue import enqueue, next_item, queue_counts, release
 from stream_eval.sink.rows import ndjson
-from stream_eval.sink.store import Store, open_store
+from stream_eval.sink.store import Store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.mix import build_mix
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(ClickHouseSettings(path=str(tmp_path / "chdb"), database="stream_eval"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _traffic(store: Store, settings: Settings, n: int = 600) -> Batch:
