@@ -286,9 +286,10 @@ class SamplingSettings(_Model):
 class OtelSettings(_Model):
     """Where OTLP spans keep an LLM call's slice dimensions. Each list names attributes
     looked up on the LLM span, then on its ancestors up to the root (the spans of the same
-    export request), then on the resource; the first found wins. The route falls back to
-    the resource's ``service.name``. Put your own first, e.g. ``route_attributes =
-    ["app.route"]`` for apps that set ``app.route`` on their root span."""
+    request: the whole trace once assembled), then on the resource; the first found wins.
+    The route falls back to the resource's ``service.name``. Put your own first, e.g.
+    ``route_attributes = ["app.route"]`` for apps that set ``app.route`` on their root
+    span."""
 
     route_attributes: list[str] = Field(
         default_factory=lambda: [

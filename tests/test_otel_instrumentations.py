@@ -139,3 +139,48 @@ def test_openinference_metadata_names_the_route_and_prompt_version() -> None:
     raw = orjson.dumps(request)
     (t,) = decode_otlp_json(orjson.loads(raw), raw, time.time()).traces
     assert (t.route, t.prompt_version, t.output_text) == ("billing", "v3", "Hi.")
+
+
+def _llm_span(tid: str, sid: str, start: int, parent: str = "") -> dict[str, object]:
+    span: dict[str, object] = {
+        "traceId": tid, "spanId": sid, "name": "llm", "startTimeUnixNano": str(start),
+        "attributes": [
+            _kv("openinference.span.kind", "LLM"),
+            _kv("llm.output_messages.0.message.role", "assistant"),
+            _kv("llm.output_messages.0.message.content", "Answer [kb-1]."),
+        ],
+    }  # fmt: skip
+    if parent:
+        span["parentSpanId"] = parent
+    return span
+
+
+def test_retrieved_documents_stay_with_their_own_trace() -> None:
+    """A request of two traces (OTLP written to the traces topic directly): the retriever
+    of one never lends its documents to a later LLM call of the other."""
+    import orjson
+
+    from stream_eval.ingest.otlp import decode_otlp_json
+
+    a, b = "0af7651916cd43dd8448eb211c8031a0", "0af7651916cd43dd8448eb211c8031b0"
+    retriever = {
+        "traceId": a, "spanId": "00000000000000a2", "name": "retrieve",
+        "startTimeUnixNano": "1000",
+        "attributes": [
+            _kv("openinference.span.kind", "RETRIEVER"),
+            _kv("retrieval.documents.0.document.id", "kb-1"),
+            _kv("retrieval.documents.0.document.content", "Pro includes 50 GB."),
+        ],
+    }  # fmt: skip
+    broken = {  # a retriever span of a broken exporter: skipped, never a crash
+        "traceId": b, "spanId": "00000000000000b9", "startTimeUnixNano": "soon",
+        "attributes": [_kv("openinference.span.kind", "RETRIEVER"), {"key": "x", "value": 5}],
+    }  # fmt: skip
+    spans = [retriever, broken, _llm_span(a, "00000000000000a3", 2000),
+             _llm_span(b, "00000000000000b3", 3000)]  # fmt: skip
+    request = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
+    raw = orjson.dumps(request)
+    out = decode_otlp_json(orjson.loads(raw), raw, time.time())
+    docs = {t.trace_id: [d.id for d in t.documents] for t in out.traces}
+    assert docs == {a: ["kb-1"], b: []}
+    assert out.skipped == 2 and not out.dead

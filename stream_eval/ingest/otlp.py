@@ -25,8 +25,8 @@ Trace field        OTLP source
 trace_id           span ``trace_id``, lowercase hex (32 chars)
 span_id            span ``span_id``, lowercase hex (16 chars)
 route              the first of ``otel.route_attributes`` on the span, its ancestors
-                   in the request, the resource; else resource ``service.name``,
-                   else ``"unknown"``
+                   in the request (an assembled request is the whole trace), the
+                   resource; else resource ``service.name``, else ``"unknown"``
 start_time         ``start_time_unix_nano / 1e9``; 0 or absent -> the Kafka
                    message timestamp (``default_ts``)
 latency_ms         ``(end_time_unix_nano - start_time_unix_nano) / 1e6`` when
@@ -37,14 +37,19 @@ model              ``gen_ai.request.model``
 model_version      ``gen_ai.response.model``, else ``gen_ai.request.model``
 prompt_id          ``otel.prompt_id_attributes``, looked up as the route
 prompt_version     ``otel.prompt_version_attributes``, looked up as the route
+user_id, session_id, tenant
+                   ``otel.user/session/tenant_attributes``, looked up as the route
 input_text         last user message of ``gen_ai.input.messages`` (JSON string)
+system_text        its system / developer messages, and ``gen_ai.system_instructions``
 output_text        text parts of ``gen_ai.output.messages`` (JSON string;
                    required: a GenAI span without it is dead-lettered)
 tool_calls         ``tool_call`` parts of ``gen_ai.output.messages``
 finish_reason      ``finish_reason`` of the output messages, else the first of
                    ``gen_ai.response.finish_reasons`` (string array)
 documents          ``stream_eval.retrieval.documents`` (JSON string: an array
-                   of ``{"id", "content"}``)
+                   of ``{"id", "content"}``); else the documents of the retriever
+                   spans of the same trace that started before the call; else
+                   ``otel.context_block_pattern`` blocks of the system message
 input_tokens       ``gen_ai.usage.input_tokens`` (int)
 output_tokens      ``gen_ai.usage.output_tokens`` (int)
 cost_usd           ``stream_eval.cost_usd`` (double or int)
@@ -57,7 +62,9 @@ size_bytes         message size // number of spans in the request (all spans)
 =================  ==========================================================
 
 Structured attributes (messages, documents) may also arrive as OTLP array /
-kvlist values instead of JSON strings; both are accepted.
+kvlist values instead of JSON strings; both are accepted. Message content missing from
+the span's attributes is read from its events (``conventions.adapt_events``: span
+events, or OTLP log records the assembly joined to the span).
 
 Bad content never raises: bytes that are not protobuf -> one ``decode`` dead
 letter for the message; a GenAI span that cannot be normalised (no output
@@ -179,17 +186,25 @@ def _finish_reason(value: Any) -> str:
     return first
 
 
-Retrieved = list[tuple[int, list[dict[str, Any]]]]  # retriever spans: start ns, documents
+# Per trace id, its retriever spans: (start ns, documents). Keyed by trace, so that a
+# request holding several traces never lends one trace's context to another.
+Retrieved = dict[str, list[tuple[int, list[dict[str, Any]]]]]
 
 
 def _documents(
-    attrs: dict[str, Any], start_ns: int, retrieved: Retrieved, system: str, dims: _Dimensions
+    attrs: dict[str, Any],
+    trace_id: str,
+    start_ns: int,
+    retrieved: Retrieved,
+    system: str,
+    dims: _Dimensions,
 ) -> list[Document]:
     """The span's own documents, else those of the retriever spans of its trace that started
     before it, else context blocks in its system message (``otel.context_block_pattern``)."""
     docs = parse_documents(attrs.get("stream_eval.retrieval.documents"))
-    if not docs and retrieved:
-        docs = parse_documents([d for t, found in retrieved if t <= start_ns for d in found])
+    before = [d for t, found in retrieved.get(trace_id, ()) if t <= start_ns for d in found]
+    if not docs and before:
+        docs = parse_documents(before)
     if not docs and system and dims.context is not None:
         docs = parse_documents(context_blocks(system, dims.context))
     return docs
@@ -244,7 +259,7 @@ def _trace(
         prompt_version=_str(attrs, "stream_eval.prompt.version"),
         input_text=last_user_text(input_messages),
         system_text=system,
-        documents=_documents(attrs, start_ns, retrieved, system, dims),
+        documents=_documents(attrs, trace_id, start_ns, retrieved, system, dims),
         tool_calls=tool_calls,
         input_tokens=_count(attrs, "gen_ai.usage.input_tokens"),
         output_tokens=_count(attrs, "gen_ai.usage.output_tokens"),
@@ -395,7 +410,7 @@ def decode_otlp_proto(raw: bytes, default_ts: float, otel: OtelSettings | None =
     traces = out.traces
     index = -1
     ancestry: dict[str, tuple[str, dict[str, Any]]] = {}  # every span: parent, dimensions
-    retrieved: Retrieved = []
+    retrieved: Retrieved = {}
     llm_spans: list[tuple[int, Any, dict[str, Any], list[Any], str | None, dict[str, Any]]] = []
     for rs in request.resource_spans:
         service: str | None = None
@@ -430,14 +445,16 @@ def decode_otlp_proto(raw: bytes, default_ts: float, otel: OtelSettings | None =
                 if not is_llm_span(attrs):
                     out.skip(skip_reason(attrs))
                     if attrs.get(OI_KIND) == RETRIEVER:
-                        found = retriever_documents({kv.key: _pb_value(kv.value) for kv in others})
-                        retrieved.append((span.start_time_unix_nano, found))
+                        found = retriever_documents(_pb_attributes(others))
+                        retrieved.setdefault(span.trace_id.hex(), []).append(
+                            (span.start_time_unix_nano, found)
+                        )
                     continue
                 llm_spans.append((index, span, attrs, others, service, resource))
     # The LLM spans once the whole request is read: their ancestors may come after them.
     for index, span, attrs, others, service, resource in llm_spans:
         try:
-            extra = {kv.key: _pb_value(kv.value) for kv in others}
+            extra = _pb_attributes(others)
             if span.events:
                 adapt_events(attrs, [(e.name, _pb_attributes(e.attributes)) for e in span.events])
             adapt(attrs, extra)
@@ -574,7 +591,7 @@ def decode_otlp_json(
     mapped_keys = MAPPED_ATTRIBUTES
     index = -1
     ancestry: dict[str, tuple[str, dict[str, Any]]] = {}
-    retrieved: Retrieved = []
+    retrieved: Retrieved = {}
     llm_spans: list[tuple[int, Any, dict[str, Any], list[Any], str | None, dict[str, Any]]] = []
     for service, resource, spans in groups:
         for span in spans:
@@ -609,8 +626,13 @@ def decode_otlp_json(
             if not is_llm_span(attrs):
                 out.skip(skip_reason(attrs))
                 if attrs.get(OI_KIND) == RETRIEVER:
-                    found = retriever_documents(_json_attributes(others))
-                    retrieved.append((_json_ns(span.get("startTimeUnixNano")), found))
+                    try:
+                        tid = _json_id(span.get("traceId"))
+                        start = _json_ns(span.get("startTimeUnixNano"))
+                        found = retriever_documents(_json_attributes(others))
+                    except _BAD_CONTENT:
+                        continue  # a malformed retriever span: skipped (counted), no context
+                    retrieved.setdefault(tid, []).append((start, found))
                 continue
             llm_spans.append((index, span, attrs, others, service, resource))
     for index, span, attrs, others, service, resource in llm_spans:
