@@ -418,3 +418,18 @@ def test_a_trace_without_an_llm_call_is_accounted_for_but_not_emitted(store: Sto
     assert sent.traces == [] and sent.acked == [0]
     rows = store.query("SELECT spans, llm_spans, has_root FROM asm.assembled_traces FINAL")
     assert rows == [{"spans": 2, "llm_spans": 0, "has_root": 1}]
+
+
+def test_split_otlp_json_with_deep_nesting_does_not_recurse_into_it() -> None:
+    """Hex ids are rewritten where OTLP puts them only: a 1,000-deep value elsewhere in a
+    record is not walked (it once raised RecursionError and failed the whole message)."""
+    tid, sid = "0af7651916cd43dd8448eb211c80319c", "00f067aa0ba902b7"
+    deep = b"[" * 1000 + b"]" * 1000
+    raw = (
+        b'{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"traceId": "' + tid.encode()
+        + b'", "spanId": "' + sid.encode() + b'", "x": ' + deep
+        + b', "body": {"stringValue": "hi"}}]}]}]}'
+    )  # fmt: skip
+    out = split_request(raw, "logs")
+    assert out.format == "otlp_json" and not out.dead
+    assert [(p.trace_id, p.records) for p in out.pieces] == [(tid, 1)]

@@ -58,23 +58,42 @@ class Split:
         return sum(p.records for p in self.pieces) + sum(self.skipped.values())
 
 
+# Per signal: the request's repeated fields, outer to inner, in protobuf and OTLP/JSON.
+_FIELDS = {
+    "traces": ("resource_spans", "scope_spans", "spans"),
+    "logs": ("resource_logs", "scope_logs", "log_records"),
+}
+_JSON_FIELDS = {
+    "traces": ("resourceSpans", "scopeSpans", "spans"),
+    "logs": ("resourceLogs", "scopeLogs", "logRecords"),
+}
+_ID_KEYS = ("traceId", "spanId", "parentSpanId")
+
+
 def _request(signal: Signal) -> Message:
     return ExportTraceServiceRequest() if signal == "traces" else ExportLogsServiceRequest()
 
 
-def _hex_ids_to_base64(obj: Any) -> None:
-    """OTLP/JSON writes trace and span ids as hex; the protobuf JSON mapping wants base64."""
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if key in ("traceId", "spanId", "parentSpanId") and isinstance(value, str):
-                if len(value) in (32, 16):
-                    with contextlib.suppress(ValueError):
-                        obj[key] = base64.b64encode(bytes.fromhex(value)).decode()
-            else:
-                _hex_ids_to_base64(value)
-    elif isinstance(obj, list):
-        for item in obj:
-            _hex_ids_to_base64(item)
+def _list(obj: Any, key: str) -> list[Any]:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, list) else []
+
+
+def _hex_ids_to_base64(obj: dict[str, Any], signal: Signal) -> None:
+    """OTLP/JSON writes trace and span ids as hex; the protobuf JSON mapping wants base64.
+    Only the records' (and their span links') ids are rewritten, where OTLP puts them."""
+    top, scopes, records = _JSON_FIELDS[signal]
+    for res in _list(obj, top):
+        for scope in _list(res, scopes):
+            for record in _list(scope, records):
+                for item in (record, *_list(record, "links")):
+                    if not isinstance(item, dict):
+                        continue
+                    for key in _ID_KEYS:
+                        value = item.get(key)
+                        if isinstance(value, str) and len(value) in (32, 16):
+                            with contextlib.suppress(ValueError):
+                                item[key] = base64.b64encode(bytes.fromhex(value)).decode()
 
 
 def parse_request(raw: bytes, signal: Signal) -> tuple[Message, str]:
@@ -84,7 +103,7 @@ def parse_request(raw: bytes, signal: Signal) -> tuple[Message, str]:
         try:
             obj = orjson.loads(raw)
             if isinstance(obj, dict):
-                _hex_ids_to_base64(obj)
+                _hex_ids_to_base64(obj, signal)
                 json_format.ParseDict(obj, request, ignore_unknown_fields=True)
                 return request, "otlp_json"
         except (orjson.JSONDecodeError, json_format.ParseError, binascii.Error) as exc:
@@ -105,14 +124,12 @@ def split_request(raw: bytes, signal: Signal) -> Split:
     except ValueError as exc:
         return Split("unknown", dead=[DeadLetter(DECODE, str(exc), raw)])
     out = Split(fmt)
-    by_trace: dict[bytes, tuple[Message, list[int]]] = {}  # trace id -> (request, [records])
-    if signal == "traces":
-        groups = [(rs, rs.scope_spans, "scope_spans", "spans") for rs in request.resource_spans]
-    else:
-        groups = [(rl, rl.scope_logs, "scope_logs", "log_records") for rl in request.resource_logs]
+    top_field, scope_field, record_field = _FIELDS[signal]
+    pieces: dict[bytes, Message] = {}  # trace id -> its request (first-seen order)
+    counts: dict[bytes, int] = {}
     root: set[bytes] = set()
-    for res, scopes, scope_field, record_field in groups:
-        for scope in scopes:
+    for res in getattr(request, top_field):
+        for scope in getattr(res, scope_field):
             targets: dict[bytes, Any] = {}  # trace id -> this scope's copy in its piece
             for record in getattr(scope, record_field):
                 tid = bytes(record.trace_id)
@@ -121,25 +138,19 @@ def split_request(raw: bytes, signal: Signal) -> Split:
                     continue
                 target = targets.get(tid)
                 if target is None:
-                    if tid not in by_trace:
-                        by_trace[tid] = (_request(signal), [0])
-                    piece_req, _ = by_trace[tid]
-                    top = getattr(
-                        piece_req, "resource_spans" if signal == "traces" else "resource_logs"
-                    ).add()
+                    top = getattr(pieces.setdefault(tid, _request(signal)), top_field).add()
                     top.resource.CopyFrom(res.resource)
                     top.schema_url = res.schema_url
-                    target = getattr(top, scope_field).add()
+                    target = targets[tid] = getattr(top, scope_field).add()
                     target.scope.CopyFrom(scope.scope)
                     target.schema_url = scope.schema_url
-                    targets[tid] = target
                 getattr(target, record_field).add().CopyFrom(record)
-                by_trace[tid][1][0] += 1
+                counts[tid] = counts.get(tid, 0) + 1
                 if signal == "traces" and not any(record.parent_span_id):
                     root.add(tid)
-    for tid, (piece_req, count) in by_trace.items():
+    for tid, piece_req in pieces.items():
         out.pieces.append(
-            Piece(tid.hex(), signal, piece_req.SerializeToString(), count[0], tid in root)
+            Piece(tid.hex(), signal, piece_req.SerializeToString(), counts[tid], tid in root)
         )
     if not out.pieces and not out.skipped:
         out.dead.append(
