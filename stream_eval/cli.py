@@ -297,21 +297,22 @@ def review_agreement(ctx: click.Context, days: float) -> None:
 
 def _print_corrected(store: Store, days: float) -> None:
     """The judge's pass rate per route, as estimated and corrected for its measured error."""
-    from stream_eval.estimates import from_sums
+    from stream_eval.estimates import JUDGE_PASS, Estimate
     from stream_eval.review.agreement import corrected_pass_rate, labelled_pairs
 
     calibration = [p for ps in labelled_pairs(store, days, "calibration").values() for p in ps]
     if len(calibration) < 2:
         click.echo("corrected pass rate: needs at least two calibration labels")
         return
+    e = JUDGE_PASS  # the estimate as the dashboards compute it
     rows = store.query(
-        f"SELECT route, sum(judge_w) AS sw, sum(judge_w2) AS sw2, sum(judge_w_passed) AS swy "
-        f"FROM {store.database}.sli_minute "
+        f"SELECT route, {e.value} AS v, {e.lower} AS lo, {e.upper} AS hi, {e.n_eff} AS n_eff, "
+        f"toUInt64(sum(judge_scored)) AS n FROM {store.database}.sli_minute "
         f"WHERE window_start > now() - INTERVAL {int(days * 86400)} SECOND "
-        f"GROUP BY route HAVING sw > 0 ORDER BY route"
+        f"GROUP BY route HAVING sum(judge_w) > 0 ORDER BY route"
     )
     for r in rows:
-        est = from_sums(r["sw"], r["sw2"], r["swy"], r["swy"], r["swy"], 0, rate=True)
+        est = Estimate(r["v"], r["lo"], r["hi"], r["n_eff"], int(r["n"]))
         c = corrected_pass_rate(est, calibration)
         click.echo(
             f"{r['route']}: judge pass rate {est.value:.1%} [{est.lower:.1%}, {est.upper:.1%}]"

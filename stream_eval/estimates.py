@@ -71,13 +71,14 @@ def weighted(values: Iterable[tuple[float, float]], rate: bool, z: float = Z95) 
         sw2y += w * w * y
         sw2y2 += w * w * y * y
         n += 1
-    return from_sums(sw, sw2, swy, sw2y, sw2y2, n, rate, z)
+    return from_sums(sw, sw2, swy, n, rate=rate, sw2y=sw2y, sw2y2=sw2y2, z=z)
 
 
 def from_sums(
-    sw: float, sw2: float, swy: float, sw2y: float, sw2y2: float, n: int, rate: bool,
-    z: float = Z95,
+    sw: float, sw2: float, swy: float, n: int, *, rate: bool, sw2y: float = 0.0,
+    sw2y2: float = 0.0, z: float = Z95,
 ) -> Estimate:  # fmt: skip
+    """The estimate from the weighted sums (a rate needs only the first three)."""
     if sw <= 0:
         return Estimate(math.nan, math.nan, math.nan, 0.0, n)
     m = swy / sw

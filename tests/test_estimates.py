@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import orjson
 import pytest
 
-from stream_eval.config import Settings
+from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, from_sums, weighted, wilson
 from stream_eval.pipeline import Batch, ProcessedTrace, RawMessage, process_batch
 from stream_eval.sampling import unit_hash
 from stream_eval.sink.rows import ndjson
-from stream_eval.sink.store import Store
+from stream_eval.sink.store import Store, open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.mix import build_mix
 
@@ -134,7 +135,7 @@ def test_the_sql_of_dashboards_and_alerts_equals_the_estimator(
         "sum(judge_w2_passed) AS sw2y, count() AS minutes "
         f"FROM stream_eval.sli_minute WHERE route = '{ROUTE}'"
     )[0]
-    again = from_sums(sums["sw"], sums["sw2"], sums["swy"], sums["sw2y"], sums["sw2y"], 0, True)
+    again = from_sums(sums["sw"], sums["sw2"], sums["swy"], 0, rate=True)
     assert again.value == pytest.approx(rate.value) and sums["minutes"] >= 1
     assert not math.isnan(again.lower)
 
@@ -153,3 +154,49 @@ def test_sample_probability_travels_with_the_judge_request(settings: Settings) -
     assert (True, 1.0) in probs and (False, rate) in probs
     old = orjson.dumps({"v": 1, "trace_id": "t", "route": "r", "output": "o"})
     assert decode_judge_request(old).sample_prob == 1.0  # an older request: weight 1
+
+
+def test_the_cli_prints_the_estimate_and_its_correction(tmp_path: Path, settings: Settings) -> None:
+    """``stream-eval review agreement``: per route, the dashboards' estimate and the same
+    minus the judge's mean error on the calibration labels."""
+    from click.testing import CliRunner
+
+    from stream_eval.cli import cli
+    from stream_eval.review.agreement import Pair, corrected_pass_rate
+    from stream_eval.review.labels import Label, record
+
+    store = open_store(ClickHouseSettings(path=str(tmp_path / "chdb")))
+    try:
+        batch = _traffic(settings, seed=6, n=1000)
+        SinkWriter(store).write_sync(batch)
+        store.insert("judge_results", _judge_rows(batch))
+        judged = [p for p in _route(batch) if p.sample_reason == "rate"][:12]
+        store.insert("review_queue", ndjson([
+            {"trace_id": p.trace.trace_id, "span_id": p.trace.span_id, "route": ROUTE,
+             "reason": "calibration", "rubric": "helpfulness", "reviewers_required": 2,
+             "ts": p.trace.start_time, "enqueued_at": time.time()}
+            for p in judged
+        ]))  # fmt: skip
+        # people fail every other one, whatever the judge said
+        record(store, [
+            Label(p.trace.trace_id, p.trace.span_id, "ana", "helpfulness",
+                  "pass" if i % 2 else "fail", 8.0 if i % 2 else 3.0)
+            for i, p in enumerate(judged)
+        ])  # fmt: skip
+        (row,) = store.query(
+            f"SELECT {JUDGE_PASS.value} AS v, {JUDGE_PASS.lower} AS lo, {JUDGE_PASS.upper} AS hi "
+            f"FROM stream_eval.sli_minute WHERE route = '{ROUTE}'"
+        )
+    finally:
+        store.close()
+    pairs = [Pair(i % 2, _verdict(p)) for i, p in enumerate(judged)]
+    est = weighted(((_verdict(p), p.sample_prob) for p in _route(batch) if p.sample_reason), True)
+    assert (row["v"], row["lo"], row["hi"]) == pytest.approx((est.value, est.lower, est.upper))
+    c = corrected_pass_rate(est, pairs)
+    env = {"STREAM_EVAL_CLICKHOUSE__PATH": str(tmp_path / "chdb"), "COLUMNS": "250"}
+    out = CliRunner().invoke(cli, ["review", "agreement"], obj={}, env=env)
+    assert out.exit_code == 0, out.output
+    line = next(x for x in out.output.splitlines() if x.startswith(f"{ROUTE}:"))
+    assert f"judge pass rate {est.value:.1%} [{est.lower:.1%}, {est.upper:.1%}]" in line
+    assert f"corrected for the judge's error {c.value:.1%} [{c.lower:.1%}, {c.upper:.1%}]" in line
+    assert "(12 calibration labels)" in line
