@@ -100,6 +100,8 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
                 t.judge_requests,
             )
 
+    _add_stall_watch(app, settings, sources)
+
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def progress() -> None:
         for r in reports:
@@ -141,6 +143,25 @@ class ConsumerLag:
             done = committed.get(tp) or 0
             labels = {"topic": tp.topic, "partition": str(tp.partition)}
             yield "consumer_lag", "gauge", "Messages not committed yet", labels, max(high - done, 0)
+
+
+def _add_stall_watch(app: faust.App, settings: Settings, sources: list[Any]) -> None:
+    """Partitions assigned but not read are read again (see ``stall_watch``)."""
+    from stream_eval.stall_watch import StallWatch
+
+    after = settings.kafka.stall_after_seconds
+    if not after:
+        return
+    topics = {t for agent in app.agents.values() for t in agent.get_topic_names()}
+    watch = StallWatch(app, topics, after)
+    sources.append(watch)
+
+    @app.timer(interval=min(10.0, after / 3))  # type: ignore[untyped-decorator]
+    async def stall_watch() -> None:
+        try:
+            await watch.run_once()
+        except Exception as exc:  # e.g. the broker away: the next round tries again
+            log.info("stall watch skipped a round: %r", exc)
 
 
 def _batch_agent(
