@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from stream_eval.config import ClickHouseSettings, Settings
-from stream_eval.runner import WorkerProcess, free_port, scrape_metrics
+from stream_eval.runner import WorkerFailed, WorkerProcess, free_port, scrape_metrics
 from stream_eval.sink.store import ServerStore, StoreError, open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.mix import Mix, build_mix
@@ -197,3 +197,46 @@ def test_two_workers_in_one_group_share_a_server_with_exact_counts(
         for w in workers:
             w.stop()
     assert_exact_on(server, mix)
+
+
+FAULTS = str(Path(__file__).parent / "faults")  # tests/faults/sitecustomize.py
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("watchdog", [True, False])
+def test_a_partition_whose_fetch_was_dropped_is_read_again(
+    isolated: Settings, tmp_path: Path, server: ClickHouseHTTP, watchdog: bool
+) -> None:
+    """The state the two-worker takeover left behind in some runs, made on purpose: the
+    worker's consumer drops the first fetch of partition 0 of the traces topic, so
+    aiokafka's position is past records the stream never got. The stalled-partition
+    watchdog reads them again and the counts are exact; without it the partition
+    never drains (so the fault is real and the watchdog is what repairs it)."""
+    settings = isolated
+    mix = build_mix(200, batch_size=10, max_message_bytes=settings.ingest.max_message_bytes)
+    ensure_topics(settings)
+    publish(settings, [replace(m, key=b"%d" % i) for i, m in enumerate(mix.messages)])
+    env = {
+        "STREAM_EVAL_CLICKHOUSE__URL": server.url,
+        "STREAM_EVAL_KAFKA__STALL_AFTER_SECONDS": "5" if watchdog else "0",
+        "STREAM_EVAL_TEST_DROP_FETCH": f"{settings.topics.traces}:0",
+        "PYTHONPATH": FAULTS,
+        "STREAM_EVAL_METRICS__PORT": str(free_port()),
+    }
+    w = WorkerProcess(None, tmp_path / "worker.log", env)
+    w.start()
+    try:
+        if watchdog:
+            w.wait_drained(settings, timeout=120)
+        else:
+            with pytest.raises(WorkerFailed, match="not drained"):
+                w.wait_drained(settings, timeout=45)
+    finally:
+        w.stop()
+    log = (tmp_path / "worker.log").read_text()
+    assert "test fault: dropped" in log
+    if watchdog:
+        assert "resuming it and reading again" in log
+        assert_exact_on(server, mix)
+    else:
+        assert "resuming it and reading again" not in log
