@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -69,7 +70,7 @@ def start_groups_at_end(settings: Settings, groups: list[str], timeout: float = 
         probe.close()
     for group in groups:
         c = Consumer(confluent_config(settings.kafka, **{"group.id": group}))
-        try:
-            c.commit(offsets=ends, asynchronous=False)
+        try:  # and its group coordinator answers COORDINATOR_LOAD_IN_PROGRESS for a while
+            retry_transient(partial(c.commit, offsets=ends, asynchronous=False), attempts=60)
         finally:
             c.close()

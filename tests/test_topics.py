@@ -1,0 +1,55 @@
+"""Starting consumer groups at the topics' end (the demo's start), against a broker
+that has just started (tests/test_kafka_integration.py runs the real broker path)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from stream_eval import topics
+from stream_eval.config import Settings
+
+
+class JustStartedBroker:
+    """A confluent-kafka Consumer double: its group coordinator answers
+    COORDINATOR_LOAD_IN_PROGRESS to the first ``loading`` commits, as a broker's does
+    while it loads __consumer_offsets after a start."""
+
+    loading = 2
+    names: ClassVar[list[str]] = []
+    commits: ClassVar[list[tuple[str, list[TopicPartition]]]] = []
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self.group = conf["group.id"]
+
+    def list_topics(self, timeout: float) -> Any:
+        partitions = type("TopicMeta", (), {"partitions": {0: None}})
+        return type("Meta", (), {"topics": dict.fromkeys(self.names, partitions)})
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+        return 0, 7
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        if JustStartedBroker.loading:
+            JustStartedBroker.loading -= 1
+            raise KafkaException(KafkaError(KafkaError.COORDINATOR_LOAD_IN_PROGRESS))
+        self.commits.append((self.group, offsets))
+
+    def close(self) -> None:
+        pass
+
+
+def test_groups_start_at_the_end_once_the_coordinator_has_loaded(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    JustStartedBroker.names = topics.topic_names(settings)
+    monkeypatch.setattr(topics, "Consumer", JustStartedBroker)
+    monkeypatch.setattr("stream_eval.kafka_config.time.sleep", lambda s: None)
+    topics.start_groups_at_end(settings, ["a", "a-judge"])
+    assert JustStartedBroker.loading == 0  # both refusals were met and retried
+    assert [g for g, _ in JustStartedBroker.commits] == ["a", "a-judge"]
+    for _, offsets in JustStartedBroker.commits:
+        assert {tp.offset for tp in offsets} == {7}
+        assert {tp.topic for tp in offsets} == set(topics.topic_names(settings))
