@@ -90,8 +90,8 @@ class KafkaSettings(_Model):
     partitions: int = Field(default=4, ge=1)  # for topics stream-eval creates
     replication_factor: int = Field(default=1, ge=1)
     # An assigned partition with messages waiting, its topic's stream idle and its
-    # position unmoved for this long is resumed and read again from its committed
-    # offset (stream_eval.stall_watch); 0 turns the watchdog off.
+    # position unmoved for this long is resumed and fetched again from its position
+    # (stream_eval.stall_watch); 0 turns the watchdog off.
     stall_after_seconds: float = Field(default=30.0, ge=0)
 
 

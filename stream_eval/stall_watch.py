@@ -112,22 +112,22 @@ class StallWatch:
         if not tps:
             return []
         ends = await consumer.highwaters(*tps)
-        earliest = await consumer.earliest_offsets(*tps)
-        views = []
+        read, committed = consumer._read_offset, consumer._committed_offset
+        # The earliest offset matters only where nothing was read or committed yet.
+        unstarted = [tp for tp in tps if read.get(tp) is None and committed.get(tp) is None]
+        earliest = await consumer.earliest_offsets(*unstarted) if unstarted else {}
+        views, tp_of = [], {}
         for tp in tps:
             end = ends.get(tp)
             if end is None:
                 continue
-            pos = position_of(
-                consumer._read_offset.get(tp),
-                consumer._committed_offset.get(tp),
-                earliest.get(tp) or 0,
-            )
+            pos = position_of(read.get(tp), committed.get(tp), earliest.get(tp) or 0)
             views.append(PartitionView(tp.topic, tp.partition, end, pos))
+            tp_of[tp.topic, tp.partition] = tp
         busy = {m.topic for m in list(consumer._unacked_messages)}
         stalled = self.detector.check(views, busy, time.monotonic())
         for v in stalled:
-            tp = next(t for t in tps if (t.topic, t.partition) == (v.topic, v.partition))
+            tp = tp_of[v.topic, v.partition]
             start = v.position  # what was read before it is acked: nothing is unacked
             active = consumer._active_partitions or set()
             log.warning(
