@@ -11,15 +11,16 @@ lz4) to a fresh topic on the local broker, then measures in one run:
   Quix Streams    the same work in a Quix Streams BatchingSink, commit after the sink
                   flushed (bench/quix_peer.py, in its own virtualenv .venv-quix, made on
                   first use: Quix pins confluent-kafka below 2.13)
-  stream-eval     the real worker: Faust ingest agent, checks, sampling, judge/DLQ
-                  produce, ClickHouse (chdb) sink, commit after durable
+  stream-eval     the real worker: Faust ingest agent, its composed steps (prepare in
+                  ingest.processes processes, finish and settle in offset order),
+                  judge/DLQ produce, ClickHouse (chdb) sink, commit after durable
 
 Rates are steady state: from the first message to the last (for the worker, from
 the first to the last batch written, per the ingest ledger's ingested_at), and for
 the worker also the wall time from its start to zero committed lag. Ratios are
-against the raw ceiling of the same run. Memory: the worker's RSS as it passes
-100k, 250k, 500k and 1M traces (read from its metrics endpoint), when idle after
-draining, and its peak (VmHWM).
+against the raw ceiling of the same run. Memory: the RSS of the worker and its prepare
+processes together, as it passes 100k, 250k, 500k and 1M traces (read from its metrics
+endpoint), when idle after draining, and the sum of their peaks (VmHWM).
 """
 
 from __future__ import annotations
@@ -272,7 +273,7 @@ def main() -> None:
         print(f"{name:48} {tps:>10,.0f} {n_msgs / secs:>9,.0f} {tps / ceiling:>7.3f}")
     marks = ", ".join(f"{m:,} traces: {mb:.0f} MB" for m, mb in sorted(worker.rss_at.items()))
     if marks:
-        print(f"\nstream-eval worker RSS after {marks}")
+        print(f"\nstream-eval worker RSS (with its prepare processes) after {marks}")
     print(f"idle after draining: {worker.rss_idle_mb:.0f} MB; peak: {worker.peak_mb:.0f} MB")
     print(f"peak RSS: plain loop {plain_mb:.0f} MB, Quix Streams {quix_mb:.0f} MB")
     if worker.steady_s > 0:

@@ -11,15 +11,25 @@ scale separately from ingest workers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any, Literal, cast
 
 import faust
 
 from stream_eval import faust_fixes
-from stream_eval.batches import Quarantine, complete_or_quarantine, raw_messages
+from stream_eval.batches import (
+    EXIT_UNCOMMITTED,
+    Quarantine,
+    chunks,
+    complete_or_quarantine,
+    finish_or_quarantine,
+    raw_messages,
+)
 from stream_eval.config import Settings
 from stream_eval.dead_letters import Headers, capped, dead_letter_headers
 from stream_eval.ingest.result import STAGE_ERROR
@@ -27,9 +37,11 @@ from stream_eval.ingest.stage import IngestStage
 from stream_eval.kafka_config import faust_credentials
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
+from stream_eval.produce import BatchProducer
 from stream_eval.sink.rows import dead_letter_row, ledger_row, ndjson
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
+from stream_eval.steps import InOrder
 
 log = logging.getLogger("stream_eval")
 
@@ -38,6 +50,15 @@ Role = Literal["all", "ingest", "judge"]
 
 def group_id(settings: Settings, role: Role) -> str:
     return f"{settings.app_id}-judge" if role == "judge" else settings.app_id
+
+
+def max_request_bytes(settings: Settings) -> int:
+    """The largest message the worker produces, with room for headers."""
+    return max(
+        1024 * 1024,
+        settings.ingest.dead_letter_max_bytes + 65536,
+        settings.assembly.max_bytes_per_trace + 65536,
+    )
 
 
 def create_app(settings: Settings, role: Role = "all") -> faust.App:
@@ -54,11 +75,10 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         store="memory://",
-        producer_max_request_size=max(
-            1024 * 1024,
-            settings.ingest.dead_letter_max_bytes + 65536,
-            settings.assembly.max_bytes_per_trace + 65536,
-        ),
+        # Judge requests and dead letters are produced in bursts, one batch's at a time.
+        producer_linger=0.005,
+        producer_max_batch_size=256 * 1024,
+        producer_max_request_size=max_request_bytes(settings),
     )
 
     def topic(name: str) -> Any:
@@ -68,26 +88,22 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
     writer = SinkWriter(open_store(settings.clickhouse, wait=True))
     reports: list[Any] = []  # logged every 10 s, and metrics sources
     sources: list[Any] = [writer, ConsumerLag(app)]  # metrics sources only
+    closers: list[Callable[[], Awaitable[None]]] = []  # at shutdown, before the sink closes
 
     if role in ("all", "ingest"):
-        ingest_stage = IngestStage(
-            settings,
-            writer,
-            _key_sender(topic(t.judge_requests)),
-            _dead_letter_sender(topic(t.dead_letters), settings),
-        )
+        producer = BatchProducer(settings.kafka, max_request_bytes(settings))
+        ingest_stage = IngestStage(settings, writer, producer.send)
         reports.append(ingest_stage.counters)
         sources.append(ingest_stage.watermarks)
         _add_feedback_agent(app, settings, writer, topic, reports)
         _add_window_closer(app, settings, writer, reports)
         _add_review_enqueuer(app, settings, writer)
         _add_otlp_assembly(app, settings, writer, topic, reports)
-        ing = settings.ingest
-        _batch_agent(
-            app, topic(t.traces), "ingest", ing.batch_max_messages, ing.batch_max_seconds,
-            ingest_stage.handle,
+        closers.append(_ingest_agent(
+            app, topic(t.traces), settings, ingest_stage, producer,
             _quarantine("ingest", _dead_letter_sender(topic(t.dead_letters), settings), writer),
-        )  # fmt: skip
+            reports, sources,
+        ))  # fmt: skip
 
     if role in ("all", "judge"):
         if settings.judge.active:
@@ -121,7 +137,9 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
                 log.error("metrics endpoint not started on port %d: %s", m.port, exc)
 
     @app.on_before_shutdown.connect
-    def close_sink(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    async def close_sink(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        for close in closers:
+            await close()
         writer.close()
 
     return app
@@ -184,6 +202,62 @@ def _batch_agent(
             await complete_or_quarantine(handle, raw_messages(events), quarantine, name)
 
 
+def _ingest_agent(
+    app: faust.App,
+    source: Any,
+    settings: Settings,
+    stage: IngestStage,
+    producer: BatchProducer,
+    quarantine: Quarantine,
+    reports: list[Any],
+    sources: list[Any],
+) -> Callable[[], Awaitable[None]]:
+    """The ingest agent, as two composed steps (``steps.InOrder``): ``stage.prepare`` in
+    worker processes for up to ``ingest.max_in_flight`` pieces of batches at once, then
+    ``stage.finish`` one at a time in offset order, then the ack. Returns the closer."""
+    ing = settings.ingest
+    run = InOrder(
+        stage.prepare,
+        finish_or_quarantine(stage.finish, stage.handle, quarantine, "ingest"),
+        ing.max_in_flight,
+        "ingest",
+    )
+    reports.append(run)
+    sources.append(run)
+
+    @app.agent(source, name="ingest")
+    async def agent(stream: faust.StreamT[bytes]) -> None:
+        async for events in cast("faust.Stream[bytes]", stream).take_events(
+            ing.batch_max_messages, ing.batch_max_seconds
+        ):
+            # Held (unacked) until finished: take_events acks the events when this body
+            # ends, and the hold keeps that from committing them.
+            for event in events:
+                event.message.incref()
+            try:
+                for piece in chunks(events, ing.chunk_max_bytes):
+                    held = [e.message for e in piece]
+                    await run.submit(raw_messages(piece), partial(_ack, app, held))
+            except asyncio.CancelledError:
+                # Pieces not submitted would stay held; they must not be committed either.
+                log.critical("ingest cancelled while submitting a batch: exiting without commit")
+                os._exit(EXIT_UNCOMMITTED)
+
+    async def close() -> None:
+        await run.stop()
+        stage.close()
+        left = producer.close()
+        if left:
+            log.warning("ingest: %d produced messages not delivered at stop", left)
+
+    return close
+
+
+def _ack(app: faust.App, messages: list[Any]) -> None:
+    for message in messages:
+        message.ack(app.consumer)
+
+
 # Senders: force=True sends now, instead of attaching the message to the current event;
 # each returns the delivery future, which the stages await before the batch is acked.
 
@@ -210,15 +284,6 @@ def _quarantine(
         await delivery
 
     return quarantine
-
-
-def _key_sender(topic: Any) -> Callable[[bytes, bytes], Awaitable[Any]]:
-    """Send a keyed value to ``topic`` (partition: Kafka's default partitioner on the key)."""
-
-    async def send(key: bytes, value: bytes) -> Any:
-        return await topic.send(key=key, value=value, force=True)
-
-    return send
 
 
 def _headers_sender(topic: Any) -> Callable[[bytes, bytes, Headers], Awaitable[Any]]:

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from faust.types import EventT
 
@@ -86,3 +86,63 @@ async def complete_or_quarantine(
         if await _attempts(partial(quarantine, m, error), f"{what} quarantine", 3) is not None:
             log.critical("%s: cannot quarantine a failing message: exiting without commit", what)
             os._exit(EXIT_UNCOMMITTED)
+
+
+def chunks(events: Sequence[EventT[bytes]], max_bytes: int) -> list[list[EventT[bytes]]]:
+    """The events in order, cut into runs of at most ``max_bytes`` of message values (a
+    larger message is a run of its own)."""
+    out: list[list[EventT[bytes]]] = []
+    size = 0
+    for event in events:
+        n = len(event.message.value or b"")
+        if not out or size + n > max_bytes:
+            out.append([])
+            size = 0
+        out[-1].append(event)
+        size += n
+    return out
+
+
+R = TypeVar("R")
+
+
+Settle = Callable[[], Awaitable[None]]
+
+
+async def _nothing() -> None:
+    return None
+
+
+def finish_or_quarantine(
+    finish: Callable[[R], Awaitable[Settle]], handle: Handle, quarantine: Quarantine, what: str
+) -> Callable[[list[RawMessage], Awaitable[R]], Awaitable[Settle]]:
+    """Steps two and three of a composed stage (``steps.InOrder``): ``finish`` what step one
+    gave, then its settle step; if any step failed, the batch again from the start, as
+    ``complete_or_quarantine`` does (tries, then message by message, quarantine)."""
+
+    async def run(messages: list[RawMessage], started: Awaitable[R]) -> Settle:
+        async def again() -> None:
+            await complete_or_quarantine(handle, messages, quarantine, what)
+
+        try:
+            settle = await finish(await started)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s batch failed (composed steps): trying it again", what)
+            await again()
+            return _nothing
+
+        async def settled() -> None:
+            try:
+                await settle()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s batch failed (composed steps): trying it again", what)
+            await again()
+
+        return settled
+
+    return run

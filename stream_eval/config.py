@@ -123,6 +123,14 @@ class ClickHouseSettings(_Model):
 class IngestSettings(_Model):
     batch_max_messages: int = Field(default=500, ge=1)  # Kafka messages per processing batch
     batch_max_seconds: float = Field(default=1.0, gt=0)
+    # Step one of a batch (decode, checks, sampling, rows) runs in this many worker
+    # processes (0: on a thread of the worker), on up to max_in_flight batches at once;
+    # step two (watermarks, produce, the sink write, the ack) one batch at a time, in
+    # offset order. A batch taken from Kafka is cut into pieces of at most
+    # chunk_max_bytes of messages, so that the processes share even a large backlog.
+    processes: int = Field(default=2, ge=0, le=64)
+    max_in_flight: int = Field(default=4, ge=1, le=64)
+    chunk_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_traces_per_message: int = Field(default=10_000, ge=1)
     # Dead letters of every stage above this are cut to it on the DLQ topics (header

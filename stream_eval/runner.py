@@ -100,19 +100,25 @@ class WorkerProcess:
             time.sleep(poll)
 
     def peak_rss_mb(self) -> float:
-        """The worker's peak resident memory so far (Linux VmHWM), in MB."""
-        return self._status_mb("VmHWM:")
+        """Peak resident memory (Linux VmHWM) in MB: the worker's plus each of its child
+        processes' (its prepare pool), an upper bound of their joint peak."""
+        return sum(_status_mb(pid, "VmHWM:") for pid in self._pids())
 
     def rss_mb(self) -> float:
-        """The worker's resident memory now (Linux VmRSS), in MB."""
-        return self._status_mb("VmRSS:")
+        """Resident memory now (Linux VmRSS) in MB, of the worker and its child processes."""
+        return sum(_status_mb(pid, "VmRSS:") for pid in self._pids())
 
-    def _status_mb(self, field: str) -> float:
+    def _pids(self) -> list[int]:
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        pids = [self.proc.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            if int(fields[1]) == self.proc.pid:  # its parent
+                pids.append(int(stat.parent.name))
+        return pids
 
     def stop(self, grace: float = 15.0) -> int:
         """SIGTERM, then SIGKILL after ``grace`` seconds (a Faust worker can linger)."""
@@ -130,3 +136,13 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+def _status_mb(pid: int, field: str) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) / 1024
+    except OSError:  # gone meanwhile
+        pass
+    return 0.0

@@ -1,8 +1,10 @@
 """The ingest stage: a batch of trace messages in, everything durable out.
 
-decode -> checks -> sampling (on a worker thread) -> the watermark before each
-message -> judge requests and dead letters produced -> rows written to ClickHouse ->
-deliveries awaited. Only then may the caller ack the batch.
+Two steps (composed by ``steps.InOrder`` in the app): ``prepare`` (decode -> checks ->
+sampling -> rows and messages encoded; ``ingest.prepare``, in worker processes) for
+several batches at once, then ``finish`` one batch at a time in offset order: the
+watermark before each message -> judge requests and dead letters produced -> rows
+written to ClickHouse -> deliveries awaited. Only then may the caller ack the batch.
 """
 
 from __future__ import annotations
@@ -10,24 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from stream_eval.config import Settings
-from stream_eval.dead_letters import Headers, dead_letter_headers
-from stream_eval.ingest.bounds import CLAMPED
-from stream_eval.judge.request import encode_judge_request
+from stream_eval.ingest.pool import PreparePool
+from stream_eval.ingest.prepare import Prepared, Summary, fill_watermark, fill_written_at
 from stream_eval.metrics import Sample
-from stream_eval.pipeline import Batch, RawMessage, process_batch
+from stream_eval.pipeline import RawMessage
+from stream_eval.produce import Outgoing
+from stream_eval.sink.rows import ndjson
 from stream_eval.sink.writer import SinkWriter
-from stream_eval.windows.watermarks import PartitionWatermarks, load_sql
+from stream_eval.windows.watermarks import PartitionWatermarks, Position, load_sql
 
 log = logging.getLogger("stream_eval.ingest")
 
-# Senders, built by the app: each sends now and returns the delivery future.
-KeySend = Callable[[bytes, bytes], Awaitable[Any]]  # key, value
-DeadSend = Callable[[bytes, Headers], Awaitable[Any]]  # value, headers
+# Produces a batch's messages now; returns the future of their delivery (``produce``).
+Send = Callable[[Sequence[Outgoing]], Awaitable["asyncio.Future[None]"]]
 
 
 class Counters:
@@ -38,19 +38,18 @@ class Counters:
         self.skipped_by_reason: dict[str, int] = {}
         self._last = (time.monotonic(), 0)
 
-    def add(self, batch: Batch, late: int = 0) -> None:
+    def add(self, s: Summary, late: int = 0) -> None:
         self.late += late
-        for _, d in batch.dead:
-            self.dead_by_reason[d.reason] = self.dead_by_reason.get(d.reason, 0) + 1
-        self.clamped += sum(1 for p in batch.processed if CLAMPED in p.trace.extra)
-        self.messages += len(batch.messages)
-        self.traces += len(batch.processed)
-        self.dead += len(batch.dead)
-        self.sampled += sum(1 for p in batch.processed if p.sample_reason)
-        self.skipped += sum(o.skipped for o in batch.messages)
-        for o in batch.messages:
-            for reason, n in o.skipped_by.items():
-                self.skipped_by_reason[reason] = self.skipped_by_reason.get(reason, 0) + n
+        self.clamped += s.clamped
+        self.messages += s.messages
+        self.traces += s.traces
+        self.dead += s.dead
+        self.sampled += s.sampled
+        self.skipped += s.skipped
+        for reason, n in s.dead_by_reason.items():
+            self.dead_by_reason[reason] = self.dead_by_reason.get(reason, 0) + n
+        for reason, n in s.skipped_by_reason.items():
+            self.skipped_by_reason[reason] = self.skipped_by_reason.get(reason, 0) + n
 
     def report(self) -> str:
         now = time.monotonic()
@@ -82,16 +81,14 @@ class IngestStage:
         self,
         settings: Settings,
         writer: SinkWriter,
-        send_judge_request: KeySend,
-        send_dead_letter: DeadSend,
+        send: Send,
     ) -> None:
         self.settings = settings
         self.writer = writer
-        self.send_judge_request = send_judge_request
-        self.send_dead_letter = send_dead_letter
+        self.send = send
         self.counters = Counters()
         self.watermarks = PartitionWatermarks(self._load_watermark)
-        self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checks")
+        self.pool = PreparePool(settings, settings.ingest.processes)
 
     async def _load_watermark(self, topic: str, partition: int, offset: int) -> float:
         rows = await self.writer.query(
@@ -99,36 +96,54 @@ class IngestStage:
         )
         return float(rows[0]["wm"] or 0.0) if rows else 0.0
 
-    async def handle(self, messages: list[RawMessage]) -> Batch:
-        loop = asyncio.get_running_loop()
-        batch = await loop.run_in_executor(self._cpu, process_batch, messages, self.settings)
-        batch.progress = await self.watermarks.assign(batch)
-        deliveries = await self._produce(batch)
-        await self.writer.write(batch)  # holds the batch, with backoff, while ClickHouse is down
-        await asyncio.gather(*deliveries)
-        self.counters.add(batch, late=self._late(batch))
-        return batch
+    async def prepare(self, messages: list[RawMessage]) -> Prepared:
+        """Step one: any order, several batches at once."""
+        return await self.pool.prepare(messages)
 
-    def _late(self, batch: Batch) -> int:
-        """Traces whose tumbling window had closed on their partition's watermark."""
-        w = self.settings.windows
-        size, lateness = w.tumbling_seconds, w.allowed_lateness_seconds
-        return sum(
-            1
-            for p in batch.processed
-            if (p.trace.start_time // size + 1) * size + lateness <= p.wm_at_ingest
+    async def handle(self, messages: list[RawMessage]) -> None:
+        """Every step on one batch."""
+        settle = await self.finish(await self.prepare(messages))
+        await settle()
+
+    async def finish(self, prepared: Prepared) -> Callable[[], Awaitable[None]]:
+        """Step two: one batch at a time, in offset order; returns step three, the wait for
+        what it produced (which may overlap the next batch's step two)."""
+        msgs = prepared.messages
+        wms, progress = await self.watermarks.advance(
+            [Position(m.topic, m.partition, m.offset, m.newest) for m in msgs]
         )
+        at = time.time()
+        traces = b"".join(fill_watermark(m.traces, wm) for m, wm in zip(msgs, wms, strict=True))
+        # The ledger goes last: a message is only marked read once its rows are written; the
+        # progress (watermarks) just before it, once the traces it covers are written.
+        tables = {
+            "traces": traces,
+            "check_results": prepared.tables["check_results"],
+            "dead_letters": prepared.tables["dead_letters"],
+            "stream_progress": ndjson([{**r, "ingested_at": at} for r in progress]),
+            "ingest_messages": prepared.tables["ingest_messages"],
+        }
+        # Held, with backoff, while ClickHouse is down; produced meanwhile.
+        write = self.writer.write_tables({k: fill_written_at(v, at) for k, v in tables.items()})
+        written = asyncio.ensure_future(write)
+        try:
+            deliveries = await self._produce(prepared)
+        finally:
+            await written
+        late = sum(m.late(wm) for m, wm in zip(msgs, wms, strict=True))
 
-    async def _produce(self, batch: Batch) -> list[Any]:
-        """Send everything the batch produces; returns the delivery futures."""
-        futs = []
-        for p in batch.processed:
-            if p.sample_reason:
-                key = p.trace.trace_id.encode()
-                futs.append(await self.send_judge_request(key, encode_judge_request(p)))
-        for outcome, d in batch.dead:
-            m = outcome.message
-            source = f"{m.topic}/{m.partition}/{m.offset}/{d.item}"
-            headers = dead_letter_headers(d.reason, d.detail, source)
-            futs.append(await self.send_dead_letter(d.payload, headers))
-        return futs
+        async def settle() -> None:
+            await deliveries
+            self.counters.add(prepared.summary, late=late)
+
+        return settle
+
+    async def _produce(self, prepared: Prepared) -> asyncio.Future[None]:
+        """Send everything the batch produces; returns the future of its delivery."""
+        t = self.settings.topics
+        out: list[Outgoing] = [(t.judge_requests, k, v, None) for k, v in prepared.judge_requests]
+        out += [(t.dead_letters, None, v, h) for v, h in prepared.dead_letters]
+        return await self.send(out)
+
+    def close(self) -> None:
+        self.pool.close()

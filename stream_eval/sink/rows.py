@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from stream_eval.pipeline import Batch, RawMessage
+from stream_eval.pipeline import Batch, ProcessedTrace, RawMessage
 from stream_eval.trace import Trace, trace_dimensions
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # dead-letter payload kept in ClickHouse; Kafka's DLQ keeps all
@@ -75,87 +75,100 @@ def _documents_json(t: Trace) -> str:
     return orjson.dumps([{"id": d.id, "content": d.content} for d in t.documents]).decode()
 
 
-def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[str, bytes]:
-    traces: list[dict[str, Any]] = []
-    checks: list[dict[str, Any]] = []
-    for p in batch.processed:
-        t, m = p.trace, p.message
-        traces.append(
-            {
-                **trace_dimensions(t),
-                "provider": t.provider,
-                "operation": t.operation,
-                "source": t.source,
-                "latency_ms": t.latency_ms,
-                "input_tokens": t.input_tokens,
-                "output_tokens": t.output_tokens,
-                "cost_usd": t.cost_usd,
-                "finish_reason": t.finish_reason,
-                "input_text": t.input_text,
-                "system_text": t.system_text,
-                "output_text": t.output_text,
-                "user_id": t.user_id,
-                "session_id": t.session_id,
-                "tenant": t.tenant,
-                "documents": len(t.documents),
-                "documents_json": _documents_json(t),
-                "tool_calls": len(t.tool_calls),
-                "size_bytes": t.size_bytes,
-                "failed_checks": p.failed_checks,
-                "sampled": 1 if p.sample_reason else 0,
-                "sample_reason": p.sample_reason,
-                "sample_prob": p.sample_prob,
-                "extra": orjson.dumps(t.extra).decode() if t.extra else "",
-                "kafka_topic": m.topic,
-                "kafka_partition": m.partition,
-                "kafka_offset": m.offset,
-                "wm_at_ingest": p.wm_at_ingest,
-                "ingested_at": ingested_at,
-            }
+def trace_row(p: ProcessedTrace, ingested_at: float) -> dict[str, Any]:
+    """One ``traces`` row."""
+    t, m = p.trace, p.message
+    return {
+        **trace_dimensions(t),
+        "provider": t.provider,
+        "operation": t.operation,
+        "source": t.source,
+        "latency_ms": t.latency_ms,
+        "input_tokens": t.input_tokens,
+        "output_tokens": t.output_tokens,
+        "cost_usd": t.cost_usd,
+        "finish_reason": t.finish_reason,
+        "input_text": t.input_text,
+        "system_text": t.system_text,
+        "output_text": t.output_text,
+        "user_id": t.user_id,
+        "session_id": t.session_id,
+        "tenant": t.tenant,
+        "documents": len(t.documents),
+        "documents_json": _documents_json(t),
+        "tool_calls": len(t.tool_calls),
+        "size_bytes": t.size_bytes,
+        "failed_checks": p.failed_checks,
+        "sampled": 1 if p.sample_reason else 0,
+        "sample_reason": p.sample_reason,
+        "sample_prob": p.sample_prob,
+        "extra": orjson.dumps(t.extra).decode() if t.extra else "",
+        "kafka_topic": m.topic,
+        "kafka_partition": m.partition,
+        "kafka_offset": m.offset,
+        "wm_at_ingest": p.wm_at_ingest,
+        "ingested_at": ingested_at,
+    }
+
+
+def check_rows(p: ProcessedTrace, ingested_at: float) -> list[dict[str, Any]]:
+    """The ``check_results`` rows of one trace."""
+    t = p.trace
+    return [
+        {
+            "trace_id": t.trace_id,
+            "span_id": t.span_id,
+            "route": t.route,
+            "ts": t.start_time,
+            "model_version": t.model_version,
+            "prompt_version": t.prompt_version,
+            "check_name": r.check,
+            "passed": 1 if r.passed else 0,
+            "score": r.score,
+            "reason": r.reason,
+            "ingested_at": ingested_at,
+        }
+        for r in p.results
+    ]
+
+
+def dead_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> list[dict[str, Any]]:
+    """The ``dead_letters`` rows of a batch."""
+    return [
+        dead_letter_row(
+            stage=stage,
+            message=outcome.message,
+            item=d.item,
+            reason=d.reason,
+            detail=d.detail,
+            fmt=outcome.format,
+            payload=d.payload,
+            ingested_at=ingested_at,
+            route=d.route,
+            trace_id=d.trace_id,
         )
-        for r in p.results:
-            checks.append(
-                {
-                    "trace_id": t.trace_id,
-                    "span_id": t.span_id,
-                    "route": t.route,
-                    "ts": t.start_time,
-                    "model_version": t.model_version,
-                    "prompt_version": t.prompt_version,
-                    "check_name": r.check,
-                    "passed": 1 if r.passed else 0,
-                    "score": r.score,
-                    "reason": r.reason,
-                    "ingested_at": ingested_at,
-                }
-            )
-    dead = []
-    for outcome, d in batch.dead:
-        dead.append(
-            dead_letter_row(
-                stage=stage,
-                message=outcome.message,
-                item=d.item,
-                reason=d.reason,
-                detail=d.detail,
-                fmt=outcome.format,
-                payload=d.payload,
-                ingested_at=ingested_at,
-                route=d.route,
-                trace_id=d.trace_id,
-            )
-        )
-    messages = [
+        for outcome, d in batch.dead
+    ]
+
+
+def ledger_rows(batch: Batch, ingested_at: float) -> list[dict[str, Any]]:
+    """The ``ingest_messages`` rows of a batch."""
+    return [
         ledger_row(o.message, o.format, o.traces, o.dead, o.skipped, ingested_at)
         for o in batch.messages
     ]
+
+
+def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[str, bytes]:
+    """JSONEachRow per table, in the order they must be written."""
+    checks = [row for p in batch.processed for row in check_rows(p, ingested_at)]
     progress = [{**r, "ingested_at": ingested_at} for r in batch.progress]
     # The ledger goes last: a message is only marked read once its rows are written; the
     # progress (watermarks) just before it, once the traces it covers are written.
     return {
-        "traces": ndjson(traces),
+        "traces": ndjson([trace_row(p, ingested_at) for p in batch.processed]),
         "check_results": ndjson(checks),
-        "dead_letters": ndjson(dead),
+        "dead_letters": ndjson(dead_rows(batch, ingested_at, stage)),
         "stream_progress": ndjson(progress),
-        "ingest_messages": ndjson(messages),
+        "ingest_messages": ndjson(ledger_rows(batch, ingested_at)),
     }

@@ -12,11 +12,21 @@ as it was before that offset.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import Batch
 from stream_eval.sink.store import sql_str
+
+
+class Position(NamedTuple):
+    """A Kafka message read, and the newest event time of its traces (0 without any)."""
+
+    topic: str
+    partition: int
+    offset: int
+    newest: float
+
 
 Load = Callable[[str, int, int], Awaitable[float]]  # topic, partition, offset -> watermark
 
@@ -48,19 +58,36 @@ class PartitionWatermarks:
             k = id(p.message)
             newest[k] = max(newest.get(k, 0.0), p.trace.start_time)
             by_message.setdefault(k, []).append(p)
+        positions = [
+            Position(
+                o.message.topic,
+                o.message.partition,
+                o.message.offset,
+                newest.get(id(o.message), 0.0),
+            )
+            for o in batch.messages
+        ]
+        wms, progress = await self.advance(positions)
+        for o, wm in zip(batch.messages, wms, strict=True):
+            for p in by_message.get(id(o.message), ()):
+                p.wm_at_ingest = wm
+        return progress
+
+    async def advance(self, positions: list[Position]) -> tuple[list[float], list[dict[str, Any]]]:
+        """The watermark before each message, in order; and the ``stream_progress`` rows
+        (per partition: the offsets read and the watermark after them)."""
+        wms: list[float] = []
         first: dict[tuple[str, int], int] = {}
-        for o in batch.messages:
-            m = o.message
+        for m in positions:
             key = (m.topic, m.partition)
             if self._next.get(key) != m.offset:
                 self._wm[key] = await self.load(m.topic, m.partition, m.offset)
             wm = self._wm[key]
-            for p in by_message.get(id(m), ()):
-                p.wm_at_ingest = wm
-            self._wm[key] = max(wm, newest.get(id(m), 0.0))
+            wms.append(wm)
+            self._wm[key] = max(wm, m.newest)
             self._next[key] = m.offset + 1
             first.setdefault(key, m.offset)
-        return [
+        progress = [
             {
                 "kafka_topic": topic,
                 "kafka_partition": partition,
@@ -70,3 +97,4 @@ class PartitionWatermarks:
             }
             for (topic, partition), start in first.items()
         ]
+        return wms, progress

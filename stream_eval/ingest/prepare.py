@@ -1,0 +1,131 @@
+"""Ingest step one, free of Kafka and of order: a batch of messages to everything the
+in-order step needs, as bytes (it runs in worker processes, see ``ingest.pool``).
+
+decode -> checks -> sampling (``process_batch``) -> ClickHouse rows, judge requests and
+dead letters encoded. Two values are known only in offset order, by the step that
+writes: the watermark before each message (its partition's newest event time so far,
+which depends on every earlier batch) and the write time. The rows carry them as
+pending markers that ``fill_watermark`` and ``fill_written_at`` replace. The rows are
+JSON objects whose string values are escaped, so the bytes ``"wm_at_ingest":-1.0`` (a
+key between unescaped quotes) can only be the key itself, never a part of a text.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+import orjson
+
+from stream_eval.config import Settings
+from stream_eval.dead_letters import Headers, capped, dead_letter_headers
+from stream_eval.ingest.bounds import CLAMPED
+from stream_eval.judge.request import encode_judge_request
+from stream_eval.pipeline import Batch, RawMessage, process_batch
+from stream_eval.sink.rows import check_rows, dead_rows, ledger_rows, ndjson, trace_row
+
+PENDING = -1.0  # never a real watermark or write time
+_WM_PENDING = b'"wm_at_ingest":' + orjson.dumps(PENDING)
+_AT_PENDING = b'"ingested_at":' + orjson.dumps(PENDING)
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a batch counts for (``ingest.stage.Counters``)."""
+
+    messages: int = 0
+    traces: int = 0
+    dead: int = 0
+    sampled: int = 0
+    skipped: int = 0
+    clamped: int = 0
+    dead_by_reason: dict[str, int] = field(default_factory=dict)
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+def summarize(batch: Batch) -> Summary:
+    s = Summary(
+        messages=len(batch.messages),
+        traces=len(batch.processed),
+        dead=len(batch.dead),
+        sampled=sum(1 for p in batch.processed if p.sample_reason),
+        skipped=sum(o.skipped for o in batch.messages),
+        clamped=sum(1 for p in batch.processed if CLAMPED in p.trace.extra),
+    )
+    for _, d in batch.dead:
+        s.dead_by_reason[d.reason] = s.dead_by_reason.get(d.reason, 0) + 1
+    for o in batch.messages:
+        for reason, n in o.skipped_by.items():
+            s.skipped_by_reason[reason] = s.skipped_by_reason.get(reason, 0) + n
+    return s
+
+
+@dataclass(slots=True)
+class MessageRows:
+    """One Kafka message of the batch, with its traces' rows."""
+
+    topic: str
+    partition: int
+    offset: int
+    newest: float  # the newest event time of its traces; 0 without any
+    closes: list[float]  # sorted: per trace, the watermark from which its window is closed
+    traces: bytes  # JSONEachRow, watermark and write time pending
+
+    def late(self, watermark: float) -> int:
+        """Its traces whose tumbling window had closed at ``watermark``."""
+        return bisect.bisect_right(self.closes, watermark)
+
+
+@dataclass(slots=True)
+class Prepared:
+    messages: list[MessageRows]
+    tables: dict[str, bytes]  # check_results, dead_letters, ingest_messages; write time pending
+    judge_requests: list[tuple[bytes, bytes]]  # key, value
+    dead_letters: list[tuple[bytes, Headers]]  # value, headers; cut to fit the topic
+    summary: Summary
+
+
+def prepare(messages: list[RawMessage], settings: Settings) -> Prepared:
+    batch = process_batch(messages, settings)
+    size = settings.windows.tumbling_seconds
+    lateness = settings.windows.allowed_lateness_seconds
+    by_message: dict[int, MessageRows] = {}
+    out = []
+    for m in messages:
+        rows = MessageRows(m.topic, m.partition, m.offset, 0.0, [], b"")
+        by_message[id(m)] = rows
+        out.append(rows)
+    chunks: dict[int, list[bytes]] = {}
+    judge = []
+    for p in batch.processed:
+        p.wm_at_ingest = PENDING
+        rows = by_message[id(p.message)]
+        start = p.trace.start_time
+        rows.newest = max(rows.newest, start)
+        rows.closes.append((start // size + 1) * size + lateness)
+        chunks.setdefault(id(p.message), []).append(orjson.dumps(trace_row(p, PENDING)))
+        if p.sample_reason:
+            judge.append((p.trace.trace_id.encode(), encode_judge_request(p)))
+    for key, lines in chunks.items():
+        by_message[key].traces = b"\n".join(lines) + b"\n"
+        by_message[key].closes.sort()
+    dead = []
+    for outcome, d in batch.dead:
+        m = outcome.message
+        source = f"{m.topic}/{m.partition}/{m.offset}/{d.item}"
+        headers = dead_letter_headers(d.reason, d.detail, source)
+        dead.append(capped(d.payload, headers, settings.ingest.dead_letter_max_bytes))
+    tables = {
+        "check_results": ndjson([r for p in batch.processed for r in check_rows(p, PENDING)]),
+        "dead_letters": ndjson(dead_rows(batch, PENDING)),
+        "ingest_messages": ndjson(ledger_rows(batch, PENDING)),
+    }
+    return Prepared(out, tables, judge, dead, summarize(batch))
+
+
+def fill_watermark(rows: bytes, watermark: float) -> bytes:
+    return rows.replace(_WM_PENDING, b'"wm_at_ingest":' + orjson.dumps(watermark))
+
+
+def fill_written_at(rows: bytes, at: float) -> bytes:
+    return rows.replace(_AT_PENDING, b'"ingested_at":' + orjson.dumps(at))

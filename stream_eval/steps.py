@@ -1,0 +1,135 @@
+"""Composed processing steps with ordered commit (in the manner of getsentry/arroyo).
+
+``InOrder`` runs three steps over batches: ``start`` for up to ``max_in_flight`` batches
+at once (work that may run anywhere and in any order: decode and checks in worker
+processes); ``finish`` one batch at a time in the order they were submitted (what needs
+offset order: watermarks, produce, the sink write), which returns what is left to wait
+for (the produced messages' acknowledgements); then ``settle``, also one batch at a time
+in order but beside the next batch's ``finish``, that wait and the batch's ``done`` (its
+ack). ``submit`` waits while ``max_in_flight`` batches are in flight, which holds the
+consumer: backpressure. A batch is acked only after everything before it finished, so
+Kafka commits stay behind what is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Generic, TypeVar
+
+from stream_eval.batches import EXIT_UNCOMMITTED
+from stream_eval.metrics import Sample
+
+T = TypeVar("T")
+R = TypeVar("R")
+log = logging.getLogger("stream_eval")
+
+
+STEPS = ("blocked", "start", "wait", "finish", "settle")
+Settle = Callable[[], Awaitable[None]]
+
+
+def _unfinished(what: str) -> None:
+    # Later batches must not be acked past this one: end without commit; the restarted
+    # worker reads from the last commit.
+    log.critical("a batch could not be %s: exiting without commit", what, exc_info=True)
+    os._exit(EXIT_UNCOMMITTED)
+
+
+class InOrder(Generic[T, R]):
+    def __init__(
+        self,
+        start: Callable[[T], Awaitable[R]],
+        finish: Callable[[T, Awaitable[R]], Awaitable[Settle]],
+        max_in_flight: int,
+        name: str,
+    ) -> None:
+        """``finish(item, started)`` awaits ``started`` (which raises if ``start`` did) and
+        returns the settle step; neither may raise: they handle a failed batch themselves
+        (retry, quarantine)."""
+        self._start, self._finish, self.name = start, finish, name
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], Callable[[], None]]] = (
+            asyncio.Queue()
+        )
+        self._settling: asyncio.Queue[tuple[Settle, Callable[[], None]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.in_flight = 0
+        # Seconds: waiting for a slot (backpressure), in step one, waiting for step two,
+        # in step two, in step three (all batches summed).
+        self.seconds = dict.fromkeys(STEPS, 0.0)
+
+    def metrics(self) -> Iterator[Sample]:
+        for step, secs in self.seconds.items():
+            labels = {"stage": self.name, "step": step}
+            yield "step_seconds", "counter", "Time in each step, all batches summed", labels, secs
+        n = self.in_flight
+        yield "batches_in_flight", "gauge", "Batches not yet acked", {"stage": self.name}, n
+
+    def report(self) -> str:
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in self.seconds.items())
+        return f"{self.name} steps (s): {steps}; in flight {self.in_flight}"
+
+    async def submit(self, item: T, done: Callable[[], None]) -> None:
+        t0 = time.monotonic()
+        await self._slots.acquire()
+        t1 = time.monotonic()
+        self.seconds["blocked"] += t1 - t0
+        self.in_flight += 1
+        started = asyncio.ensure_future(self._timed_start(item, t1))
+        self._queue.put_nowait((item, started, done))
+        if not self._tasks:
+            self._tasks = [
+                asyncio.ensure_future(self._finish_in_order()),
+                asyncio.ensure_future(self._settle_in_order()),
+            ]
+
+    async def _timed_start(self, item: T, t0: float) -> R:
+        try:
+            return await self._start(item)
+        finally:
+            self.seconds["start"] += time.monotonic() - t0
+
+    async def _finish_in_order(self) -> None:
+        while True:
+            item, started, done = await self._queue.get()
+            t0 = time.monotonic()
+            await asyncio.wait([started])
+            t1 = time.monotonic()
+            self.seconds["wait"] += t1 - t0
+            try:
+                settle = await self._finish(item, started)
+                self.seconds["finish"] += time.monotonic() - t1
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                _unfinished("finished")
+            self._settling.put_nowait((settle, done))
+
+    async def _settle_in_order(self) -> None:
+        while True:
+            settle, done = await self._settling.get()
+            t0 = time.monotonic()
+            try:
+                await settle()
+                self.seconds["settle"] += time.monotonic() - t0
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                _unfinished("settled")
+            self.in_flight -= 1
+            done()
+            self._slots.release()
+
+    async def stop(self) -> None:
+        """Stop finishing: the batches still in flight are never acked (a restart reads
+        them again from the last commit)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while not self._queue.empty():
+            _, started, _ = self._queue.get_nowait()
+            started.cancel()

@@ -1,0 +1,191 @@
+"""Composed steps (``steps.InOrder``) and the ingest's use of them: step one runs for several
+batches at once, steps two and three in submission order, a batch is acked only after
+every batch before it, a failure in any step goes the quarantine way, a stop acks nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable
+from typing import Any
+
+import pytest
+
+from stream_eval import batches
+from stream_eval.batches import chunks, finish_or_quarantine
+from stream_eval.pipeline import RawMessage
+from stream_eval.steps import InOrder
+
+
+@pytest.fixture()
+def no_retry_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def instant(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(batches.asyncio, "sleep", instant)
+
+
+def test_out_of_order_starts_finish_and_ack_in_submission_order() -> None:
+    rng = random.Random(3)
+    log: list[tuple[str, int]] = []
+    running = {"now": 0, "max": 0}
+
+    async def start(i: int) -> int:
+        running["now"] += 1
+        running["max"] = max(running["max"], running["now"])
+        await asyncio.sleep(rng.random() / 100)  # batches are ready in any order
+        running["now"] -= 1
+        log.append(("started", i))
+        return i * 10
+
+    async def finish(i: int, started: Awaitable[int]) -> Any:
+        assert await started == i * 10
+        log.append(("finished", i))
+
+        async def settle() -> None:
+            await asyncio.sleep(rng.random() / 100)
+            log.append(("settled", i))
+
+        return settle
+
+    async def main() -> None:
+        run: InOrder[int, int] = InOrder(start, finish, 4, "t")
+        for i in range(20):
+            await run.submit(i, lambda i=i: log.append(("acked", i)))
+        while run.in_flight:
+            await asyncio.sleep(0.01)
+        await run.stop()
+
+    asyncio.run(main())
+    started = [i for what, i in log if what == "started"]
+    assert started != sorted(started)  # they did run out of order
+    for step in ("finished", "settled", "acked"):
+        assert [i for what, i in log if what == step] == list(range(20))
+    assert running["max"] == 4  # several at once, and never more than max_in_flight
+    for i in range(20):  # acked only once settled
+        assert log.index(("settled", i)) < log.index(("acked", i))
+
+
+def test_submit_waits_while_the_slots_are_full() -> None:
+    gate = asyncio.Event()
+    submitted: list[int] = []
+
+    async def start(i: int) -> int:
+        await gate.wait()
+        return i
+
+    async def finish(i: int, started: Awaitable[int]) -> Any:
+        await started
+
+        async def settle() -> None:
+            return None
+
+        return settle
+
+    async def main() -> None:
+        run: InOrder[int, int] = InOrder(start, finish, 2, "t")
+
+        async def producer() -> None:
+            for i in range(3):
+                await run.submit(i, lambda: None)
+                submitted.append(i)
+
+        task = asyncio.ensure_future(producer())
+        await asyncio.sleep(0.05)
+        assert submitted == [0, 1]  # the third waits: backpressure on the consumer
+        gate.set()
+        await task
+        assert submitted == [0, 1, 2]
+        await run.stop()
+
+    asyncio.run(main())
+
+
+def test_a_stop_acks_nothing_in_flight() -> None:
+    acked: list[int] = []
+
+    async def start(i: int) -> int:
+        return i
+
+    async def finish(i: int, started: Awaitable[int]) -> Any:
+        await started
+        if i == 1:
+            await asyncio.sleep(3600)  # e.g. ClickHouse away: the write is held
+
+        async def settle() -> None:
+            return None
+
+        return settle
+
+    async def main() -> None:
+        run: InOrder[int, int] = InOrder(start, finish, 4, "t")
+        for i in range(3):
+            await run.submit(i, lambda i=i: acked.append(i))
+        await asyncio.sleep(0.05)
+        await run.stop()
+
+    asyncio.run(main())
+    assert acked == [0]
+
+
+def _msgs(*values: bytes) -> list[RawMessage]:
+    return [RawMessage("t", 0, i, 0.0, v) for i, v in enumerate(values)]
+
+
+@pytest.mark.usefixtures("no_retry_wait")
+@pytest.mark.parametrize("failing", ["start", "finish", "settle"])
+def test_a_failure_in_any_step_retries_the_batch_and_quarantines_the_poison(failing: str) -> None:
+    done: list[int] = []
+    quarantined: list[int] = []
+
+    async def handle(batch: list[RawMessage]) -> None:  # every step, for the retries
+        if any(m.value == b"poison" for m in batch):
+            raise ValueError("boom")
+        done.extend(m.offset for m in batch)
+
+    async def start(batch: list[RawMessage]) -> list[RawMessage]:
+        if failing == "start":
+            raise ValueError("boom")
+        return batch
+
+    async def finish(batch: list[RawMessage]) -> Any:
+        if failing == "finish":
+            raise ValueError("boom")
+
+        async def settle() -> None:
+            if failing == "settle":
+                raise ValueError("boom")
+            done.extend(m.offset for m in batch)
+
+        return settle
+
+    async def quarantine(m: RawMessage, error: str) -> None:
+        quarantined.append(m.offset)
+
+    async def main() -> None:
+        run_both = finish_or_quarantine(finish, handle, quarantine, "x")
+        messages = _msgs(b"a", b"poison", b"c")
+        settle = await run_both(messages, start(messages))
+        await settle()
+
+    asyncio.run(main())
+    assert (sorted(done), quarantined) == ([0, 2], [1])
+
+
+class _Msg:
+    def __init__(self, n: int) -> None:
+        self.value = b"x" * n
+
+
+class _Event:
+    def __init__(self, n: int) -> None:
+        self.message = _Msg(n)
+
+
+def test_chunks_keep_order_and_bound_bytes() -> None:
+    events = [_Event(n) for n in (400, 400, 300, 5000, 0, 100, 999)]
+    out = chunks(events, 1000)  # type: ignore[arg-type]
+    assert [e for c in out for e in c] == events
+    sizes = [[len(e.message.value) for e in c] for c in out]
+    assert sizes == [[400, 400], [300], [5000], [0, 100], [999]]
+    assert chunks([], 1000) == []
