@@ -51,10 +51,14 @@ from stream_eval.topics import ensure_topics
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _messages(n_traces: int, batch: int) -> list[Message]:
-    # Event times end a few minutes ago (about 25 ms apart), as live traffic would: the
-    # worker refuses event times far from the message time.
-    f = TraceFactory(seed=11, start_ts=time.time() - n_traces * 0.025 - 600)
+def _messages(n_traces: int, batch: int, spacing_ms: float) -> list[Message]:
+    # Event times end a few minutes ago, ``spacing_ms`` apart on average, as live traffic
+    # would: the worker refuses event times far from the message time.
+    f = TraceFactory(
+        seed=11,
+        start_ts=time.time() - n_traces * spacing_ms / 1000 - 600,
+        max_step_s=2 * spacing_ms / 1000,  # uniform in [0, max]: mean spacing_ms
+    )
     out = []
     for start in range(0, n_traces, batch):
         items = [f.next().trace for _ in range(min(batch, n_traces - start))]
@@ -215,6 +219,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--traces", type=int, default=100_000)
     ap.add_argument("--batch-size", type=int, default=100, help="traces per Kafka message")
+    ap.add_argument(
+        "--spacing-ms",
+        type=float,
+        default=0.1,
+        help="event time between traces: 0.1 ms is a platform making 10k traces/s, so "
+        "the windows close as they would in production (25 ms: 40 traces/s, a window "
+        "closed every few thousand traces)",
+    )
     args = ap.parse_args()
 
     run = uuid.uuid4().hex[:6]
@@ -231,7 +243,7 @@ def main() -> None:
         os.environ[f"STREAM_EVAL_TOPICS__{field.upper()}"] = f"bench-{run}.{field}"
     settings = Settings()
     ensure_topics(settings)
-    msgs = _messages(args.traces, args.batch_size)
+    msgs = _messages(args.traces, args.batch_size, args.spacing_ms)
     n_msgs = len(msgs)
     print(
         f"publishing {args.traces:,} traces in {n_msgs:,} messages "

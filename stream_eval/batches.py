@@ -114,18 +114,23 @@ async def _nothing() -> None:
 
 
 def finish_or_quarantine(
-    finish: Callable[[R], Awaitable[Settle]], handle: Handle, quarantine: Quarantine, what: str
-) -> Callable[[list[RawMessage], Awaitable[R]], Awaitable[Settle]]:
+    finish: Callable[[list[R]], Awaitable[Settle]],
+    handle: Handle,
+    quarantine: Quarantine,
+    what: str,
+) -> Callable[[list[tuple[list[RawMessage], Awaitable[R]]]], Awaitable[Settle]]:
     """Steps two and three of a composed stage (``steps.InOrder``): ``finish`` what step one
-    gave, then its settle step; if any step failed, the batch again from the start, as
-    ``complete_or_quarantine`` does (tries, then message by message, quarantine)."""
+    gave for one or more batches, then its settle step; if any step failed, each batch
+    again from the start, in order, as ``complete_or_quarantine`` does (tries, then
+    message by message, quarantine)."""
 
-    async def run(messages: list[RawMessage], started: Awaitable[R]) -> Settle:
+    async def run(items: list[tuple[list[RawMessage], Awaitable[R]]]) -> Settle:
         async def again() -> None:
-            await complete_or_quarantine(handle, messages, quarantine, what)
+            for messages, _ in items:
+                await complete_or_quarantine(handle, messages, quarantine, what)
 
         try:
-            settle = await finish(await started)
+            settle = await finish([await started for _, started in items])
         except asyncio.CancelledError:
             raise
         except Exception:

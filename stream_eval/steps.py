@@ -4,7 +4,10 @@
 at once (work that may run anywhere and in any order: decode and checks in worker
 processes); ``finish`` one batch at a time in the order they were submitted (what needs
 offset order: watermarks, produce, the sink write), which returns what is left to wait
-for (the produced messages' acknowledgements); then ``settle``, also one batch at a time
+for (the produced messages' acknowledgements). When the next batches are already
+started by the time ``finish`` is free, it takes them all at once (one sink write for
+several batches under load: fewer, larger inserts; one batch alone when the load is
+light); then ``settle``, also one batch at a time
 in order but beside the next batch's ``finish``, that wait and the batch's ``done`` (its
 ack). ``submit`` waits while ``max_in_flight`` batches are in flight, which holds the
 consumer: backpressure. A batch is acked only after everything before it finished, so
@@ -17,6 +20,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -43,19 +47,18 @@ class InOrder(Generic[T, R]):
     def __init__(
         self,
         start: Callable[[T], Awaitable[R]],
-        finish: Callable[[T, Awaitable[R]], Awaitable[Settle]],
+        finish: Callable[[list[tuple[T, Awaitable[R]]]], Awaitable[Settle]],
         max_in_flight: int,
         name: str,
     ) -> None:
-        """``finish(item, started)`` awaits ``started`` (which raises if ``start`` did) and
-        returns the settle step; neither may raise: they handle a failed batch themselves
-        (retry, quarantine)."""
+        """``finish([(item, started), ...])`` awaits each ``started`` (which raises if
+        ``start`` did) and returns the settle step; neither may raise: they handle a failed
+        batch themselves (retry, quarantine)."""
         self._start, self._finish, self.name = start, finish, name
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R], Callable[[], None]]] = (
-            asyncio.Queue()
-        )
-        self._settling: asyncio.Queue[tuple[Settle, Callable[[], None]]] = asyncio.Queue()
+        self._queue: deque[tuple[T, asyncio.Future[R], Callable[[], None]]] = deque()
+        self._queued = asyncio.Event()
+        self._settling: asyncio.Queue[tuple[Settle, list[Callable[[], None]]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.in_flight = 0
         # Seconds: waiting for a slot (backpressure), in step one, waiting for step two,
@@ -80,7 +83,8 @@ class InOrder(Generic[T, R]):
         self.seconds["blocked"] += t1 - t0
         self.in_flight += 1
         started = asyncio.ensure_future(self._timed_start(item, t1))
-        self._queue.put_nowait((item, started, done))
+        self._queue.append((item, started, done))
+        self._queued.set()
         if not self._tasks:
             self._tasks = [
                 asyncio.ensure_future(self._finish_in_order()),
@@ -95,23 +99,28 @@ class InOrder(Generic[T, R]):
 
     async def _finish_in_order(self) -> None:
         while True:
-            item, started, done = await self._queue.get()
+            while not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
             t0 = time.monotonic()
-            await asyncio.wait([started])
+            await asyncio.wait([self._queue[0][1]])
             t1 = time.monotonic()
             self.seconds["wait"] += t1 - t0
+            taken = [self._queue.popleft()]
+            while self._queue and self._queue[0][1].done():
+                taken.append(self._queue.popleft())
             try:
-                settle = await self._finish(item, started)
+                settle = await self._finish([(item, started) for item, started, _ in taken])
                 self.seconds["finish"] += time.monotonic() - t1
             except asyncio.CancelledError:
                 raise
             except BaseException:
                 _unfinished("finished")
-            self._settling.put_nowait((settle, done))
+            self._settling.put_nowait((settle, [done for _, _, done in taken]))
 
     async def _settle_in_order(self) -> None:
         while True:
-            settle, done = await self._settling.get()
+            settle, dones = await self._settling.get()
             t0 = time.monotonic()
             try:
                 await settle()
@@ -120,9 +129,10 @@ class InOrder(Generic[T, R]):
                 raise
             except BaseException:
                 _unfinished("settled")
-            self.in_flight -= 1
-            done()
-            self._slots.release()
+            for done in dones:
+                self.in_flight -= 1
+                done()
+                self._slots.release()
 
     async def stop(self) -> None:
         """Stop finishing: the batches still in flight are never acked (a restart reads
@@ -130,6 +140,6 @@ class InOrder(Generic[T, R]):
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        while not self._queue.empty():
-            _, started, _ = self._queue.get_nowait()
+        while self._queue:
+            _, started, _ = self._queue.popleft()
             started.cancel()

@@ -53,8 +53,13 @@ TABLES = (
 )
 FINAL_VIEWS = ("traces", "check_results", "dead_letters", "ingest_messages", "judge_results")
 SLI_VIEWS = ("feedback_v", "sli_minute", "judge_agreement_daily", "online_offline_divergence")
-MIGRATIONS = 16 + len(WEIGHTED_COLUMNS)  # ALTER TABLE ... ADD COLUMN in sink/migrations.sql
-INGEST_TABLES = TABLES[:5]  # what the ingest stage writes; judge_results is the judge's
+MIGRATIONS = 21 + len(WEIGHTED_COLUMNS)  # sink/migrations.sql: ADD COLUMNs, check_results MV
+INGEST_TABLES = (
+    "traces",
+    "dead_letters",
+    "stream_progress",
+    "ingest_messages",
+)  # written by ingest
 BASE_TS = time.time() // 3600 * 3600  # recent: ingest bounds event time around it
 
 
@@ -110,6 +115,7 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
         **dict.fromkeys(TABLES, "ReplacingMergeTree"),
         **{f"{t}_v": "View" for t in (*FINAL_VIEWS, "sli_windows")},
         **dict.fromkeys(SLI_VIEWS, "View"),
+        "check_results_from_traces": "MaterializedView",
     }
     for t in TABLES:
         assert count(store, t) == 0
@@ -550,5 +556,43 @@ def test_a_store_from_an_earlier_version_is_upgraded(ch: ClickHouseSettings, bat
         )  # fmt: skip
         (row,) = store.query(f"SELECT join_status, horizon_s FROM {DB}.feedback_v")
         assert row == {"join_status": "joined", "horizon_s": 86400}
+    finally:
+        store.close()
+
+
+def test_check_results_are_derived_from_the_trace_rows_after_an_upgrade(
+    ch: ClickHouseSettings, batch: Batch
+) -> None:
+    """A store of the version that wrote check_results rows itself: it gets the check
+    arrays and the materialized view; its old rows stay, new ones come from the traces."""
+    store = open_store(ch)
+    store.command(f"DROP VIEW {DB}.check_results_from_traces")
+    for col in ("check_names", "check_passed", "check_scores", "check_reasons"):
+        store.command(f"ALTER TABLE {DB}.traces DROP COLUMN {col}")
+    old = {"trace_id": "old", "span_id": "", "route": "r", "ts": BASE_TS, "model_version": "m",
+           "prompt_version": "p", "check_name": "pii", "passed": 0, "score": None,
+           "reason": "email", "ingested_at": BASE_TS}  # fmt: skip
+    store.insert("check_results", orjson.dumps(old) + b"\n")
+    store.close()
+
+    store = open_store(ch)  # the upgrade
+    try:
+        writer = SinkWriter(store)
+        writer.write_sync(batch)
+        writer.write_sync(batch)  # a replay: replaced, as in traces
+        expected = Counter(
+            (p.trace.trace_id, r.check, r.passed, r.reason)
+            for p in batch.processed
+            for r in p.results
+        )
+        rows = store.query(
+            f"SELECT trace_id, check_name, passed, reason FROM {DB}.check_results FINAL "
+            "WHERE trace_id != 'old'"
+        )
+        got = Counter(
+            (r["trace_id"], r["check_name"], bool(r["passed"]), r["reason"]) for r in rows
+        )
+        assert got == expected and sum(got.values()) > len(batch.processed)
+        assert count(store, "check_results", where="trace_id = 'old'") == 1
     finally:
         store.close()

@@ -28,6 +28,7 @@ def no_retry_wait(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_out_of_order_starts_finish_and_ack_in_submission_order() -> None:
     rng = random.Random(3)
     log: list[tuple[str, int]] = []
+    takes: list[int] = []
     running = {"now": 0, "max": 0}
 
     async def start(i: int) -> int:
@@ -38,13 +39,16 @@ def test_out_of_order_starts_finish_and_ack_in_submission_order() -> None:
         log.append(("started", i))
         return i * 10
 
-    async def finish(i: int, started: Awaitable[int]) -> Any:
-        assert await started == i * 10
-        log.append(("finished", i))
+    async def finish(items: list[tuple[int, Awaitable[int]]]) -> Any:
+        for i, started in items:
+            assert await started == i * 10
+            log.append(("finished", i))
+        takes.append(len(items))
 
         async def settle() -> None:
             await asyncio.sleep(rng.random() / 100)
-            log.append(("settled", i))
+            for i, _ in items:
+                log.append(("settled", i))
 
         return settle
 
@@ -64,6 +68,7 @@ def test_out_of_order_starts_finish_and_ack_in_submission_order() -> None:
     assert running["max"] == 4  # several at once, and never more than max_in_flight
     for i in range(20):  # acked only once settled
         assert log.index(("settled", i)) < log.index(("acked", i))
+    assert max(takes) > 1  # batches ready together were finished together
 
 
 def test_submit_waits_while_the_slots_are_full() -> None:
@@ -74,8 +79,9 @@ def test_submit_waits_while_the_slots_are_full() -> None:
         await gate.wait()
         return i
 
-    async def finish(i: int, started: Awaitable[int]) -> Any:
-        await started
+    async def finish(items: list[tuple[int, Awaitable[int]]]) -> Any:
+        for _, started in items:
+            await started
 
         async def settle() -> None:
             return None
@@ -107,10 +113,11 @@ def test_a_stop_acks_nothing_in_flight() -> None:
     async def start(i: int) -> int:
         return i
 
-    async def finish(i: int, started: Awaitable[int]) -> Any:
-        await started
-        if i == 1:
-            await asyncio.sleep(3600)  # e.g. ClickHouse away: the write is held
+    async def finish(items: list[tuple[int, Awaitable[int]]]) -> Any:
+        for i, started in items:
+            await started
+            if i == 1:
+                await asyncio.sleep(3600)  # e.g. ClickHouse away: the write is held
 
         async def settle() -> None:
             return None
@@ -119,7 +126,9 @@ def test_a_stop_acks_nothing_in_flight() -> None:
 
     async def main() -> None:
         run: InOrder[int, int] = InOrder(start, finish, 4, "t")
-        for i in range(3):
+        await run.submit(0, lambda: acked.append(0))
+        await asyncio.sleep(0.05)
+        for i in (1, 2):
             await run.submit(i, lambda i=i: acked.append(i))
         await asyncio.sleep(0.05)
         await run.stop()
@@ -148,14 +157,14 @@ def test_a_failure_in_any_step_retries_the_batch_and_quarantines_the_poison(fail
             raise ValueError("boom")
         return batch
 
-    async def finish(batch: list[RawMessage]) -> Any:
+    async def finish(batches: list[list[RawMessage]]) -> Any:
         if failing == "finish":
             raise ValueError("boom")
 
         async def settle() -> None:
             if failing == "settle":
                 raise ValueError("boom")
-            done.extend(m.offset for m in batch)
+            done.extend(m.offset for b in batches for m in b)
 
         return settle
 
@@ -164,12 +173,16 @@ def test_a_failure_in_any_step_retries_the_batch_and_quarantines_the_poison(fail
 
     async def main() -> None:
         run_both = finish_or_quarantine(finish, handle, quarantine, "x")
-        messages = _msgs(b"a", b"poison", b"c")
-        settle = await run_both(messages, start(messages))
+        first, second = _msgs(b"a", b"poison", b"c"), _msgs(b"d", b"e")
+        items: list[tuple[list[RawMessage], Awaitable[list[RawMessage]]]] = [
+            (first, start(first)), (second, start(second))
+        ]  # fmt: skip
+        settle = await run_both(items)
         await settle()
 
     asyncio.run(main())
-    assert (sorted(done), quarantined) == ([0, 2], [1])
+    # Both batches again, each on its own: the second is done whole, the poison quarantined.
+    assert (sorted(done), quarantined) == ([0, 0, 1, 2], [1])
 
 
 class _Msg:

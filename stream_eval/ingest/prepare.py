@@ -22,7 +22,7 @@ from stream_eval.dead_letters import Headers, capped, dead_letter_headers
 from stream_eval.ingest.bounds import CLAMPED
 from stream_eval.judge.request import encode_judge_request
 from stream_eval.pipeline import Batch, RawMessage, process_batch
-from stream_eval.sink.rows import check_rows, dead_rows, ledger_rows, ndjson, trace_row
+from stream_eval.sink.rows import dead_rows, ledger_rows, ndjson, trace_row
 
 PENDING = -1.0  # never a real watermark or write time
 _WM_PENDING = b'"wm_at_ingest":' + orjson.dumps(PENDING)
@@ -79,7 +79,7 @@ class MessageRows:
 @dataclass(slots=True)
 class Prepared:
     messages: list[MessageRows]
-    tables: dict[str, bytes]  # check_results, dead_letters, ingest_messages; write time pending
+    tables: dict[str, bytes]  # dead_letters, ingest_messages; write time pending
     judge_requests: list[tuple[bytes, bytes]]  # key, value
     dead_letters: list[tuple[bytes, Headers]]  # value, headers; cut to fit the topic
     summary: Summary
@@ -116,11 +116,37 @@ def prepare(messages: list[RawMessage], settings: Settings) -> Prepared:
         headers = dead_letter_headers(d.reason, d.detail, source)
         dead.append(capped(d.payload, headers, settings.ingest.dead_letter_max_bytes))
     tables = {
-        "check_results": ndjson([r for p in batch.processed for r in check_rows(p, PENDING)]),
         "dead_letters": ndjson(dead_rows(batch, PENDING)),
         "ingest_messages": ndjson(ledger_rows(batch, PENDING)),
     }
     return Prepared(out, tables, judge, dead, summarize(batch))
+
+
+def merge(parts: list[Prepared]) -> Prepared:
+    """Several prepared batches as one, in order (one write for all of them)."""
+    if len(parts) == 1:
+        return parts[0]
+    tables = {k: b"".join(p.tables[k] for p in parts) for k in parts[0].tables}
+    total = Summary()
+    for p in parts:
+        s = p.summary
+        total.messages += s.messages
+        total.traces += s.traces
+        total.dead += s.dead
+        total.sampled += s.sampled
+        total.skipped += s.skipped
+        total.clamped += s.clamped
+        for reason, n in s.dead_by_reason.items():
+            total.dead_by_reason[reason] = total.dead_by_reason.get(reason, 0) + n
+        for reason, n in s.skipped_by_reason.items():
+            total.skipped_by_reason[reason] = total.skipped_by_reason.get(reason, 0) + n
+    return Prepared(
+        [m for p in parts for m in p.messages],
+        tables,
+        [r for p in parts for r in p.judge_requests],
+        [d for p in parts for d in p.dead_letters],
+        total,
+    )
 
 
 def fill_watermark(rows: bytes, watermark: float) -> bytes:

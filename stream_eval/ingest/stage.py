@@ -16,7 +16,13 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from stream_eval.config import Settings
 from stream_eval.ingest.pool import PreparePool
-from stream_eval.ingest.prepare import Prepared, Summary, fill_watermark, fill_written_at
+from stream_eval.ingest.prepare import (
+    Prepared,
+    Summary,
+    fill_watermark,
+    fill_written_at,
+    merge,
+)
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
 from stream_eval.produce import Outgoing
@@ -102,12 +108,13 @@ class IngestStage:
 
     async def handle(self, messages: list[RawMessage]) -> None:
         """Every step on one batch."""
-        settle = await self.finish(await self.prepare(messages))
+        settle = await self.finish([await self.prepare(messages)])
         await settle()
 
-    async def finish(self, prepared: Prepared) -> Callable[[], Awaitable[None]]:
-        """Step two: one batch at a time, in offset order; returns step three, the wait for
-        what it produced (which may overlap the next batch's step two)."""
+    async def finish(self, parts: list[Prepared]) -> Callable[[], Awaitable[None]]:
+        """Step two: one or more batches at a time, in offset order; returns step three,
+        the wait for what they produced (which may overlap the next step two)."""
+        prepared = merge(parts)
         msgs = prepared.messages
         wms, progress = await self.watermarks.advance(
             [Position(m.topic, m.partition, m.offset, m.newest) for m in msgs]
@@ -118,7 +125,6 @@ class IngestStage:
         # progress (watermarks) just before it, once the traces it covers are written.
         tables = {
             "traces": traces,
-            "check_results": prepared.tables["check_results"],
             "dead_letters": prepared.tables["dead_letters"],
             "stream_progress": ndjson([{**r, "ingested_at": at} for r in progress]),
             "ingest_messages": prepared.tables["ingest_messages"],

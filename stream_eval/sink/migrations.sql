@@ -20,3 +20,20 @@ ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS documents_json String CODEC(ZST
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS sample_prob Float64 AFTER sample_reason;
 ALTER TABLE {db}.judge_results ADD COLUMN IF NOT EXISTS sample_prob Float64 DEFAULT 1 AFTER sample_reason;
 {judge_weighted_migrations};
+ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_names Array(LowCardinality(String)) AFTER failed_checks;
+ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_passed Array(UInt8) AFTER check_names;
+ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_scores Array(Nullable(Float32)) AFTER check_passed;
+ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_reasons Array(String) AFTER check_scores;
+
+-- check_results, one row per trace and check, derived inside ClickHouse from each insert
+-- into traces (its columns exist from here on). The worker writes a trace's checks once,
+-- as arrays on its row; the rows analysts query stay where they were. A replayed trace
+-- is inserted again and replaces its rows here as it does in traces (same keys). Never
+-- replaced at start (a worker writing meanwhile would lose rows): a new definition
+-- gets a new name.
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.check_results_from_traces TO {db}.check_results AS
+SELECT trace_id, span_id, route, ts, model_version, prompt_version,
+       check_name, passed, score, reason, ingested_at
+FROM {db}.traces
+ARRAY JOIN check_names AS check_name, check_passed AS passed, check_scores AS score,
+           check_reasons AS reason;

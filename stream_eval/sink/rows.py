@@ -99,6 +99,10 @@ def trace_row(p: ProcessedTrace, ingested_at: float) -> dict[str, Any]:
         "tool_calls": len(t.tool_calls),
         "size_bytes": t.size_bytes,
         "failed_checks": p.failed_checks,
+        "check_names": [r.check for r in p.results],
+        "check_passed": [1 if r.passed else 0 for r in p.results],
+        "check_scores": [r.score for r in p.results],
+        "check_reasons": [r.reason for r in p.results],
         "sampled": 1 if p.sample_reason else 0,
         "sample_reason": p.sample_reason,
         "sample_prob": p.sample_prob,
@@ -109,27 +113,6 @@ def trace_row(p: ProcessedTrace, ingested_at: float) -> dict[str, Any]:
         "wm_at_ingest": p.wm_at_ingest,
         "ingested_at": ingested_at,
     }
-
-
-def check_rows(p: ProcessedTrace, ingested_at: float) -> list[dict[str, Any]]:
-    """The ``check_results`` rows of one trace."""
-    t = p.trace
-    return [
-        {
-            "trace_id": t.trace_id,
-            "span_id": t.span_id,
-            "route": t.route,
-            "ts": t.start_time,
-            "model_version": t.model_version,
-            "prompt_version": t.prompt_version,
-            "check_name": r.check,
-            "passed": 1 if r.passed else 0,
-            "score": r.score,
-            "reason": r.reason,
-            "ingested_at": ingested_at,
-        }
-        for r in p.results
-    ]
 
 
 def dead_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> list[dict[str, Any]]:
@@ -160,14 +143,13 @@ def ledger_rows(batch: Batch, ingested_at: float) -> list[dict[str, Any]]:
 
 
 def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[str, bytes]:
-    """JSONEachRow per table, in the order they must be written."""
-    checks = [row for p in batch.processed for row in check_rows(p, ingested_at)]
+    """JSONEachRow per table, in the order they must be written. (``check_results`` is
+    derived by ClickHouse from the traces' check arrays.)"""
     progress = [{**r, "ingested_at": ingested_at} for r in batch.progress]
     # The ledger goes last: a message is only marked read once its rows are written; the
     # progress (watermarks) just before it, once the traces it covers are written.
     return {
         "traces": ndjson([trace_row(p, ingested_at) for p in batch.processed]),
-        "check_results": ndjson(checks),
         "dead_letters": ndjson(dead_rows(batch, ingested_at, stage)),
         "stream_progress": ndjson(progress),
         "ingest_messages": ndjson(ledger_rows(batch, ingested_at)),

@@ -35,6 +35,12 @@ CREATE TABLE IF NOT EXISTS {db}.traces
     tool_calls      UInt16,
     size_bytes      UInt32,
     failed_checks   Array(LowCardinality(String)),
+    -- Every applicable check's result, one element per check (check_results holds them as
+    -- rows, derived from these by check_results_from_traces).
+    check_names     Array(LowCardinality(String)),
+    check_passed    Array(UInt8),
+    check_scores    Array(Nullable(Float32)),
+    check_reasons   Array(String),
     sampled         UInt8,
     sample_reason   LowCardinality(String),
     sample_prob     Float64,  -- its probability of being judged (0: not sampled)
@@ -53,7 +59,8 @@ ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(ts)
 ORDER BY (route, trace_id, span_id);
 
--- One row per trace per applicable check.
+-- One row per trace per applicable check: filled by ClickHouse from the trace rows'
+-- check arrays (check_results_from_traces, in migrations.sql), not written by the worker.
 CREATE TABLE IF NOT EXISTS {db}.check_results
 (
     trace_id        String,
