@@ -74,6 +74,9 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         topic_replication_factor=k.replication_factor,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
+        # Events buffered per topic before Faust pauses the partition (default 4096): a
+        # bound on memory when messages carry many traces (100 traces are ~100 KB).
+        stream_buffer_maxsize=1024,
         store="memory://",
         # Judge requests and dead letters are produced in bursts, one batch's at a time.
         producer_linger=0.005,

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from faust.types import EventT
 
@@ -130,7 +130,12 @@ def finish_or_quarantine(
                 await complete_or_quarantine(handle, messages, quarantine, what)
 
         try:
-            settle = await finish([await started for _, started in items])
+            # Every step one awaited, failed or not (none left unretrieved).
+            results = await asyncio.gather(*(s for _, s in items), return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+            settle = await finish(cast("list[R]", results))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -129,7 +129,7 @@ class IngestSettings(_Model):
     # offset order. A batch taken from Kafka is cut into pieces of at most
     # chunk_max_bytes of messages, so that the processes share even a large backlog.
     processes: int = Field(default=2, ge=0, le=64)
-    max_in_flight: int = Field(default=4, ge=1, le=64)
+    max_in_flight: int = Field(default=8, ge=1, le=64)
     chunk_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_traces_per_message: int = Field(default=10_000, ge=1)
