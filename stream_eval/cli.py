@@ -75,9 +75,11 @@ def worker(ctx: click.Context, loglevel: str, role: str) -> None:
     """Run a stream-eval Faust worker (ingest and judge agents) until stopped."""
     import faust
 
+    from stream_eval import malloc
     from stream_eval.app import create_app
     from stream_eval.topics import ensure_topics
 
+    malloc.tune()
     settings = _settings(ctx)
     ensure_topics(settings)
     app = create_app(settings, role)  # type: ignore[arg-type]
