@@ -274,7 +274,7 @@ def main() -> None:
     ceiling = args.traces / results[0][1]
     print(
         f"\n{args.traces:,} traces, {args.batch_size} traces per message, 1 partition, "
-        f"one process each\n"
+        f"one process each (the worker: with its {settings.ingest.processes} prepare processes)\n"
     )
     print(f"{'stage':48} {'traces/s':>10} {'msgs/s':>9} {'vs raw':>7}")
     for name, secs in results:
