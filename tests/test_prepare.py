@@ -19,6 +19,7 @@ from stream_eval.ingest.prepare import (
     Prepared,
     fill_watermark,
     fill_written_at,
+    merge,
     prepare,
     summarize,
 )
@@ -198,3 +199,16 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"  # a zombie is dead, just not reaped
     except FileNotFoundError:
         return False
+
+
+def test_pieces_merged_for_one_write_are_the_whole_batch(settings: Settings) -> None:
+    messages = _messages(settings)
+    whole = prepare(messages, settings)
+    cut = len(messages) // 3
+    merged = merge([prepare(messages[:cut], settings), prepare(messages[cut:], settings)])
+    assert merged.messages == whole.messages
+    assert merged.tables == whole.tables
+    assert merged.judge_requests == whole.judge_requests
+    assert merged.dead_letters == whole.dead_letters
+    assert merged.summary == whole.summary
+    assert merge([whole]) is whole

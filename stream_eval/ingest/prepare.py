@@ -42,6 +42,18 @@ class Summary:
     dead_by_reason: dict[str, int] = field(default_factory=dict)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
 
+    def add(self, other: Summary) -> None:
+        self.messages += other.messages
+        self.traces += other.traces
+        self.dead += other.dead
+        self.sampled += other.sampled
+        self.skipped += other.skipped
+        self.clamped += other.clamped
+        for reason, n in other.dead_by_reason.items():
+            self.dead_by_reason[reason] = self.dead_by_reason.get(reason, 0) + n
+        for reason, n in other.skipped_by_reason.items():
+            self.skipped_by_reason[reason] = self.skipped_by_reason.get(reason, 0) + n
+
 
 def summarize(batch: Batch) -> Summary:
     s = Summary(
@@ -129,17 +141,7 @@ def merge(parts: list[Prepared]) -> Prepared:
     tables = {k: b"".join(p.tables[k] for p in parts) for k in parts[0].tables}
     total = Summary()
     for p in parts:
-        s = p.summary
-        total.messages += s.messages
-        total.traces += s.traces
-        total.dead += s.dead
-        total.sampled += s.sampled
-        total.skipped += s.skipped
-        total.clamped += s.clamped
-        for reason, n in s.dead_by_reason.items():
-            total.dead_by_reason[reason] = total.dead_by_reason.get(reason, 0) + n
-        for reason, n in s.skipped_by_reason.items():
-            total.skipped_by_reason[reason] = total.skipped_by_reason.get(reason, 0) + n
+        total.add(p.summary)
     return Prepared(
         [m for p in parts for m in p.messages],
         tables,

@@ -38,47 +38,37 @@ Send = Callable[[Sequence[Outgoing]], Awaitable["asyncio.Future[None]"]]
 
 class Counters:
     def __init__(self) -> None:
-        self.messages = self.traces = self.dead = self.sampled = self.skipped = 0
-        self.late = self.clamped = 0
-        self.dead_by_reason: dict[str, int] = {}
-        self.skipped_by_reason: dict[str, int] = {}
+        self.total = Summary()
+        self.late = 0
         self._last = (time.monotonic(), 0)
 
     def add(self, s: Summary, late: int = 0) -> None:
+        self.total.add(s)
         self.late += late
-        self.clamped += s.clamped
-        self.messages += s.messages
-        self.traces += s.traces
-        self.dead += s.dead
-        self.sampled += s.sampled
-        self.skipped += s.skipped
-        for reason, n in s.dead_by_reason.items():
-            self.dead_by_reason[reason] = self.dead_by_reason.get(reason, 0) + n
-        for reason, n in s.skipped_by_reason.items():
-            self.skipped_by_reason[reason] = self.skipped_by_reason.get(reason, 0) + n
 
     def report(self) -> str:
+        t = self.total
         now = time.monotonic()
         then, traces_then = self._last
-        self._last = (now, self.traces)
-        rate = (self.traces - traces_then) / max(now - then, 1e-9)
+        self._last = (now, t.traces)
+        rate = (t.traces - traces_then) / max(now - then, 1e-9)
         return (
-            f"ingest: {self.messages} messages, {self.traces} traces ({rate:,.0f}/s), "
-            f"{self.sampled} sampled, {self.dead} dead letters, {self.skipped} spans skipped, "
-            f"{self.late} late, {self.clamped} clamped"
+            f"ingest: {t.messages} messages, {t.traces} traces ({rate:,.0f}/s), "
+            f"{t.sampled} sampled, {t.dead} dead letters, {t.skipped} spans skipped, "
+            f"{self.late} late, {t.clamped} clamped"
         )
 
     def metrics(self) -> Iterator[Sample]:
-        st = "ingest"
-        yield "messages", "counter", "Kafka messages processed", {"stage": st}, self.messages
-        yield "traces", "counter", "Traces processed", {"stage": st}, self.traces
-        yield "traces_sampled", "counter", "Traces sampled for the judge", {}, self.sampled
-        for reason, n in self.skipped_by_reason.items():
+        t, st = self.total, "ingest"
+        yield "messages", "counter", "Kafka messages processed", {"stage": st}, t.messages
+        yield "traces", "counter", "Traces processed", {"stage": st}, t.traces
+        yield "traces_sampled", "counter", "Traces sampled for the judge", {}, t.sampled
+        for reason, n in t.skipped_by_reason.items():
             labels = {"reason": reason}
             yield "spans_skipped", "counter", "OTLP spans that are not LLM calls", labels, n
         yield "late_traces", "counter", "Traces read after their window had closed", {}, self.late
-        yield "clamped_traces", "counter", "Traces with a value bounded at ingest", {}, self.clamped
-        for reason, n in self.dead_by_reason.items():
+        yield "clamped_traces", "counter", "Traces with a value bounded at ingest", {}, t.clamped
+        for reason, n in t.dead_by_reason.items():
             yield "dead_letters", "counter", "Dead letters", {"stage": st, "reason": reason}, n
 
 
