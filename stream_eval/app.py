@@ -78,7 +78,9 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         # bound on memory when messages carry many traces (100 traces are ~100 KB).
         stream_buffer_maxsize=1024,
         store="memory://",
-        # Judge requests and dead letters are produced in bursts, one batch's at a time.
+        # Faust's producer serves the other stages (assembly pieces and whole traces, the
+        # judge's dead letters, quarantines): their sends come in bursts, one batch's at a
+        # time. (The ingest produces through its own BatchProducer.)
         producer_linger=0.005,
         producer_max_batch_size=256 * 1024,
         producer_max_request_size=max_request_bytes(settings),
@@ -215,9 +217,10 @@ def _ingest_agent(
     reports: list[Any],
     sources: list[Any],
 ) -> Callable[[], Awaitable[None]]:
-    """The ingest agent, as two composed steps (``steps.InOrder``): ``stage.prepare`` in
+    """The ingest agent, as three composed steps (``steps.InOrder``): ``stage.prepare`` in
     worker processes for up to ``ingest.max_in_flight`` pieces of batches at once, then
-    ``stage.finish`` one at a time in offset order, then the ack. Returns the closer."""
+    ``stage.finish`` and its settle step in offset order, then the ack. Returns the
+    closer."""
     ing = settings.ingest
     run = InOrder(
         stage.prepare,

@@ -104,9 +104,7 @@ def chunks(events: Sequence[EventT[bytes]], max_bytes: int) -> list[list[EventT[
 
 
 R = TypeVar("R")
-
-
-Settle = Callable[[], Awaitable[None]]
+Settle = Callable[[], Awaitable[None]]  # step three of a composed stage (``steps.InOrder``)
 
 
 async def _nothing() -> None:

@@ -96,8 +96,9 @@ class BatchProducer:
         return batch.future
 
     def close(self, timeout: float = 30.0) -> int:
-        """Deliver what is queued (up to ``timeout``); returns how many were not."""
-        left = self._producer.flush(timeout)
+        """Deliver what is queued (up to ``timeout``); returns how many were not. The poll
+        thread stops first: delivery reports are then served by ``flush`` alone (a batch's
+        count is only ever updated by one thread)."""
         self._closed.set()
         self._thread.join()
-        return int(left)
+        return int(self._producer.flush(timeout))

@@ -4,14 +4,13 @@
 at once (work that may run anywhere and in any order: decode and checks in worker
 processes); ``finish`` one batch at a time in the order they were submitted (what needs
 offset order: watermarks, produce, the sink write), which returns what is left to wait
-for (the produced messages' acknowledgements). When the next batches are already
-started by the time ``finish`` is free, it takes them all at once (one sink write for
-several batches under load: fewer, larger inserts; one batch alone when the load is
-light); then ``settle``, also one batch at a time
-in order but beside the next batch's ``finish``, that wait and the batch's ``done`` (its
-ack). ``submit`` waits while ``max_in_flight`` batches are in flight, which holds the
-consumer: backpressure. A batch is acked only after everything before it finished, so
-Kafka commits stay behind what is durable.
+for (the produced messages' acknowledgements); then ``settle``, also in order but beside
+the next ``finish``: that wait, then each batch's ``done`` (its ack). When the next
+batches have started by the time ``finish`` is free, it takes them all at once (one
+sink write for several batches under load: fewer, larger inserts; one batch alone when
+the load is light). ``submit`` waits while ``max_in_flight`` batches are in flight,
+which holds the consumer: backpressure. A batch is acked only after everything before it
+finished, so Kafka commits stay behind what is durable.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Generic, TypeVar
 
-from stream_eval.batches import EXIT_UNCOMMITTED
+from stream_eval.batches import EXIT_UNCOMMITTED, Settle
 from stream_eval.metrics import Sample
 
 T = TypeVar("T")
@@ -33,7 +32,6 @@ log = logging.getLogger("stream_eval")
 
 
 STEPS = ("blocked", "start", "wait", "finish", "settle")
-Settle = Callable[[], Awaitable[None]]
 
 
 def _unfinished(what: str) -> None:

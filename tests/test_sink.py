@@ -217,7 +217,7 @@ def test_async_write_then_close(ch: ClickHouseSettings, batch: Batch) -> None:
     s = open_store(ch)
     writer = SinkWriter(s)
     try:
-        asyncio.run(writer.write(batch))
+        asyncio.run(writer.write_tables(batch_rows(batch, ingested_at=BASE_TS)))
         assert count(s, "traces") == len(batch.processed)
     finally:
         writer.close()  # closes the store too

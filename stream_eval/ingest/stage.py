@@ -1,10 +1,11 @@
 """The ingest stage: a batch of trace messages in, everything durable out.
 
-Two steps (composed by ``steps.InOrder`` in the app): ``prepare`` (decode -> checks ->
+Three steps (composed by ``steps.InOrder`` in the app): ``prepare`` (decode -> checks ->
 sampling -> rows and messages encoded; ``ingest.prepare``, in worker processes) for
-several batches at once, then ``finish`` one batch at a time in offset order: the
-watermark before each message -> judge requests and dead letters produced -> rows
-written to ClickHouse -> deliveries awaited. Only then may the caller ack the batch.
+several batches at once; ``finish`` in offset order: the watermark before each message
+-> rows written to ClickHouse while the judge requests and dead letters are produced;
+then its settle step, also in order: the deliveries awaited. Only then may the caller
+ack the batch.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from stream_eval.ingest.prepare import (
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
 from stream_eval.produce import Outgoing
-from stream_eval.sink.rows import ndjson
+from stream_eval.sink.rows import ingest_tables, ndjson
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.windows.watermarks import PartitionWatermarks, Position, load_sql
 
@@ -111,14 +112,12 @@ class IngestStage:
         )
         at = time.time()
         traces = b"".join(fill_watermark(m.traces, wm) for m, wm in zip(msgs, wms, strict=True))
-        # The ledger goes last: a message is only marked read once its rows are written; the
-        # progress (watermarks) just before it, once the traces it covers are written.
-        tables = {
-            "traces": traces,
-            "dead_letters": prepared.tables["dead_letters"],
-            "stream_progress": ndjson([{**r, "ingested_at": at} for r in progress]),
-            "ingest_messages": prepared.tables["ingest_messages"],
-        }
+        tables = ingest_tables(
+            traces,
+            prepared.tables["dead_letters"],
+            ndjson([{**r, "ingested_at": at} for r in progress]),
+            prepared.tables["ingest_messages"],
+        )
         # Held, with backoff, while ClickHouse is down; produced meanwhile.
         write = self.writer.write_tables({k: fill_written_at(v, at) for k, v in tables.items()})
         written = asyncio.ensure_future(write)

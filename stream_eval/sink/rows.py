@@ -142,15 +142,27 @@ def ledger_rows(batch: Batch, ingested_at: float) -> list[dict[str, Any]]:
     ]
 
 
-def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[str, bytes]:
-    """JSONEachRow per table, in the order they must be written. (``check_results`` is
-    derived by ClickHouse from the traces' check arrays.)"""
-    progress = [{**r, "ingested_at": ingested_at} for r in batch.progress]
+def ingest_tables(
+    traces: bytes, dead_letters: bytes, progress: bytes, ledger: bytes
+) -> dict[str, bytes]:
+    """An ingest batch's JSONEachRow per table, in the order they must be written.
+    (``check_results`` is derived by ClickHouse from the traces' check arrays.)"""
     # The ledger goes last: a message is only marked read once its rows are written; the
     # progress (watermarks) just before it, once the traces it covers are written.
     return {
-        "traces": ndjson([trace_row(p, ingested_at) for p in batch.processed]),
-        "dead_letters": ndjson(dead_rows(batch, ingested_at, stage)),
-        "stream_progress": ndjson(progress),
-        "ingest_messages": ndjson(ledger_rows(batch, ingested_at)),
+        "traces": traces,
+        "dead_letters": dead_letters,
+        "stream_progress": progress,
+        "ingest_messages": ledger,
     }
+
+
+def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[str, bytes]:
+    """JSONEachRow per table, in the order they must be written (``ingest_tables``)."""
+    progress = [{**r, "ingested_at": ingested_at} for r in batch.progress]
+    return ingest_tables(
+        ndjson([trace_row(p, ingested_at) for p in batch.processed]),
+        ndjson(dead_rows(batch, ingested_at, stage)),
+        ndjson(progress),
+        ndjson(ledger_rows(batch, ingested_at)),
+    )

@@ -80,9 +80,6 @@ class SinkWriter:
     def write_sync(self, batch: Batch) -> None:
         self.write_tables_sync(batch_rows(batch, ingested_at=time.time()))
 
-    async def write(self, batch: Batch) -> None:
-        await self.run(self.write_sync, batch)
-
     async def write_tables(self, tables: Mapping[str, bytes]) -> None:
         await self.run(self.write_tables_sync, tables)
 
