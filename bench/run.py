@@ -46,7 +46,9 @@ from stream_eval.sink.store import open_store
 from stream_eval.synthetic.mix import Message
 from stream_eval.synthetic.publish import publish
 from stream_eval.synthetic.traces import TraceFactory
-from stream_eval.topics import ensure_topics
+from stream_eval.topics import delete_topics_with_prefix, ensure_topics
+
+RUN = uuid.uuid4().hex[:6]  # every topic and group of one bench run starts with bench-RUN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +73,7 @@ def raw_ceiling(settings: Settings, topic: str, n_msgs: int) -> float:
         confluent_config(
             settings.kafka,
             **{
-                "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
+                "group.id": f"bench-{RUN}-raw",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
             },
@@ -99,7 +101,7 @@ def bare_faust(settings: Settings, topic: str, n_msgs: int) -> float:
             settings.kafka.bootstrap_servers,
             topic,
             str(n_msgs),
-            f"bench-bare-{uuid.uuid4().hex[:6]}",
+            f"bench-{RUN}-bare",
         ],
         capture_output=True,
         text=True,
@@ -119,7 +121,7 @@ def _peer(
     out = subprocess.run(
         [
             str(python), str(ROOT / "bench" / script), topic, str(n_msgs),
-            str(workdir / f"{name}-chdb"), f"bench-{name}-{uuid.uuid4().hex[:6]}",
+            str(workdir / f"{name}-chdb"), f"bench-{RUN}-{name}",
         ],
         capture_output=True, text=True, timeout=3600,
     )  # fmt: skip
@@ -229,19 +231,25 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    run = uuid.uuid4().hex[:6]
-    workdir = Path(tempfile.mkdtemp(prefix=f"stream-eval-bench-{run}-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"stream-eval-bench-{RUN}-"))
     os.environ.update(
         {
             "STREAM_EVAL_CONFIG": str(ROOT / "deploy" / "demo.toml"),
-            "STREAM_EVAL_APP_ID": f"bench-{run}",
+            "STREAM_EVAL_APP_ID": f"bench-{RUN}",
             "STREAM_EVAL_KAFKA__PARTITIONS": "1",
             "STREAM_EVAL_CLICKHOUSE__PATH": str(workdir / "chdb"),
         }
     )
     for field in TopicSettings.model_fields:  # every topic of its own, internal ones too
-        os.environ[f"STREAM_EVAL_TOPICS__{field.upper()}"] = f"bench-{run}.{field}"
+        os.environ[f"STREAM_EVAL_TOPICS__{field.upper()}"] = f"bench-{RUN}.{field}"
     settings = Settings()
+    try:
+        _run(settings, args, workdir)
+    finally:  # the broker loads every topic it keeps at each start: leave none behind
+        delete_topics_with_prefix(settings.kafka, f"bench-{RUN}")
+
+
+def _run(settings: Settings, args: argparse.Namespace, workdir: Path) -> None:
     ensure_topics(settings)
     msgs = _messages(args.traces, args.batch_size, args.spacing_ms)
     n_msgs = len(msgs)

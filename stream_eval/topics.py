@@ -8,7 +8,7 @@ from functools import partial
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from stream_eval.config import Settings
+from stream_eval.config import KafkaSettings, Settings
 from stream_eval.kafka_config import confluent_config, retry_transient
 
 
@@ -74,3 +74,25 @@ def start_groups_at_end(settings: Settings, groups: list[str], timeout: float = 
             retry_transient(partial(c.commit, offsets=ends, asynchronous=False), attempts=60)
         finally:
             c.close()
+
+
+def delete_topics_with_prefix(
+    kafka: KafkaSettings, prefix: str, timeout: float = 30.0
+) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a test's or a bench run's topics,
+    with the changelog and leader topics Faust made for its app id); returns their names.
+
+    A run that leaves its topics behind makes each later broker start load them all: the
+    broker's start time grows with its partition count."""
+    if not prefix:
+        raise ValueError("an empty prefix would delete every topic")
+    admin = AdminClient(confluent_config(kafka))
+    names = [n for n in admin.list_topics(timeout=timeout).topics if n.startswith(prefix)]
+    if names:
+        for fut in admin.delete_topics(names, operation_timeout=timeout).values():
+            try:
+                fut.result(timeout)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+    return names

@@ -13,6 +13,7 @@ import pytest
 from stream_eval.broker import broker
 from stream_eval.config import ClickHouseSettings, Settings, TopicSettings
 from stream_eval.sink.store import Store, open_store
+from stream_eval.topics import delete_topics_with_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "deploy" / "demo.toml"
@@ -33,8 +34,11 @@ def kafka() -> Iterator[str]:
 
 
 @pytest.fixture()
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka: str) -> Settings:
-    """Demo settings with topics, consumer group and chdb path unique to one test."""
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka: str) -> Iterator[Settings]:
+    """Demo settings with topics, consumer group and chdb path unique to one test.
+
+    Its topics (and Faust's changelog and leader topics of its app id) are deleted after the
+    test, so the broker's state does not grow with every run of the suite."""
     run = uuid.uuid4().hex[:8]
     env = {
         "STREAM_EVAL_CONFIG": str(DEMO_CONFIG),
@@ -46,7 +50,9 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka: str) -> Set
         env[f"STREAM_EVAL_TOPICS__{field.upper()}"] = f"test-{run}.{field}"
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    return Settings()
+    settings = Settings()
+    yield settings
+    delete_topics_with_prefix(settings.kafka, f"test-{run}")
 
 
 @pytest.fixture()

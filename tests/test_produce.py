@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
@@ -15,12 +16,20 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from stream_eval.config import KafkaSettings
 from stream_eval.kafka_config import confluent_config
 from stream_eval.produce import BatchProducer, ProduceError
+from stream_eval.topics import delete_topics_with_prefix
 
 PARTITIONS = 6
+RUN = f"test-produce-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _delete_topics_after(kafka: str) -> Iterator[None]:
+    yield
+    delete_topics_with_prefix(KafkaSettings(bootstrap_servers=kafka), RUN)
 
 
 def _topic(kafka: KafkaSettings, **config: str) -> str:
-    name = f"test-produce-{uuid.uuid4().hex[:8]}"
+    name = f"{RUN}-{uuid.uuid4().hex[:8]}"
     admin = AdminClient(confluent_config(kafka))
     admin.create_topics([NewTopic(name, PARTITIONS, 1, config=config)])[name].result(30)
     return name

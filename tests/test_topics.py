@@ -3,13 +3,16 @@ that has just started (tests/test_kafka_integration.py runs the real broker path
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_eval import topics
-from stream_eval.config import Settings
+from stream_eval.config import KafkaSettings, Settings
+from stream_eval.kafka_config import confluent_config
 
 
 class JustStartedBroker:
@@ -53,3 +56,24 @@ def test_groups_start_at_the_end_once_the_coordinator_has_loaded(
     for _, offsets in JustStartedBroker.commits:
         assert {tp.offset for tp in offsets} == {7}
         assert {tp.topic for tp in offsets} == set(topics.topic_names(settings))
+
+
+def test_a_runs_topics_are_deleted_and_no_others(kafka: str) -> None:
+    """What the ``isolated`` fixture and the bench do after a run, on the real broker: every
+    topic of the prefix goes (Faust's internal ones too), a topic that only shares a shorter
+    prefix stays, and an empty prefix is refused rather than deleting everything."""
+    k = KafkaSettings(bootstrap_servers=kafka)
+    run = f"test-del-{uuid.uuid4().hex[:8]}"
+    mine = [f"{run}.traces", f"{run}-__assignor-__leader"]
+    other = f"{run[:-1]}.other"  # the prefix without its last character
+    admin = AdminClient(confluent_config(k))
+    for fut in admin.create_topics([NewTopic(n, 1, 1) for n in [*mine, other]]).values():
+        fut.result(30)
+    try:
+        assert sorted(topics.delete_topics_with_prefix(k, run)) == sorted(mine)
+        left = set(admin.list_topics(timeout=30).topics)
+        assert other in left and not left & set(mine)
+        with pytest.raises(ValueError):
+            topics.delete_topics_with_prefix(k, "")
+    finally:
+        topics.delete_topics_with_prefix(k, other)

@@ -23,7 +23,10 @@
 #                            listens on PORT+1 unless
 #   STREAM_EVAL_KAFKA_CONTROLLER_PORT  says otherwise
 #   KAFKA_HEAP               max heap, e.g. 1g (512m)
-#   STREAM_EVAL_KAFKA_START_TIMEOUT / _STOP_TIMEOUT   seconds (60 / 20)
+#   STREAM_EVAL_KAFKA_START_TIMEOUT / _STOP_TIMEOUT   seconds (60 / 20); a start
+#                            waits while the broker's log grows (it logs each
+#                            partition it loads), up to
+#   STREAM_EVAL_KAFKA_START_MAX  seconds in all (600)
 #   STREAM_EVAL_MVN          Maven command (mvn)
 #   STREAM_EVAL_MVN_ARGS     extra Maven arguments, e.g. "-o" or
 #                            "-Dmaven.repo.local=/some/where"
@@ -59,6 +62,7 @@ readonly PORT=${STREAM_EVAL_KAFKA_PORT:-9092}
 readonly CONTROLLER_PORT=${STREAM_EVAL_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}
 readonly HEAP=${KAFKA_HEAP:-512m}
 readonly START_TIMEOUT=${STREAM_EVAL_KAFKA_START_TIMEOUT:-60}
+readonly START_MAX=${STREAM_EVAL_KAFKA_START_MAX:-600}
 readonly STOP_TIMEOUT=${STREAM_EVAL_KAFKA_STOP_TIMEOUT:-20}
 readonly JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
 readonly MVN=${STREAM_EVAL_MVN:-mvn}
@@ -68,7 +72,7 @@ readonly READY_LINE='Kafka Server started'
 log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for _n in PORT CONTROLLER_PORT START_TIMEOUT STOP_TIMEOUT; do
+for _n in PORT CONTROLLER_PORT START_TIMEOUT START_MAX STOP_TIMEOUT; do
   [[ ${!_n} =~ ^[0-9]+$ ]] || die "$_n must be a number, got '${!_n}'"
 done
 unset _n
@@ -86,7 +90,7 @@ lock_state() {
   command -v flock >/dev/null || return 0
   mkdir -p -- "$(dirname -- "$STATE_LOCK")"
   exec 9>>"$STATE_LOCK"
-  flock -w $((START_TIMEOUT + STOP_TIMEOUT + 60)) 9 \
+  flock -w $((START_MAX + STOP_TIMEOUT + 60)) 9 \
     || die "timed out waiting for another kafka.sh on $STATE ($STATE_LOCK)"
   HAVE_STATE_LOCK=1
 }
@@ -330,10 +334,19 @@ launch() {
 }
 
 # Wait until ready; on failure show the log, stop what was started, exit 1.
+# A broker with many partitions logs each one as it loads it, which can take minutes:
+# while its log grows the wait goes on, up to START_MAX; it gives up after START_TIMEOUT
+# seconds without a new line.
 wait_ready() {
-  local pid=$1 deadline=$((SECONDS + START_TIMEOUT))
+  local pid=$1 deadline=$((SECONDS + START_TIMEOUT)) hard=$((SECONDS + START_MAX))
+  local size=0 now_size
   while :; do
     ready && return 0
+    now_size=$(stat -c %s -- "$LOG" 2>/dev/null || echo 0)
+    if ((now_size != size)); then
+      size=$now_size
+      deadline=$((SECONDS + START_TIMEOUT < hard ? SECONDS + START_TIMEOUT : hard))
+    fi
     if ! pid_alive "$pid"; then
       log "the broker exited during startup; last lines of $LOG:"
       tail -n 40 -- "$LOG" >&2 || true
@@ -341,7 +354,7 @@ wait_ready() {
       exit 1
     fi
     if ((SECONDS >= deadline)); then
-      log "the broker was not ready within ${START_TIMEOUT}s; last lines of $LOG:"
+      log "the broker was not ready: ${START_TIMEOUT}s without progress, or ${START_MAX}s in all; last lines of $LOG:"
       tail -n 40 -- "$LOG" >&2 || true
       stop_pid "$pid"
       exit 1
