@@ -189,7 +189,7 @@ def full_worker(settings: Settings, workdir: Path, n_traces: int) -> WorkerRun:
                 rss_at[m] = w.rss_mb()
 
     t0 = time.perf_counter()
-    w.start(loglevel="warn")
+    w.start(loglevel=os.environ.get("BENCH_LOGLEVEL", "warn"))
     try:
         w.wait_drained(settings, timeout=3600, poll=0.5, progress=sample)
         wall = time.perf_counter() - t0

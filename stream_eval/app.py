@@ -1,8 +1,10 @@
 """The Faust app: topics and agents wired to the stages (kept thin).
 
-Both agents take batches (``stream.take_events``), run the stage to a durable end
-(rows in ClickHouse, produced messages acknowledged) and only then let Faust ack
-the events and commit their offsets; see ``batches.complete_or_quarantine``.
+Every stage runs a batch to a durable end (rows in ClickHouse, produced messages
+acknowledged) and only then lets Faust ack the messages and commit their offsets; see
+``batches.complete_or_quarantine``. The ingest takes its topic's messages a fetch at a
+time from Faust's drain loop (``bulk_drain``, ``ingest.intake``); the other stages are
+agents that take batches (``stream.take_events``).
 
 Roles: ``all`` runs both agents in one consumer group (``app_id``); ``ingest`` and
 ``judge`` run one each, the judge in the group ``<app_id>-judge``, so judge workers
@@ -11,9 +13,7 @@ scale separately from ingest workers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
@@ -21,17 +21,17 @@ from typing import Any, Literal, cast
 
 import faust
 
-from stream_eval import faust_fixes
+from stream_eval import bulk_drain, faust_fixes
 from stream_eval.batches import (
-    EXIT_UNCOMMITTED,
     Quarantine,
-    chunks,
     complete_or_quarantine,
     finish_or_quarantine,
+    from_kafka,
     raw_messages,
 )
 from stream_eval.config import Settings
 from stream_eval.dead_letters import Headers, capped, dead_letter_headers
+from stream_eval.ingest.intake import Intake
 from stream_eval.ingest.result import STAGE_ERROR
 from stream_eval.ingest.stage import IngestStage
 from stream_eval.kafka_config import faust_credentials
@@ -176,6 +176,7 @@ def _add_stall_watch(app: faust.App, settings: Settings, sources: list[Any]) -> 
     if not after:
         return
     topics = {t for agent in app.agents.values() for t in agent.get_topic_names()}
+    topics |= bulk_drain.topics(app)  # the ingest's topic has no agent
     watch = StallWatch(app, topics, after)
     sources.append(watch)
 
@@ -217,10 +218,11 @@ def _ingest_agent(
     reports: list[Any],
     sources: list[Any],
 ) -> Callable[[], Awaitable[None]]:
-    """The ingest agent, as three composed steps (``steps.InOrder``): ``stage.prepare`` in
+    """The ingest, as three composed steps (``steps.InOrder``): ``stage.prepare`` in
     worker processes for up to ``ingest.max_in_flight`` pieces of batches at once, then
-    ``stage.finish`` and its settle step in offset order, then the ack. Returns the
-    closer."""
+    ``stage.finish`` and its settle step in offset order, then the ack. Its topic's
+    messages come in bulk, a fetch at a time, not through a Faust stream (see
+    ``bulk_drain``). Returns the closer."""
     ing = settings.ingest
     run = InOrder(
         stage.prepare,
@@ -231,25 +233,24 @@ def _ingest_agent(
     reports.append(run)
     sources.append(run)
 
-    @app.agent(source, name="ingest")
-    async def agent(stream: faust.StreamT[bytes]) -> None:
-        async for events in cast("faust.Stream[bytes]", stream).take_events(
-            ing.batch_max_messages, ing.batch_max_seconds
-        ):
-            # Held (unacked) until finished: take_events acks the events when this body
-            # ends, and the hold keeps that from committing them.
-            for event in events:
-                event.message.incref()
-            try:
-                for piece in chunks(events, ing.chunk_max_bytes):
-                    held = [e.message for e in piece]
-                    await run.submit(raw_messages(piece), partial(_ack, app, held))
-            except asyncio.CancelledError:
-                # Pieces not submitted would stay held; they must not be committed either.
-                log.critical("ingest cancelled while submitting a batch: exiting without commit")
-                os._exit(EXIT_UNCOMMITTED)
+    async def submit(piece: list[Any]) -> None:
+        await run.submit(from_kafka(piece), partial(_ack, app, piece))
+
+    intake = Intake(
+        submit,
+        max_messages=ing.batch_max_messages,
+        max_bytes=ing.chunk_max_bytes,
+        max_seconds=ing.batch_max_seconds,
+        is_current=partial(bulk_drain.is_current, app),
+        track=lambda m: app.consumer.track_message(m),
+        untrack=lambda m: app.consumer.unacked.discard(m),
+    )
+    app.topics.add(source)  # subscribed and acked like an agent's topic
+    bulk_drain.register(app, source.get_topic_name(), intake.deliver)
+    faust_fixes.before_wait_empty(app, intake.drop_pending)
 
     async def close() -> None:
+        await intake.close()
         await run.stop()
         stage.close()
         left = producer.close()
@@ -425,9 +426,7 @@ def _add_otlp_assembly(
         release=lambda message: message.ack(app.consumer),
     )  # fmt: skip
     reports.append(stage.counters)
-    hooks = getattr(app, faust_fixes.HOOKS, None) or []
-    hooks.append(stage.drop_all)
-    setattr(app, faust_fixes.HOOKS, hooks)
+    faust_fixes.before_wait_empty(app, stage.drop_all)
 
     async def flush() -> None:
         try:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar, cast
 
-from faust.types import EventT
+from faust.types import EventT, Message
 
 from stream_eval.pipeline import RawMessage
 
@@ -20,10 +20,9 @@ BATCH_ATTEMPTS = 3
 EXIT_UNCOMMITTED = 70
 
 
-def raw_messages(events: Sequence[EventT[bytes]]) -> list[RawMessage]:
+def from_kafka(messages: Sequence[Message]) -> list[RawMessage]:
     out = []
-    for event in events:
-        m = event.message
+    for m in messages:
         headers = dict(m.headers or ())
         out.append(
             RawMessage(
@@ -36,6 +35,10 @@ def raw_messages(events: Sequence[EventT[bytes]]) -> list[RawMessage]:
             )
         )
     return out
+
+
+def raw_messages(events: Sequence[EventT[bytes]]) -> list[RawMessage]:
+    return from_kafka([e.message for e in events])
 
 
 Handle = Callable[[list[RawMessage]], Awaitable[Any]]
@@ -88,17 +91,17 @@ async def complete_or_quarantine(
             os._exit(EXIT_UNCOMMITTED)
 
 
-def chunks(events: Sequence[EventT[bytes]], max_bytes: int) -> list[list[EventT[bytes]]]:
-    """The events in order, cut into runs of at most ``max_bytes`` of message values (a
-    larger message is a run of its own)."""
-    out: list[list[EventT[bytes]]] = []
+def chunks(messages: Sequence[Message], max_bytes: int) -> list[list[Message]]:
+    """The messages in order, cut into runs of at most ``max_bytes`` of values (a larger
+    message is a run of its own)."""
+    out: list[list[Message]] = []
     size = 0
-    for event in events:
-        n = len(event.message.value or b"")
+    for m in messages:
+        n = len(m.value or b"")
         if not out or size + n > max_bytes:
             out.append([])
             size = 0
-        out[-1].append(event)
+        out[-1].append(m)
         size += n
     return out
 

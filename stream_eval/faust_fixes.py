@@ -21,7 +21,7 @@ offset, and says so in its log.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 log = logging.getLogger("stream_eval")
@@ -61,6 +61,14 @@ def install() -> None:
 
 
 HOOKS = "stream_eval_before_wait_empty"  # app attribute: list of async () -> held messages
+
+
+def before_wait_empty(app: Any, hook: Callable[[], Awaitable[list[Any]]]) -> None:
+    """Call ``hook`` first in each ``wait_empty``: the messages it returns, held unacked
+    on purpose and now let go of, are taken out of the wait."""
+    hooks = getattr(app, HOOKS, None) or []
+    hooks.append(hook)
+    setattr(app, HOOKS, hooks)
 
 
 def _install_before_wait_empty() -> None:

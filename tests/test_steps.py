@@ -190,15 +190,10 @@ class _Msg:
         self.value = b"x" * n
 
 
-class _Event:
-    def __init__(self, n: int) -> None:
-        self.message = _Msg(n)
-
-
 def test_chunks_keep_order_and_bound_bytes() -> None:
-    events = [_Event(n) for n in (400, 400, 300, 5000, 0, 100, 999)]
-    out = chunks(events, 1000)  # type: ignore[arg-type]
-    assert [e for c in out for e in c] == events
-    sizes = [[len(e.message.value) for e in c] for c in out]
+    messages = [_Msg(n) for n in (400, 400, 300, 5000, 0, 100, 999)]
+    out = chunks(messages, 1000)  # type: ignore[arg-type]
+    assert [m for c in out for m in c] == messages
+    sizes = [[len(m.value) for m in c] for c in out]
     assert sizes == [[400, 400], [300], [5000], [0, 100], [999]]
     assert chunks([], 1000) == []
