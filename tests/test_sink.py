@@ -596,3 +596,35 @@ def test_check_results_are_derived_from_the_trace_rows_after_an_upgrade(
         assert count(store, "check_results", where="trace_id = 'old'") == 1
     finally:
         store.close()
+
+
+def test_embedded_inserts_go_through_a_spool_file_that_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chdb reads the rows from a spool file (``FROM INFILE``); the file goes after the
+    insert, also after a failed one, and a spool that cannot be written (a full disk) is
+    a ``StoreError``, which the writer retries, not a crash."""
+    from stream_eval.sink import store as store_mod
+
+    s = open_store(ClickHouseSettings(path=str(tmp_path / "chdb"), database="stream_eval"))
+    spool = tmp_path / "chdb" / store_mod.SPOOL_DIR
+    try:
+        odd = "quote ' backslash \\ newline \n tab \t unicode é 🙂"
+        row = {"stage": "ingest", "detail": odd, "ingested_at": 1.0}
+        s.insert("dead_letters", orjson.dumps(row) + b"\n")
+        got = s.query("SELECT detail FROM stream_eval.dead_letters")
+        assert got == [{"detail": odd}]
+        assert spool.is_dir() and not any(spool.iterdir())
+        with pytest.raises(StoreError):  # rows the table refuses
+            s.insert("dead_letters", b'{"ingested_at": "not a time"}\n')
+        assert not any(spool.iterdir())
+
+        def full(*a: Any, **k: Any) -> Any:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr("builtins.open", full)
+        with pytest.raises(StoreError, match="No space left"):
+            s.insert("dead_letters", orjson.dumps(row) + b"\n")
+    finally:
+        monkeypatch.undo()
+        s.close()

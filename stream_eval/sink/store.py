@@ -5,7 +5,10 @@ Both speak the same SQL; rows go in as JSONEachRow, so the writer is shared.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
+import os
 import time
 from importlib import resources
 from typing import Any, Protocol
@@ -21,6 +24,9 @@ log = logging.getLogger("stream_eval.sink")
 def sql_str(s: str) -> str:
     """``s`` as a ClickHouse string literal."""
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+SPOOL_DIR = "stream_eval_spool"  # inside an embedded store: rows on their way in
 
 
 class StoreError(RuntimeError):
@@ -49,6 +55,8 @@ class ChdbStore:
 
         self.database = database
         self.path = path
+        self._spool = os.path.join(os.path.abspath(path), SPOOL_DIR)
+        self._spooled = itertools.count()  # next() is atomic: inserts from several threads
         try:
             self._session = session.Session(path)
         except RuntimeError as exc:
@@ -57,6 +65,7 @@ class ChdbStore:
                 "An embedded store is opened by one process at a time (is a stream-eval worker "
                 "running on it?), and a process holds one embedded store at a time."
             ) from None
+        os.makedirs(self._spool, exist_ok=True)
 
     def command(self, sql: str) -> None:
         self._run(sql, "CSV")
@@ -66,9 +75,26 @@ class ChdbStore:
         return [orjson.loads(line) for line in out.splitlines() if line]
 
     def insert(self, table: str, ndjson: bytes) -> None:
-        if ndjson:
-            sql = f"INSERT INTO {self.database}.{table} FORMAT JSONEachRow\n" + ndjson.decode()
-            self._run(sql, "CSV")
+        """The rows go through a spool file that chdb reads (``FROM INFILE``): the query
+        text would be the rows decoded to a Python string and copied twice more on the
+        way in, three times the batch in memory; from a file a 7 MB insert took about
+        35% less time and the process peaked about 150 MB lower (tests/test_sink.py)."""
+        if not ndjson:
+            return
+        path = os.path.join(self._spool, f"{table}-{next(self._spooled)}.jsonl")
+        try:
+            with open(path, "wb") as f:
+                f.write(ndjson)
+            self._run(
+                f"INSERT INTO {self.database}.{table} FROM INFILE {sql_str(path)} "
+                "FORMAT JSONEachRow",
+                "CSV",
+            )
+        except OSError as exc:  # e.g. a full disk: retried like the store's own errors
+            raise StoreError(f"cannot spool rows for {table}: {exc}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
     def raw(self, sql: str, fmt: str) -> bytes:
         return self._run(sql, fmt)
