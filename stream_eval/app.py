@@ -104,7 +104,7 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         _add_window_closer(app, settings, writer, reports)
         _add_review_enqueuer(app, settings, writer)
         _add_otlp_assembly(app, settings, writer, topic, reports)
-        closers.append(_ingest_agent(
+        closers.append(_add_ingest(
             app, topic(t.traces), settings, ingest_stage, producer,
             _quarantine("ingest", _dead_letter_sender(topic(t.dead_letters), settings), writer),
             reports, sources,
@@ -208,7 +208,7 @@ def _batch_agent(
             await complete_or_quarantine(handle, raw_messages(events), quarantine, name)
 
 
-def _ingest_agent(
+def _add_ingest(
     app: faust.App,
     source: Any,
     settings: Settings,

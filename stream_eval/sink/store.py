@@ -1,6 +1,7 @@
 """ClickHouse connection: chdb in-process (the embedded default) or a server (clickhouse-connect).
 
-Both speak the same SQL; rows go in as JSONEachRow, so the writer is shared.
+Both speak the same SQL; rows go in as JSONEachRow (chdb reads them from a spool file in
+the store's directory, a server gets them over HTTP), so the writer is shared.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class ChdbStore:
                 "running on it?), and a process holds one embedded store at a time."
             ) from None
         os.makedirs(self._spool, exist_ok=True)
+        for name in os.listdir(self._spool):  # left by a process killed mid-insert
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self._spool, name))
 
     def command(self, sql: str) -> None:
         self._run(sql, "CSV")
