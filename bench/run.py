@@ -11,9 +11,11 @@ lz4) to a fresh topic on the local broker, then measures in one run:
   Quix Streams    the same work in a Quix Streams BatchingSink, commit after the sink
                   flushed (bench/quix_peer.py, in its own virtualenv .venv-quix, made on
                   first use: Quix pins confluent-kafka below 2.13)
-  stream-eval     the real worker: Faust ingest agent, its composed steps (prepare in
-                  ingest.processes processes, finish and settle in offset order),
-                  judge/DLQ produce, ClickHouse (chdb) sink, commit after durable
+  stream-eval     the real worker: the ingest (whole fetches from Faust's drain loop),
+                  its composed steps (prepare in ingest.processes processes, finish
+                  and settle in offset order), judge/DLQ produce, ClickHouse (chdb)
+                  sink, commit after durable; BENCH_LOGLEVEL=info keeps its 10 s step
+                  report in the worker log (default: warn)
 
 Rates are steady state: from the first message to the last (for the worker, from
 the first to the last batch written, per the ingest ledger's ingested_at), and for

@@ -75,7 +75,8 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         # Events buffered per topic before Faust pauses the partition (default 4096): a
-        # bound on memory when messages carry many traces (100 traces are ~100 KB).
+        # bound on memory for the agents' topics, whose messages can be large (an OTLP
+        # export request of many spans). The ingest's topic bypasses this buffer.
         stream_buffer_maxsize=1024,
         store="memory://",
         # Faust's producer serves the other stages (assembly pieces and whole traces, the

@@ -60,15 +60,20 @@ class Intake:
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self.max_seconds)
-        self._linger = None
+        self._linger = None  # from here on a flush no longer cancels this task
         await self.flush()
+
+    def _take(self) -> list[Any]:
+        """The pending batch, taken; its linger is no longer needed."""
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        taken, self._pending, self._bytes = self._pending, [], 0
+        return taken
 
     async def flush(self) -> None:
         async with self._lock:
-            taken, self._pending, self._bytes = self._pending, [], 0
-            if self._linger is not None and self._linger is not asyncio.current_task():
-                self._linger.cancel()
-                self._linger = None
+            taken = self._take()
             pieces = chunks(taken, self.max_bytes)
             for i, piece in enumerate(pieces):
                 try:
@@ -82,10 +87,7 @@ class Intake:
     async def drop_pending(self) -> list[Any]:
         """Let go of the batch not submitted yet (before a rebalance's wait): returns its
         messages, which stay unacked and uncommitted."""
-        if self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
-        dropped, self._pending, self._bytes = self._pending, [], 0
+        dropped = self._take()
         for m in dropped:
             self._untrack(m)
         return dropped

@@ -82,7 +82,7 @@ class ChdbStore:
         """The rows go through a spool file that chdb reads (``FROM INFILE``): the query
         text would be the rows decoded to a Python string and copied twice more on the
         way in, three times the batch in memory; from a file a 7 MB insert took about
-        35% less time and the process peaked about 150 MB lower (tests/test_sink.py)."""
+        35% less time and the process peaked about 150 MB lower (README, Benchmark)."""
         if not ndjson:
             return
         path = os.path.join(self._spool, f"{table}-{next(self._spooled)}.jsonl")
