@@ -142,10 +142,10 @@ JUDGE_PASS = EstimateSql("judge_pass_rate", rate=True)
 JUDGE_SCORE = EstimateSql("judge_mean_score", rate=False)
 
 
-# --- the weighted sums: one definition for the views, the window closer and the DDL ---
+# --- the weighted sums (counters of sli_minute and sli_windows, stream_eval.sli_registry) ---
 
-WEIGHT = "if(sample_prob > 0, 1 / sample_prob, 1)"  # 1/p; results of older versions: 1
-_TERMS: dict[str, str] = {
+# ``{w}``: the weight 1/p, ``{s}``: the score, ``{p}``: passed (1/0), over scored results.
+WEIGHTED_TERMS: dict[str, str] = {
     "judge_w": "{w}",
     "judge_w2": "{w} * {w}",
     "judge_w_score": "{w} * {s}",
@@ -154,29 +154,3 @@ _TERMS: dict[str, str] = {
     "judge_w_passed": "{w} * {p}",
     "judge_w2_passed": "{w} * {w} * {p}",
 }
-WEIGHTED_COLUMNS: tuple[str, ...] = tuple(_TERMS)
-
-
-def weighted_sums_sql(condition: str) -> str:
-    """``sumIf(<term>, <condition> AND status = 'scored') AS judge_w...`` over judge_results
-    rows, comma-separated."""
-    w, s, p = WEIGHT, "toFloat64(assumeNotNull(score))", "toFloat64(assumeNotNull(passed))"
-    cond = f"{condition} AND status = 'scored'" if condition else "status = 'scored'"
-    return ",\n           ".join(
-        f"sumIf({t.format(w=w, s=s, p=p)}, {cond}) AS {col}" for col, t in _TERMS.items()
-    )
-
-
-def schema_placeholders() -> dict[str, str]:
-    """What ``sink/*.sql`` spell as ``{judge_weighted_*}``."""
-    return {
-        "{judge_weighted_sums}": weighted_sums_sql(""),
-        "{judge_weighted_select}": ", ".join(f"j.{c} AS {c}" for c in WEIGHTED_COLUMNS),
-        "{judge_weighted_ddl}": ",\n    ".join(f"{c} Float64" for c in WEIGHTED_COLUMNS),
-        "{judge_weighted_migrations}": ";\n".join(
-            f"ALTER TABLE {{db}}.sli_windows ADD COLUMN IF NOT EXISTS {c} Float64 AFTER {prev}"
-            for prev, c in zip(
-                ("judge_cost_usd", *WEIGHTED_COLUMNS[:-1]), WEIGHTED_COLUMNS, strict=True
-            )
-        ),
-    }

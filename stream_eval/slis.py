@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE
+from stream_eval.estimates import JUDGE_PASS
 from stream_eval.sink.store import Store
+from stream_eval.sli_registry import Sli, summary_slis
 
-# (column title, SQL over sli_minute rows, format)
+
+def _column(s: Sli) -> tuple[str, str, str]:
+    fmt = f"{{:.{s.decimals}f}}"
+    if s.unit == "percentunit":
+        return f"{s.short} %", f"100 * {s.value}", fmt
+    return s.short, s.value, fmt
+
+
+# (column title, SQL over sli_minute rows, format): the registry's summary SLIs, and
+# volumes, the judge's interval and sample, latency and cost
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("traces", "sum(traces)", "{:,.0f}"),
-    ("refusal %", "100 * sum(refusal_fail) / nullIf(sum(refusal_n), 0)", "{:.1f}"),
-    ("grounded %", "100 * (1 - sum(grounding_fail) / nullIf(sum(grounding_n), 0))", "{:.1f}"),
-    ("PII %", "100 * sum(pii_fail) / nullIf(sum(pii_n), 0)", "{:.2f}"),
-    ("check fail %", "100 * sum(check_fail) / nullIf(sum(check_n), 0)", "{:.1f}"),
-    ("thumbs-down %", "100 * sum(thumbs_down) / nullIf(sum(traces), 0)", "{:.1f}"),
-    ("regenerate %", "100 * sum(regenerate) / nullIf(sum(traces), 0)", "{:.1f}"),
-    # judge SLIs: estimates of the traffic (weighted by 1 / sampling probability)
-    ("judge mean", JUDGE_SCORE.value, "{:.2f}"),
-    ("judge pass %", f"100 * {JUDGE_PASS.value}", "{:.1f}"),
+    *(_column(s) for s in summary_slis()),
     ("± pass %", f"100 * ({JUDGE_PASS.upper} - {JUDGE_PASS.lower}) / 2", "{:.1f}"),
     ("judged (eff.)", JUDGE_PASS.n_eff, "{:,.0f}"),
     ("worst p95 ms", "max(latency_p95_ms)", "{:,.0f}"),  # of the minutes in the window

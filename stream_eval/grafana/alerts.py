@@ -149,7 +149,7 @@ def threshold_rules(settings: Settings) -> list[dict[str, Any]]:
             f"({word} {limit})",
             "description": f"{spec.title} of {SLICE_LABELS} over the last {a.window_minutes} "
             f"minutes is {_fmt(spec, '$values.B.Value')}, {word} the limit of {limit} "
-            f"(alerts.{_setting_name(spec)}). Only slices with at least {a.min_traces} "
+            f"(alerts.{spec.setting}). Only slices with at least {a.min_traces} "
             f"traces in the window are evaluated.",
             "__dashboardUid__": SLIS_UID,
             "__panelId__": str(panel_ids[spec.sli]),
@@ -165,20 +165,6 @@ def threshold_rules(settings: Settings) -> list[dict[str, Any]]:
             )
         )
     return rules
-
-
-def _setting_name(spec: q.AlertSpec) -> str:
-    names = {
-        "refusal_rate": "refusal_rate_max",
-        "pii_rate": "pii_rate_max",
-        "grounding_rate": "grounding_rate_min",
-        "empty_output_rate": "empty_output_rate_max",
-        "check_failure_rate": "check_failure_rate_max",
-        "thumbs_down_rate": "thumbs_down_rate_max",
-        "judge_pass_rate": "judge_pass_rate_min",
-        "latency_p95_ms": "latency_p95_ms_max",
-    }
-    return names[spec.sli]
 
 
 BURN_PENDING = {"grounding_burn_fast": "2m", "grounding_burn_slow": "15m"}

@@ -31,6 +31,7 @@ from grafana_foundation_sdk.models import dashboard as dash_m
 from stream_eval.config import Settings
 from stream_eval.grafana import queries as q
 from stream_eval.grafana.macros import PLUGIN, PLUGIN_VERSION
+from stream_eval.sli_registry import SECTIONS, Sli, in_section, summary_slis
 
 DATASOURCE_UID = "stream-eval-clickhouse"  # grafana/provisioning/datasources/clickhouse.yaml
 DATASOURCE = dash_m.DataSourceRef(type_val=PLUGIN, uid=DATASOURCE_UID)
@@ -298,40 +299,22 @@ def _dashboard(title: str, uid: str, description: str) -> dash_b.Dashboard:
 
 def _sli_layout(settings: Settings) -> _Layout:
     a = settings.alerts
-    thresholds: dict[str, tuple[float, bool]] = {  # alert threshold, bad above it?
-        "refusal_rate": (a.refusal_rate_max, True),
-        "pii_rate": (a.pii_rate_max, True),
-        "grounding_rate": (a.grounding_rate_min, False),
-        "empty_output_rate": (a.empty_output_rate_max, True),
-        "check_failure_rate": (a.check_failure_rate_max, True),
-        "thumbs_down_rate": (a.thumbs_down_rate_max, True),
-        "judge_pass_rate": (a.judge_pass_rate_min, False),
-    }
 
-    def sli(key: str) -> timeseries.Panel:
-        s = q.SLIS[key]
-        threshold, bad_above = thresholds.get(key, (None, True))
+    def sli(s: Sli) -> timeseries.Panel:
         return timeseries_panel(
             s.title,
             q.sli_timeseries(s),
             unit=s.unit,
             description=s.description,
-            threshold=threshold,
-            bad_above=bad_above,
+            threshold=s.alert.threshold(a) if s.alert else None,
+            bad_above=s.alert is None or s.alert.op == "gt",
         )
 
     L = _Layout()
     L.row("Overview")
-    overview = [
-        ("traces", "Traces", "sum(traces)", "short"),
-        ("check_failure", "Check-failure rate", q.SLIS["check_failure_rate"].value, "percentunit"),
-        ("refusal", "Refusal rate", q.SLIS["refusal_rate"].value, "percentunit"),
-        ("grounding", "Grounding rate", q.SLIS["grounding_rate"].value, "percentunit"),
-        ("thumbs_down", "Thumbs-down rate", q.SLIS["thumbs_down_rate"].value, "percentunit"),
-        ("judge_pass", "Judge pass rate", q.SLIS["judge_pass_rate"].value, "percentunit"),
-    ]
-    for key, title, expr, unit in overview:
-        L.add(f"stat_{key}", stat_panel(title, q.stat(expr, f"{key}_value"), unit=unit))
+    L.add("stat_traces", stat_panel("Traces", q.stat("sum(traces)", "traces_value"), unit="short"))
+    for s in summary_slis():
+        L.add(f"stat_{s.key}", stat_panel(s.title, q.stat(s.value, f"{s.key}_value"), unit=s.unit))
     L.add(
         "slices",
         table_panel(
@@ -341,17 +324,10 @@ def _sli_layout(settings: Settings) -> _Layout:
             "numerators and denominators. worst_minute_p95_ms is the highest per-minute p95.",
         ),
     )
-    L.row("Cheap checks")
-    for key in ("refusal_rate", "grounding_rate", "pii_rate", "empty_output_rate"):
-        L.add(key, sli(key))
-    for key in ("size_rate", "json_rate", "check_failure_rate"):
-        L.add(key, sli(key))
-    L.row("User feedback")
-    for key in ("thumbs_down_rate", "regenerate_rate"):
-        L.add(key, sli(key))
-    L.row("LLM judge")
-    for key in ("judge_mean_score", "judge_pass_rate"):
-        L.add(key, sli(key))
+    for section, title in SECTIONS.items():
+        L.row(title)
+        for s in in_section(section):
+            L.add(s.key, sli(s))
     L.add(
         "judge_estimates",
         table_panel(

@@ -20,6 +20,7 @@ from typing import Literal
 
 from stream_eval.config import RUBRIC_NAMES, Settings
 from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, EstimateSql
+from stream_eval.sli_registry import Sli, alerting_slis, summary_slis
 
 DB = "stream_eval"
 SLI = f"{DB}.sli_minute"
@@ -52,100 +53,6 @@ def variable_query(name: str) -> str:
 
 
 # -- SLIs ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Sli:
-    """A ratio SLI over ``sli_minute``: ``numerator / denominator`` per window and slice."""
-
-    key: str
-    title: str
-    numerator: str
-    denominator: str
-    unit: str = "percentunit"
-    description: str = ""
-    estimate: EstimateSql | None = None  # a judge SLI: an estimate with an interval
-
-    @property
-    def value(self) -> str:
-        num = f"({self.numerator})" if " " in self.numerator else self.numerator
-        return f"{num} / nullIf({self.denominator}, 0)"
-
-
-def _check(key: str, title: str, what: str) -> Sli:
-    return Sli(
-        f"{key}_rate",
-        title,
-        f"sum({key}_fail)",
-        f"sum({key}_n)",
-        description=f"Share of traces the {key} check applies to that {what}.",
-    )
-
-
-SLIS: dict[str, Sli] = {
-    s.key: s
-    for s in (
-        _check("refusal", "Refusal rate", "are refusals"),
-        Sli(
-            "grounding_rate",
-            "Grounding rate",
-            "sum(grounding_n) - sum(grounding_fail)",
-            "sum(grounding_n)",
-            description="Share of RAG traces whose output is supported by the retrieved "
-            "documents (the grounding check passed).",
-        ),
-        _check("pii", "PII rate", "contain PII"),
-        _check("empty_output", "Empty-output rate", "have an empty output"),
-        _check("size", "Size failure rate", "exceed a size limit"),
-        _check("json", "JSON failure rate", "should be JSON but do not parse"),
-        Sli(
-            "check_failure_rate",
-            "Check-failure rate (all checks)",
-            "sum(check_fail)",
-            "sum(check_n)",
-            description="Failed check results over all check results (every check, every "
-            "trace it applies to).",
-        ),
-        Sli(
-            "thumbs_down_rate",
-            "Thumbs-down rate",
-            "sum(thumbs_down)",
-            "sum(traces)",
-            description="Thumbs-down feedback per trace, counted in the window of the trace "
-            "it is about (late feedback fills in past windows).",
-        ),
-        Sli(
-            "regenerate_rate",
-            "Regenerate rate",
-            "sum(regenerate)",
-            "sum(traces)",
-            description="Regenerate events per trace, in the window of the trace.",
-        ),
-        Sli(
-            "judge_mean_score",
-            "Judge mean score (estimate, 95% interval)",
-            "sum(judge_w_score)",
-            "sum(judge_w)",
-            unit="none",
-            description="The traffic's mean LLM-judge score, all rubrics, estimated from "
-            "the judged sample weighted by 1 / its sampling probability (failed-check "
-            "traces are always judged, so a plain mean over the sample is biased); with "
-            "its 95% interval (lower, upper). See README, judge estimates.",
-            estimate=JUDGE_SCORE,
-        ),
-        Sli(
-            "judge_pass_rate",
-            "Judge pass rate (estimate, 95% interval)",
-            "sum(judge_w_passed)",
-            "sum(judge_w)",
-            description="The traffic's share of (trace, rubric) pairs at or above the "
-            "rubric's pass threshold, estimated from the judged sample weighted by 1 / "
-            "its sampling probability, with its Wilson interval at the effective sample "
-            "size (lower, upper).",
-            estimate=JUDGE_PASS,
-        ),
-    )
-}
 
 
 def sli_timeseries(sli: Sli) -> str:
@@ -250,15 +157,11 @@ def stat(expr: str, name: str) -> str:
     return f"SELECT {expr} AS {name}\nFROM {SLI}\nWHERE {_where('window_start')}"
 
 
+_SUMMARY_COLUMNS = ",\n  ".join(f"{s.value} AS {s.key}" for s in summary_slis())
 SLICES_TABLE = f"""SELECT
   route, model_version, prompt_version,
   sum(traces) AS traces_total,
-  {SLIS["refusal_rate"].value} AS refusal_rate,
-  {SLIS["grounding_rate"].value} AS grounding_rate,
-  {SLIS["pii_rate"].value} AS pii_rate,
-  {SLIS["check_failure_rate"].value} AS check_failure_rate,
-  {SLIS["thumbs_down_rate"].value} AS thumbs_down_rate,
-  {SLIS["judge_pass_rate"].value} AS judge_pass_rate,
+  {_SUMMARY_COLUMNS},
   max(latency_p95_ms) AS worst_minute_p95_ms,
   sum(cost_usd) AS cost_usd_total
 FROM {SLI}
@@ -392,6 +295,7 @@ class AlertSpec:
     severity: str
     sql: str
     window_s: int
+    setting: str  # the AlertSettings field of the threshold
     unit: str = "percent"  # how annotations print the value
 
 
@@ -420,22 +324,21 @@ ORDER BY route, model_version, prompt_version"""
 
 
 def alert_specs(settings: Settings) -> list[AlertSpec]:
+    """A rule per alerting SLI of the registry, and the latency p95 rule."""
     a = settings.alerts
     window = a.window_minutes * 60
-
-    def rate(key: str, op: Op, threshold: float, severity: str) -> AlertSpec:
-        s = SLIS[key]
+    specs = []
+    for s in alerting_slis():
+        assert s.alert is not None
         sql = _slice_alert_sql(s.value, s.denominator, settings, s.estimate)
-        return AlertSpec(key, s.title, op, threshold, severity, sql, window)
-
-    return [
-        rate("refusal_rate", "gt", a.refusal_rate_max, "page"),
-        rate("pii_rate", "gt", a.pii_rate_max, "page"),
-        rate("grounding_rate", "lt", a.grounding_rate_min, "ticket"),
-        rate("empty_output_rate", "gt", a.empty_output_rate_max, "page"),
-        rate("check_failure_rate", "gt", a.check_failure_rate_max, "ticket"),
-        rate("thumbs_down_rate", "gt", a.thumbs_down_rate_max, "ticket"),
-        rate("judge_pass_rate", "lt", a.judge_pass_rate_min, "ticket"),
+        threshold = s.alert.threshold(a)
+        specs.append(
+            AlertSpec(
+                s.key, s.title, s.alert.op, threshold, s.alert.severity, sql, window,
+                s.alert.setting,
+            )
+        )  # fmt: skip
+    specs.append(
         AlertSpec(
             "latency_p95_ms",
             "Latency p95",
@@ -444,9 +347,11 @@ def alert_specs(settings: Settings) -> list[AlertSpec]:
             "page",
             latency_alert_sql(settings),
             window,
+            "latency_p95_ms_max",
             unit="ms",
-        ),
-    ]
+        )
+    )
+    return specs
 
 
 @dataclass(frozen=True, slots=True)

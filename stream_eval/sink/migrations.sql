@@ -19,7 +19,7 @@ ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS tenant LowCardinality(String) A
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS documents_json String CODEC(ZSTD(3)) AFTER documents;
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS sample_prob Float64 AFTER sample_reason;
 ALTER TABLE {db}.judge_results ADD COLUMN IF NOT EXISTS sample_prob Float64 DEFAULT 1 AFTER sample_reason;
-{judge_weighted_migrations};
+{sli_counter_migrations};
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_names Array(LowCardinality(String)) AFTER failed_checks;
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_passed Array(UInt8) AFTER check_names;
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_scores Array(Nullable(Float32)) AFTER check_passed;

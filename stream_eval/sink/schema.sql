@@ -214,6 +214,8 @@ ORDER BY (window_kind, window_start);
 -- denominators, as in sli_minute, of what the window held when it closed; late_* count
 -- what reached it afterwards (refreshed by the closer). Counters plus late_* equal
 -- sli_minute over the window. Latency as a histogram (edges in stream_eval.windows.sql).
+-- The counter columns are generated from stream_eval.sli_registry; the closer's INSERT
+-- names its columns, so their order here is free.
 CREATE TABLE IF NOT EXISTS {db}.sli_windows
 (
     window_kind        LowCardinality(String),
@@ -222,36 +224,7 @@ CREATE TABLE IF NOT EXISTS {db}.sli_windows
     route              LowCardinality(String),
     model_version      LowCardinality(String),
     prompt_version     LowCardinality(String),
-    traces             UInt64,
-    input_tokens       UInt64,
-    output_tokens      UInt64,
-    refusal_fail       UInt64,
-    refusal_n          UInt64,
-    grounding_fail     UInt64,
-    grounding_n        UInt64,
-    pii_fail           UInt64,
-    pii_n              UInt64,
-    empty_output_fail  UInt64,
-    empty_output_n     UInt64,
-    size_fail          UInt64,
-    size_n             UInt64,
-    json_fail          UInt64,
-    json_n             UInt64,
-    check_fail         UInt64,
-    check_n            UInt64,
-    thumbs_up          UInt64,
-    thumbs_down        UInt64,
-    regenerate         UInt64,
-    edits              UInt64,
-    abandon            UInt64,
-    feedback_n         UInt64,
-    judge_scored       UInt64,
-    judge_passed       UInt64,
-    judge_failed       UInt64,
-    cost_usd           Float64,
-    judge_score_sum    Float64,
-    judge_cost_usd     Float64,
-    {judge_weighted_ddl},
+    {sli_counter_ddl},
     latency_hist       Array(UInt64),
     latency_p50_ms     Nullable(Float64),
     latency_p95_ms     Nullable(Float64),

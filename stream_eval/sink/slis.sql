@@ -31,66 +31,33 @@ LEFT JOIN
     GROUP BY trace_id
 ) AS t ON f.trace_id = t.trace_id;
 
+-- The counter columns (and their aggregates) are generated from
+-- stream_eval.sli_registry, the one definition of every SLI and counter.
 CREATE OR REPLACE VIEW {db}.sli_minute AS
 SELECT
     window_start, route, model_version, prompt_version,
-    t.traces AS traces,
     t.latency_p50_ms AS latency_p50_ms, t.latency_p95_ms AS latency_p95_ms,
-    t.input_tokens AS input_tokens, t.output_tokens AS output_tokens, t.cost_usd AS cost_usd,
-    c.refusal_fail AS refusal_fail, c.refusal_n AS refusal_n,
-    c.grounding_fail AS grounding_fail, c.grounding_n AS grounding_n,
-    c.pii_fail AS pii_fail, c.pii_n AS pii_n,
-    c.empty_output_fail AS empty_output_fail, c.empty_output_n AS empty_output_n,
-    c.size_fail AS size_fail, c.size_n AS size_n,
-    c.json_fail AS json_fail, c.json_n AS json_n,
-    c.check_fail AS check_fail, c.check_n AS check_n,
-    f.thumbs_up AS thumbs_up, f.thumbs_down AS thumbs_down, f.regenerate AS regenerate,
-    f.edits AS edits, f.abandon AS abandon, f.feedback_n AS feedback_n,
-    j.judge_scored AS judge_scored, j.judge_score_sum AS judge_score_sum,
-    j.judge_passed AS judge_passed, j.judge_failed AS judge_failed,
-    j.judge_cost_usd AS judge_cost_usd,
-    {judge_weighted_select}
+    {sli_counter_select}
 FROM
 (
     SELECT toStartOfMinute(ts) AS window_start, route, model_version, prompt_version,
-           count() AS traces,
            quantileIf(0.5)(latency_ms, latency_ms IS NOT NULL) AS latency_p50_ms,
            quantileIf(0.95)(latency_ms, latency_ms IS NOT NULL) AS latency_p95_ms,
-           sum(ifNull(input_tokens, 0)) AS input_tokens,
-           sum(ifNull(output_tokens, 0)) AS output_tokens,
-           sum(ifNull(cost_usd, 0)) AS cost_usd
+           {sli_trace_counters}
     FROM {db}.traces FINAL
     GROUP BY window_start, route, model_version, prompt_version
 ) AS t
 LEFT JOIN
 (
     SELECT toStartOfMinute(ts) AS window_start, route, model_version, prompt_version,
-           countIf(check_name = 'refusal' AND passed = 0) AS refusal_fail,
-           countIf(check_name = 'refusal') AS refusal_n,
-           countIf(check_name = 'grounding' AND passed = 0) AS grounding_fail,
-           countIf(check_name = 'grounding') AS grounding_n,
-           countIf(check_name = 'pii' AND passed = 0) AS pii_fail,
-           countIf(check_name = 'pii') AS pii_n,
-           countIf(check_name = 'empty_output' AND passed = 0) AS empty_output_fail,
-           countIf(check_name = 'empty_output') AS empty_output_n,
-           countIf(check_name = 'size' AND passed = 0) AS size_fail,
-           countIf(check_name = 'size') AS size_n,
-           countIf(check_name = 'json' AND passed = 0) AS json_fail,
-           countIf(check_name = 'json') AS json_n,
-           countIf(passed = 0) AS check_fail,
-           count() AS check_n
+           {sli_check_counters}
     FROM {db}.check_results FINAL
     GROUP BY window_start, route, model_version, prompt_version
 ) AS c USING (window_start, route, model_version, prompt_version)
 LEFT JOIN
 (
     SELECT toStartOfMinute(trace_ts) AS window_start, route, model_version, prompt_version,
-           countIf(kind = 'thumbs_up') AS thumbs_up,
-           countIf(kind = 'thumbs_down') AS thumbs_down,
-           countIf(kind = 'regenerate') AS regenerate,
-           countIf(kind = 'edit') AS edits,
-           countIf(kind = 'abandon') AS abandon,
-           count() AS feedback_n
+           {sli_feedback_counters}
     FROM {db}.feedback_v
     WHERE join_status = 'joined'
     GROUP BY window_start, route, model_version, prompt_version
@@ -98,12 +65,7 @@ LEFT JOIN
 LEFT JOIN
 (
     SELECT toStartOfMinute(ts) AS window_start, route, model_version, prompt_version,
-           countIf(status = 'scored') AS judge_scored,
-           sumIf(assumeNotNull(score), status = 'scored') AS judge_score_sum,
-           countIf(status = 'scored' AND passed = 1) AS judge_passed,
-           countIf(status = 'failed') AS judge_failed,
-           sum(cost_usd) AS judge_cost_usd,
-           {judge_weighted_sums}
+           {sli_judge_counters}
     FROM {db}.judge_results FINAL
     GROUP BY window_start, route, model_version, prompt_version
 ) AS j USING (window_start, route, model_version, prompt_version);

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import orjson
 
 from stream_eval.config import ClickHouseSettings
-from stream_eval.estimates import schema_placeholders
+from stream_eval.sli_registry import schema_placeholders
 
 log = logging.getLogger("stream_eval.sink")
 

@@ -22,18 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream_eval.estimates import WEIGHTED_COLUMNS, weighted_sums_sql
+from stream_eval.sli_registry import COUNTER_NAMES, aggregates_sql, select_sql
 
 # Upper edges (ms) of the latency histogram buckets; the last bucket is open.
 LATENCY_EDGES_MS: tuple[int, ...] = (
     10, 20, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000,
     60000,
 )  # fmt: skip
-CHECKS: tuple[str, ...] = ("refusal", "grounding", "pii", "empty_output", "size", "json")
-FEEDBACK_COUNTERS: dict[str, str] = {
-    "thumbs_up": "thumbs_up", "thumbs_down": "thumbs_down", "regenerate": "regenerate",
-    "edits": "edit", "abandon": "abandon",
-}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,30 +64,19 @@ def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to:
         f"sumForEachIf(arrayMap(i -> toUInt64(if({bucket} = 0, {nbuckets}, {bucket}) = i + 1),"
         f" range({nbuckets})), on_time AND latency_ms IS NOT NULL)"
     )
-    checks = ",\n".join(
-        f"countIf(on_time AND check_name = '{c}' AND passed = 0) AS {c}_fail, "
-        f"countIf(on_time AND check_name = '{c}') AS {c}_n"
-        for c in CHECKS
-    )
-    feedback = ",\n".join(
-        f"countIf(on_time AND kind = '{k}') AS {col}" for col, k in FEEDBACK_COUNTERS.items()
-    )
     slice_cols = "w, route, model_version, prompt_version"
+    columns = (
+        "window_kind", "window_start", "window_end", "route", "model_version",
+        "prompt_version", *COUNTER_NAMES, "latency_hist", "latency_p50_ms", "latency_p95_ms",
+        "late_traces", "late_feedback", "late_judge", "closed_at", "refreshed_at",
+    )  # fmt: skip
     return f"""
-INSERT INTO {db}.sli_windows
+INSERT INTO {db}.sli_windows ({", ".join(columns)})
 SELECT
     '{kind.name}' AS window_kind, toDateTime(t.w) AS window_start,
     toDateTime(t.w + {size}) AS window_end, t.route AS route,
     t.model_version AS model_version, t.prompt_version AS prompt_version,
-    t.traces AS traces, t.input_tokens AS input_tokens, t.output_tokens AS output_tokens,
-    {", ".join(f"c.{c}_fail AS {c}_fail, c.{c}_n AS {c}_n" for c in CHECKS)},
-    c.check_fail AS check_fail, c.check_n AS check_n,
-    {", ".join(f"f.{col} AS {col}" for col in FEEDBACK_COUNTERS)}, f.feedback_n AS feedback_n,
-    j.judge_scored AS judge_scored, j.judge_passed AS judge_passed,
-    j.judge_failed AS judge_failed,
-    t.cost_usd AS cost_usd, j.judge_score_sum AS judge_score_sum,
-    j.judge_cost_usd AS judge_cost_usd,
-    {", ".join(f"j.{c} AS {c}" for c in WEIGHTED_COLUMNS)},
+    {select_sql()},
     t.latency_hist AS latency_hist, t.latency_p50_ms AS latency_p50_ms,
     t.latency_p95_ms AS latency_p95_ms,
     t.late_traces AS late_traces, f.late_feedback AS late_feedback,
@@ -100,10 +84,8 @@ SELECT
 FROM
 (
     SELECT {slice_cols}, any(closed_at) AS closed_at,
-           countIf(on_time) AS traces, countIf(NOT on_time) AS late_traces,
-           sumIf(ifNull(input_tokens, 0), on_time) AS input_tokens,
-           sumIf(ifNull(output_tokens, 0), on_time) AS output_tokens,
-           sumIf(ifNull(cost_usd, 0), on_time) AS cost_usd,
+           {aggregates_sql("traces", "on_time")},
+           countIf(NOT on_time) AS late_traces,
            {hist} AS latency_hist,
            quantileExactIf(0.5)(latency_ms, on_time AND latency_ms IS NOT NULL)
                AS latency_p50_ms,
@@ -122,8 +104,7 @@ FROM
 LEFT JOIN
 (
     SELECT {slice_cols},
-           {checks},
-           countIf(on_time AND passed = 0) AS check_fail, countIf(on_time) AS check_n
+           {aggregates_sql("checks", "on_time")}
     FROM
     (
         SELECT c.*, {on_time} AS on_time
@@ -138,8 +119,8 @@ LEFT JOIN
 LEFT JOIN
 (
     SELECT {slice_cols},
-           {feedback},
-           countIf(on_time) AS feedback_n, countIf(NOT on_time) AS late_feedback
+           {aggregates_sql("feedback", "on_time")},
+           countIf(NOT on_time) AS late_feedback
     FROM
     (
         SELECT *, inserted_at <= closed_at AS on_time
@@ -154,12 +135,7 @@ LEFT JOIN
 LEFT JOIN
 (
     SELECT {slice_cols},
-           countIf(on_time AND status = 'scored') AS judge_scored,
-           sumIf(assumeNotNull(score), on_time AND status = 'scored') AS judge_score_sum,
-           countIf(on_time AND status = 'scored' AND passed = 1) AS judge_passed,
-           countIf(on_time AND status = 'failed') AS judge_failed,
-           sumIf(cost_usd, on_time) AS judge_cost_usd,
-           {weighted_sums_sql("on_time")},
+           {aggregates_sql("judge", "on_time")},
            countIf(NOT on_time AND status = 'scored') AS late_judge
     FROM
     (

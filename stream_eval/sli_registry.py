@@ -1,0 +1,321 @@
+"""Every SLI, and every counter behind one, defined once.
+
+A **counter** is a column of ``sli_minute`` (the exact per-minute view) and of
+``sli_windows`` (the closed windows): an aggregate over the rows of one source table
+(the traces, their check results, the feedback joined to them, the judge results). An
+**SLI** is a ratio of sums of counters, so it re-aggregates exactly over any window or
+slice.
+
+Generated from these definitions, and written nowhere else:
+
+- the counter columns of the ``sli_minute`` view and the ``sli_windows`` table, and the
+  migrations that add a new counter to a store created before it (``schema_placeholders``,
+  for ``sink/*.sql``);
+- the window closer's aggregates (``stream_eval.windows.sql``);
+- the Grafana panels, stat panels, slices table and alert rules (``stream_eval.grafana``);
+- the CLI's SLI table (``stream_eval.slis``).
+
+So a new cheap check (its name in ``config.CHECK_NAMES`` and its function in
+``stream_eval.checks.CHECKS``) gets its two counters, its failure-rate SLI and its panel
+with no other edit; wording, an overview place or an alert for it is one entry in
+``_CHECK_SLIS``. A new SLI over existing counters is one entry in ``SLIS``; one that alerts
+also names its threshold in ``AlertSettings``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from stream_eval.config import CHECK_NAMES, AlertSettings
+from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, WEIGHTED_TERMS, EstimateSql
+from stream_eval.feedback.events import KINDS as FEEDBACK_KINDS
+
+Source = Literal["traces", "checks", "feedback", "judge"]
+Section = Literal["checks", "feedback", "judge"]
+# The dashboard rows of the sections, in their order.
+SECTIONS: dict[Section, str] = {
+    "checks": "Cheap checks", "feedback": "User feedback", "judge": "LLM judge",
+}  # fmt: skip
+
+# --- counters ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """A counter column: rows of ``source`` that meet ``cond`` counted, or ``summed`` summed
+    over them."""
+
+    name: str
+    source: Source
+    cond: str = ""  # empty: every row of the source
+    summed: str = ""  # empty: count the rows
+    type: str = "UInt64"
+
+    def sql(self, on_time: str = "") -> str:
+        """The aggregate, over the source's rows; ``on_time``: a further condition (the
+        window closer counts only what its window held when it closed)."""
+        cond = " AND ".join(c for c in (on_time, self.cond) if c)
+        if self.summed:
+            return f"sumIf({self.summed}, {cond})" if cond else f"sum({self.summed})"
+        return f"countIf({cond})" if cond else "count()"
+
+
+def feedback_column(kind: str) -> str:
+    """The counter of a feedback kind (``edit`` is counted as ``edits``)."""
+    return "edits" if kind == "edit" else kind
+
+
+def _check_counters(checks: tuple[str, ...]) -> tuple[Counter, ...]:
+    per_check = tuple(
+        c
+        for name in checks
+        for c in (
+            Counter(f"{name}_fail", "checks", f"check_name = '{name}' AND passed = 0"),
+            Counter(f"{name}_n", "checks", f"check_name = '{name}'"),
+        )
+    )
+    return (*per_check, Counter("check_fail", "checks", "passed = 0"), Counter("check_n", "checks"))
+
+
+_SCORED = "status = 'scored'"
+_W, _S, _P = (
+    "if(sample_prob > 0, 1 / sample_prob, 1)",  # 1/p; results of older versions: 1
+    "toFloat64(assumeNotNull(score))",
+    "toFloat64(assumeNotNull(passed))",
+)
+
+COUNTERS: tuple[Counter, ...] = (
+    Counter("traces", "traces"),
+    Counter("input_tokens", "traces", summed="ifNull(input_tokens, 0)"),
+    Counter("output_tokens", "traces", summed="ifNull(output_tokens, 0)"),
+    Counter("cost_usd", "traces", summed="ifNull(cost_usd, 0)", type="Float64"),
+    *_check_counters(CHECK_NAMES),
+    *(Counter(feedback_column(k), "feedback", f"kind = '{k}'") for k in FEEDBACK_KINDS),
+    Counter("feedback_n", "feedback"),
+    Counter("judge_scored", "judge", _SCORED),
+    Counter("judge_score_sum", "judge", _SCORED, "assumeNotNull(score)", "Float64"),
+    Counter("judge_passed", "judge", f"{_SCORED} AND passed = 1"),
+    Counter("judge_failed", "judge", "status = 'failed'"),
+    Counter("judge_cost_usd", "judge", summed="cost_usd", type="Float64"),
+    # the weighted sums behind the judge estimates (stream_eval.estimates)
+    *(
+        Counter(name, "judge", _SCORED, term.format(w=_W, s=_S, p=_P), "Float64")
+        for name, term in WEIGHTED_TERMS.items()
+    ),
+)
+COUNTER_NAMES: tuple[str, ...] = tuple(c.name for c in COUNTERS)
+
+
+def counters_of(source: Source) -> tuple[Counter, ...]:
+    return tuple(c for c in COUNTERS if c.source == source)
+
+
+def aggregates_sql(source: Source, on_time: str = "", indent: str = "           ") -> str:
+    """``<aggregate> AS <name>`` for each counter of ``source``, comma-separated."""
+    return f",\n{indent}".join(f"{c.sql(on_time)} AS {c.name}" for c in counters_of(source))
+
+
+# The subquery alias each source has in sli_minute and in the window closer's SQL.
+ALIASES: dict[Source, str] = {"traces": "t", "checks": "c", "feedback": "f", "judge": "j"}
+
+
+def select_sql(indent: str = "    ") -> str:
+    """``<alias>.<name> AS <name>`` for every counter: the outer SELECT over the subqueries."""
+    return f",\n{indent}".join(f"{ALIASES[c.source]}.{c.name} AS {c.name}" for c in COUNTERS)
+
+
+def schema_placeholders() -> dict[str, str]:
+    """What ``sink/*.sql`` spell as ``{sli_*}``."""
+    return {
+        "{sli_trace_counters}": aggregates_sql("traces"),
+        "{sli_check_counters}": aggregates_sql("checks"),
+        "{sli_feedback_counters}": aggregates_sql("feedback"),
+        "{sli_judge_counters}": aggregates_sql("judge"),
+        "{sli_counter_select}": select_sql(),
+        "{sli_counter_ddl}": ",\n    ".join(f"{c.name} {c.type}" for c in COUNTERS),
+        # a store created before a counter existed gets it (inserts name their columns)
+        "{sli_counter_migrations}": "ALTER TABLE {db}.sli_windows "
+        + ", ".join(f"ADD COLUMN IF NOT EXISTS {c.name} {c.type}" for c in COUNTERS),
+    }
+
+
+# --- SLIs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert rule on an SLI, per slice: its threshold is the ``AlertSettings`` field
+    ``setting``; a ``*_max`` setting fires above it, a ``*_min`` one below."""
+
+    setting: str
+    severity: Literal["page", "ticket"]
+
+    @property
+    def op(self) -> Literal["gt", "lt"]:
+        return "gt" if self.setting.endswith("_max") else "lt"
+
+    def threshold(self, alerts: AlertSettings) -> float:
+        return float(getattr(alerts, self.setting))
+
+
+@dataclass(frozen=True, slots=True)
+class Sli:
+    """A ratio SLI over ``sli_minute`` rows: ``numerator / denominator`` per window and
+    slice (each a sum of counters)."""
+
+    key: str
+    title: str  # panel title
+    short: str  # CLI column
+    numerator: str
+    denominator: str
+    section: Section  # the dashboard row it is drawn in
+    description: str = ""
+    unit: str = "percentunit"  # Grafana unit; percentunit: a share, shown as a percentage
+    decimals: int = 1  # in the CLI
+    summary: bool = False  # in the overview (stat panel, slices table) and the CLI table
+    alert: Alert | None = None
+    estimate: EstimateSql | None = None  # a judge SLI: an estimate with an interval
+
+    @property
+    def value(self) -> str:
+        num = f"({self.numerator})" if " " in self.numerator else self.numerator
+        return f"{num} / nullIf({self.denominator}, 0)"
+
+
+def _fail_rate(check: str, title: str, short: str, what: str, **kw: object) -> Sli:
+    return Sli(
+        f"{check}_rate",
+        title,
+        short,
+        f"sum({check}_fail)",
+        f"sum({check}_n)",
+        "checks",
+        description=f"Share of traces the {check} check applies to that {what}.",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# How the SLI of each check reads; a check not listed gets ``_fail_rate``'s defaults.
+_CHECK_SLIS: dict[str, Sli] = {
+    s.key: s
+    for s in (
+        _fail_rate(
+            "refusal", "Refusal rate", "refusal", "are refusals", summary=True,
+            alert=Alert("refusal_rate_max", "page"),
+        ),
+        Sli(
+            "grounding_rate",
+            "Grounding rate",
+            "grounded",
+            "sum(grounding_n) - sum(grounding_fail)",
+            "sum(grounding_n)",
+            "checks",
+            description="Share of RAG traces whose output is supported by the retrieved "
+            "documents (the grounding check passed).",
+            summary=True,
+            alert=Alert("grounding_rate_min", "ticket"),
+        ),
+        _fail_rate(
+            "pii", "PII rate", "PII", "contain PII", decimals=2, summary=True,
+            alert=Alert("pii_rate_max", "page"),
+        ),
+        _fail_rate(
+            "empty_output", "Empty-output rate", "empty", "have an empty output",
+            alert=Alert("empty_output_rate_max", "page"),
+        ),
+        _fail_rate("size", "Size failure rate", "size fail", "exceed a size limit"),
+        _fail_rate("json", "JSON failure rate", "JSON fail", "should be JSON but do not parse"),
+    )
+}  # fmt: skip
+
+
+def _check_sli(check: str) -> Sli:
+    return _CHECK_SLIS.get(f"{check}_rate") or _fail_rate(
+        check, f"{check} failure rate", f"{check} fail", "fail it"
+    )
+
+
+SLIS: dict[str, Sli] = {
+    s.key: s
+    for s in (
+        *(_check_sli(c) for c in CHECK_NAMES),
+        Sli(
+            "check_failure_rate",
+            "Check-failure rate (all checks)",
+            "check fail",
+            "sum(check_fail)",
+            "sum(check_n)",
+            "checks",
+            description="Failed check results over all check results (every check, every "
+            "trace it applies to).",
+            summary=True,
+            alert=Alert("check_failure_rate_max", "ticket"),
+        ),
+        Sli(
+            "thumbs_down_rate",
+            "Thumbs-down rate",
+            "thumbs-down",
+            "sum(thumbs_down)",
+            "sum(traces)",
+            "feedback",
+            description="Thumbs-down feedback per trace, counted in the window of the trace "
+            "it is about (late feedback fills in past windows).",
+            summary=True,
+            alert=Alert("thumbs_down_rate_max", "ticket"),
+        ),
+        Sli(
+            "regenerate_rate",
+            "Regenerate rate",
+            "regenerate",
+            "sum(regenerate)",
+            "sum(traces)",
+            "feedback",
+            description="Regenerate events per trace, in the window of the trace.",
+            summary=True,
+        ),
+        Sli(
+            "judge_mean_score",
+            "Judge mean score (estimate, 95% interval)",
+            "judge mean",
+            "sum(judge_w_score)",
+            "sum(judge_w)",
+            "judge",
+            unit="none",
+            decimals=2,
+            description="The traffic's mean LLM-judge score, all rubrics, estimated from "
+            "the judged sample weighted by 1 / its sampling probability (failed-check "
+            "traces are always judged, so a plain mean over the sample is biased); with "
+            "its 95% interval (lower, upper). See README, judge estimates.",
+            summary=True,
+            estimate=JUDGE_SCORE,
+        ),
+        Sli(
+            "judge_pass_rate",
+            "Judge pass rate (estimate, 95% interval)",
+            "judge pass",
+            "sum(judge_w_passed)",
+            "sum(judge_w)",
+            "judge",
+            description="The traffic's share of (trace, rubric) pairs at or above the "
+            "rubric's pass threshold, estimated from the judged sample weighted by 1 / "
+            "its sampling probability, with its Wilson interval at the effective sample "
+            "size (lower, upper).",
+            summary=True,
+            alert=Alert("judge_pass_rate_min", "ticket"),
+            estimate=JUDGE_PASS,
+        ),
+    )
+}
+
+
+def in_section(section: Section) -> tuple[Sli, ...]:
+    return tuple(s for s in SLIS.values() if s.section == section)
+
+
+def summary_slis() -> tuple[Sli, ...]:
+    return tuple(s for s in SLIS.values() if s.summary)
+
+
+def alerting_slis() -> tuple[Sli, ...]:
+    return tuple(s for s in SLIS.values() if s.alert is not None)
