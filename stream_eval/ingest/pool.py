@@ -20,6 +20,7 @@ import sys
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from stream_eval import malloc
 from stream_eval.config import Settings
 from stream_eval.ingest.prepare import Prepared, prepare
 from stream_eval.pipeline import RawMessage
@@ -37,6 +38,7 @@ def _set(settings: Settings) -> None:
 
 def _init_process(settings: Settings, parent: int) -> None:
     _set(settings)
+    malloc.tune()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform == "linux":
         libc = ctypes.CDLL(None, use_errno=True)

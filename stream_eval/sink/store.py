@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from stream_eval import malloc
 from stream_eval.config import ClickHouseSettings
 from stream_eval.sli_registry import schema_placeholders
 
@@ -52,6 +53,7 @@ class ChdbStore:
     """Embedded ClickHouse with its data in a local directory (one process at a time)."""
 
     def __init__(self, path: str, database: str) -> None:
+        malloc.tune_jemalloc()  # before chdb is loaded: its allocator reads it then
         from chdb import session
 
         self.database = database
