@@ -17,8 +17,6 @@ from stream_eval.dead_letters import capped, dead_letter_headers
 from stream_eval.ingest.pool import PreparePool
 from stream_eval.ingest.prepare import (
     Prepared,
-    fill_watermark,
-    fill_written_at,
     merge,
     prepare,
     summarize,
@@ -28,7 +26,7 @@ from stream_eval.pipeline import RawMessage, process_batch
 from stream_eval.sink.rows import batch_rows
 from stream_eval.synthetic.mix import build_mix
 from stream_eval.synthetic.traces import TraceFactory
-from stream_eval.windows.watermarks import PartitionWatermarks, Position
+from stream_eval.windows.watermarks import Load, PartitionWatermarks, Position
 
 BASE_TS = time.time() - 3600
 
@@ -50,28 +48,48 @@ def _lines(data: bytes) -> list[dict[str, object]]:
     return [orjson.loads(line) for line in data.splitlines() if line]
 
 
-def _filled(p: Prepared, wms: list[float], at: float) -> dict[str, list[dict[str, object]]]:
-    traces = b"".join(fill_watermark(m.traces, wm) for m, wm in zip(p.messages, wms, strict=True))
-    tables = {"traces": traces, **p.tables}
-    return {k: _lines(fill_written_at(v, at)) for k, v in tables.items()}
+def _filled(p: Prepared, wms: list[float]) -> dict[str, list[dict[str, object]]]:
+    traces = b"".join(m.rows_at(wm) for m, wm in zip(p.messages, wms, strict=True))
+    return {k: _lines(v) for k, v in {"traces": traces, **p.tables}.items()}
 
 
-def test_prepared_rows_are_the_rows_of_the_one_step_path(settings: Settings) -> None:
+def _history(wm: float) -> Load:
+    async def load(topic: str, partition: int, offset: int) -> float:
+        return wm
+
+    return load
+
+
+@pytest.mark.parametrize("history", [0.0, BASE_TS + 10**6])
+def test_prepared_rows_are_the_rows_of_the_one_step_path(
+    settings: Settings, history: float
+) -> None:
+    """Whatever watermark the earlier batches leave (none, or one above every event time
+    here), the rows written are those of the one-step path."""
     messages = _messages(settings)
     at = time.time()
-    prepared = prepare(messages, settings)
+    prepared = prepare(messages, settings, at)
     positions = [Position(m.topic, m.partition, m.offset, m.newest) for m in prepared.messages]
-    wms, _ = asyncio.run(PartitionWatermarks(_no_history).advance(positions))
+    wms, _ = asyncio.run(PartitionWatermarks(_history(history)).advance(positions))
 
     batch = process_batch(messages, settings)
-    asyncio.run(PartitionWatermarks(_no_history).assign(batch))
+    asyncio.run(PartitionWatermarks(_history(history)).assign(batch))
     expected = batch_rows(batch, ingested_at=at)
 
-    got = _filled(prepared, wms, at)
+    got = _filled(prepared, wms)
     assert len(got["traces"]) > 100 and got["dead_letters"], "the mix has traces and bad input"
     for table, rows in got.items():
         assert rows == _lines(expected[table]), table
-    assert {r["wm_at_ingest"] for r in got["traces"]} != {0.0}  # watermarks did move
+    assert len({r["wm_at_ingest"] for r in got["traces"]}) > (1 if history == 0 else 0)
+    # The rows carry the batch's own watermarks: with none before it, only the first
+    # message of each partition (2) is rewritten; the others are written as prepared.
+    rewritten = [
+        m for m, wm in zip(prepared.messages, wms, strict=True) if m.rows_at(wm) is not m.traces
+    ]
+    if history == 0:
+        assert 1 <= len(rewritten) <= 2
+    else:  # every message with traces is below the history's watermark
+        assert len(rewritten) == sum(1 for m in prepared.messages if m.traces)
 
     # What it produces, and what it counts.
     sampled = [p for p in batch.processed if p.sample_reason]
@@ -108,8 +126,8 @@ def test_text_that_looks_like_a_pending_marker_is_left_alone(settings: Settings)
     t["gen_ai"]["input"] = {"messages": [{"role": "user", "parts": text}]}
     t["gen_ai"]["output"] = {"messages": [{"role": "assistant", "parts": text}]}
     msg = RawMessage("llm-traces", 0, 0, BASE_TS, orjson.dumps(t))
-    prepared = prepare([msg], settings)
-    got = _filled(prepared, [123.5], 456.25)
+    prepared = prepare([msg], settings, 456.25)
+    got = _filled(prepared, [123.5])
     (row,) = got["traces"]
     assert row["wm_at_ingest"] == 123.5 and row["ingested_at"] == 456.25
     assert row["output_text"] == marker
@@ -203,10 +221,16 @@ def _alive(pid: int) -> bool:
 
 def test_pieces_merged_for_one_write_are_the_whole_batch(settings: Settings) -> None:
     messages = _messages(settings)
-    whole = prepare(messages, settings)
+    at = time.time()
+    whole = prepare(messages, settings, at)
     cut = len(messages) // 3
-    merged = merge([prepare(messages[:cut], settings), prepare(messages[cut:], settings)])
-    assert merged.messages == whole.messages
+    merged = merge([prepare(messages[:cut], settings, at), prepare(messages[cut:], settings, at)])
+    positions = [Position(m.topic, m.partition, m.offset, m.newest) for m in whole.messages]
+    wms, _ = asyncio.run(PartitionWatermarks(_no_history).advance(positions))
+    assert _filled(merged, wms) == _filled(whole, wms)  # the pieces' own watermarks differ
+    assert [(m.offset, m.newest, m.closes) for m in merged.messages] == [
+        (m.offset, m.newest, m.closes) for m in whole.messages
+    ]
     assert merged.tables == whole.tables
     assert merged.judge_requests == whole.judge_requests
     assert merged.dead_letters == whole.dead_letters

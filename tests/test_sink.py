@@ -475,6 +475,9 @@ def test_store_error_on_bad_insert(store: Store) -> None:
         store.insert("ingest_messages", b'{"kafka_partition": "abc"}\n')
     with pytest.raises(StoreError):
         store.insert("no_such_table", b'{"a": 1}\n')
+    row = {"kafka_topic": "t", "kafka_partition": 0, "kafka_offset": 1, "ingested_at": BASE_TS}
+    with pytest.raises(StoreError):  # a field the table lacks: an error, never dropped
+        store.insert("ingest_messages", orjson.dumps({**row, "no_such_column": 1}) + b"\n")
     assert count(store, "traces", final=False) == 0
     assert count(store, "ingest_messages", final=False) == 0
 

@@ -2,17 +2,23 @@
 in-order step needs, as bytes (it runs in worker processes, see ``ingest.pool``).
 
 decode -> checks -> sampling (``process_batch``) -> ClickHouse rows, judge requests and
-dead letters encoded. Two values are known only in offset order, by the step that
-writes: the watermark before each message (its partition's newest event time so far,
-which depends on every earlier batch) and the write time. The rows carry them as
-pending markers that ``fill_watermark`` and ``fill_written_at`` replace. The rows are
-JSON objects whose string values are escaped, so the bytes ``"wm_at_ingest":-1.0`` (a
-key between unescaped quotes) can only be the key itself, never a part of a text.
+dead letters encoded. The rows carry the time they were prepared (``ingested_at``).
+
+One value is known only in offset order, by the step that writes: the watermark before
+each message, its partition's newest event time so far, which depends on every earlier
+batch. Here, each message's rows carry the newest event time before it *in this batch*
+(``MessageRows.watermark``; ``PENDING`` for the first of its partition). The true
+watermark is the larger of that and the one the batch starts from, so the writer
+rewrites only the messages for which the earlier batches give a larger one (the first
+of a batch, or one read out of event-time order): ``MessageRows.rows_at``. The rows
+are JSON objects whose string values are escaped, so the bytes ``"wm_at_ingest":<n>``
+(a key between unescaped quotes) can only be the key itself, never a part of a text.
 """
 
 from __future__ import annotations
 
 import bisect
+import time
 from dataclasses import dataclass, field
 
 import orjson
@@ -24,9 +30,11 @@ from stream_eval.judge.request import encode_judge_request
 from stream_eval.pipeline import Batch, RawMessage, process_batch
 from stream_eval.sink.rows import dead_rows, ledger_rows, ndjson, trace_row
 
-PENDING = -1.0  # never a real watermark or write time
-_WM_PENDING = b'"wm_at_ingest":' + orjson.dumps(PENDING)
-_AT_PENDING = b'"ingested_at":' + orjson.dumps(PENDING)
+PENDING = -1.0  # never a real watermark
+
+
+def _wm_field(watermark: float) -> bytes:
+    return b'"wm_at_ingest":' + orjson.dumps(watermark)
 
 
 @dataclass(slots=True)
@@ -81,23 +89,33 @@ class MessageRows:
     offset: int
     newest: float  # the newest event time of its traces; 0 without any
     closes: list[float]  # sorted: per trace, the watermark from which its window is closed
-    traces: bytes  # JSONEachRow, watermark and write time pending
+    traces: bytes  # JSONEachRow, with ``watermark`` as their wm_at_ingest
+    watermark: float = PENDING  # the newest event time before it in its batch
 
     def late(self, watermark: float) -> int:
         """Its traces whose tumbling window had closed at ``watermark``."""
         return bisect.bisect_right(self.closes, watermark)
 
+    def rows_at(self, watermark: float) -> bytes:
+        """Its rows with ``watermark`` (the true one before it) as their wm_at_ingest:
+        rewritten only where that differs from the one they carry."""
+        if watermark == self.watermark or not self.traces:
+            return self.traces
+        return self.traces.replace(_wm_field(self.watermark), _wm_field(watermark))
+
 
 @dataclass(slots=True)
 class Prepared:
     messages: list[MessageRows]
-    tables: dict[str, bytes]  # dead_letters, ingest_messages; write time pending
+    tables: dict[str, bytes]  # dead_letters, ingest_messages
     judge_requests: list[tuple[bytes, bytes]]  # key, value
     dead_letters: list[tuple[bytes, Headers]]  # value, headers; cut to fit the topic
     summary: Summary
 
 
-def prepare(messages: list[RawMessage], settings: Settings) -> Prepared:
+def prepare(messages: list[RawMessage], settings: Settings, at: float | None = None) -> Prepared:
+    """``at``: the rows' ingested_at (default: now)."""
+    at = time.time() if at is None else at
     batch = process_batch(messages, settings)
     size = settings.windows.tumbling_seconds
     lateness = settings.windows.allowed_lateness_seconds
@@ -107,15 +125,22 @@ def prepare(messages: list[RawMessage], settings: Settings) -> Prepared:
         rows = MessageRows(m.topic, m.partition, m.offset, 0.0, [], b"")
         by_message[id(m)] = rows
         out.append(rows)
+    for p in batch.processed:
+        rows = by_message[id(p.message)]
+        rows.newest = max(rows.newest, p.trace.start_time)
+    newest: dict[tuple[str, int], float] = {}  # per partition, in offset order
+    for rows in out:
+        tp = (rows.topic, rows.partition)
+        rows.watermark = newest.get(tp, PENDING)
+        newest[tp] = max(rows.watermark, rows.newest)
     chunks: dict[int, list[bytes]] = {}
     judge = []
     for p in batch.processed:
-        p.wm_at_ingest = PENDING
         rows = by_message[id(p.message)]
+        p.wm_at_ingest = rows.watermark
         start = p.trace.start_time
-        rows.newest = max(rows.newest, start)
         rows.closes.append((start // size + 1) * size + lateness)
-        chunks.setdefault(id(p.message), []).append(orjson.dumps(trace_row(p, PENDING)))
+        chunks.setdefault(id(p.message), []).append(orjson.dumps(trace_row(p, at)))
         if p.sample_reason:
             judge.append((p.trace.trace_id.encode(), encode_judge_request(p)))
     for key, lines in chunks.items():
@@ -128,8 +153,8 @@ def prepare(messages: list[RawMessage], settings: Settings) -> Prepared:
         headers = dead_letter_headers(d.reason, d.detail, source)
         dead.append(capped(d.payload, headers, settings.ingest.dead_letter_max_bytes))
     tables = {
-        "dead_letters": ndjson(dead_rows(batch, PENDING)),
-        "ingest_messages": ndjson(ledger_rows(batch, PENDING)),
+        "dead_letters": ndjson(dead_rows(batch, at)),
+        "ingest_messages": ndjson(ledger_rows(batch, at)),
     }
     return Prepared(out, tables, judge, dead, summarize(batch))
 
@@ -149,11 +174,3 @@ def merge(parts: list[Prepared]) -> Prepared:
         [d for p in parts for d in p.dead_letters],
         total,
     )
-
-
-def fill_watermark(rows: bytes, watermark: float) -> bytes:
-    return rows.replace(_WM_PENDING, b'"wm_at_ingest":' + orjson.dumps(watermark))
-
-
-def fill_written_at(rows: bytes, at: float) -> bytes:
-    return rows.replace(_AT_PENDING, b'"ingested_at":' + orjson.dumps(at))

@@ -20,8 +20,6 @@ from stream_eval.ingest.pool import PreparePool
 from stream_eval.ingest.prepare import (
     Prepared,
     Summary,
-    fill_watermark,
-    fill_written_at,
     merge,
 )
 from stream_eval.metrics import Sample
@@ -111,7 +109,7 @@ class IngestStage:
             [Position(m.topic, m.partition, m.offset, m.newest) for m in msgs]
         )
         at = time.time()
-        traces = b"".join(fill_watermark(m.traces, wm) for m, wm in zip(msgs, wms, strict=True))
+        traces = b"".join(m.rows_at(wm) for m, wm in zip(msgs, wms, strict=True))
         tables = ingest_tables(
             traces,
             prepared.tables["dead_letters"],
@@ -119,7 +117,7 @@ class IngestStage:
             prepared.tables["ingest_messages"],
         )
         # Held, with backoff, while ClickHouse is down; produced meanwhile.
-        write = self.writer.write_tables({k: fill_written_at(v, at) for k, v in tables.items()})
+        write = self.writer.write_tables(tables)
         written = asyncio.ensure_future(write)
         try:
             deliveries = await self._produce(prepared)
