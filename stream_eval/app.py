@@ -209,6 +209,10 @@ def _batch_agent(
             await complete_or_quarantine(handle, raw_messages(events), quarantine, name)
 
 
+def _value_bytes(messages: list[RawMessage]) -> int:
+    return sum(len(m.value) for m in messages)
+
+
 def _add_ingest(
     app: faust.App,
     source: Any,
@@ -230,6 +234,8 @@ def _add_ingest(
         finish_or_quarantine(stage.finish, stage.handle, quarantine, "ingest"),
         ing.max_in_flight,
         "ingest",
+        min_weight=ing.finish_min_bytes,
+        weight=_value_bytes,
     )
     reports.append(run)
     sources.append(run)

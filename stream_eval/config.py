@@ -131,9 +131,14 @@ class IngestSettings(_Model):
     # step two (watermarks, produce, the sink write, the ack) one batch at a time, in
     # offset order. A batch taken from Kafka is cut into pieces of at most
     # chunk_max_bytes of messages, so that the processes share even a large backlog.
+    # Under load step two writes several pieces in one insert: those prepared meanwhile,
+    # and those behind the first up to finish_min_bytes of messages together (it waits
+    # for them only when they are in flight already). A large insert costs ClickHouse
+    # less per row, and makes fewer parts to merge (README, Benchmark).
     processes: int = Field(default=2, ge=0, le=64)
-    max_in_flight: int = Field(default=8, ge=1, le=64)
+    max_in_flight: int = Field(default=16, ge=1, le=64)
     chunk_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    finish_min_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     max_traces_per_message: int = Field(default=10_000, ge=1)
     # Dead letters of every stage above this are cut to it on the DLQ topics (header

@@ -105,7 +105,7 @@ INNER JOIN {db}.traces AS t FINAL ON l.trace_id = t.trace_id AND l.span_id = t.s
 LEFT JOIN
 (
     SELECT trace_id, span_id, groupUniqArray(check_name) AS checks
-    FROM {db}.check_results FINAL GROUP BY trace_id, span_id
+    FROM {db}.check_results GROUP BY trace_id, span_id
 ) AS c ON l.trace_id = c.trace_id AND l.span_id = c.span_id
 WHERE l.verdict IN ({wanted})
 ORDER BY l.labelled_at, l.trace_id, l.span_id"""

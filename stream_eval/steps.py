@@ -48,11 +48,15 @@ class InOrder(Generic[T, R]):
         finish: Callable[[list[tuple[T, Awaitable[R]]]], Awaitable[Settle]],
         max_in_flight: int,
         name: str,
+        *,
+        min_weight: int = 0,
+        weight: Callable[[T], int] = lambda _: 1,
     ) -> None:
         """``finish([(item, started), ...])`` awaits each ``started`` (which raises if
         ``start`` did) and returns the settle step; neither may raise: they handle a failed
         batch themselves (retry, quarantine)."""
         self._start, self._finish, self.name = start, finish, name
+        self._min_weight, self._weight = min_weight, weight
         self._slots = asyncio.Semaphore(max_in_flight)
         self._queue: deque[tuple[T, asyncio.Future[R], Callable[[], None]]] = deque()
         self._queued = asyncio.Event()
@@ -101,7 +105,7 @@ class InOrder(Generic[T, R]):
                 self._queued.clear()
                 await self._queued.wait()
             t0 = time.monotonic()
-            await asyncio.wait([self._queue[0][1]])
+            await self._wait_for_enough()
             t1 = time.monotonic()
             self.seconds["wait"] += t1 - t0
             taken = [self._queue.popleft()]
@@ -115,6 +119,15 @@ class InOrder(Generic[T, R]):
             except BaseException:
                 _unfinished("finished")
             self._settling.put_nowait((settle, [done for _, _, done in taken]))
+
+    async def _wait_for_enough(self) -> None:
+        """Until the first batch has started, and those behind it up to ``min_weight``."""
+        await asyncio.wait([self._queue[0][1]])
+        n, weight = 1, self._weight(self._queue[0][0])
+        while weight < self._min_weight and n < len(self._queue):
+            item, started, _ = self._queue[n]
+            await asyncio.wait([started])
+            n, weight = n + 1, weight + self._weight(item)
 
     async def _settle_in_order(self) -> None:
         while True:

@@ -43,7 +43,7 @@ def read_summary(store: Store) -> Summary:
         rs = route(r["route"])
         rs.traces, rs.sampled = int(r["n"]), int(r["s"])
     for r in store.query(
-        f"SELECT route, check_name, countIf(passed = 0) AS f FROM {db}.check_results FINAL "
+        f"SELECT route, check_name, countIf(passed = 0) AS f FROM {db}.check_results "
         "GROUP BY route, check_name"
     ):
         route(r["route"]).failures[r["check_name"]] = int(r["f"])

@@ -70,7 +70,7 @@ def _counts(settings: Settings) -> dict[str, object]:
                 {
                     (r["route"], r["check_name"]): int(r["n"])
                     for r in store.query(
-                        f"SELECT route, check_name, count() AS n FROM {db}.check_results FINAL "
+                        f"SELECT route, check_name, count() AS n FROM {db}.check_results "
                         "WHERE passed = 0 GROUP BY route, check_name"
                     )
                 }

@@ -35,7 +35,7 @@ DEMO = ROOT / "deploy" / "demo.toml"
 DB = "stream_eval"
 TABLES = (
     "traces",
-    "check_results",
+    "check_results_before_arrays",
     "dead_letters",
     "stream_progress",
     "ingest_messages",
@@ -52,7 +52,9 @@ TABLES = (
 )
 FINAL_VIEWS = ("traces", "check_results", "dead_letters", "ingest_messages", "judge_results")
 SLI_VIEWS = ("feedback_v", "sli_minute", "judge_agreement_daily", "online_offline_divergence")
-MIGRATIONS = 22  # sink/migrations.sql: ADD COLUMNs (sli_windows counters in one), check_results MV
+# sink/migrations.sql: ADD COLUMNs (sli_windows counters in one), the check_results view and
+# its _v view, the traces' merge setting
+MIGRATIONS = 24
 INGEST_TABLES = (
     "traces",
     "dead_letters",
@@ -114,7 +116,7 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
         **dict.fromkeys(TABLES, "ReplacingMergeTree"),
         **{f"{t}_v": "View" for t in (*FINAL_VIEWS, "sli_windows")},
         **dict.fromkeys(SLI_VIEWS, "View"),
-        "check_results_from_traces": "MaterializedView",
+        "check_results": "View",
     }
     for t in TABLES:
         assert count(store, t) == 0
@@ -125,9 +127,9 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
 def test_schema_statements_use_the_database_name() -> None:
     stmts = schema_statements("other_db")
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS other_db"
-    # the database, the tables, a FINAL view per base table and sli_windows, the columns
-    # added since earlier versions, the SLI views
-    assert len(stmts) == 1 + len(TABLES) + len(FINAL_VIEWS) + 1 + MIGRATIONS + len(SLI_VIEWS)
+    # the database, the tables, a FINAL view per base table and sli_windows (check_results_v
+    # is a migration), the columns added since earlier versions, the SLI views
+    assert len(stmts) == 1 + len(TABLES) + len(FINAL_VIEWS) + MIGRATIONS + len(SLI_VIEWS)
     assert all("{db}" not in s and "stream_eval." not in s for s in stmts)
     assert all("{sli_" not in s for s in stmts)  # every placeholder generated
     assert not any(s.lstrip().startswith("--") for s in stmts)
@@ -174,7 +176,9 @@ def test_replay_is_idempotent(store: Store, batch: Batch, mix: Mix) -> None:
     }
     assert all(n > 0 for n in expected.values())
     for table, n in expected.items():
-        assert count(store, table, final=False) == 2 * n, table
+        # check_results is a view over the traces' newest versions: deduplicated as it is
+        stored = n if table == "check_results" else 2 * n
+        assert count(store, table, final=False) == stored, table
         assert count(store, table) == n, table
         assert count(store, f"{table}_v", final=False) == n, table
 
@@ -562,40 +566,118 @@ def test_a_store_from_an_earlier_version_is_upgraded(ch: ClickHouseSettings, bat
         store.close()
 
 
-def test_check_results_are_derived_from_the_trace_rows_after_an_upgrade(
-    ch: ClickHouseSettings, batch: Batch
+OLD_CHECK_ROW = {"trace_id": "old", "span_id": "", "route": "r", "ts": BASE_TS,
+                 "model_version": "m", "prompt_version": "p", "check_name": "pii", "passed": 0,
+                 "score": None, "reason": "email", "ingested_at": BASE_TS}  # fmt: skip
+
+
+def _as_earlier_version(store: Store, *, arrays: bool) -> None:
+    """The store as an earlier stream-eval left it: check_results a table, filled by a
+    materialized view from the traces' check arrays (``arrays``) or, before those existed,
+    written by the worker."""
+    store.command(f"DROP VIEW {DB}.check_results_v")
+    store.command(f"DROP VIEW {DB}.check_results")
+    store.command(f"RENAME TABLE {DB}.check_results_before_arrays TO {DB}.check_results")
+    if arrays:
+        store.command(
+            f"CREATE MATERIALIZED VIEW {DB}.check_results_from_traces TO {DB}.check_results AS "
+            "SELECT trace_id, span_id, route, ts, model_version, prompt_version, check_name, "
+            f"passed, score, reason, ingested_at FROM {DB}.traces ARRAY JOIN "
+            "check_names AS check_name, check_passed AS passed, check_scores AS score, "
+            "check_reasons AS reason"
+        )
+    else:
+        for col in ("check_names", "check_passed", "check_scores", "check_reasons"):
+            store.command(f"ALTER TABLE {DB}.traces DROP COLUMN {col}")
+    store.insert("check_results", orjson.dumps(OLD_CHECK_ROW) + b"\n")
+
+
+def _check_rows(store: Store) -> Counter[tuple[str, str, bool, str]]:
+    rows = store.query(f"SELECT trace_id, check_name, passed, reason FROM {DB}.check_results")
+    return Counter((r["trace_id"], r["check_name"], bool(r["passed"]), r["reason"]) for r in rows)
+
+
+@pytest.mark.parametrize("arrays", [True, False], ids=["materialized-view", "before-arrays"])
+def test_check_results_become_a_view_when_an_earlier_store_opens(
+    ch: ClickHouseSettings, batch: Batch, arrays: bool
 ) -> None:
-    """A store of the version that wrote check_results rows itself: it gets the check
-    arrays and the materialized view; its old rows stay, new ones come from the traces."""
+    """A store of an earlier version (check_results a table) opens as this one: the view
+    over the traces' check arrays, with the rows of older traces kept, and every row
+    counted once, also those the materialized view had copied, and after a replay. An
+    upgrade stopped half-way is finished by the next open."""
     store = open_store(ch)
-    store.command(f"DROP VIEW {DB}.check_results_from_traces")
-    for col in ("check_names", "check_passed", "check_scores", "check_reasons"):
-        store.command(f"ALTER TABLE {DB}.traces DROP COLUMN {col}")
-    old = {"trace_id": "old", "span_id": "", "route": "r", "ts": BASE_TS, "model_version": "m",
-           "prompt_version": "p", "check_name": "pii", "passed": 0, "score": None,
-           "reason": "email", "ingested_at": BASE_TS}  # fmt: skip
-    store.insert("check_results", orjson.dumps(old) + b"\n")
+    if arrays:
+        SinkWriter(store).write_sync(batch)  # written by the earlier version: copied
+    _as_earlier_version(store, arrays=arrays)
+    if arrays:
+        SinkWriter(store).write_sync(batch)  # a replay, copied again
+        assert count(store, "check_results", final=False) > 2 * len(batch.processed)
     store.close()
 
     store = open_store(ch)  # the upgrade
     try:
+        tables = dict(
+            (r["name"], r["engine"])
+            for r in store.query(f"SELECT name, engine FROM system.tables WHERE database = '{DB}'")
+        )
+        assert tables["check_results"] == "View"
+        assert tables["check_results_before_arrays"] == "ReplacingMergeTree"
+        assert "check_results_from_traces" not in tables
+        assert count(store, "check_results_before_arrays") == 1  # only the older trace's row
         writer = SinkWriter(store)
         writer.write_sync(batch)
-        writer.write_sync(batch)  # a replay: replaced, as in traces
+        writer.write_sync(batch)  # a replay after the upgrade
         expected = Counter(
             (p.trace.trace_id, r.check, r.passed, r.reason)
             for p in batch.processed
             for r in p.results
         )
-        rows = store.query(
-            f"SELECT trace_id, check_name, passed, reason FROM {DB}.check_results FINAL "
-            "WHERE trace_id != 'old'"
+        expected[("old", "pii", False, "email")] = 1
+        assert _check_rows(store) == expected
+        assert sum(expected.values()) > len(batch.processed) + 1
+        # An analyst's query from before still runs, with the same answer.
+        old_style = store.query(f"SELECT count() AS n FROM {DB}.check_results FINAL")
+        assert int(old_style[0]["n"]) == sum(expected.values())
+    finally:
+        store.close()
+
+    store = open_store(ch)  # opening again changes nothing
+    try:
+        assert _check_rows(store) == expected
+    finally:
+        store.close()
+
+
+def test_an_upgrade_stopped_before_the_rename_is_finished_by_the_next_open(
+    ch: ClickHouseSettings, batch: Batch
+) -> None:
+    from stream_eval.sink import upgrade
+
+    store = open_store(ch)
+    SinkWriter(store).write_sync(batch)
+    _as_earlier_version(store, arrays=True)
+    SinkWriter(store).write_sync(batch)
+    real = store.command
+
+    def stop_at_rename(sql: str) -> None:
+        if sql.startswith("RENAME"):
+            raise RuntimeError("killed")
+        real(sql)
+
+    store.command = stop_at_rename  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        upgrade.upgrade(store)
+    store.close()
+
+    store = open_store(ch)
+    try:
+        expected = Counter(
+            (p.trace.trace_id, r.check, r.passed, r.reason)
+            for p in batch.processed
+            for r in p.results
         )
-        got = Counter(
-            (r["trace_id"], r["check_name"], bool(r["passed"]), r["reason"]) for r in rows
-        )
-        assert got == expected and sum(got.values()) > len(batch.processed)
-        assert count(store, "check_results", where="trace_id = 'old'") == 1
+        expected[("old", "pii", False, "email")] = 1
+        assert _check_rows(store) == expected
     finally:
         store.close()
 

@@ -71,6 +71,47 @@ def test_out_of_order_starts_finish_and_ack_in_submission_order() -> None:
     assert max(takes) > 1  # batches ready together were finished together
 
 
+@pytest.mark.parametrize("min_weight", [0, 3])
+def test_finish_waits_for_the_batches_behind_the_first_up_to_min_weight(min_weight: int) -> None:
+    """Each batch ready just after the one before it (a pool that keeps up): without
+    ``min_weight`` every finish takes one batch; with it, batches already submitted are
+    waited for until they weigh that much together. A batch alone in flight is finished
+    without waiting for more."""
+    takes: list[list[int]] = []
+
+    async def start(i: int) -> int:
+        await asyncio.sleep(0.03 * (i % 10 + 1))  # one after the other
+        return i
+
+    async def finish(items: list[tuple[int, Awaitable[int]]]) -> Any:
+        for _, started in items:
+            await started
+        takes.append([i for i, _ in items])
+
+        async def settle() -> None:
+            return None
+
+        return settle
+
+    async def main() -> None:
+        run: InOrder[int, int] = InOrder(start, finish, 8, "t", min_weight=min_weight)
+        for i in range(6):
+            await run.submit(i, lambda: None)
+        while run.in_flight:
+            await asyncio.sleep(0.01)
+        await run.submit(6, lambda: None)  # alone in flight
+        while run.in_flight:
+            await asyncio.sleep(0.01)
+        await run.stop()
+
+    asyncio.run(main())
+    assert [i for t in takes for i in t] == list(range(7))
+    if min_weight:
+        assert takes == [[0, 1, 2], [3, 4, 5], [6]]
+    else:
+        assert takes == [[i] for i in range(7)]
+
+
 def test_submit_waits_while_the_slots_are_full() -> None:
     gate = asyncio.Event()
     submitted: list[int] = []

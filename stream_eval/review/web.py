@@ -59,7 +59,7 @@ def _load(store: Store, trace_id: str, span_id: str) -> dict[str, Any] | None:
     trace = rows[0]
     docs = orjson.loads(trace["documents_json"]) if trace["documents_json"] else []
     checks = store.query(
-        f"SELECT check_name, passed, score, reason FROM {db}.check_results FINAL "
+        f"SELECT check_name, passed, score, reason FROM {db}.check_results "
         f"WHERE trace_id = {t} AND span_id = {s} ORDER BY check_name"
     )
     judged = store.query(

@@ -146,7 +146,7 @@ def ingest_tables(
     traces: bytes, dead_letters: bytes, progress: bytes, ledger: bytes
 ) -> dict[str, bytes]:
     """An ingest batch's JSONEachRow per table, in the order they must be written.
-    (``check_results`` is derived by ClickHouse from the traces' check arrays.)"""
+    (``check_results`` is a ClickHouse view over the traces' check arrays.)"""
     # The ledger goes last: a message is only marked read once its rows are written; the
     # progress (watermarks) just before it, once the traces it covers are written.
     return {

@@ -35,8 +35,8 @@ CREATE TABLE IF NOT EXISTS {db}.traces
     tool_calls      UInt16,
     size_bytes      UInt32,
     failed_checks   Array(LowCardinality(String)),
-    -- Every applicable check's result, one element per check (check_results holds them as
-    -- rows, derived from these by check_results_from_traces).
+    -- Every applicable check's result, one element per check (the check_results view
+    -- has them as rows).
     check_names     Array(LowCardinality(String)),
     check_passed    Array(UInt8),
     check_scores    Array(Nullable(Float32)),
@@ -57,11 +57,14 @@ CREATE TABLE IF NOT EXISTS {db}.traces
 )
 ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(ts)
-ORDER BY (route, trace_id, span_id);
+ORDER BY (route, trace_id, span_id)
+-- merged column by column (see migrations.sql)
+SETTINGS vertical_merge_algorithm_min_rows_to_activate = 1;
 
--- One row per trace per applicable check: filled by ClickHouse from the trace rows'
--- check arrays (check_results_from_traces, in migrations.sql), not written by the worker.
-CREATE TABLE IF NOT EXISTS {db}.check_results
+-- The check results of traces written before stream-eval kept them as arrays on the trace
+-- row, one row per trace and check: empty on a store created since. Analysts query
+-- check_results, the view (migrations.sql) over the traces' check arrays and these rows.
+CREATE TABLE IF NOT EXISTS {db}.check_results_before_arrays
 (
     trace_id        String,
     span_id         String,
@@ -238,7 +241,6 @@ ENGINE = ReplacingMergeTree(refreshed_at)
 ORDER BY (window_kind, route, model_version, prompt_version, window_start);
 
 CREATE OR REPLACE VIEW {db}.traces_v AS SELECT * FROM {db}.traces FINAL;
-CREATE OR REPLACE VIEW {db}.check_results_v AS SELECT * FROM {db}.check_results FINAL;
 CREATE OR REPLACE VIEW {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FINAL;
 CREATE OR REPLACE VIEW {db}.ingest_messages_v AS SELECT * FROM {db}.ingest_messages FINAL;
 CREATE OR REPLACE VIEW {db}.judge_results_v AS SELECT * FROM {db}.judge_results FINAL;

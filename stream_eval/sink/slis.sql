@@ -51,7 +51,7 @@ LEFT JOIN
 (
     SELECT toStartOfMinute(ts) AS window_start, route, model_version, prompt_version,
            {sli_check_counters}
-    FROM {db}.check_results FINAL
+    FROM {db}.check_results
     GROUP BY window_start, route, model_version, prompt_version
 ) AS c USING (window_start, route, model_version, prompt_version)
 LEFT JOIN
@@ -98,7 +98,7 @@ FROM
 (
     SELECT toDate(ts) AS day, route, check_name AS metric,
            countIf(passed = 0) / count() AS online_rate, count() AS online_n
-    FROM {db}.check_results FINAL
+    FROM {db}.check_results
     GROUP BY day, route, metric
 ) AS o
 INNER JOIN

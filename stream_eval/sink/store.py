@@ -18,6 +18,7 @@ import orjson
 
 from stream_eval import malloc
 from stream_eval.config import ClickHouseSettings
+from stream_eval.sink.upgrade import upgrade
 from stream_eval.sli_registry import schema_placeholders
 
 log = logging.getLogger("stream_eval.sink")
@@ -210,6 +211,7 @@ def _open(cfg: ClickHouseSettings, migrate: bool) -> Store:
     store: Store = ServerStore(cfg) if cfg.url else ChdbStore(cfg.path, cfg.database)
     if migrate:
         try:
+            upgrade(store)  # what the statements cannot say: it depends on the store
             for stmt in schema_statements(cfg.database):
                 store.command(stmt)
         except BaseException:

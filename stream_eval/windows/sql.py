@@ -108,7 +108,7 @@ LEFT JOIN
     FROM
     (
         SELECT c.*, {on_time} AS on_time
-        FROM (SELECT *, arrayJoin({_starts("ts", kind)}) AS w FROM {db}.check_results FINAL
+        FROM (SELECT *, arrayJoin({_starts("ts", kind)}) AS w FROM {db}.check_results
               WHERE {time_filter}) AS c
         INNER JOIN (SELECT trace_id, span_id, wm_at_ingest FROM {db}.traces FINAL
                     WHERE {time_filter}) AS tr USING (trace_id, span_id)
