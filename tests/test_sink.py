@@ -592,6 +592,15 @@ def _as_earlier_version(store: Store, *, arrays: bool) -> None:
     store.insert("check_results", orjson.dumps(OLD_CHECK_ROW) + b"\n")
 
 
+def _expected_check_rows(batch: Batch) -> Counter[tuple[str, str, bool, str]]:
+    """The batch's check results and the older trace's row, once each."""
+    expected = Counter(
+        (p.trace.trace_id, r.check, r.passed, r.reason) for p in batch.processed for r in p.results
+    )
+    expected[("old", "pii", False, "email")] = 1
+    return expected
+
+
 def _check_rows(store: Store) -> Counter[tuple[str, str, bool, str]]:
     rows = store.query(f"SELECT trace_id, check_name, passed, reason FROM {DB}.check_results")
     return Counter((r["trace_id"], r["check_name"], bool(r["passed"]), r["reason"]) for r in rows)
@@ -627,12 +636,7 @@ def test_check_results_become_a_view_when_an_earlier_store_opens(
         writer = SinkWriter(store)
         writer.write_sync(batch)
         writer.write_sync(batch)  # a replay after the upgrade
-        expected = Counter(
-            (p.trace.trace_id, r.check, r.passed, r.reason)
-            for p in batch.processed
-            for r in p.results
-        )
-        expected[("old", "pii", False, "email")] = 1
+        expected = _expected_check_rows(batch)
         assert _check_rows(store) == expected
         assert sum(expected.values()) > len(batch.processed) + 1
         # An analyst's query from before still runs, with the same answer.
@@ -671,12 +675,7 @@ def test_an_upgrade_stopped_before_the_rename_is_finished_by_the_next_open(
 
     store = open_store(ch)
     try:
-        expected = Counter(
-            (p.trace.trace_id, r.check, r.passed, r.reason)
-            for p in batch.processed
-            for r in p.results
-        )
-        expected[("old", "pii", False, "email")] = 1
+        expected = _expected_check_rows(batch)
         assert _check_rows(store) == expected
     finally:
         store.close()
