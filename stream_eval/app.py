@@ -28,6 +28,7 @@ from stream_eval.batches import (
     finish_or_quarantine,
     from_kafka,
     raw_messages,
+    value_bytes,
 )
 from stream_eval.config import Settings
 from stream_eval.dead_letters import Headers, capped, dead_letter_headers
@@ -209,10 +210,6 @@ def _batch_agent(
             await complete_or_quarantine(handle, raw_messages(events), quarantine, name)
 
 
-def _value_bytes(messages: list[RawMessage]) -> int:
-    return sum(len(m.value) for m in messages)
-
-
 def _add_ingest(
     app: faust.App,
     source: Any,
@@ -235,7 +232,7 @@ def _add_ingest(
         ing.max_in_flight,
         "ingest",
         min_weight=ing.finish_min_bytes,
-        weight=_value_bytes,
+        weight=value_bytes,
     )
     reports.append(run)
     sources.append(run)

@@ -91,6 +91,11 @@ async def complete_or_quarantine(
             os._exit(EXIT_UNCOMMITTED)
 
 
+def value_bytes(messages: Sequence[Message] | Sequence[RawMessage]) -> int:
+    """The messages' size as the ingest's byte bounds measure it: their values."""
+    return sum(len(m.value or b"") for m in messages)
+
+
 def chunks(messages: Sequence[Message], max_bytes: int) -> list[list[Message]]:
     """The messages in order, cut into runs of at most ``max_bytes`` of values (a larger
     message is a run of its own)."""

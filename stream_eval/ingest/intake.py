@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from stream_eval.batches import chunks
+from stream_eval.batches import chunks, value_bytes
 
 Submit = Callable[[list[Any]], Awaitable[None]]  # one piece, in offset order
 
@@ -52,7 +52,7 @@ class Intake:
         for m in messages:
             self._track(m)
         self._pending += messages
-        self._bytes += sum(len(m.value or b"") for m in messages)
+        self._bytes += value_bytes(messages)
         if len(self._pending) >= self.max_messages or self._bytes >= self.max_bytes:
             await self.flush()
         elif self._linger is None:

@@ -41,12 +41,12 @@ def _has_column(store: Store, table: str, column: str) -> bool:
     return bool(rows and int(rows[0]["n"]))
 
 
-def check_results_to_view(store: Store) -> bool:
-    """Turn the ``check_results`` table into the view's history; True if it did."""
+def check_results_to_view(store: Store) -> None:
+    """Turn the ``check_results`` table, if the store still has it, into the view's history."""
     db = store.database
     engine = _engine(store, "check_results")
     if engine is None or engine == "View":
-        return False
+        return
     log.warning(
         "upgrading %s.check_results: its rows now come from the traces' check arrays; the "
         "rows of older traces move to check_results_before_arrays",
@@ -59,7 +59,6 @@ def check_results_to_view(store: Store) -> bool:
             f"(SELECT trace_id, span_id FROM {db}.traces WHERE notEmpty(check_names))"
         )
     store.command(f"RENAME TABLE {db}.check_results TO {db}.check_results_before_arrays")
-    return True
 
 
 def upgrade(store: Store) -> None:
