@@ -107,6 +107,17 @@ COUNTERS: tuple[Counter, ...] = (
 COUNTER_NAMES: tuple[str, ...] = tuple(c.name for c in COUNTERS)
 
 
+def late_name(counter: str) -> str:
+    """The column of ``sli_windows`` that counts what reached a window after it closed, for
+    one counter (``traces`` -> ``late_traces``)."""
+    return f"late_{counter}"
+
+
+# Every counter's late counterpart: for each closed window and slice, counter + its late
+# counterpart = sli_minute summed over the window.
+LATE_COUNTER_NAMES: tuple[str, ...] = tuple(late_name(c.name) for c in COUNTERS)
+
+
 def counters_of(source: Source) -> tuple[Counter, ...]:
     return tuple(c for c in COUNTERS if c.source == source)
 
@@ -116,13 +127,23 @@ def aggregates_sql(source: Source, on_time: str = "", indent: str = "           
     return f",\n{indent}".join(f"{c.sql(on_time)} AS {c.name}" for c in counters_of(source))
 
 
+def late_aggregates_sql(source: Source, late: str, indent: str = "           ") -> str:
+    """``<aggregate> AS late_<name>`` for each counter of ``source``: its rows that meet
+    ``late`` (what reached a window after it closed)."""
+    return f",\n{indent}".join(f"{c.sql(late)} AS {late_name(c.name)}" for c in counters_of(source))
+
+
 # The subquery alias each source has in sli_minute and in the window closer's SQL.
 ALIASES: dict[Source, str] = {"traces": "t", "checks": "c", "feedback": "f", "judge": "j"}
 
 
-def select_sql(indent: str = "    ") -> str:
-    """``<alias>.<name> AS <name>`` for every counter: the outer SELECT over the subqueries."""
-    return f",\n{indent}".join(f"{ALIASES[c.source]}.{c.name} AS {c.name}" for c in COUNTERS)
+def select_sql(indent: str = "    ", late: bool = False) -> str:
+    """``<alias>.<name> AS <name>`` for every counter: the outer SELECT over the subqueries
+    (``late``: their late counterparts too)."""
+    names = [(c.source, c.name) for c in COUNTERS]
+    if late:
+        names += [(c.source, late_name(c.name)) for c in COUNTERS]
+    return f",\n{indent}".join(f"{ALIASES[src]}.{n} AS {n}" for src, n in names)
 
 
 def schema_placeholders() -> dict[str, str]:
@@ -134,9 +155,14 @@ def schema_placeholders() -> dict[str, str]:
         "{sli_judge_counters}": aggregates_sql("judge"),
         "{sli_counter_select}": select_sql(),
         "{sli_counter_ddl}": ",\n    ".join(f"{c.name} {c.type}" for c in COUNTERS),
+        "{sli_late_counter_ddl}": ",\n    ".join(f"{late_name(c.name)} {c.type}" for c in COUNTERS),
         # a store created before a counter existed gets it (inserts name their columns)
         "{sli_counter_migrations}": "ALTER TABLE {db}.sli_windows "
-        + ", ".join(f"ADD COLUMN IF NOT EXISTS {c.name} {c.type}" for c in COUNTERS),
+        + ", ".join(
+            f"ADD COLUMN IF NOT EXISTS {n} {c.type}"
+            for c in COUNTERS
+            for n in (c.name, late_name(c.name))
+        ),
     }
 
 

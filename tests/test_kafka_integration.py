@@ -437,29 +437,109 @@ def test_closed_windows_plus_late_equal_the_exact_view(isolated: Settings, tmp_p
         _wait_closed(port, w, (newest - 300) // 60 * 60)
     finally:
         w.stop()
-    key = "toInt64(toUnixTimestamp(window_start)) AS ws, route, model_version, prompt_version"
-    windows = _store_query(
-        settings,
-        f"SELECT {key}, traces, late_traces, feedback_n, late_feedback, check_n, check_fail "
-        "FROM {db}.sli_windows FINAL WHERE window_kind = 'tumbling'",
-    )
-    exact = {
-        (r["ws"], r["route"], r["model_version"], r["prompt_version"]): r
-        for r in _store_query(settings, f"SELECT {key}, traces, check_n FROM {{db}}.sli_minute")
-    }
-    assert len(windows) > 20
-    late = 0
-    for row in windows:
-        k = (row["ws"], row["route"], row["model_version"], row["prompt_version"])
-        assert int(row["traces"]) + int(row["late_traces"]) == int(exact[k]["traces"]), k  # type: ignore[call-overload]
-        late += int(row["late_traces"])  # type: ignore[call-overload]
-        if int(row["late_traces"]) == 0:  # type: ignore[call-overload]
-            assert row["check_n"] == exact[k]["check_n"], k
+    late, on_time = _assert_windows_add_up(settings, (newest - 300) // 60 * 60)
     # Late: the 3 held-back messages, and the 15 re-sent at the end (the copy read last
     # counts, and it came after its window had closed).
     assert late == 30 + 150
-    on_time = sum(int(r["traces"]) for r in windows)  # type: ignore[call-overload]
     assert on_time > late
+
+
+def _assert_windows_add_up(settings: Settings, upto: int) -> tuple[int, int]:
+    """Every tumbling minute from the first event to ``upto`` is closed, every (minute,
+    slice) of sli_minute before ``upto`` has a window row, and for each, every counter
+    plus its late counterpart is the exact figure. Returns the late and on-time traces."""
+    from stream_eval.sli_registry import COUNTER_NAMES, LATE_COUNTER_NAMES, late_name
+
+    key = "toInt64(toUnixTimestamp(window_start)) AS ws, route, model_version, prompt_version"
+    cols = ", ".join((*COUNTER_NAMES, *LATE_COUNTER_NAMES))
+    windows = {
+        (r["ws"], r["route"], r["model_version"], r["prompt_version"]): r
+        for r in _store_query(
+            settings,
+            f"SELECT {key}, {cols} FROM {{db}}.sli_windows FINAL WHERE window_kind = 'tumbling'",
+        )
+    }
+    exact = {
+        (r["ws"], r["route"], r["model_version"], r["prompt_version"]): r
+        for r in _store_query(
+            settings, f"SELECT {key}, {', '.join(COUNTER_NAMES)} FROM {{db}}.sli_minute"
+        )
+        if int(r["ws"]) + 60 <= upto  # type: ignore[call-overload]
+    }
+    closed = [
+        int(r["ws"])  # type: ignore[call-overload]
+        for r in _store_query(
+            settings,
+            "SELECT DISTINCT toInt64(toUnixTimestamp(window_start)) AS ws "
+            "FROM {db}.window_closes FINAL WHERE window_kind = 'tumbling' ORDER BY ws",
+        )
+    ]
+    first = min(int(k[0]) for k in exact)  # type: ignore[call-overload]
+    assert exact and len(closed) > 20
+    assert closed == list(range(first, upto // 60 * 60 - 59, 60)), "a minute left unclosed"
+    missing = sorted(set(exact) - set(windows))  # type: ignore[type-var]
+    assert not missing, f"{len(missing)} minutes x slices have no window row: {missing[:3]}"
+    late = 0
+    for k, want in exact.items():
+        got = windows[k]
+        for name in COUNTER_NAMES:
+            total = float(got[name]) + float(got[late_name(name)])  # type: ignore[arg-type]
+            assert total == pytest.approx(float(want[name] or 0)), (k, name)  # type: ignore[arg-type]
+        late += int(got["late_traces"])  # type: ignore[call-overload]
+    return late, sum(int(r["traces"]) for r in windows.values())  # type: ignore[call-overload]
+
+
+def test_shuffled_input_ahead_on_every_partition_loses_no_window(
+    isolated: Settings, tmp_path: Path
+) -> None:
+    """Four partitions whose first messages are the newest traffic (the watermark jumps
+    ~35 minutes ahead at once), the rest shuffled in event time, kill -9 mid-stream and a
+    restart: every minute is closed, empty or not, and every counter of every window and
+    slice plus its late counterpart equals sli_minute (nothing is in no window)."""
+    import random
+
+    import orjson
+    from confluent_kafka import Producer
+
+    from stream_eval.synthetic.traces import TraceFactory
+
+    settings = isolated
+    factory = TraceFactory(seed=11, max_step_s=4.0)
+    traces = [factory.next().trace for _ in range(1200)]  # ~40 minutes of event time
+    msgs = [orjson.dumps(traces[i : i + 10]) for i in range(0, len(traces), 10)]
+    head, rest = msgs[-4:], msgs[:-4]
+    random.Random(5).shuffle(rest)
+    ensure_topics(settings)
+    producer = Producer(confluent_config(settings.kafka, **{"compression.type": "lz4"}))
+    for p, m in enumerate(head):  # the newest first, on every partition
+        producer.produce(settings.topics.traces, m, partition=p)
+    for i, m in enumerate(rest):
+        producer.produce(settings.topics.traces, m, partition=i % 4)
+    assert producer.flush(30) == 0
+    port = free_port()
+    env = {
+        "STREAM_EVAL_WINDOWS__CLOSE_INTERVAL_SECONDS": "1",
+        "STREAM_EVAL_WINDOWS__REFRESH_SECONDS": "2",
+        "STREAM_EVAL_METRICS__PORT": str(port),
+        "STREAM_EVAL_INGEST__BATCH_MAX_MESSAGES": "5",  # so the kill comes mid-stream
+    }
+    newest = int(max(t["timestamp"] for t in traces))
+    w = WorkerProcess(None, tmp_path / "worker1.log", env)
+    w.start()
+    deadline = time.monotonic() + 120
+    while group_lag(settings, settings.topics.traces) > len(msgs) // 2:
+        assert time.monotonic() < deadline, w.log_tail()
+        time.sleep(0.2)
+    w.kill()
+    w = WorkerProcess(None, tmp_path / "worker2.log", env)
+    w.start()
+    try:
+        w.wait_drained(settings, timeout=180)
+        _wait_closed(port, w, (newest - 300) // 60 * 60)
+    finally:
+        w.stop()
+    late, _ = _assert_windows_add_up(settings, (newest - 300) // 60 * 60)
+    assert late > 300  # most traffic came after the watermark had passed its window
 
 
 def test_a_committed_offset_from_a_deleted_topic_does_not_hide_the_backlog(

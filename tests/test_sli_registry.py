@@ -16,7 +16,7 @@ import pytest
 from stream_eval.config import AlertSettings, Settings
 from stream_eval.grafana.alerts import build_alerting
 from stream_eval.grafana.dashboards import sli_panel_ids
-from stream_eval.sli_registry import COUNTER_NAMES, COUNTERS, SLIS, Counter
+from stream_eval.sli_registry import COUNTER_NAMES, COUNTERS, LATE_COUNTER_NAMES, SLIS, Counter
 from stream_eval.slis import COLUMNS
 
 SCRIPT = Path(__file__).with_name("sli_new_check.py")
@@ -49,7 +49,7 @@ def test_the_view_and_the_window_table_have_exactly_the_registry_counters(
     plain, _ = runs
     assert sorted(plain["minute_columns"]) == sorted([*SLICE, *LATENCY, *COUNTER_NAMES])
     window_extra = {"window_kind", "window_end", "latency_hist", "closed_at", "refreshed_at"}
-    window_extra |= {"late_traces", "late_feedback", "late_judge"}
+    window_extra |= {*LATE_COUNTER_NAMES, "late_feedback", "late_judge"}
     assert set(plain["window_columns"]) == {*SLICE, *LATENCY, *COUNTER_NAMES} | window_extra
 
 

@@ -214,9 +214,13 @@ ORDER BY (window_kind, window_start);
 
 -- Closed SLI windows (tumbling and hopping), closed when the watermark (the minimum
 -- over the input partitions) passes window_end + the allowed lateness. Numerators and
--- denominators, as in sli_minute, of what the window held when it closed; late_* count
--- what reached it afterwards (refreshed by the closer). Counters plus late_* equal
--- sli_minute over the window. Latency as a histogram (edges in stream_eval.windows.sql).
+-- denominators, as in sli_minute, of what the window held when it closed; late_<counter>
+-- counts, for every counter, what reached it afterwards (refreshed by the closer), so
+-- each counter plus its late_<counter> equals sli_minute over the window (late_feedback
+-- and late_judge, kept for earlier readers, are late_feedback_n and late_judge_scored).
+-- Every window is closed by time, empty or not (window_closes); a slice has a row once
+-- it has a trace in the window, on time or late. Latency as a histogram (edges in
+-- stream_eval.windows.sql).
 -- The counter columns are generated from stream_eval.sli_registry; the closer's INSERT
 -- names its columns, so their order here is free.
 CREATE TABLE IF NOT EXISTS {db}.sli_windows
@@ -231,7 +235,7 @@ CREATE TABLE IF NOT EXISTS {db}.sli_windows
     latency_hist       Array(UInt64),
     latency_p50_ms     Nullable(Float64),
     latency_p95_ms     Nullable(Float64),
-    late_traces        UInt64,
+    {sli_late_counter_ddl},
     late_feedback      UInt64,
     late_judge         UInt64,
     closed_at          DateTime64(3, 'UTC'),

@@ -28,7 +28,11 @@ from dataclasses import dataclass
 from stream_eval.config import WindowSettings
 from stream_eval.metrics import Sample
 from stream_eval.sink.store import Store, sql_str
-from stream_eval.windows.sql import WindowKind, close_sql, data_windows_sql
+from stream_eval.windows.sql import WindowKind, close_sql, unclosed_windows_sql
+
+# At most this many windows of a kind are closed in one pass (a watermark far ahead of
+# the last closed window catches up over several passes).
+MAX_WINDOWS_PER_RUN = 10_000
 
 
 def window_kinds(w: WindowSettings) -> tuple[WindowKind, ...]:
@@ -72,13 +76,11 @@ class WindowCloser:
         self.frontier: dict[str, int] = {}
 
     def metrics(self) -> Iterator[Sample]:
-        yield "windows_closed", "counter", "SLI windows closed", {}, self.windows_closed
-        if self.last.watermark is not None:
-            wm = self.last.watermark
-            yield "stream_watermark_seconds", "gauge", "Watermark closing windows", {}, wm
-        for kind, end in self.frontier.items():
-            help_ = "End of the newest closed window (unix s)"
-            yield "windows_closed_until_seconds", "gauge", help_, {"kind": kind}, end
+        yield "windows_closed", {}, self.windows_closed
+        yield "stream_watermark_seconds", {}, self.last.watermark or 0.0  # 0: none yet
+        for kind in self.kinds:  # 0 until its first window is closed
+            end = self.frontier.get(kind.name, 0)
+            yield "windows_closed_until_seconds", {"kind": kind.name}, end
 
     def report(self) -> str:
         wm = self.last.watermark
@@ -98,29 +100,49 @@ class WindowCloser:
             return report
         db = store.database
         refresh = now - self._last_refresh >= w.refresh_seconds
+        first: int | None = None
         for kind in self.kinds:
             frontier = self._frontier(store, kind)
+            if frontier == 0:  # nothing closed yet: start at the first event read
+                first = self._first_event(store) if first is None else first
+                if first is None:
+                    continue
+                frontier = first // kind.step_s * kind.step_s
             upto = int(wm) - w.allowed_lateness_seconds
-            starts: list[int] = []
-            if upto > frontier:
-                query = data_windows_sql(db, kind, frontier, upto)
-                starts = [int(r["w"]) for r in store.query(query)]  # ascending
-            if starts:
+            # By time: every window whose end is in (frontier, upto], empty or not, so an
+            # order of arrival that leaves a window empty when the watermark passes it
+            # (shuffled input, a partition ahead of the others) cannot skip it.
+            starts = [
+                e - kind.size_s
+                for e in range(
+                    (frontier // kind.step_s + 1) * kind.step_s,
+                    min(upto, frontier + MAX_WINDOWS_PER_RUN * kind.step_s) + 1,
+                    kind.step_s,
+                )
+                if e >= kind.size_s
+            ]
+            last = self.frontier[kind.name] = starts[-1] + kind.size_s if starts else frontier
+            lo = min(frontier, last - int(w.refresh_hours * 3600)) if refresh else frontier
+            # Windows behind the first closed one that only late traces reached (events
+            # older than the first one read): closed when a refresh finds them.
+            backfill = (
+                [int(r["w"]) for r in store.query(unclosed_windows_sql(db, kind, lo, frontier))]
+                if refresh and lo < frontier
+                else []
+            )
+            closing = backfill + starts
+            if closing:
                 values = ", ".join(
-                    f"('{kind.name}', {s}, {s + kind.size_s}, {wm:.3f})" for s in starts
+                    f"('{kind.name}', {s}, {s + kind.size_s}, {wm:.3f})" for s in closing
                 )
                 store.command(
                     f"INSERT INTO {db}.window_closes "
                     f"(window_kind, window_start, window_end, watermark) VALUES {values}"
                 )
-                report.closed += len(starts)
-            last = self.frontier[kind.name] = max(
-                frontier, starts[-1] + kind.size_s if starts else 0
-            )
+                report.closed += len(closing)
             # One statement writes the windows just closed and, when due, rewrites those
             # closed in the last refresh_hours with their current late counts.
-            lo = min(frontier, last - int(w.refresh_hours * 3600)) if refresh else frontier
-            if starts or refresh:
+            if closing or refresh:
                 store.command(close_sql(db, kind, w.allowed_lateness_seconds, lo, last))
         if refresh:
             self._last_refresh = now
@@ -128,6 +150,15 @@ class WindowCloser:
         self.windows_closed += report.closed
         self.last = report
         return report
+
+    @staticmethod
+    def _first_event(store: Store) -> int | None:
+        """The event time (unix s) of the oldest trace written, None before any."""
+        rows = store.query(
+            "SELECT count() AS n, toInt64(toUnixTimestamp(min(ts))) AS first "
+            f"FROM {store.database}.traces"
+        )
+        return int(rows[0]["first"]) if rows and int(rows[0]["n"]) else None
 
     @staticmethod
     def _frontier(store: Store, kind: WindowKind) -> int:

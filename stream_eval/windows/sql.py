@@ -5,16 +5,18 @@ multiple of step) holds, per slice (route x model_version x prompt_version):
 
 - the traces with ``ts`` in it whose ``wm_at_ingest`` (their input partition's
   watermark just before them) was below ``end + lateness``: they were read while the
-  window was still open. The others are ``late_traces``. Both are fixed for a trace
+  window was still open. The others are late: each counter's ``late_<counter>``
+  (``late_traces``, ``late_pii_fail``, ``late_input_tokens``…). Both are fixed for a trace
   (a replay computes the same watermark), so a window's counters never change and
   duplicates or replays cannot move them;
 - their check results, on the same rule;
 - the feedback about those traces (joined, see ``feedback_v``) and their judge results
   that ClickHouse had when the window closed (``inserted_at <= closed_at``); what
-  arrived later is ``late_feedback`` / ``late_judge``.
+  arrived later is in their counters' ``late_<counter>`` (and, as before, the totals
+  ``late_feedback`` / ``late_judge``).
 
-So for every window and slice: counters + late_* = ``sli_minute`` summed over the
-window, at any time. One statement writes all windows of one kind whose end lies in
+So for every window, slice and counter: counter + late_<counter> = ``sli_minute`` summed
+over the window, at any time. One statement writes all windows of one kind whose end lies in
 a range; ``closed_at`` comes from ``window_closes``.
 """
 
@@ -22,7 +24,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream_eval.sli_registry import COUNTER_NAMES, aggregates_sql, select_sql
+from stream_eval.sli_registry import (
+    COUNTER_NAMES,
+    LATE_COUNTER_NAMES,
+    aggregates_sql,
+    late_aggregates_sql,
+    select_sql,
+)
 
 # Upper edges (ms) of the latency histogram buckets; the last bucket is open.
 LATENCY_EDGES_MS: tuple[int, ...] = (
@@ -67,25 +75,27 @@ def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to:
     slice_cols = "w, route, model_version, prompt_version"
     columns = (
         "window_kind", "window_start", "window_end", "route", "model_version",
-        "prompt_version", *COUNTER_NAMES, "latency_hist", "latency_p50_ms", "latency_p95_ms",
-        "late_traces", "late_feedback", "late_judge", "closed_at", "refreshed_at",
+        "prompt_version", *COUNTER_NAMES, *LATE_COUNTER_NAMES, "latency_hist",
+        "latency_p50_ms", "latency_p95_ms", "late_feedback", "late_judge", "closed_at",
+        "refreshed_at",
     )  # fmt: skip
+    # prefer_column_name_to_alias: a counter's aggregate is named for the column it sums
+    # (input_tokens), and its late counterpart sums that column, not the aggregate.
     return f"""
 INSERT INTO {db}.sli_windows ({", ".join(columns)})
 SELECT
     '{kind.name}' AS window_kind, toDateTime(t.w) AS window_start,
     toDateTime(t.w + {size}) AS window_end, t.route AS route,
     t.model_version AS model_version, t.prompt_version AS prompt_version,
-    {select_sql()},
+    {select_sql(late=True)},
     t.latency_hist AS latency_hist, t.latency_p50_ms AS latency_p50_ms,
-    t.latency_p95_ms AS latency_p95_ms,
-    t.late_traces AS late_traces, f.late_feedback AS late_feedback,
+    t.latency_p95_ms AS latency_p95_ms, f.late_feedback AS late_feedback,
     j.late_judge AS late_judge, t.closed_at AS closed_at, now64(3) AS refreshed_at
 FROM
 (
     SELECT {slice_cols}, any(closed_at) AS closed_at,
            {aggregates_sql("traces", "on_time")},
-           countIf(NOT on_time) AS late_traces,
+           {late_aggregates_sql("traces", "NOT on_time")},
            {hist} AS latency_hist,
            quantileExactIf(0.5)(latency_ms, on_time AND latency_ms IS NOT NULL)
                AS latency_p50_ms,
@@ -104,7 +114,8 @@ FROM
 LEFT JOIN
 (
     SELECT {slice_cols},
-           {aggregates_sql("checks", "on_time")}
+           {aggregates_sql("checks", "on_time")},
+           {late_aggregates_sql("checks", "NOT on_time")}
     FROM
     (
         SELECT c.*, {on_time} AS on_time
@@ -120,6 +131,7 @@ LEFT JOIN
 (
     SELECT {slice_cols},
            {aggregates_sql("feedback", "on_time")},
+           {late_aggregates_sql("feedback", "NOT on_time")},
            countIf(NOT on_time) AS late_feedback
     FROM
     (
@@ -136,6 +148,7 @@ LEFT JOIN
 (
     SELECT {slice_cols},
            {aggregates_sql("judge", "on_time")},
+           {late_aggregates_sql("judge", "NOT on_time")},
            countIf(NOT on_time AND status = 'scored') AS late_judge
     FROM
     (
@@ -147,16 +160,19 @@ LEFT JOIN
     )
     GROUP BY {slice_cols}
 ) AS j USING ({slice_cols})
+SETTINGS prefer_column_name_to_alias = 1
 """
 
 
-def data_windows_sql(db: str, kind: WindowKind, end_from: int, end_to: int) -> str:
+def unclosed_windows_sql(db: str, kind: WindowKind, end_from: int, end_to: int) -> str:
     """The starts of the windows of ``kind`` with an end in (end_from, end_to] that hold a
-    trace."""
+    trace and have no row in ``window_closes``."""
     lo, hi = max(end_from - kind.size_s, 0), end_to
     return (
         f"SELECT DISTINCT w FROM (SELECT arrayJoin({_starts('ts', kind)}) AS w "
-        f"FROM {db}.traces FINAL WHERE ts >= toDateTime64({lo}, 3) "
+        f"FROM {db}.traces WHERE ts >= toDateTime64({lo}, 3) "
         f"AND ts < toDateTime64({hi}, 3)) "
-        f"WHERE w + {kind.size_s} > {end_from} AND w + {kind.size_s} <= {end_to} ORDER BY w"
+        f"WHERE w + {kind.size_s} > {end_from} AND w + {kind.size_s} <= {end_to} "
+        f"AND w NOT IN (SELECT toInt64(toUnixTimestamp(window_start)) "
+        f"FROM {db}.window_closes WHERE window_kind = '{kind.name}') ORDER BY w"
     )
