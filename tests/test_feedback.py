@@ -13,7 +13,7 @@ import pytest
 
 from stream_eval.config import ClickHouseSettings
 from stream_eval.feedback.events import KINDS, FeedbackEvent, InvalidFeedback, decode_feedback
-from stream_eval.feedback.stage import FeedbackCounters, FeedbackStage
+from stream_eval.feedback.stage import FeedbackCounters, FeedbackStage, feedback_row
 from stream_eval.pipeline import RawMessage
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store, open_store
@@ -196,3 +196,167 @@ def test_invalid_and_out_of_range_feedback_is_dead_lettered(store: Store) -> Non
         "WHERE stage = 'feedback' GROUP BY reason ORDER BY reason"
     )
     assert [(r["reason"], int(r["n"])) for r in reasons] == [("event_time", 1), ("schema", 2)]
+
+
+# ------------------------------------------------- conflicting duplicates: the first read wins
+
+PAIRS = 100
+
+
+def conflicting_pairs(
+    first_partition: int = 0, again_partition: int = 0
+) -> tuple[list[RawMessage], list[RawMessage]]:
+    """PAIRS feedback_ids, each sent twice with another kind and value: the first copies
+    (read first) and the second ones, one message per event."""
+    firsts, agains = [], []
+    for i in range(PAIRS):
+        ev = {"feedback_id": f"fb-{i}", "trace_id": f"t{i}", "kind": "thumbs_up", "value": i}
+        again = {**ev, "kind": "edit", "value": 1000 + i}
+        firsts.append(RawMessage("fb", first_partition, i, NOW, orjson.dumps(ev)))
+        agains.append(RawMessage("fb", again_partition, PAIRS + i, NOW, orjson.dumps(again)))
+    return firsts, agains
+
+
+def kept(store: Store, final: bool = True) -> dict[str, tuple[str, float]]:
+    rows = store.query(
+        f"SELECT feedback_id, kind, value FROM stream_eval.feedback {'FINAL' if final else ''}"
+    )
+    out = {r["feedback_id"]: (r["kind"], r["value"]) for r in rows}
+    assert len(out) == len(rows)  # one row per feedback_id
+    return out
+
+
+FIRST_READS = {f"fb-{i}": ("thumbs_up", float(i)) for i in range(PAIRS)}
+
+
+def run_batches(store: Store, *batches: list[RawMessage]) -> FeedbackCounters:
+    counters = FeedbackCounters()
+    stage = FeedbackStage(
+        SinkWriter(store), Dead(), counters, horizon_s=HOUR, max_age_s=168 * HOUR,
+        max_future_s=300,
+    )  # fmt: skip
+
+    async def go() -> None:
+        for b in batches:
+            await stage.handle(b)
+
+    asyncio.run(go())
+    return counters
+
+
+def _interleaved(a: list[RawMessage], b: list[RawMessage]) -> list[RawMessage]:
+    return [m for pair in zip(a, b, strict=True) for m in pair]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["one-batch", "one-batch-interleaved", "two-batches", "a-batch-per-message",
+     "other-partition-one-batch", "other-partition-two-batches"],
+)  # fmt: skip
+def test_conflicting_duplicates_keep_the_first_read(store: Store, layout: str) -> None:
+    other = layout.startswith("other-partition")
+    firsts, agains = conflicting_pairs(first_partition=1 if other else 0)
+    if layout in ("one-batch", "other-partition-one-batch"):
+        batches = [firsts + agains]
+    elif layout == "one-batch-interleaved":
+        batches = [_interleaved(firsts, agains)]
+    elif layout == "a-batch-per-message":
+        batches = [[m] for m in _interleaved(firsts, agains)]
+    else:
+        batches = [firsts, agains]
+    counters = run_batches(store, *batches)
+    assert (counters.events, counters.written, counters.duplicates) == (2 * PAIRS, PAIRS, PAIRS)
+    assert kept(store) == FIRST_READS
+    assert kept(store, final=False) == FIRST_READS  # the second copies were never written
+
+
+def test_a_replay_after_a_restart_keeps_the_first_read(tmp_path: Path) -> None:
+    cfg = ClickHouseSettings(path=str(tmp_path / "chdb"))
+    firsts, agains = conflicting_pairs()
+    store = open_store(cfg)
+    try:
+        run_batches(store, firsts)
+    finally:
+        store.close()
+    store = open_store(cfg)  # the restarted worker replays from an older offset
+    try:
+        counters = run_batches(store, agains, firsts + agains, agains)
+        assert counters.written == 0 and counters.duplicates == 4 * PAIRS
+        assert kept(store) == FIRST_READS
+    finally:
+        store.close()
+
+
+class GatedWriter(SinkWriter):
+    """Holds its stage's write until ``go``: ``looked`` says that the stage has looked for
+    the feedback_ids already written (and found none of the other worker's)."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.looked = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def write_tables(self, tables: Any) -> None:
+        self.looked.set()
+        await self.go.wait()
+        await super().write_tables(tables)
+
+
+@pytest.mark.parametrize("written_last", ["first-read", "second-read"])
+def test_two_workers_racing_on_two_partitions_keep_the_first_read(
+    store: Store, written_last: str
+) -> None:
+    """Copies on two partitions, read by two workers at once: both look before either
+    writes, so both write. The table keeps the first read whichever write lands last
+    (the earlier engine kept the latest)."""
+    firsts, agains = conflicting_pairs(first_partition=0, again_partition=1)
+
+    async def go() -> None:
+        first_w, again_w = GatedWriter(store), GatedWriter(store)
+        stages = [
+            FeedbackStage(w, Dead(), FeedbackCounters(), HOUR, 168 * HOUR, 300)
+            for w in (first_w, again_w)
+        ]
+        first_task = asyncio.create_task(stages[0].handle(firsts))  # read first
+        await first_w.looked.wait()
+        again_task = asyncio.create_task(stages[1].handle(agains))
+        await again_w.looked.wait()
+        order = [first_w, again_w] if written_last == "second-read" else [again_w, first_w]
+        tasks = {first_w: first_task, again_w: again_task}
+        for w in order:
+            w.go.set()
+            await tasks[w]
+
+    asyncio.run(go())
+    assert count_rows(store) == 2 * PAIRS  # both written: the table decides
+    assert kept(store) == FIRST_READS
+    store.command("OPTIMIZE TABLE stream_eval.feedback FINAL")  # and so does a merge
+    assert kept(store, final=False) == FIRST_READS
+
+
+def count_rows(store: Store) -> int:
+    return int(store.query("SELECT count() AS n FROM stream_eval.feedback")[0]["n"])
+
+
+def test_the_table_orders_reads_by_time_then_partition_then_offset(store: Store) -> None:
+    """Rows written in the wrong order: the one read first stands, by ingested_at, then the
+    lower partition, then the lower offset (one partition is read by one worker)."""
+
+    def row(fid: str, kind: str, partition: int, offset: int, read_at: float) -> dict[str, Any]:
+        ev = FeedbackEvent(fid, "t", kind, NOW)
+        return feedback_row(ev, RawMessage("fb", partition, offset, NOW, b""), HOUR, read_at)
+
+    later_first = [  # the later read first
+        row("by-time", "edit", 0, 1, NOW + 0.002),
+        row("by-time", "thumbs_up", 7, 9, NOW + 0.001),
+        row("by-partition", "edit", 3, 1, NOW),
+        row("by-partition", "thumbs_up", 2, 9, NOW),
+        row("by-offset", "edit", 2, 10, NOW),
+        row("by-offset", "thumbs_up", 2, 9, NOW),
+    ]
+    for r in later_first:
+        store.insert("feedback", ndjson([r]))
+    expected = {fid: ("thumbs_up", None) for fid in ("by-time", "by-partition", "by-offset")}
+    assert kept(store) == expected
+    store.command("OPTIMIZE TABLE stream_eval.feedback FINAL")
+    assert kept(store, final=False) == expected

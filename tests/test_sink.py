@@ -715,3 +715,77 @@ def test_embedded_inserts_go_through_a_spool_file_that_is_removed(
     (spool / "traces-7.jsonl").write_bytes(b"{}\n")  # as left by a worker killed mid-insert
     open_store(ClickHouseSettings(path=str(tmp_path / "chdb"), database="stream_eval")).close()
     assert not any(spool.iterdir())  # the next opener clears it
+
+# The feedback table as stream-eval wrote it before first_read_key: its merges kept the
+# row read last of two with one feedback_id.
+EARLIER_FEEDBACK_DDL = f"""
+CREATE TABLE {DB}.feedback
+(
+    feedback_id String, trace_id String, span_id String, kind LowCardinality(String),
+    value Nullable(Float64), user_id String, ts DateTime64(3, 'UTC'), horizon_s Float64,
+    kafka_topic LowCardinality(String), kafka_partition UInt32, kafka_offset UInt64,
+    ingested_at DateTime64(3, 'UTC'), inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(ingested_at) ORDER BY feedback_id
+"""
+
+
+def _feedback_rows(kind: str, partition: int, read_at: float) -> bytes:
+    rows = [
+        {"feedback_id": f"fb-{i}", "trace_id": f"t{i}", "span_id": "", "kind": kind,
+         "value": i, "user_id": "", "ts": BASE_TS, "horizon_s": 3600.0, "kafka_topic": "fb",
+         "kafka_partition": partition, "kafka_offset": i, "ingested_at": read_at}
+        for i in range(100)
+    ]  # fmt: skip
+    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+def _feedback_kinds(store: Store) -> Counter[str]:
+    return counter(store, f"SELECT kind, count() AS n FROM {DB}.feedback_v GROUP BY kind", "kind")
+
+
+@pytest.mark.parametrize("stopped_at", [None, "INSERT", "DROP"])
+def test_feedback_of_an_earlier_store_keeps_the_first_read_after_the_upgrade(
+    ch: ClickHouseSettings, stopped_at: str | None
+) -> None:
+    """An earlier store's feedback table (merges kept the latest read) is rebuilt when the
+    store opens: of the rows not merged yet the first read stands, every row once, and
+    the table keeps the first read from then on. An upgrade stopped before its copy or
+    its drop is finished by the next open."""
+    from stream_eval.sink import upgrade
+
+    store = open_store(ch)
+    store.command(f"DROP TABLE {DB}.feedback")
+    store.command(EARLIER_FEEDBACK_DDL)
+    store.insert("feedback", _feedback_rows("thumbs_up", 1, BASE_TS))  # read first
+    store.insert("feedback", _feedback_rows("edit", 0, BASE_TS + 5))  # a copy, read later
+    assert _feedback_kinds(store) == {"edit": 100}  # what the earlier engine kept
+    if stopped_at is not None:
+        real = store.command
+
+        def stop(sql: str) -> None:
+            if sql.startswith(stopped_at):
+                raise RuntimeError("killed")
+            real(sql)
+
+        store.command = stop  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            upgrade.upgrade(store)
+    store.close()
+
+    store = open_store(ch)  # the upgrade, or the rest of it
+    try:
+        (engine,) = store.query(
+            f"SELECT engine_full FROM system.tables WHERE database = '{DB}' AND name = 'feedback'"
+        )
+        assert "ReplacingMergeTree(first_read_key)" in engine["engine_full"]
+        tables = store.query(f"SELECT name FROM system.tables WHERE database = '{DB}'")
+        assert upgrade.FEEDBACK_BEFORE not in {r["name"] for r in tables}
+        assert _feedback_kinds(store) == {"thumbs_up": 100}
+        assert count(store, "feedback") == 100
+        store.insert("feedback", _feedback_rows("regenerate", 2, BASE_TS + 9))  # a later copy
+        store.command(f"OPTIMIZE TABLE {DB}.feedback FINAL")
+        assert count(store, "feedback", final=False) == 100
+        assert _feedback_kinds(store) == {"thumbs_up": 100}
+    finally:
+        store.close()

@@ -165,6 +165,11 @@ ORDER BY (route, rubric, rubric_version, judge_model, trace_id, span_id);
 -- User feedback events as the apps sent them, one row per feedback_id (the first one
 -- read: a re-sent or replayed event is not written again). The join to the trace is
 -- the view feedback_v, so feedback joins its trace whatever the arrival order.
+-- Should two rows of one feedback_id be written all the same (two workers reading
+-- copies on different partitions at once), the merge keeps the first read, never the
+-- latest: first_read_key is largest for the earliest ingested_at (when the worker read
+-- the event), then the lower partition, then the lower offset. A store of an earlier
+-- version, whose merges kept the latest, is upgraded when it opens (sink/upgrade.py).
 CREATE TABLE IF NOT EXISTS {db}.feedback
 (
     feedback_id     String,
@@ -179,9 +184,13 @@ CREATE TABLE IF NOT EXISTS {db}.feedback
     kafka_partition UInt32,
     kafka_offset    UInt64,
     ingested_at     DateTime64(3, 'UTC'),
-    inserted_at     DateTime64(3, 'UTC') DEFAULT now64(3)  -- set by ClickHouse
+    inserted_at     DateTime64(3, 'UTC') DEFAULT now64(3),  -- set by ClickHouse
+    first_read_key  UInt256 MATERIALIZED
+        bitShiftLeft(toUInt256(bitNot(toUInt64(toUnixTimestamp64Milli(ingested_at)))), 96)
+        + bitShiftLeft(toUInt256(bitNot(kafka_partition)), 64)
+        + toUInt256(bitNot(kafka_offset))
 )
-ENGINE = ReplacingMergeTree(ingested_at)
+ENGINE = ReplacingMergeTree(first_read_key)
 ORDER BY feedback_id;
 
 -- Ingest progress: per batch and input partition, the offsets read and the watermark

@@ -13,6 +13,22 @@ arrays (``migrations.sql``). The upgrade, once:
 
 Each step may be repeated: a process stopped between them finishes the upgrade when it
 opens the store again.
+
+``feedback`` was a ReplacingMergeTree versioned by ``ingested_at``: when two rows of one
+``feedback_id`` had been written (two workers reading copies on different partitions at
+once), its merges kept the one read last. It is now versioned by ``first_read_key``,
+which keeps the first read (``schema.sql``); a table's engine cannot be altered, so the
+upgrade, once:
+
+1. renames the table ``feedback_before_first_read``;
+2. gives that table the columns added since (``migrations.sql``'s statements for
+   ``feedback``), creates ``feedback`` as ``schema.sql`` defines it and copies every row
+   into it, so that of rows not yet merged the first read is the one kept;
+3. drops the renamed table.
+
+A process stopped before the drop copies again when it opens the store again: a row
+copied twice is one row (the same key and version). Rows that the earlier engine had
+already merged away cannot be brought back: there the latest read stays.
 """
 
 from __future__ import annotations
@@ -61,5 +77,57 @@ def check_results_to_view(store: Store) -> None:
     store.command(f"RENAME TABLE {db}.check_results TO {db}.check_results_before_arrays")
 
 
+FEEDBACK_BEFORE = "feedback_before_first_read"
+
+
+def _engine_full(store: Store, table: str) -> str | None:
+    rows = store.query(
+        "SELECT engine_full FROM system.tables "
+        f"WHERE database = '{store.database}' AND name = '{table}'"
+    )
+    return str(rows[0]["engine_full"]) if rows else None
+
+
+def _columns(store: Store, table: str) -> list[str]:
+    """The columns an INSERT can name (not MATERIALIZED or ALIAS), in table order."""
+    rows = store.query(
+        f"SELECT name FROM system.columns WHERE database = '{store.database}' "
+        f"AND table = '{table}' AND default_kind NOT IN ('MATERIALIZED', 'ALIAS') "
+        "ORDER BY position"
+    )
+    return [str(r["name"]) for r in rows]
+
+
+def feedback_keeps_the_first_read(store: Store) -> None:
+    """Rebuild ``feedback`` of an earlier store, whose merges kept the latest read."""
+    from stream_eval.sink.store import schema_statements  # store imports this module
+
+    db = store.database
+    engine = _engine_full(store, "feedback")
+    if engine is not None and "(first_read_key)" not in engine:
+        log.warning(
+            "upgrading %s.feedback: of two rows of one feedback_id the first read is kept "
+            "now, not the latest; the table is rebuilt",
+            db,
+        )
+        store.command(f"RENAME TABLE {db}.feedback TO {db}.{FEEDBACK_BEFORE}")
+    if _engine(store, FEEDBACK_BEFORE) is None:
+        return
+    statements = schema_statements(db)
+    prefix = f"ALTER TABLE {db}.feedback "
+    for stmt in statements:  # the columns added since, as migrations.sql adds them
+        if stmt.startswith(prefix):
+            store.command(f"ALTER TABLE {db}.{FEEDBACK_BEFORE} " + stmt[len(prefix) :])
+    (create,) = [
+        s for s in statements if s.startswith(f"CREATE TABLE IF NOT EXISTS {db}.feedback\n")
+    ]
+    store.command(create)
+    have = set(_columns(store, FEEDBACK_BEFORE))
+    names = ", ".join(c for c in _columns(store, "feedback") if c in have)
+    store.command(f"INSERT INTO {db}.feedback ({names}) SELECT {names} FROM {db}.{FEEDBACK_BEFORE}")
+    store.command(f"DROP TABLE {db}.{FEEDBACK_BEFORE}")
+
+
 def upgrade(store: Store) -> None:
     check_results_to_view(store)
+    feedback_keeps_the_first_read(store)
