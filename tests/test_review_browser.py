@@ -145,7 +145,18 @@ def review_in_browser(settings: Settings, url: str, browser: object) -> dict[str
         page.fill("#reviewer-name", "ana")
         page.click("text=Start reviewing")
         assert page.inner_text("#reviewer") == "ana"
-        assert "judge_fail" in page.inner_text("#queue")
+        queue = page.inner_text("#queue")
+        assert "judge_fail" in queue and "built-in method" not in queue
+        # the items column shows the queue's counts
+        queued = orjson.loads(
+            _http_query(
+                url,
+                "SELECT count() AS n FROM "
+                "stream_eval.review_queue FINAL WHERE reason = 'judge_fail'",
+            )
+        )
+        cells = page.locator("#queue tr", has_text="judge_fail").locator("td.items")
+        assert sum(int(x) for x in cells.all_inner_texts()) == int(queued["n"]) > 0
         page.click("#next")
         page.wait_for_selector("#label-form")
         trace_id = page.inner_text("#trace-id")
