@@ -15,6 +15,7 @@ import orjson
 
 from stream_eval.config import Settings, load_settings
 from stream_eval.sink.store import Store
+from stream_eval.tables import Column, Format, Table, emit, format_option
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "demo.toml"
 
@@ -125,39 +126,38 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
 
 
 @cli.command()
+@format_option
 @click.pass_context
-def summary(ctx: click.Context) -> None:
+def summary(ctx: click.Context, fmt: Format) -> None:
     """Print the per-route summary from ClickHouse."""
-    _print_summary(_settings(ctx))
+    _print_summary(_settings(ctx), fmt)
 
 
-def _print_summary(settings: Settings) -> None:
-    from rich.console import Console
-
+def _print_summary(settings: Settings, fmt: Format = "table") -> None:
     from stream_eval.checks import CHECK_NAMES
     from stream_eval.summary import (
+        judge_table,
         read_judge_summary,
         read_summary,
-        render_judge_summary,
-        render_summary,
+        summary_table,
+        totals_table,
     )
 
     with _store(settings) as store:
         s = read_summary(store)
         judged = read_judge_summary(store)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=140)  # a log or a pipe: do not squeeze the table into 80
-    console.print(render_summary(s, list(CHECK_NAMES)))
-    if judged:
-        console.print(render_judge_summary(judged))
-    elif not settings.judge.active:
-        console.print(
+    nothing_judged = "No judge results yet."
+    if not settings.judge.active:
+        nothing_judged = (
             "Judging is disabled: no judge endpoint or API key is configured, so the sampled "
             f"traces wait in the topic {settings.topics.judge_requests} (nothing is scored, "
             "nothing is made up). Set STREAM_EVAL_JUDGE__BASE_URL (any OpenAI-compatible "
             "endpoint) and/or OPENAI_API_KEY, and the judge agent scores them."
         )
+    tables = [summary_table(s, list(CHECK_NAMES)), judge_table(judged, nothing_judged)]
+    if fmt != "table":  # the table's footer, as data
+        tables.append(totals_table(s))
+    emit(tables, fmt)
 
 
 @cli.command()
@@ -165,20 +165,16 @@ def _print_summary(settings: Settings) -> None:
     "--minutes", default=60, show_default=True, help="the window, ending at the newest data"
 )
 @click.option("--by-slice", is_flag=True, help="per route x model version x prompt version")
+@format_option
 @click.pass_context
-def slis(ctx: click.Context, minutes: int, by_slice: bool) -> None:
+def slis(ctx: click.Context, minutes: int, by_slice: bool, fmt: Format) -> None:
     """Current quality SLIs per route, from the sli_minute view."""
-    from rich.console import Console
-
-    from stream_eval.slis import current_slis, render
+    from stream_eval.slis import current_slis, sli_table
 
     with _store(_settings(ctx)) as store:
         newest, rows = current_slis(store, minutes, by_slice)
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=180)
     title = f"stream-eval SLIs: the {minutes} minutes up to {newest} (UTC)"
-    console.print(render(rows, by_slice, title))
+    emit([sli_table(rows, by_slice, title)], fmt)
 
 
 @cli.group()
@@ -260,67 +256,32 @@ def review_import(
 
 @review.command("agreement")
 @click.option("--days", default=30.0, show_default=True, help="labels of the last N days")
+@format_option
 @click.pass_context
-def review_agreement(ctx: click.Context, days: float) -> None:
-    """Judge vs human agreement per judge model and rubric version, with 95% intervals."""
-    from rich.console import Console
-    from rich.table import Table
+def review_agreement(ctx: click.Context, days: float, fmt: Format) -> None:
+    """Judge vs human agreement per judge model and rubric version, with 95% intervals.
 
-    from stream_eval.judge.rubrics import RUBRICS
-    from stream_eval.review.agreement import agreement, labelled_pairs
-
-    settings = _settings(ctx)
-    with _store(settings) as store:
-        groups = labelled_pairs(store, days)
-    if not groups:
-        click.echo("no labels compared with a judge result yet")
-        return
-
-    def iv(x: object) -> str:
-        if x is None:
-            return "-"
-        return f"{x.value:.2f} [{x.lower:.2f}, {x.upper:.2f}]"  # type: ignore[attr-defined]
-
-    table = Table(title=f"judge vs human, last {days:g} days", header_style="bold")
-    for col in ("judge model", "rubric", "version", "labels", "agreement", "kappa",
-                "weighted kappa", "TPR", "TNR"):  # fmt: skip
-        table.add_column(col)
-    for (model, rubric, version), pairs in groups.items():
-        r = RUBRICS.get(rubric)
-        a = agreement(pairs, (r.scale_min, r.scale_max) if r else (1, 10))
-        table.add_row(
-            model, rubric, version, str(a.n), iv(a.agreement), iv(a.kappa),
-            iv(a.weighted_kappa), iv(a.tpr), iv(a.tnr),
-        )  # fmt: skip
-    Console().print(table)
-    with _store(settings) as store:
-        _print_corrected(store, days)
-
-
-def _print_corrected(store: Store, days: float) -> None:
-    """The judge's pass rate per route, as estimated and corrected for its measured error."""
-    from stream_eval.estimates import JUDGE_PASS, Estimate
-    from stream_eval.review.agreement import corrected_pass_rate, labelled_pairs
-
-    calibration = [p for ps in labelled_pairs(store, days, "calibration").values() for p in ps]
-    if len(calibration) < 2:
-        click.echo("corrected pass rate: needs at least two calibration labels")
-        return
-    e = JUDGE_PASS  # the estimate as the dashboards compute it
-    rows = store.query(
-        f"SELECT route, {e.value} AS v, {e.lower} AS lo, {e.upper} AS hi, {e.n_eff} AS n_eff, "
-        f"toUInt64(sum(judge_scored)) AS n FROM {store.database}.sli_minute "
-        f"WHERE window_start > now() - INTERVAL {int(days * 86400)} SECOND "
-        f"GROUP BY route HAVING sum(judge_w) > 0 ORDER BY route"
+    A statistic the labels do not define prints as "undefined (<reason>)".
+    """
+    from stream_eval.review.agreement import labelled_pairs
+    from stream_eval.review.report import (
+        agreement_table,
+        corrected_lines,
+        corrected_rates,
+        corrected_table,
     )
-    for r in rows:
-        est = Estimate(r["v"], r["lo"], r["hi"], r["n_eff"], int(r["n"]))
-        c = corrected_pass_rate(est, calibration)
-        click.echo(
-            f"{r['route']}: judge pass rate {est.value:.1%} [{est.lower:.1%}, {est.upper:.1%}]"
-            f", corrected for the judge's error {c.value:.1%} [{c.lower:.1%}, {c.upper:.1%}]"
-            f" ({len(calibration)} calibration labels)"
-        )
+
+    with _store(_settings(ctx)) as store:
+        groups = labelled_pairs(store, days)
+        corrected = corrected_rates(store, days)
+    table = agreement_table(groups, days)
+    if fmt != "table":
+        emit([table, corrected_table(corrected)], fmt)
+        return
+    emit([table], fmt)
+    if groups:
+        for line in corrected_lines(corrected):
+            click.echo(line)
 
 
 @review.command("enqueue")
@@ -454,8 +415,9 @@ def offline_run(
 
 
 @cli.command()
+@format_option
 @click.pass_context
-def lag(ctx: click.Context) -> None:
+def lag(ctx: click.Context, fmt: Format) -> None:
     """Consumer lag: messages not yet processed, per topic and consumer group."""
     from stream_eval.lag import group_lag
 
@@ -466,8 +428,10 @@ def lag(ctx: click.Context) -> None:
         (settings.app_id, t.judge_requests),
         (f"{settings.app_id}-judge", t.judge_requests),
     ]
+    table = Table("lag", [Column("consumer group"), Column("topic"), Column("lag", "{:,}", True)])
     for group, topic in rows:
-        click.echo(f"{group:40} {topic:45} {group_lag(settings, topic, group=group):>10,}")
+        table.add(group, topic, group_lag(settings, topic, group=group))
+    emit([table], fmt)
 
 
 @cli.command("publish-synthetic")
@@ -584,12 +548,13 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
     console.print(f"    drained in {elapsed:.1f}s (worker start-up included); log: {log_path}")
     console.print("[bold]4/4[/] summary, read back from the embedded ClickHouse")
     _print_summary(settings)
-    from stream_eval.slis import current_slis, render
+    from stream_eval.slis import current_slis, sli_table
 
     with _store(settings) as store:
         newest, rows = current_slis(store, 24 * 60, by_slice=False)
-    wide = Console(width=180) if not console.is_terminal else console
-    wide.print(render(rows, False, f"quality SLIs of the demo traffic (up to {newest} UTC)"))
+    emit(
+        [sli_table(rows, False, f"quality SLIs of the demo traffic (up to {newest} UTC)")], "table"
+    )
     console.print(
         f"Query it: stream-eval --config {ctx.obj['config']} sql "
         '"SELECT route, count() FROM stream_eval.traces FINAL GROUP BY route"'

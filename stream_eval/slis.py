@@ -7,6 +7,7 @@ from typing import Any
 from stream_eval.estimates import JUDGE_PASS
 from stream_eval.sink.store import Store
 from stream_eval.sli_registry import Sli, summary_slis
+from stream_eval.tables import Column, Table
 
 
 def _column(s: Sli) -> tuple[str, str, str]:
@@ -44,19 +45,18 @@ def current_slis(store: Store, minutes: int, by_slice: bool) -> tuple[str, list[
     return str(newest), rows
 
 
-def render(rows: list[dict[str, Any]], by_slice: bool, title: str) -> Any:
-    from rich.table import Table
+def _number(v: Any) -> int | float | None:
+    """A figure as the store returns it (64-bit integers come as strings) as a number."""
+    if v is None or isinstance(v, int | float):
+        return v
+    text = str(v)
+    return int(text) if text.lstrip("-").isdigit() else float(text)
 
-    table = Table(title=title, header_style="bold")
+
+def sli_table(rows: list[dict[str, Any]], by_slice: bool, title: str) -> Table:
     keys = ["route", "model_version", "prompt_version"] if by_slice else ["route"]
-    for k in keys:
-        table.add_column(k, no_wrap=True)
-    for name, _, _ in COLUMNS:
-        table.add_column(name, justify="right")
+    columns = [Column(k) for k in keys] + [Column(n, fmt, right=True) for n, _, fmt in COLUMNS]
+    out = Table("slis", columns, title=title)
     for r in rows:
-        cells = [str(r[k]) for k in keys]
-        for i, (_, _, fmt) in enumerate(COLUMNS):
-            v = r[f"c{i}"]
-            cells.append("-" if v is None or v != v else fmt.format(float(v)))
-        table.add_row(*cells)
-    return table
+        out.add(*(str(r[k]) for k in keys), *(_number(r[f"c{i}"]) for i in range(len(COLUMNS))))
+    return out

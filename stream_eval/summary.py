@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream_eval.sink.store import Store
+from stream_eval.tables import Column, Shown, Table
 
 
 @dataclass(slots=True)
@@ -71,41 +72,48 @@ def read_summary(store: Store) -> Summary:
     )
 
 
-def render_summary(summary: Summary, check_names: list[str]) -> Any:
-    """A rich renderable: one row per route."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
+def summary_table(summary: Summary, check_names: list[str]) -> Table:
+    """One row per route; its footer (table format) gives the totals."""
+    columns = [Column("route"), *(Column(c, "{:,}", right=True) for c in ("traces", "sampled"))]
+    columns += [Column("sampled %", "{:.1f}", right=True), Column("dead letters", "{:,}", True)]
+    columns += [Column(c, "{:,}", right=True) for c in check_names]
     table = Table(
+        "routes", columns,
         title="stream-eval: per-route summary (check columns: traces that failed the check)",
-        header_style="bold",
-    )
-    table.add_column("route", no_wrap=True)
-    table.add_column("traces", justify="right")
-    table.add_column("sampled", justify="right")
-    table.add_column("sampled %", justify="right")
-    table.add_column("dead letters", justify="right")
-    for c in check_names:
-        table.add_column(c, justify="right")
+    )  # fmt: skip
     for rs in summary.routes.values():
-        table.add_row(
-            rs.route,
-            f"{rs.traces:,}",
-            f"{rs.sampled:,}",
-            f"{100 * rs.sampled_fraction:.1f}",
-            f"{rs.dead_letters:,}",
-            *[f"{rs.failures[c]:,}" if c in rs.failures else "-" for c in check_names],
-        )
+        table.add(
+            rs.route, rs.traces, rs.sampled, 100 * rs.sampled_fraction, rs.dead_letters,
+            *[rs.failures.get(c) for c in check_names],
+        )  # fmt: skip
     reasons = ", ".join(f"{k}={v}" for k, v in summary.dead_by_reason.items()) or "none"
-    foot = Text(
+    table.footer = (
         f"Kafka messages accounted for: {summary.messages:,}   "
         f"non-GenAI spans skipped: {summary.skipped_spans:,}   "
         f"dead letters by reason: {reasons} "
         f"({summary.unattributed_dead} with no readable route)\n"
         "'-' = check not applicable on that route."
     )
-    return Group(table, foot)
+    return table
+
+
+def totals_table(summary: Summary) -> Table:
+    """The footer's totals as one row, for csv and json."""
+    reasons = ", ".join(f"{k}={v}" for k, v in summary.dead_by_reason.items()) or "none"
+    columns = [
+        Column("Kafka messages", "{:,}", right=True),
+        Column("non-GenAI spans skipped", "{:,}", right=True),
+        Column("dead letters by reason"),
+        Column("dead letters with no readable route", "{:,}", right=True),
+    ]
+    table = Table("totals", columns)
+    table.add(
+        summary.messages,
+        summary.skipped_spans,
+        Shown(reasons, summary.dead_by_reason),
+        summary.unattributed_dead,
+    )
+    return table
 
 
 @dataclass(slots=True)
@@ -148,23 +156,16 @@ def read_judge_summary(store: Store) -> list[JudgeLine]:
     ]
 
 
-def render_judge_summary(lines: list[JudgeLine]) -> Any:
-    from rich.table import Table
-
-    table = Table(title="stream-eval: judge results", header_style="bold")
-    for name in ("route", "rubric"):
-        table.add_column(name, no_wrap=True)
-    for name in ("scored", "failed", "skipped (budget)", "mean score", "pass %", "cost USD"):
-        table.add_column(name, justify="right")
+def judge_table(lines: list[JudgeLine], empty: str) -> Table:
+    """One row per route and rubric; ``empty``: what to say when nothing is judged."""
+    columns = [Column("route"), Column("rubric")]
+    columns += [Column(c, "{:,}", True) for c in ("scored", "failed", "skipped (budget)")]
+    columns += [Column("mean score", "{:.2f}", True), Column("pass %", "{:.1f}", True)]
+    columns.append(Column("cost USD", "{:.4f}", right=True))
+    table = Table("judge", columns, title="stream-eval: judge results", empty=empty)
     for x in lines:
-        table.add_row(
-            x.route,
-            x.rubric,
-            f"{x.scored:,}",
-            f"{x.failed:,}",
-            f"{x.skipped:,}",
-            "-" if x.mean_score is None else f"{x.mean_score:.2f}",
-            "-" if x.pass_rate is None else f"{100 * x.pass_rate:.1f}",
-            f"{x.cost_usd:.4f}",
-        )
+        table.add(
+            x.route, x.rubric, x.scored, x.failed, x.skipped, x.mean_score,
+            None if x.pass_rate is None else 100 * x.pass_rate, x.cost_usd,
+        )  # fmt: skip
     return table

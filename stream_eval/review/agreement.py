@@ -18,6 +18,13 @@ on the random calibration sample (judge verdict − human verdict, labels of rea
 moving correction, not as a moving product. The calibration sample is drawn from the
 traces judged at their route's rate, so the correction is that stratum's error,
 applied to all.
+
+A statistic the labels do not define is an :class:`Undefined` with its reason, never a
+made-up number or NaN: kappa (weighted or not) when neither people nor the judge vary
+(every pair has the same verdict, or the same score, on each side: there is no
+agreement beyond chance to measure; the formula gives 0/0, or a zero-width interval),
+weighted kappa with fewer than two scored pairs, the true-positive rate without a label
+where people passed, the true-negative rate without one where they failed.
 """
 
 from __future__ import annotations
@@ -47,39 +54,69 @@ class Interval:
 
 
 @dataclass(frozen=True, slots=True)
+class Undefined:
+    """A statistic the labels do not define, and why (for people: "no variation in labels")."""
+
+    reason: str
+
+
+NO_VARIATION = "no variation in labels"
+NO_SCORE_VARIATION = "no variation in scores"
+FEW_SCORES = "fewer than two labels with scores"
+NO_HUMAN_PASS = "no labels where people passed"
+NO_HUMAN_FAIL = "no labels where people failed"
+NO_RESAMPLE_VARIATION = "no variation in any resample"
+
+
+@dataclass(frozen=True, slots=True)
 class Agreement:
     n: int
     agreement: Interval
-    kappa: Interval
-    weighted_kappa: Interval | None  # None: fewer than two scored pairs
-    tpr: Interval
-    tnr: Interval
+    kappa: Interval | Undefined
+    weighted_kappa: Interval | Undefined
+    tpr: Interval | Undefined
+    tnr: Interval | Undefined
 
 
-def _rate(k: int, n: int) -> Interval:
-    p = k / n if n else math.nan
-    lo, hi = wilson(p, n) if n else (math.nan, math.nan)
+def _proportion(k: int, n: int) -> Interval:
+    p = k / n
+    lo, hi = wilson(p, n)
     return Interval(p, lo, hi)
 
 
-def cohen_kappa(pairs: Sequence[Pair]) -> tuple[float, float, float]:
-    """(kappa, p_o, p_e) on the verdicts."""
+def _rate(k: int, n: int, none: str) -> Interval | Undefined:
+    """k of n with its Wilson interval; ``none``: why it is undefined when n is 0."""
+    return _proportion(k, n) if n else Undefined(none)
+
+
+def _varies(values: Sequence[float]) -> bool:
+    return len(set(values)) > 1
+
+
+def cohen_kappa(pairs: Sequence[Pair]) -> tuple[float | None, float, float]:
+    """(kappa, p_o, p_e) on the verdicts; kappa None (undefined) when neither people nor
+    the judge vary."""
     n = len(pairs)
     p_o = sum(p.human_pass == p.judge_pass for p in pairs) / n
     h = sum(p.human_pass for p in pairs) / n
     j = sum(p.judge_pass for p in pairs) / n
     p_e = h * j + (1 - h) * (1 - j)
-    kappa = (p_o - p_e) / (1 - p_e) if p_e < 1 else 1.0
+    varies = _varies([p.human_pass for p in pairs]) or _varies([p.judge_pass for p in pairs])
+    kappa = (p_o - p_e) / (1 - p_e) if varies else None  # varies: p_e < 1
     return kappa, p_o, p_e
 
 
-def quadratic_kappa(scores: Sequence[tuple[float, float]], lo: int, hi: int) -> float:
-    """Quadratically weighted kappa of (human, judge) scores on the scale lo..hi."""
+def quadratic_kappa(scores: Sequence[tuple[float, float]], lo: int, hi: int) -> float | None:
+    """Quadratically weighted kappa of (human, judge) scores on the scale lo..hi; None
+    (undefined) when neither side's score varies on the scale."""
     k = hi - lo + 1
     n = len(scores)
+    cells = [(min(max(round(a), lo), hi) - lo, min(max(round(b), lo), hi) - lo) for a, b in scores]
+    if not (_varies([a for a, _ in cells]) or _varies([b for _, b in cells])):
+        return None
     obs = [[0.0] * k for _ in range(k)]
-    for a, b in scores:
-        obs[min(max(round(a), lo), hi) - lo][min(max(round(b), lo), hi) - lo] += 1
+    for a, b in cells:
+        obs[a][b] += 1
     rows = [sum(r) for r in obs]
     cols = [sum(obs[i][j] for i in range(k)) for j in range(k)]
     num = den = 0.0
@@ -88,7 +125,26 @@ def quadratic_kappa(scores: Sequence[tuple[float, float]], lo: int, hi: int) -> 
             w = (i - j) ** 2 / (k - 1) ** 2
             num += w * obs[i][j] / n
             den += w * rows[i] * cols[j] / (n * n)
-    return 1.0 - num / den if den > 0 else 1.0
+    return 1.0 - num / den  # a side varies: den > 0
+
+
+def _weighted_kappa(
+    scored: Sequence[tuple[float, float]], scale: tuple[int, int], seed: int, boot: int
+) -> Interval | Undefined:
+    """The value and a seeded percentile bootstrap interval over the resamples that
+    define it."""
+    if len(scored) < 2:
+        return Undefined(FEW_SCORES)
+    value = quadratic_kappa(scored, *scale)
+    if value is None:
+        return Undefined(NO_SCORE_VARIATION)
+    rng = random.Random(seed)
+    resampled = (quadratic_kappa([rng.choice(scored) for _ in scored], *scale) for _ in range(boot))
+    draws = sorted(d for d in resampled if d is not None)
+    if not draws:
+        return Undefined(NO_RESAMPLE_VARIATION)
+    m = len(draws)
+    return Interval(value, draws[int(0.025 * m)], draws[max(int(0.975 * m) - 1, 0)])
 
 
 def agreement(
@@ -98,29 +154,24 @@ def agreement(
     if n == 0:
         raise ValueError("no labelled pairs")
     kappa, p_o, p_e = cohen_kappa(pairs)
-    se = math.sqrt(p_o * (1 - p_o) / (n * (1 - p_e) ** 2)) if p_e < 1 else 0.0
+    k: Interval | Undefined = Undefined(NO_VARIATION)
+    if kappa is not None:
+        se = math.sqrt(p_o * (1 - p_o) / (n * (1 - p_e) ** 2))
+        k = Interval(kappa, kappa - Z95 * se, kappa + Z95 * se)
     scored = [
         (p.human_score, p.judge_score)
         for p in pairs
         if p.human_score is not None and p.judge_score is not None
     ]
-    qwk: Interval | None = None
-    if len(scored) >= 2:
-        value = quadratic_kappa(scored, *scale)
-        rng = random.Random(seed)
-        draws = sorted(
-            quadratic_kappa([rng.choice(scored) for _ in scored], *scale) for _ in range(boot)
-        )
-        qwk = Interval(value, draws[int(0.025 * boot)], draws[int(0.975 * boot) - 1])
     human_pass = [p for p in pairs if p.human_pass]
     human_fail = [p for p in pairs if not p.human_pass]
     return Agreement(
         n=n,
-        agreement=_rate(sum(p.human_pass == p.judge_pass for p in pairs), n),
-        kappa=Interval(kappa, kappa - Z95 * se, kappa + Z95 * se),
-        weighted_kappa=qwk,
-        tpr=_rate(sum(p.judge_pass for p in human_pass), len(human_pass)),
-        tnr=_rate(sum(not p.judge_pass for p in human_fail), len(human_fail)),
+        agreement=_proportion(sum(p.human_pass == p.judge_pass for p in pairs), n),
+        kappa=k,
+        weighted_kappa=_weighted_kappa(scored, scale, seed, boot),
+        tpr=_rate(sum(p.judge_pass for p in human_pass), len(human_pass), NO_HUMAN_PASS),
+        tnr=_rate(sum(not p.judge_pass for p in human_fail), len(human_fail), NO_HUMAN_FAIL),
     )
 
 
