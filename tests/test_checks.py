@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from stream_eval.checks import (
 from stream_eval.checks.grounding import VOCAB_CACHE, scan_citations
 from stream_eval.checks.json_output import strip_json_fence
 from stream_eval.checks.pii import find_pii, iban_ok, luhn_ok
+from stream_eval.checks.terms import fold
 from stream_eval.config import CheckSettings, RouteSettings, Settings
 from stream_eval.trace import CheckResult, Document, Trace
 
@@ -233,6 +235,101 @@ def test_grounding_non_ascii_text() -> None:
     assert r == CheckResult("grounding", False, 0.5, "1/2 sentences supported")
 
 
+# One help-centre article (the return policy) as each language's knowledge base has it.
+KB12 = {
+    "ru": "Возврат товара возможен в течение 30 дней с момента покупки. Для возврата "
+    "необходимо предъявить чек и сохранить оригинальную упаковку.",
+    "el": "Η επιστροφή προϊόντων είναι δυνατή εντός 30 ημερών από την αγορά. Απαιτείται η "
+    "απόδειξη αγοράς και η αρχική συσκευασία.",
+    "de": "Die Rückgabe von Artikeln ist innerhalb von 30 Tagen nach dem Kauf möglich. Für die "
+    "Rückgabe benötigen Sie den Kassenbon und die Originalverpackung.",
+    "zh": "商品自购买之日起30天内可以退货。退货时需要出示购物小票并保留原包装。",
+    "th": "สามารถคืนสินค้าได้ภายใน 30 วันนับจากวันที่ซื้อ โดยต้องแสดงใบเสร็จและบรรจุภัณฑ์เดิม",
+    "en": "Items can be returned within 30 days of purchase. A receipt and the original "
+    "packaging are required.",
+}
+KB12["de-nfd"] = unicodedata.normalize("NFD", KB12["de"])  # as some PDF extractors write it
+
+
+@pytest.mark.parametrize(
+    ("kb", "answer", "supported"),
+    [
+        # inflected forms of the article's words ("товар" / "товара", "упаковка" / "упаковку")
+        ("ru", "Вы можете вернуть товар в течение 30 дней с момента покупки, если у вас есть "
+         "чек и упаковка [kb-12].", True),
+        ("ru", "Доставка в Казахстан занимает около трёх недель и стоит пятьсот рублей "
+         "[kb-12].", False),
+        ("el", "Τα προϊόντα επιστρέφονται εντός 30 ημερών από την αγορά, μαζί με την απόδειξη "
+         "αγοράς και την αρχική τους συσκευασία [kb-12].", True),
+        # capitals without accents, as Greek writes them
+        ("el", "ΕΠΙΣΤΡΟΦΗ ΠΡΟΪΟΝΤΩΝ ΕΝΤΟΣ 30 ΗΜΕΡΩΝ ΑΠΟ ΤΗΝ ΑΓΟΡΑ, ΜΕ ΤΗΝ ΑΠΟΔΕΙΞΗ ΚΑΙ ΤΗΝ "
+         "ΑΡΧΙΚΗ ΣΥΣΚΕΥΑΣΙΑ [kb-12].", True),
+        ("el", "Η αποστολή στην Κύπρο διαρκεί τρεις εβδομάδες και κοστίζει είκοσι ευρώ "
+         "[kb-12].", False),
+        ("de", "Sie können den Artikel innerhalb von 30 Tagen nach dem Kauf zurückgeben, wenn "
+         "Sie den Kassenbon und die Originalverpackung haben [kb-12].", True),
+        ("de", "Die RÜCKGABE ist innerhalb von 30 Tagen nach dem Kauf möglich, mit Kassenbon und "
+         "Originalverpackung [kb-12].", True),
+        # the article decomposed (u + combining diaeresis), the answer not
+        ("de-nfd", "Für eine Rückgabe benötigen Sie den Kassenbon [kb-12].", True),
+        ("de", "Der Versand nach Österreich dauert drei Wochen und kostet zwanzig Euro "
+         "[kb-12].", False),
+        # supported only by its function words (sie, die, nach, dem, und, innerhalb, von)
+        ("de", "Sie können die Ware nach dem Kauf und innerhalb von Tagen gegen Gutscheine "
+         "tauschen [kb-12].", False),
+        ("zh", "您可以在购买后30天内退货，需要出示购物小票并保留原包装[kb-12]。", True),
+        ("zh", "寄往台湾的包裹需要三周时间，运费为二十元[kb-12]。", False),
+    ],
+)  # fmt: skip
+def test_grounding_in_other_languages_and_scripts(kb: str, answer: str, supported: bool) -> None:
+    r = check_grounding(rag(answer, [Document("kb-12", KB12[kb])]), CFG)
+    n = int(supported)
+    assert r == CheckResult("grounding", supported, float(n), f"{n}/1 sentences supported")
+
+
+def test_grounding_declines_text_it_cannot_check() -> None:
+    """Not applicable rather than failed: Thai (no spaces between words, not cut into terms),
+    and an answer in a script the documents do not use at all."""
+    thai = "คุณสามารถคืนสินค้าได้ภายใน 30 วัน พร้อมใบเสร็จและบรรจุภัณฑ์เดิม [kb-12]"
+    assert check_grounding(rag(thai, [Document("kb-12", KB12["th"])]), CFG) is None
+    russian = "Вы можете вернуть товар в течение 30 дней с момента покупки [kb-12]."
+    assert check_grounding(rag(russian, [Document("kb-12", KB12["en"])]), CFG) is None
+    english = "You can return the item within 30 days with the receipt [kb-12]."
+    assert check_grounding(rag(english, [Document("kb-12", KB12["zh"])]), CFG) is None
+    # ... but an unknown citation fails in any language
+    r = check_grounding(rag(russian + " [kb-99]", [Document("kb-12", KB12["en"])]), CFG)
+    assert r == CheckResult(
+        "grounding", False, 1.0, "cites unknown ids: kb-99; 0/0 sentences supported"
+    )
+    # and documents with no text support nothing: that is a failure, not a decline
+    r = check_grounding(rag(english, [Document("kb-12", "")]), CFG)
+    assert r == CheckResult("grounding", False, 0.0, "0/1 sentences supported")
+
+
+def test_grounding_of_a_refusal() -> None:
+    """A refusal that cites nothing is not applicable (the refusal check counts it); one
+    that cites is an answer and is checked; with the refusal check disabled it is checked."""
+    refusal = "I'm sorry, but I can't help with that request."
+    assert check_refusal(rag(refusal), CFG).passed is False
+    assert check_grounding(rag(refusal), CFG) is None
+    assert run_checks([rag(refusal)], lambda route: CFG)[0][1].check == "refusal"
+    cites = refusal + " The Eiffel Tower is a wrought-iron tower in Paris [doc-1]."
+    assert check_grounding(rag(cites), CFG) == CheckResult(
+        "grounding", False, 0.5, "1/2 sentences supported"
+    )
+    no_refusal_check = CheckSettings(disabled=["refusal"])
+    assert check_grounding(rag(refusal), no_refusal_check) == CheckResult(
+        "grounding", False, 0.0, "0/1 sentences supported"
+    )
+
+
+def test_terms_fold_case_accents_and_compatibility_forms() -> None:
+    assert fold("ΑΘΗΝΑ") == fold("Αθήνα") == "αθηνα"
+    assert fold("Straße") == "strasse" and fold("RÜCKGABE") == fold("Rückgabe") == "ruckgabe"
+    assert fold("ещё") == "еще" and fold("ＡＢＣ１２３") == "abc123"
+    assert fold(unicodedata.normalize("NFD", "한국어")) == "한국어"  # Hangul recomposed
+
+
 def test_scan_citations_definition() -> None:
     known = {"doc-1", "my doc"}
     text = (
@@ -431,15 +528,18 @@ def test_strip_json_fence() -> None:
 def test_run_checks_all_applicable_in_order() -> None:
     traces = [
         mk("Fine answer with nothing special in it."),
-        mk("I cannot help with that.", documents=[DOC1]),
+        mk("The Eiffel Tower is a wrought-iron tower in Paris [doc-1].", documents=[DOC1]),
+        mk("I cannot help with that.", documents=[DOC1]),  # a refusal: grounding n/a
     ]
     out = run_checks(traces, lambda route: CFG)
     assert [[r.check for r in rs] for rs in out] == [
         ["empty_output", "refusal", "pii", "size"],
         ["empty_output", "refusal", "grounding", "pii", "size"],
+        ["empty_output", "refusal", "pii", "size"],
     ]
     assert all(r.passed for r in out[0])
-    assert out[1][1] == CheckResult("refusal", False, None, "refusal phrase: 'i cannot help with'")
+    assert all(r.passed for r in out[1])
+    assert out[2][1] == CheckResult("refusal", False, None, "refusal phrase: 'i cannot help with'")
 
 
 def test_run_checks_honours_disabled() -> None:

@@ -10,15 +10,26 @@ Citations
     sensitive). A cited id that is not among the trace's retrieved document ids is unknown.
 
 Support
-    Citation groups are removed, the output is split into sentences at ``.``, ``!``, ``?``
-    and line breaks, lower-cased and cut into word tokens (runs of letters and digits). Per
-    sentence the distinct tokens of 3+ characters that are not stopwords are its content
-    tokens; sentences with fewer than 3 are ignored. A sentence is supported when at least
-    ``cfg.grounding_sentence_overlap`` of its content tokens occur in the vocabulary of the
+    Citation groups are removed and the output is split into sentences and cut into terms
+    (``terms.py``: words of any alphabet, case and accents folded, stopwords of several
+    languages dropped, non-ASCII words compared by their first letters; character bigrams
+    for Chinese, Japanese and Korean). A sentence with 3+ distinct terms is countable, and
+    supported when at least ``cfg.grounding_sentence_overlap`` of its terms occur in the
     retrieved documents. The score is the supported share (1.0 with no countable sentence).
 
-Passes iff no unknown citation and score >= ``cfg.grounding_min_supported``. Not applicable
-(``None``) when the trace has no retrieved documents.
+Passes iff no unknown citation and score >= ``cfg.grounding_min_supported``.
+
+Not applicable (``None``), so that the trace counts in no grounding rate:
+
+- the trace has no retrieved documents;
+- the output is a refusal (it has a phrase of ``cfg.refusal_phrases``, as the refusal check
+  finds them, and that check is enabled) and cites nothing: there is nothing to support,
+  and the refusal is counted once, by the refusal check; an output that cites is an answer
+  and is checked;
+- no sentence is countable because the text could not be checked: written in a script
+  without spaces that is not cut into terms (Thai, Lao, Khmer, Myanmar), or in a script
+  none of the documents uses (a Russian answer over English documents), and it cites no
+  unknown id.
 
 Per-document vocabularies are cached (documents recur across traces) in an LRU keyed by
 (document id, hash and length of the content), so a changed content under the same id is
@@ -27,99 +38,20 @@ tokenised afresh.
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 
 from stream_eval.config import CheckSettings
 from stream_eval.trace import CheckResult, Document, Trace
 
+from .refusal import find_refusal
+from .terms import Vocabulary, sentences, vocabulary
+
 NAME = "grounding"
 
 MAX_ID_CHARS = 64
-MIN_CONTENT_TOKENS = 3
-MIN_TOKEN_CHARS = 3
 VOCAB_CACHE_SIZE = 4096
 MAX_REPORTED_IDS = 5
-
-_STOPWORDS_TEXT = """
-    about above after again against all also although among and another any are aren
-    because been before being below between both but can cannot could couldn did didn does
-    doesn doing don done down during each either else etc ever every few for from further
-    had hadn has hasn have haven having her here hers herself him himself his how however
-    into isn its itself just least less let like made make many may might more most much
-    must neither nor not now off once one only other our ours ourselves out over own per
-    quite rather same shall she should shouldn since some such than that the their theirs
-    them themselves then there these they this those though through thus too under until
-    upon very via was wasn were weren what when where whether which while who whom whose
-    why will with within without won would wouldn yet you your yours yourself yourselves
-"""
-STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
-
-# Tokens are UTF-8 bytes. ASCII fast path: one bytes.translate lower-cases letters, turns
-# sentence ends into b"\n" and every other ASCII non-alphanumeric into b" ".
-_SENTENCE_ENDS = b".!?\n\r"
-_ASCII_TABLE = bytes(
-    (10 if i in _SENTENCE_ENDS else 32) if not chr(i).isalnum() else ord(chr(i).lower())
-    for i in range(128)
-) + bytes(range(128, 256))
-_ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
-# Tokens dropped from sentences: stopwords and every ASCII token shorter than 3 characters
-# (enumerated, so the filter is one C-level set difference).
-_DROP = frozenset(
-    w.encode()
-    for w in STOPWORDS | frozenset(_ALNUM) | frozenset(a + b for a in _ALNUM for b in _ALNUM)
-)
-
-# Non-ASCII path: Unicode-aware, same token definition (letters and digits, no underscore).
-_WORD_RE = re.compile(r"[^\W_]+")
-_SENTENCE_RE = re.compile(r"[.!?\n\r\u3002\uff01\uff1f]")
-# Common typographic punctuation, replaced first so that most texts stay on the ASCII path.
-_TYPOGRAPHIC = (
-    ("\u2019", "'"), ("\u2018", "'"), ("\u201c", '"'), ("\u201d", '"'),
-    ("\u2014", "-"), ("\u2013", "-"), ("\u2026", "."), ("\u00a0", " "),
-)  # fmt: skip
-
-
-def _plain(text: str) -> str:
-    if not text.isascii():
-        for typographic, plain in _TYPOGRAPHIC:
-            if typographic in text:
-                text = text.replace(typographic, plain)
-    return text
-
-
-def _unicode_tokens(text: str, min_chars: int = 1) -> list[bytes]:
-    return [
-        t.encode("utf-8", "surrogatepass")
-        for t in _WORD_RE.findall(text.lower())
-        if len(t) >= min_chars  # characters, not bytes
-    ]
-
-
-def _sentences(text: str) -> list[set[bytes]]:
-    """Content-token sets of the countable sentences of ``text``."""
-    text = _plain(text)
-    out: list[set[bytes]] = []
-    if text.isascii():
-        for sentence in text.encode("ascii").translate(_ASCII_TABLE).split(b"\n"):
-            toks = set(sentence.split()) - _DROP
-            if len(toks) >= MIN_CONTENT_TOKENS:
-                out.append(toks)
-    else:
-        for part in _SENTENCE_RE.split(text):
-            toks = set(_unicode_tokens(part, MIN_TOKEN_CHARS)) - _DROP
-            if len(toks) >= MIN_CONTENT_TOKENS:
-                out.append(toks)
-    return out
-
-
-def tokenize(text: str) -> list[bytes]:
-    """Lower-case word tokens (runs of letters and digits, as UTF-8 bytes) of ``text``."""
-    text = _plain(text)
-    if text.isascii():
-        return text.encode("ascii").translate(_ASCII_TABLE).split()
-    return _unicode_tokens(text)
 
 
 class _LRU:
@@ -127,11 +59,11 @@ class _LRU:
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self.data: OrderedDict[tuple[str, int, int], frozenset[bytes]] = OrderedDict()
+        self.data: OrderedDict[tuple[str, int, int], Vocabulary] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
-    def vocab(self, doc: Document) -> frozenset[bytes]:
+    def vocab(self, doc: Document) -> Vocabulary:
         content = doc.content
         key = (doc.id, hash(content), len(content))
         v = self.data.get(key)
@@ -143,7 +75,7 @@ class _LRU:
                 pass
             return v
         self.misses += 1
-        v = frozenset(t for t in tokenize(content) if len(t) >= MIN_TOKEN_CHARS)
+        v = vocabulary(content)
         self.data[key] = v
         while len(self.data) > self.maxsize:
             try:
@@ -212,13 +144,13 @@ def scan_citations(text: str, known_ids: frozenset[str] | set[str]) -> tuple[lis
 
 
 def _support(
-    sentences: list[set[bytes]], vocabs: Sequence[frozenset[bytes]], overlap: float
+    sentences: list[set[bytes]], vocabs: Sequence[Vocabulary], overlap: float
 ) -> tuple[int, int]:
     supported = 0
     for toks in sentences:
         rest = toks
         for v in vocabs:
-            rest = rest - v
+            rest = rest - v.terms
             if not rest:
                 break
         n = len(toks)
@@ -227,23 +159,41 @@ def _support(
     return supported, len(sentences)
 
 
+def _scripts(vocabs: Sequence[Vocabulary]) -> frozenset[int]:
+    scripts = vocabs[0].scripts
+    for v in vocabs[1:]:
+        if v.scripts is not scripts:  # documents of one script share one set
+            scripts = scripts | v.scripts
+    return scripts
+
+
 def check_grounding(trace: Trace, cfg: CheckSettings) -> CheckResult | None:
-    """Citations ⊂ retrieved ids, and enough supported sentences; ``None`` without documents."""
+    """Citations ⊂ retrieved ids, and enough supported sentences; ``None`` when not
+    applicable (no documents, a refusal, a text that cannot be checked: see above)."""
     docs = trace.documents
     if not docs:
         return None
     known = {d.id for d in docs}
     cited, body = scan_citations(trace.output_text, known)
+    if (
+        not cited
+        and "refusal" not in cfg.disabled
+        and find_refusal(trace.output_text, cfg.refusal_phrases) is not None
+    ):
+        return None
     unknown: list[str] = []
     for c in cited:
         if c not in known and c not in unknown:
             unknown.append(c)
     cache = VOCAB_CACHE
     vocabs = [cache.vocab(d) for d in docs]
-    supported, countable = _support(_sentences(body), vocabs, cfg.grounding_sentence_overlap)
-    score = supported / countable if countable else 1.0
+    countable, unchecked = sentences(body, _scripts(vocabs))
+    if not countable and unchecked and not unknown:
+        return None
+    supported, n = _support(countable, vocabs, cfg.grounding_sentence_overlap)
+    score = supported / n if n else 1.0
     passed = not unknown and score >= cfg.grounding_min_supported
-    reason = f"{supported}/{countable} sentences supported"
+    reason = f"{supported}/{n} sentences supported"
     if unknown:
         shown = ", ".join(unknown[:MAX_REPORTED_IDS])
         extra = len(unknown) - MAX_REPORTED_IDS
