@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import faust
 
@@ -43,6 +43,9 @@ from stream_eval.sink.rows import dead_letter_row, ledger_row, ndjson
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.steps import InOrder
+
+if TYPE_CHECKING:
+    from stream_eval.judge.stage import JudgeCounters
 
 log = logging.getLogger("stream_eval")
 
@@ -113,9 +116,14 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         ))  # fmt: skip
 
     if role in ("all", "judge"):
+        from stream_eval.judge.stage import JudgeCounters
+
+        judge_counters = JudgeCounters()  # served from the start, before the first batch
         if settings.judge.active:
-            _add_judge_agent(app, settings, writer, topic, reports)
+            reports.append(judge_counters)
+            _add_judge_agent(app, settings, writer, topic, judge_counters)
         else:
+            sources.append(judge_counters)  # all at 0
             log.warning(
                 "judging is disabled: no judge endpoint or API key configured "
                 "(judge.base_url / STREAM_EVAL_JUDGE__API_KEY / OPENAI_API_KEY); judge "
@@ -136,9 +144,10 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         @app.task  # type: ignore[untyped-decorator]
         async def metrics_endpoint() -> None:
             from stream_eval.metrics import serve
+            from stream_eval.metrics_catalog import families_for
 
-            try:
-                serve([*reports, *sources], m.port, m.host)
+            try:  # the lists are read at every scrape: sources added later are served
+                serve(families_for(role), lambda: [*reports, *sources], m.port, m.host)
                 log.info("metrics on http://%s:%d/metrics", m.host, m.port)
             except OSError as exc:  # e.g. two workers on one host with the same port
                 log.error("metrics endpoint not started on port %d: %s", m.port, exc)
@@ -167,7 +176,7 @@ class ConsumerLag:
                 continue
             done = committed.get(tp) or 0
             labels = {"topic": tp.topic, "partition": str(tp.partition)}
-            yield "consumer_lag", "gauge", "Messages not committed yet", labels, max(high - done, 0)
+            yield "consumer_lag", labels, max(high - done, 0)
 
 
 def _add_stall_watch(app: faust.App, settings: Settings, sources: list[Any]) -> None:
@@ -321,7 +330,7 @@ def _dead_letter_sender(
 
 
 def _add_judge_agent(
-    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[Any]
+    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, counters: JudgeCounters
 ) -> None:
     from stream_eval.judge.budget import DailyBudget, partition_budgets
     from stream_eval.judge.client import JudgeClient
@@ -340,9 +349,9 @@ def _add_judge_agent(
             spent = await JudgeStage.spent_today(writer, by_partition=True)
             budget = DailyBudget(partition_budgets(settings.judge_budget_for, parts), spent)
             holder["stage"] = JudgeStage(
-                settings, client, writer, send_dead_letter, budget, partitions=parts
-            )
-            reports.append(holder["stage"].counters)
+                settings, client, writer, send_dead_letter, budget, partitions=parts,
+                counters=counters,
+            )  # fmt: skip
         await holder["stage"].handle(messages)
 
     _batch_agent(
@@ -368,6 +377,7 @@ def _add_feedback_agent(
         horizon_s=fb.horizon_hours * 3600,
         max_age_s=ing.max_event_age_hours * 3600,
         max_future_s=ing.max_event_future_seconds,
+        max_dead_per_message=ing.max_dead_letters_per_message,
     )
     n, secs = fb.batch_max_messages, fb.batch_max_seconds
     quarantine = _quarantine("feedback", stage.send_dead, writer)
@@ -413,9 +423,9 @@ def _add_otlp_assembly(
         return
     send_dead = _dead_letter_sender(topic(t.dead_letters), settings)
     pieces = topic(t.otlp_assembly)
-    counters = IntakeCounters()
-    reports.append(counters)
     signals: list[tuple[Signal, str]] = [("traces", t.otlp_spans), ("logs", t.otlp_logs)]
+    counters = IntakeCounters([signal for signal, name in signals if name])
+    reports.append(counters)
     for signal, name in signals:
         if name:
             send_piece = _headers_sender(pieces)

@@ -145,6 +145,11 @@ class IngestSettings(_Model):
     # stream-eval-truncated-from says the original size; stream-eval-source says where the
     # original still is).
     dead_letter_max_bytes: int = Field(default=900 * 1024, ge=1024)
+    # A message (traces or feedback) with more bad items than this gives this many dead
+    # letters, one per item, then one (reason too_many_bad_items) for all the others, with
+    # their count and the whole message as its payload: `[1,1,...]` is not 100,000 dead
+    # letters. Every item is still counted (ledger, metrics).
+    max_dead_letters_per_message: int = Field(default=100, ge=1)
     # auto: a content-type header if present, else JSON when the message starts with { or [,
     # else OTLP protobuf.
     format: Literal["auto", "json", "otlp_proto", "otlp_json"] = "auto"

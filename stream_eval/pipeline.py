@@ -12,6 +12,7 @@ from typing import Any
 
 from stream_eval.checks import run_checks
 from stream_eval.config import Settings
+from stream_eval.ingest.bad_items import bound_per_message
 from stream_eval.ingest.bounds import safe_dumps
 from stream_eval.ingest.decode import decode_message
 from stream_eval.ingest.result import CHECK_ERROR, DeadLetter
@@ -48,7 +49,7 @@ class MessageOutcome:
     message: RawMessage
     format: str
     traces: int
-    dead: int
+    dead: int  # bad items (a dead letter can stand for several: ``DeadLetter.items``)
     skipped: int
     skipped_by: dict[str, int] = field(default_factory=dict)  # OTLP spans, by reason
 
@@ -130,6 +131,9 @@ def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
         origins.extend([msg] * len(decoded.traces))
 
     all_results = _checks_isolating_failures(traces, origins, batch, settings)
+    limit = ing.max_dead_letters_per_message
+    if any(o.dead > limit for o in batch.messages):  # o.dead: its dead letters, so far
+        batch.dead = bound_per_message(batch.dead, limit, lambda o: o.message.value)
     smp = settings.sampling
     rates: dict[str, float] = {}
     for trace, results, msg in zip(traces, all_results, origins, strict=True):

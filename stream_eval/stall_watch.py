@@ -145,10 +145,4 @@ class StallWatch:
         return stalled
 
     def metrics(self) -> Iterator[Sample]:
-        yield (
-            "stalled_partitions_recovered",
-            "counter",
-            "Assigned partitions found not being read and read again",
-            {},
-            self.recovered,
-        )
+        yield "stalled_partitions_recovered", {}, self.recovered

@@ -70,9 +70,8 @@ class InOrder(Generic[T, R]):
     def metrics(self) -> Iterator[Sample]:
         for step, secs in self.seconds.items():
             labels = {"stage": self.name, "step": step}
-            yield "step_seconds", "counter", "Time in each step, all batches summed", labels, secs
-        n = self.in_flight
-        yield "batches_in_flight", "gauge", "Batches not yet acked", {"stage": self.name}, n
+            yield "step_seconds", labels, secs
+        yield "batches_in_flight", {"stage": self.name}, self.in_flight
 
     def report(self) -> str:
         steps = ", ".join(f"{k} {v:.1f}" for k, v in self.seconds.items())

@@ -51,7 +51,7 @@ def read_summary(store: Store) -> Summary:
     dead_by_reason: dict[str, int] = {}
     unattributed = 0
     for r in store.query(
-        f"SELECT route, reason, count() AS n FROM {db}.dead_letters FINAL "
+        f"SELECT route, reason, sum(items) AS n FROM {db}.dead_letters FINAL "
         "WHERE stage = 'ingest' GROUP BY route, reason"
     ):
         n = int(r["n"])

@@ -28,6 +28,7 @@ from stream_eval.pipeline import RawMessage
 ROOT_WAIT = "root_wait"  # due: the root was read decision_wait_seconds ago
 NO_ROOT = "no_root"  # due: max_wait_seconds since the first piece, no root read
 EVICTED = "evicted"  # due early: the worker's bounds were reached
+DUE_REASONS = (ROOT_WAIT, NO_ROOT, EVICTED)
 
 
 def digest(value: bytes) -> str:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
-from stream_eval.assembly.split import Signal, piece_headers, split_request
+from stream_eval.assembly.split import NO_TRACE_ID, Signal, piece_headers, split_request
 from stream_eval.config import Settings
 from stream_eval.dead_letters import Headers, dead_letter_headers
-from stream_eval.ingest.result import OVERSIZED, TRACE_TOO_LARGE, DeadLetter
+from stream_eval.ingest.result import DECODE, EMPTY, OVERSIZED, TRACE_TOO_LARGE, DeadLetter
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
 from stream_eval.sink.rows import dead_letter_row, ledger_row, ndjson
@@ -25,15 +25,18 @@ from stream_eval.sink.writer import SinkWriter
 
 PieceSend = Callable[[bytes, bytes, Headers], Awaitable[Any]]  # key, value, headers
 DeadSend = Callable[[bytes, Headers], Awaitable[Any]]
+# What its dead letters are counted by (stream_eval_dead_letters_total{stage="otlp_intake"}).
+DEAD_REASONS = (DECODE, EMPTY, OVERSIZED, TRACE_TOO_LARGE)
 
 
 class IntakeCounters:
-    def __init__(self) -> None:
-        self.messages: dict[str, int] = {}
-        self.pieces: dict[str, int] = {}
-        self.records: dict[str, int] = {}
-        self.skipped: dict[tuple[str, str], int] = {}
-        self.dead: dict[str, int] = {}
+    def __init__(self, signals: Sequence[str] = ()) -> None:
+        """``signals``: those read (their series are served at 0 from the start)."""
+        self.messages: dict[str, int] = dict.fromkeys(signals, 0)
+        self.pieces: dict[str, int] = dict.fromkeys(signals, 0)
+        self.records: dict[str, int] = dict.fromkeys(signals, 0)
+        self.skipped: dict[tuple[str, str], int] = {(s, NO_TRACE_ID): 0 for s in signals}
+        self.dead: dict[str, int] = dict.fromkeys(DEAD_REASONS, 0)
 
     def report(self) -> str:
         return (
@@ -44,15 +47,13 @@ class IntakeCounters:
 
     def metrics(self) -> Iterator[Sample]:
         for signal, n in self.messages.items():
-            yield "otlp_messages", "counter", "OTLP export requests read", {"signal": signal}, n
+            yield "otlp_messages", {"signal": signal}, n
         for signal, n in self.records.items():
-            yield "otlp_records", "counter", "Spans / log records read", {"signal": signal}, n
+            yield "otlp_records", {"signal": signal}, n
         for (signal, reason), n in self.skipped.items():
-            labels = {"signal": signal, "reason": reason}
-            yield "otlp_records_skipped", "counter", "Records not assembled", labels, n
+            yield "otlp_records_skipped", {"signal": signal, "reason": reason}, n
         for reason, n in self.dead.items():
-            labels = {"stage": "otlp_intake", "reason": reason}
-            yield "dead_letters", "counter", "Dead letters", labels, n
+            yield "dead_letters", {"stage": "otlp_intake", "reason": reason}, n
 
 
 class IntakeStage:

@@ -25,7 +25,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from stream_eval.assembly.buffer import Held, Pending, TraceBuffer
+from stream_eval.assembly.buffer import DUE_REASONS, Held, Pending, TraceBuffer
 from stream_eval.assembly.merge import merge
 from stream_eval.assembly.split import H_RECORDS, H_ROOT, H_SIGNAL, H_TRACE
 from stream_eval.config import Settings
@@ -43,6 +43,8 @@ TraceSend = Callable[[bytes, bytes, Headers], Awaitable[Any]]  # key, value, hea
 DeadSend = Callable[[bytes, Headers], Awaitable[Any]]
 Release = Callable[[Any], None]  # acks a held piece's token
 H_ASSEMBLED = "stream-eval-assembled"  # on emitted traces: why it was due
+# What its dead letters are counted by (stream_eval_dead_letters_total{stage="assemble"}).
+DEAD_REASONS = (LATE_SPAN, TRACE_TOO_LARGE, DECODE, STAGE_ERROR)
 
 
 class AssemblyCounters:
@@ -51,8 +53,8 @@ class AssemblyCounters:
         self.pieces = self.traces = self.spans = self.log_records = 0
         self.logs_joined = self.orphan_logs = self.duplicate_spans = self.replayed = 0
         self.without_llm = 0  # assembled traces with no LLM call: not emitted
-        self.by_reason: dict[str, int] = {}
-        self.dead: dict[str, int] = {}
+        self.by_reason: dict[str, int] = dict.fromkeys(DUE_REASONS, 0)
+        self.dead: dict[str, int] = dict.fromkeys(DEAD_REASONS, 0)
 
     def report(self) -> str:
         return (
@@ -63,40 +65,20 @@ class AssemblyCounters:
         )
 
     def metrics(self) -> Iterator[Sample]:
-        yield "assembly_pending_traces", "gauge", "Traces waiting", {}, len(self.buffer)
-        yield "assembly_pending_bytes", "gauge", "Bytes waiting", {}, self.buffer.bytes
-        yield "assembly_pieces", "counter", "Pieces read", {}, self.pieces
+        yield "assembly_pending_traces", {}, len(self.buffer)
+        yield "assembly_pending_bytes", {}, self.buffer.bytes
+        yield "assembly_pieces", {}, self.pieces
         for reason, n in self.by_reason.items():
-            labels = {"reason": reason}
-            yield "assembled_traces", "counter", "Traces emitted whole", labels, n
-        yield (
-            "assembly_traces_without_llm_call",
-            "counter",
-            "Traces not emitted: no LLM call",
-            {},
-            (self.without_llm),
-        )
-        yield "assembly_spans", "counter", "Spans emitted in traces", {}, self.spans
-        yield "assembly_log_records", "counter", "Log records read", {}, self.log_records
-        yield "assembly_logs_joined", "counter", "Log records joined", {}, self.logs_joined
-        yield (
-            "assembly_orphan_logs",
-            "counter",
-            "Log records without their span",
-            {},
-            (self.orphan_logs),
-        )
-        yield "assembly_duplicate_spans", "counter", "Spans read twice", {}, self.duplicate_spans
-        yield (
-            "assembly_replayed_pieces",
-            "counter",
-            "Pieces of traces emitted before",
-            {},
-            (self.replayed),
-        )
+            yield "assembled_traces", {"reason": reason}, n
+        yield "assembly_traces_without_llm_call", {}, self.without_llm
+        yield "assembly_spans", {}, self.spans
+        yield "assembly_log_records", {}, self.log_records
+        yield "assembly_logs_joined", {}, self.logs_joined
+        yield "assembly_orphan_logs", {}, self.orphan_logs
+        yield "assembly_duplicate_spans", {}, self.duplicate_spans
+        yield "assembly_replayed_pieces", {}, self.replayed
         for reason, n in self.dead.items():
-            labels = {"stage": "assemble", "reason": reason}
-            yield "dead_letters", "counter", "Dead letters", labels, n
+            yield "dead_letters", {"stage": "assemble", "reason": reason}, n
 
 
 def emitted_sql(db: str, trace_ids: list[str]) -> str:

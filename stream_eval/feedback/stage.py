@@ -3,9 +3,10 @@
 Every feedback event read ends as exactly one of: a ``feedback`` row (the first time
 its ``feedback_id`` is read), a duplicate (counted, not written again: a re-sent or
 replayed event keeps its first arrival, which is what closed SLI windows compare
-against), or a dead letter (stage ``feedback``) when it is invalid. The view
-``feedback_v`` joins each row to its trace whatever arrived first, so feedback read
-before its trace (or while ingest has a backlog) is joined as soon as the trace is in.
+against), or a dead letter (stage ``feedback``) when it is invalid: one per invalid event
+up to ``ingest.max_dead_letters_per_message`` in a message, then one for all the others.
+The view ``feedback_v`` joins each row to its trace whatever arrived first, so feedback
+read before its trace (or while ingest has a backlog) is joined as soon as the trace is in.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_eval.dead_letters import dead_letter_headers
+from stream_eval.dead_letters import dead_letter_headers, too_many_detail
 from stream_eval.feedback.events import FeedbackEvent, InvalidFeedback, decode_feedback
+from stream_eval.ingest.result import TOO_MANY_BAD_ITEMS
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
 from stream_eval.sink.rows import dead_letter_row, ndjson
 from stream_eval.sink.store import sql_str
 from stream_eval.sink.writer import SinkWriter
+
+# What its dead letters are counted by (stream_eval_dead_letters_total{stage="feedback"}).
+DEAD_REASONS = ("schema", "event_time", TOO_MANY_BAD_ITEMS)
 
 SendDead = Callable[[bytes, list[tuple[str, bytes]]], Awaitable[Any]]
 
@@ -44,17 +49,12 @@ class FeedbackCounters:
 
     def metrics(self) -> Iterator[Sample]:
         st = {"stage": "feedback"}
-        yield "messages", "counter", "Kafka messages processed", st, self.messages
-        yield "feedback_events", "counter", "Feedback events read", {}, self.events
-        yield (
-            "feedback_duplicates",
-            "counter",
-            "Feedback events already written",
-            {},
-            self.duplicates,
-        )
-        for reason, n in self.invalid_by_reason.items():
-            yield "dead_letters", "counter", "Dead letters", {**st, "reason": reason}, n
+        yield "messages", st, self.messages
+        yield "feedback_events", {}, self.events
+        yield "feedback_duplicates", {}, self.duplicates
+        for reason in {**dict.fromkeys(DEAD_REASONS), **self.invalid_by_reason}:
+            n = self.invalid_by_reason.get(reason, 0)
+            yield "dead_letters", {**st, "reason": reason}, n
 
 
 def feedback_row(ev: FeedbackEvent, m: RawMessage, horizon_s: float, now: float) -> dict[str, Any]:
@@ -83,6 +83,7 @@ class FeedbackStage:
         horizon_s: float,
         max_age_s: float,
         max_future_s: float,
+        max_dead_per_message: int = 100,
     ) -> None:
         self.writer = writer
         self.send_dead = send_dead
@@ -90,6 +91,8 @@ class FeedbackStage:
         self.horizon_s = horizon_s
         self.max_age_s = max_age_s  # event time bounds around the Kafka message time
         self.max_future_s = max_future_s
+        # dead letters of one message, one per bad event; then one for all the others
+        self.max_dead_per_message = max_dead_per_message
 
     def _check_time(self, ev: FeedbackEvent, m: RawMessage) -> InvalidFeedback | None:
         if not (m.timestamp - self.max_age_s <= ev.ts <= m.timestamp + self.max_future_s):
@@ -105,28 +108,25 @@ class FeedbackStage:
         events: dict[str, tuple[FeedbackEvent, RawMessage]] = {}
         now = time.time()
         self.counters.messages += len(messages)
+        by_reason = self.counters.invalid_by_reason
         for m in messages:
             msg_id = f"{m.topic}/{m.partition}/{m.offset}"
+            letters = 0  # the message's dead letters so far, one per bad event
+            rest: dict[str, int] = {}  # bad events past the limit, by reason
+            first_rest = -1
             for i, ev in enumerate(decode_feedback(m.value, msg_id, m.timestamp)):
                 self.counters.events += 1
                 bad = ev if isinstance(ev, InvalidFeedback) else self._check_time(ev, m)
                 if bad is not None:
                     self.counters.invalid += 1
                     reason = "event_time" if bad is not ev else "schema"
-                    by_reason = self.counters.invalid_by_reason
+                    if letters >= self.max_dead_per_message:
+                        rest[reason] = rest.get(reason, 0) + 1
+                        first_rest = i if first_rest < 0 else first_rest
+                        continue
+                    letters += 1
                     by_reason[reason] = by_reason.get(reason, 0) + 1
-                    dead_rows.append(
-                        dead_letter_row(
-                            stage="feedback",
-                            message=m,
-                            item=i,
-                            reason=reason,
-                            detail=str(bad),
-                            fmt="feedback",
-                            payload=m.value,
-                            ingested_at=now,
-                        )
-                    )
+                    dead_rows.append(self._dead_row(m, i, reason, str(bad), now))
                     headers = dead_letter_headers(reason, str(bad), f"{msg_id}/{i}")
                     deliveries.append(await self.send_dead(m.value, headers))
                 elif isinstance(ev, FeedbackEvent):
@@ -134,6 +134,19 @@ class FeedbackStage:
                         self.counters.duplicates += 1
                     else:
                         events[ev.feedback_id] = (ev, m)
+            if rest:  # one dead letter for all of them, the whole message as its payload
+                items = sum(rest.values())
+                by_reason[TOO_MANY_BAD_ITEMS] = by_reason.get(TOO_MANY_BAD_ITEMS, 0) + items
+                detail = too_many_detail(
+                    items, self.max_dead_per_message, rest, "ingest.max_dead_letters_per_message"
+                )
+                dead_rows.append(
+                    self._dead_row(m, first_rest, TOO_MANY_BAD_ITEMS, detail, now, items)
+                )
+                headers = dead_letter_headers(
+                    TOO_MANY_BAD_ITEMS, detail, f"{msg_id}/{first_rest}", items=str(items)
+                )
+                deliveries.append(await self.send_dead(m.value, headers))
         seen = await self._already_written(list(events))
         rows = [
             feedback_row(ev, m, self.horizon_s, now)
@@ -146,6 +159,15 @@ class FeedbackStage:
             {"feedback": ndjson(rows), "dead_letters": ndjson(dead_rows)}
         )
         await asyncio.gather(*deliveries)
+
+    @staticmethod
+    def _dead_row(
+        m: RawMessage, item: int, reason: str, detail: str, now: float, items: int = 1
+    ) -> dict[str, Any]:
+        return dead_letter_row(
+            stage="feedback", message=m, item=item, reason=reason, detail=detail,
+            fmt="feedback", payload=m.value, ingested_at=now, items=items,
+        )  # fmt: skip
 
     async def _already_written(self, ids: list[str]) -> set[str]:
         if not ids:

@@ -126,7 +126,7 @@ ORDER BY toInt32(score_bucket)"""
 DEAD_LETTERS_OVER_TIME = f"""SELECT
   $__timeInterval(message_ts) AS time,
   concat(stage, ' / ', reason) AS stage_reason,
-  count() AS dead_letters
+  sum(items) AS dead_letters
 FROM {DB}.dead_letters FINAL
 WHERE $__timeFilter(message_ts)
 GROUP BY time, stage_reason
@@ -134,7 +134,7 @@ ORDER BY time, stage_reason"""
 
 DEAD_LETTERS_BY_REASON = f"""SELECT
   concat(stage, ' / ', reason) AS stage_reason,
-  count() AS dead_letters
+  sum(items) AS dead_letters
 FROM {DB}.dead_letters FINAL
 WHERE $__timeFilter(message_ts)
 GROUP BY stage_reason

@@ -48,6 +48,23 @@ def is_llm_span(attrs: Mapping[str, Any]) -> bool:
     return attrs.get(OI_KIND) == "LLM"
 
 
+# The skip reasons of the non-LLM spans of the GenAI conventions' operations, of the older
+# ``llm.request.type`` values and of OpenInference's span kinds (stream_eval_spans_skipped_total
+# serves them at 0 from the start; another operation or kind gets its own reason as well).
+KNOWN_SKIP_REASONS = (
+    "not_genai",
+    *(f"genai_{op}" for op in ("embeddings", "execute_tool", "create_agent", "invoke_agent")),
+    *(f"genai_{t}" for t in ("embedding", "rerank", "unknown")),
+    *(
+        f"openinference_{k}"
+        for k in (
+            "chain", "tool", "retriever", "embedding", "agent", "reranker", "guardrail",
+            "evaluator", "prompt", "decision", "unknown",
+        )
+    ),
+)  # fmt: skip
+
+
 def skip_reason(attrs: Mapping[str, Any]) -> str:
     """Why a span that is not an LLM call is not evaluated (a metrics label)."""
     op = attrs.get(OPERATION) or attrs.get(LEGACY_TYPE)

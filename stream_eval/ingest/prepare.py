@@ -67,13 +67,13 @@ def summarize(batch: Batch) -> Summary:
     s = Summary(
         messages=len(batch.messages),
         traces=len(batch.processed),
-        dead=len(batch.dead),
+        dead=sum(d.items for _, d in batch.dead),  # bad items, not dead letters
         sampled=sum(1 for p in batch.processed if p.sample_reason),
         skipped=sum(o.skipped for o in batch.messages),
         clamped=sum(1 for p in batch.processed if CLAMPED in p.trace.extra),
     )
     for _, d in batch.dead:
-        s.dead_by_reason[d.reason] = s.dead_by_reason.get(d.reason, 0) + 1
+        s.dead_by_reason[d.reason] = s.dead_by_reason.get(d.reason, 0) + d.items
     for o in batch.messages:
         for reason, n in o.skipped_by.items():
             s.skipped_by_reason[reason] = s.skipped_by_reason.get(reason, 0) + n
@@ -150,7 +150,8 @@ def prepare(messages: list[RawMessage], settings: Settings, at: float | None = N
     for outcome, d in batch.dead:
         m = outcome.message
         source = f"{m.topic}/{m.partition}/{m.offset}/{d.item}"
-        headers = dead_letter_headers(d.reason, d.detail, source)
+        extra = {"items": str(d.items)} if d.items != 1 else {}
+        headers = dead_letter_headers(d.reason, d.detail, source, **extra)
         dead.append(capped(d.payload, headers, settings.ingest.dead_letter_max_bytes))
     tables = {
         "dead_letters": ndjson(dead_rows(batch, at)),

@@ -18,9 +18,18 @@ BOUNDS = "bounds"  # a value no trace may carry (an id longer than 256 character
 STAGE_ERROR = "stage_error"  # a stage kept failing on this message: quarantined whole
 LATE_SPAN = "late_span"  # OTLP read after its trace was assembled and emitted
 TRACE_TOO_LARGE = "trace_too_large"  # beyond assembly.max_spans/bytes_per_trace
+# The bad items of a message beyond ingest.max_dead_letters_per_message: one dead letter
+# standing for all of them (``DeadLetter.items``), the whole message as its payload.
+TOO_MANY_BAD_ITEMS = "too_many_bad_items"
 REASONS = (
     DECODE, SCHEMA, OVERSIZED, TOO_MANY, EMPTY, CHECK_ERROR, EVENT_TIME, BOUNDS, STAGE_ERROR,
-    LATE_SPAN, TRACE_TOO_LARGE,
+    LATE_SPAN, TRACE_TOO_LARGE, TOO_MANY_BAD_ITEMS,
+)  # fmt: skip
+# The reasons the ingest stage counts (``stage="ingest"`` of stream_eval_dead_letters_total;
+# a quarantine, ``stage_error``, is not counted there).
+INGEST_REASONS = (
+    DECODE, SCHEMA, OVERSIZED, TOO_MANY, EMPTY, CHECK_ERROR, EVENT_TIME, BOUNDS,
+    TOO_MANY_BAD_ITEMS,
 )  # fmt: skip
 
 
@@ -32,6 +41,7 @@ class DeadLetter:
     item: int = -1  # index of the item inside a batch message; -1 = the whole message
     route: str = ""
     trace_id: str = ""
+    items: int = 1  # the bad items it stands for (more than 1: reason too_many_bad_items)
 
 
 @dataclass(slots=True)

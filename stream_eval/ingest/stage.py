@@ -16,12 +16,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from stream_eval.config import Settings
+from stream_eval.ingest.conventions import KNOWN_SKIP_REASONS
 from stream_eval.ingest.pool import PreparePool
 from stream_eval.ingest.prepare import (
     Prepared,
     Summary,
     merge,
 )
+from stream_eval.ingest.result import INGEST_REASONS
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
 from stream_eval.produce import Outgoing
@@ -53,22 +55,23 @@ class Counters:
         rate = (t.traces - traces_then) / max(now - then, 1e-9)
         return (
             f"ingest: {t.messages} messages, {t.traces} traces ({rate:,.0f}/s), "
-            f"{t.sampled} sampled, {t.dead} dead letters, {t.skipped} spans skipped, "
+            f"{t.sampled} sampled, {t.dead} dead-lettered, {t.skipped} spans skipped, "
             f"{self.late} late, {t.clamped} clamped"
         )
 
     def metrics(self) -> Iterator[Sample]:
-        t, st = self.total, "ingest"
-        yield "messages", "counter", "Kafka messages processed", {"stage": st}, t.messages
-        yield "traces", "counter", "Traces processed", {"stage": st}, t.traces
-        yield "traces_sampled", "counter", "Traces sampled for the judge", {}, t.sampled
-        for reason, n in t.skipped_by_reason.items():
-            labels = {"reason": reason}
-            yield "spans_skipped", "counter", "OTLP spans that are not LLM calls", labels, n
-        yield "late_traces", "counter", "Traces read after their window had closed", {}, self.late
-        yield "clamped_traces", "counter", "Traces with a value bounded at ingest", {}, t.clamped
-        for reason, n in t.dead_by_reason.items():
-            yield "dead_letters", "counter", "Dead letters", {"stage": st, "reason": reason}, n
+        t, st = self.total, {"stage": "ingest"}
+        yield "messages", st, t.messages
+        yield "traces", st, t.traces
+        yield "traces_sampled", {}, t.sampled
+        skipped = t.skipped_by_reason
+        for reason in {**dict.fromkeys(KNOWN_SKIP_REASONS), **skipped}:
+            yield "spans_skipped", {"reason": reason}, skipped.get(reason, 0)
+        yield "late_traces", {}, self.late
+        yield "clamped_traces", {}, t.clamped
+        dead = t.dead_by_reason
+        for reason in {**dict.fromkeys(INGEST_REASONS), **dead}:
+            yield "dead_letters", {**st, "reason": reason}, dead.get(reason, 0)
 
 
 class IngestStage:

@@ -57,34 +57,16 @@ class JudgeCounters:
 
     def metrics(self) -> Iterator[Sample]:
         st = {"stage": "judge"}
-        yield "messages", "counter", "Kafka messages processed", st, self.messages
-        yield "judge_results", "counter", "Judge results", {"status": "scored"}, self.scored
-        yield "judge_results", "counter", "Judge results", {"status": "failed"}, self.failed
-        yield "judge_results", "counter", "Judge results", {"status": "skipped"}, self.skipped
-        yield "judge_calls", "counter", "HTTP calls to the judge endpoint", {}, self.calls
-        yield (
-            "judge_rate_limited",
-            "counter",
-            "429 answers from the endpoint",
-            {},
-            self.rate_limited,
-        )
-        yield (
-            "judge_queue_seconds",
-            "counter",
-            "Time waiting for the limiter",
-            {},
-            self.queue_seconds,
-        )
-        yield "judge_call_seconds", "counter", "Time in judge HTTP calls", {}, self.call_seconds
-        yield "judge_spend_usd", "counter", "Judge spend", {}, self.cost_usd
-        yield (
-            "dead_letters",
-            "counter",
-            "Dead letters",
-            {**st, "reason": "any"},
-            (self.failed + self.dead_messages),
-        )
+        yield "messages", st, self.messages
+        yield "judge_results", {"status": SCORED}, self.scored
+        yield "judge_results", {"status": FAILED}, self.failed
+        yield "judge_results", {"status": SKIPPED}, self.skipped
+        yield "judge_calls", {}, self.calls
+        yield "judge_rate_limited", {}, self.rate_limited
+        yield "judge_queue_seconds", {}, self.queue_seconds
+        yield "judge_call_seconds", {}, self.call_seconds
+        yield "judge_spend_usd", {}, self.cost_usd
+        yield "dead_letters", {**st, "reason": "any"}, self.failed + self.dead_messages
 
     def report(self) -> str:
         return (
@@ -117,6 +99,7 @@ class JudgeStage:
         send_dead_letter: Send,
         budget: DailyBudget,
         partitions: int | None = None,
+        counters: JudgeCounters | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -126,7 +109,7 @@ class JudgeStage:
         self.partitions = partitions
         if partitions is not None:  # limits and budgets shared out by partition
             client.limits.split(partitions)
-        self.counters = JudgeCounters()
+        self.counters = JudgeCounters() if counters is None else counters
 
     def _budget_key(self, it: _Item) -> str:
         route = it.request.route

@@ -24,6 +24,7 @@ ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_names Array(LowCardinalit
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_passed Array(UInt8) AFTER check_names;
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_scores Array(Nullable(Float32)) AFTER check_passed;
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_reasons Array(String) AFTER check_scores;
+ALTER TABLE {db}.dead_letters ADD COLUMN IF NOT EXISTS items UInt32 DEFAULT 1 AFTER item;
 
 -- check_results, one row per trace and check: a view over the traces' check arrays (and
 -- the rows of traces written before those, kept in check_results_before_arrays). The

@@ -30,14 +30,17 @@ def dead_letter_row(
     ingested_at: float,
     route: str = "",
     trace_id: str = "",
+    items: int = 1,
 ) -> dict[str, Any]:
-    """One ``dead_letters`` row, whichever stage dead-lettered what."""
+    """One ``dead_letters`` row, whichever stage dead-lettered what; ``items``: the bad
+    items it stands for (more than one: reason ``too_many_bad_items``)."""
     return {
         "stage": stage,
         "kafka_topic": message.topic,
         "kafka_partition": message.partition,
         "kafka_offset": message.offset,
         "item": item,
+        "items": items,
         "reason": reason,
         "detail": detail,
         "format": fmt,
@@ -129,6 +132,7 @@ def dead_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> list[d
             ingested_at=ingested_at,
             route=d.route,
             trace_id=d.trace_id,
+            items=d.items,
         )
         for outcome, d in batch.dead
     ]

@@ -90,6 +90,7 @@ CREATE TABLE IF NOT EXISTS {db}.dead_letters
     kafka_partition UInt32,
     kafka_offset    UInt64,
     item            Int32,
+    items           UInt32 DEFAULT 1,  -- bad items it stands for (> 1: too_many_bad_items)
     reason          LowCardinality(String),
     detail          String,
     format          LowCardinality(String),

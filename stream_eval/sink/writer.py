@@ -42,10 +42,10 @@ class SinkStats:
 class SinkWriter:
     def metrics(self) -> Iterator[Sample]:
         s = self.stats
-        yield "sink_calls", "counter", "ClickHouse calls that succeeded", {}, s.calls
-        yield "sink_failures", "counter", "ClickHouse calls that failed (retried)", {}, s.failures
-        yield "sink_seconds", "counter", "Time in successful ClickHouse calls", {}, s.seconds
-        yield "sink_bytes", "counter", "JSONEachRow bytes inserted", {}, s.rows_bytes
+        yield "sink_calls", {}, s.calls
+        yield "sink_failures", {}, s.failures
+        yield "sink_seconds", {}, s.seconds
+        yield "sink_bytes", {}, s.rows_bytes
 
     def __init__(self, store: Store, retry_first_delay: float = 0.5) -> None:
         self.store = store

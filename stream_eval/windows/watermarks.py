@@ -48,7 +48,7 @@ class PartitionWatermarks:
     def metrics(self) -> Iterator[Sample]:
         for (topic, part), wm in list(self._wm.items()):
             labels = {"topic": topic, "partition": str(part)}
-            yield "watermark_seconds", "gauge", "Newest event time read (unix s)", labels, wm
+            yield "watermark_seconds", labels, wm
 
     async def assign(self, batch: Batch) -> list[dict[str, Any]]:
         """Set ``wm_at_ingest`` on the batch's traces; return its ``stream_progress`` rows."""
