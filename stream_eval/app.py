@@ -45,6 +45,8 @@ from stream_eval.sink.writer import SinkWriter
 from stream_eval.steps import InOrder
 
 if TYPE_CHECKING:
+    from stream_eval.judge.client import JudgeClient
+    from stream_eval.judge.pauses import PauseCounters
     from stream_eval.judge.stage import JudgeCounters
 
 log = logging.getLogger("stream_eval")
@@ -121,7 +123,8 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         judge_counters = JudgeCounters()  # served from the start, before the first batch
         if settings.judge.active:
             reports.append(judge_counters)
-            _add_judge_agent(app, settings, writer, topic, judge_counters)
+            client = _add_judge_agent(app, settings, writer, topic, judge_counters)
+            reports.append(_add_judge_pauses(app, settings, client))
         else:
             sources.append(judge_counters)  # all at 0
             log.warning(
@@ -331,7 +334,7 @@ def _dead_letter_sender(
 
 def _add_judge_agent(
     app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, counters: JudgeCounters
-) -> None:
+) -> JudgeClient:
     from stream_eval.judge.budget import DailyBudget, partition_budgets
     from stream_eval.judge.client import JudgeClient
     from stream_eval.judge.stage import JudgeStage
@@ -358,6 +361,22 @@ def _add_judge_agent(
         app, topic(t.judge_requests), "judge", j.batch_max_messages, j.batch_max_seconds, handle,
         _quarantine("judge", send_dead_letter, writer),
     )  # fmt: skip
+    return client
+
+
+def _add_judge_pauses(app: faust.App, settings: Settings, client: JudgeClient) -> PauseCounters:
+    """A Retry-After that one judge worker receives pauses every judge worker of the group:
+    each announces its pauses on the pause topic and hears everybody's (``judge.pause_topic``).
+    Returns the pauses' counters (reported and served)."""
+    from stream_eval.judge.pause_topic import PauseTopic
+
+    channel = PauseTopic(settings.kafka, settings.topics.judge_pauses, client.pauses)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def judge_pauses() -> None:
+        await channel.run()
+
+    return client.pauses.counters
 
 
 def _add_feedback_agent(

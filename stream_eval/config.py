@@ -108,6 +108,8 @@ class TopicSettings(_Model):
     otlp_logs: str = "otlp_logs"
     otlp_assembly: str = "stream-eval-otlp-assembly"  # internal: pieces keyed by trace id
     labels: str = "stream-eval-labels"  # human review labels, as they are recorded
+    # internal: each judge worker's Retry-After pauses, read by every judge worker
+    judge_pauses: str = "stream-eval-judge-pauses"
 
 
 class ClickHouseSettings(_Model):

@@ -70,3 +70,18 @@ def faust_credentials(k: KafkaSettings) -> Any:
             ssl_context=ctx,
         )
     return faust.SSLCredentials(ctx)
+
+
+def aiokafka_config(k: KafkaSettings) -> dict[str, Any]:
+    """Connection keyword arguments for aiokafka's producer and consumer."""
+    conf: dict[str, Any] = {
+        "bootstrap_servers": k.bootstrap_servers,
+        "security_protocol": k.security_protocol,
+    }
+    if "SSL" in k.security_protocol:
+        conf["ssl_context"] = ssl.create_default_context(cafile=k.ssl_cafile)
+    if k.sasl_mechanism:
+        conf["sasl_mechanism"] = k.sasl_mechanism
+        conf["sasl_plain_username"] = k.sasl_username or ""
+        conf["sasl_plain_password"] = k.sasl_password.get_secret_value() if k.sasl_password else ""
+    return conf

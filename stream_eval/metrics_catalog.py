@@ -21,6 +21,7 @@ from stream_eval.config import WindowSettings
 from stream_eval.feedback.stage import DEAD_REASONS as FEEDBACK_REASONS
 from stream_eval.ingest.conventions import KNOWN_SKIP_REASONS
 from stream_eval.ingest.result import INGEST_REASONS, REASONS
+from stream_eval.judge.pauses import PAUSE_EVENTS
 from stream_eval.metrics import PREFIX, Family, Role
 from stream_eval.steps import STEPS
 from stream_eval.windows.close import window_kinds
@@ -255,6 +256,17 @@ SECTIONS: tuple[tuple[str, tuple[Family, ...]], ...] = (
             ),
             Family("judge_call_seconds", "counter", "Time in judge HTTP calls", (), JUDGE),
             Family("judge_spend_usd", "counter", "Judge spend in USD", (), JUDGE),
+            Family(
+                "judge_pauses", "counter", "Retry-After pauses, by event", ("event",), JUDGE,
+                "`received`: answers with a Retry-After that this worker got (each pauses "
+                "all its calls); `announced`: of those, sent to the pause topic; `unsent`: "
+                "not sent (broker away: the other workers pause only on their own 429s); "
+                "`heard`: other workers' pauses that paused this one; `ignored`: notices of "
+                "another endpoint, model or key, its own, or already over; `invalid`: "
+                "messages on the pause topic that are not notices; `gated`: requests "
+                "admitted before a pause and held until it ended.",
+                {"event": PAUSE_EVENTS},
+            ),
         ),
     ),
 )  # fmt: skip

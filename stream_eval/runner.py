@@ -56,11 +56,12 @@ class WorkerProcess:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, loglevel: str = "warn") -> None:
+    def start(self, loglevel: str = "warn", role: str = "all") -> None:
+        """``role``: the worker's ``--role`` (all, ingest or judge)."""
         cmd = [sys.executable, "-m", "stream_eval"]
         if self.config_path:
             cmd += ["--config", self.config_path]
-        cmd += ["worker", "--loglevel", loglevel]
+        cmd += ["worker", "--loglevel", loglevel, "--role", role]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

@@ -15,6 +15,7 @@ from stream_eval.kafka_config import confluent_config, retry_transient
 def topic_names(settings: Settings) -> list[str]:
     t = settings.topics
     names = [t.traces, t.judge_requests, t.dead_letters, t.judge_dead_letters, t.feedback]
+    names.append(t.judge_pauses)
     names += [n for n in (t.otlp_spans, t.otlp_logs, t.otlp_assembly, t.labels) if n]
     return names
 

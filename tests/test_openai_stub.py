@@ -267,6 +267,27 @@ def test_requests_recorded_with_increasing_timestamps(stub: StubOpenAI) -> None:
     assert t0_wall - 1 <= walls[0] <= walls[-1] <= time.time() + 1
 
 
+def test_answer_time_and_retry_after_are_recorded(stub: StubOpenAI) -> None:
+    """Each record says when its answer was handed to the server (after the injected
+    delay) and what Retry-After it carried: a test can tell when a client had been told
+    to wait, and for how long."""
+    stub.script(Behaviour("status", status=429, retry_after=0.25), Behaviour(delay=0.2))
+
+    async def go() -> float:
+        async with _client(stub) as client:
+            with contextlib.suppress(openai.RateLimitError):
+                await _ask(client)
+            await _ask(client)
+            return time.monotonic()
+
+    done = asyncio.run(go())
+    limited, slow = stub.requests
+    assert limited.retry_after == 0.25 and slow.retry_after is None
+    assert limited.t_answered is not None and slow.t_answered is not None
+    assert limited.t_monotonic <= limited.t_answered < slow.t_monotonic
+    assert slow.t_monotonic + 0.2 <= slow.t_answered <= done
+
+
 def test_invalid_request_is_400_and_recorded(stub: StubOpenAI) -> None:
     stub.script(Behaviour(score=3))
     with httpx2.Client() as http:

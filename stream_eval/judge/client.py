@@ -2,7 +2,10 @@
 
 The openai SDK's own retries are off (``max_retries=0``): retries here go through
 the same limiter as first attempts, so the configured rate holds for all traffic,
-and a ``Retry-After`` pauses every call to that model, not just the one that got it.
+and a ``Retry-After`` pauses every call to that model, not just the one that got it:
+in this worker from the moment the answer's headers are read (the HTTP client's hooks,
+``judge.pauses``), and in every worker of the group once its notice reaches them
+(``judge.pause_topic``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from openai.types.chat import ChatCompletion
 
 from stream_eval.config import JudgeSettings
 from stream_eval.judge.limits import JudgeLimits, backoff_delay, is_retryable, retry_after_seconds
+from stream_eval.judge.pauses import Pauses, pause_scope
 from stream_eval.judge.prompt import build_messages, new_nonce, response_format
 from stream_eval.judge.request import JudgeRequest
 from stream_eval.judge.rubrics import Rubric
@@ -42,6 +46,11 @@ def error_kind(exc: BaseException) -> str:
     if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
         return SERVER_ERROR
     return API_ERROR
+
+
+def scope_of(cfg: JudgeSettings) -> str:
+    """What this judge's Retry-After pauses concern (``judge.pauses.pause_scope``)."""
+    return pause_scope(cfg.base_url, cfg.model, cfg.resolved_api_key())
 
 
 @dataclass(slots=True)
@@ -78,27 +87,36 @@ class JudgeClient:
         limits: JudgeLimits,
         client: openai.AsyncOpenAI,
         rng: random.Random | None = None,
+        pauses: Pauses | None = None,
     ) -> None:
+        """``pauses``: this model's Retry-After pauses; their hooks should be on
+        ``client``'s HTTP client (as ``from_settings`` does), or a 429 pauses the other
+        calls only once the SDK has raised it."""
         self.cfg = cfg
         self.limits = limits
         self.client = client
         self.rng = rng or random.Random()
+        self.pauses = pauses or Pauses(limits, scope_of(cfg))
 
     @classmethod
     def from_settings(cls, cfg: JudgeSettings) -> JudgeClient:
-        client = openai.AsyncOpenAI(
-            base_url=cfg.base_url or None,
-            api_key=cfg.resolved_api_key() or "not-needed",  # local endpoints take any key
-            max_retries=0,
-            timeout=cfg.timeout_seconds,
-        )
         limits = JudgeLimits(
             requests_per_window=cfg.requests_per_minute,
             tokens_per_window=cfg.tokens_per_minute,
             window=cfg.rate_window_seconds,
             max_concurrency=cfg.max_concurrency,
         )
-        return cls(cfg, limits, client)
+        pauses = Pauses(limits, scope_of(cfg))
+        client = openai.AsyncOpenAI(
+            base_url=cfg.base_url or None,
+            api_key=cfg.resolved_api_key() or "not-needed",  # local endpoints take any key
+            max_retries=0,
+            timeout=cfg.timeout_seconds,
+            http_client=openai.DefaultAsyncHttpxClient(
+                timeout=cfg.timeout_seconds, event_hooks=pauses.event_hooks()
+            ),
+        )
+        return cls(cfg, limits, client, pauses=pauses)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         c = self.cfg
@@ -151,11 +169,14 @@ class JudgeClient:
                 transient += 1
                 if not is_retryable(exc) or transient >= cfg.max_attempts:
                     return self._fail(out, kind, f"{type(exc).__name__}: {exc}")
-                headers = getattr(getattr(exc, "response", None), "headers", None)
-                wait = retry_after_seconds(headers)
+                response = getattr(exc, "response", None)
+                wait = retry_after_seconds(getattr(response, "headers", None))
                 if wait is not None:
-                    # Every call to this model waits, not only this one.
-                    self.limits.pause_until(time.monotonic() + wait)
+                    # Every call to this model waits, here and in the whole group, not
+                    # only this one (the response hook has done so already, as soon as
+                    # the answer came, when the client has it).
+                    status = getattr(exc, "status_code", 0)
+                    self.pauses.received(wait, status, response)
                 else:
                     await asyncio.sleep(
                         backoff_delay(

@@ -148,6 +148,11 @@ class SlidingWindowLimiter:
         """``pause_until(clock() + seconds)``."""
         self.pause_until(self._clock() + seconds)
 
+    @property
+    def paused_until(self) -> float:
+        """The clock time before which no request starts (-inf: never paused)."""
+        return self._paused_until
+
     def in_window(self, now: float | None = None) -> tuple[int, int]:
         """(requests, tokens) started in the window ending at `now` (default: the clock)."""
         if now is None:
@@ -206,8 +211,9 @@ class JudgeLimits:
     topic), each partition has its own limiter with its share of the limits, and a call
     for a request of partition ``p`` waits in ``p``'s. A partition is consumed by one
     worker of the group at a time, so however the partitions are spread over workers, the
-    group together stays within the configured limits (each worker's concurrency cap and
-    Retry-After pauses stay its own).
+    group together stays within the configured limits (each worker's concurrency cap stays
+    its own; a Retry-After pauses every share here and, through ``judge.pauses``, every
+    worker of the group).
     """
 
     def __init__(
@@ -287,6 +293,22 @@ class JudgeLimits:
     def pause_for(self, seconds: float) -> None:
         self.pause_until(self._clock() + seconds)
 
+    @property
+    def paused_until(self) -> float:
+        """The clock time the latest pause ends (every partition's share has it too)."""
+        return self.limiter.paused_until
+
+    async def wait_unpaused(self) -> float:
+        """Return once no pause is on, a pause set meanwhile included; the seconds waited.
+
+        For a request admitted before a pause began but not sent yet (see
+        ``judge.pauses.Pauses.gate``)."""
+        start = now = self._clock()
+        while (left := self.paused_until - now) > 0:
+            await self._sleep(left)
+            now = self._clock()
+        return now - start
+
     def in_window(self, now: float | None = None) -> tuple[int, int]:
         """(requests, tokens) in the window ending at ``now``, all partitions together."""
         parts = [lim.in_window(now) for lim in (self.limiter, *self._shares.values())]
@@ -345,6 +367,11 @@ def retry_after_seconds(
 _RETRYABLE_STATUS = frozenset({408, 429})
 
 
+def is_retryable_status(status: int) -> bool:
+    """An HTTP answer worth retrying: 408, 429 and 5xx."""
+    return status in _RETRYABLE_STATUS or status >= 500
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Worth retrying (after a backoff): 429, 408 and 5xx responses, timeouts (the SDK's and
     ``TimeoutError``, which ``asyncio.wait_for`` raises) and connection errors. Other 4xx
@@ -352,5 +379,5 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
     if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in _RETRYABLE_STATUS or exc.status_code >= 500
+        return is_retryable_status(exc.status_code)
     return isinstance(exc, TimeoutError)

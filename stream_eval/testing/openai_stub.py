@@ -15,7 +15,9 @@ Every request takes the next scripted `Behaviour` (see `StubOpenAI.script`); whe
 the script is empty a seeded RNG decides whether `fault` applies (with probability
 `fault_rate`), else `default`. Every request, faulted or not, is recorded as a
 `RecordedRequest` with its arrival time, so tests can check rate limits over
-sliding windows.
+sliding windows, and with the time its answer was handed to the server and the
+Retry-After it carried, so tests can check that nothing arrived while a client was told
+to wait.
 
 The completion's ``model`` is always `served_model` (the "served version", as a
 real provider reports e.g. ``gpt-4o-2024-08-06`` for a request for ``gpt-4o``);
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import random
 import threading
@@ -132,6 +135,12 @@ class RecordedRequest:
     """The full request JSON as sent (temperature, seed, ...)."""
     headers: dict[str, str] = field(default_factory=dict)
     """Request headers, lower-cased names (e.g. ``x-stainless-retry-count``)."""
+    retry_after: float | None = None
+    """The Retry-After the answer carried, in seconds (`Behaviour.retry_after`)."""
+    t_answered: float | None = None
+    """`time.monotonic()` when the answer was handed to the HTTP server to be written,
+    after any injected delay (None until then): the earliest moment the client can have
+    it, so the client receives it at this time or later."""
 
 
 class StubOpenAI:
@@ -371,9 +380,10 @@ class StubOpenAI:
             body = None
         problem = _validate(body)
         if problem is not None or not isinstance(body, dict):
-            self._record(
-                RecordedRequest(t_mono, t_wall, "", [], None, None, 400, "invalid", {}, headers)
+            invalid = RecordedRequest(
+                t_mono, t_wall, "", [], None, None, 400, "invalid", {}, headers
             )
+            self._record(dataclasses.replace(invalid, t_answered=time.monotonic()))
             return self._error(400, problem or "request body must be a JSON object")
 
         with self._lock:
@@ -385,27 +395,33 @@ class StubOpenAI:
         except Exception as e:  # a broken score_fn: answer 500 and keep serving
             response = self._error(500, f"stub score_fn raised {type(e).__name__}: {e}")
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        self._record(
-            RecordedRequest(
-                t_monotonic=t_mono,
-                t_wall=t_wall,
-                model=str(body.get("model", "")),
-                messages=list(body["messages"]),
-                response_format=body.get("response_format"),
-                max_tokens=max_tokens if isinstance(max_tokens, int) else None,
-                status=response.status,
-                behaviour=behaviour.kind,
-                body=body,
-                headers=headers,
-            )
+        recorded = RecordedRequest(
+            t_monotonic=t_mono,
+            t_wall=t_wall,
+            model=str(body.get("model", "")),
+            messages=list(body["messages"]),
+            response_format=body.get("response_format"),
+            max_tokens=max_tokens if isinstance(max_tokens, int) else None,
+            status=response.status,
+            behaviour=behaviour.kind,
+            body=body,
+            headers=headers,
+            retry_after=behaviour.retry_after,
         )
+        index = self._record(recorded)
         await self._sleep(behaviour.delay)
+        answered = time.monotonic()
+        with self._lock:
+            if index < len(self._requests) and self._requests[index] is recorded:  # no reset()
+                self._requests[index] = dataclasses.replace(recorded, t_answered=answered)
         return response
 
-    def _record(self, rec: RecordedRequest) -> None:
+    def _record(self, rec: RecordedRequest) -> int:
+        """Record ``rec``; returns its index in `requests`."""
         with self._lock:
             self._requests.append(rec)
             self._counts[rec.status] += 1
+            return len(self._requests) - 1
 
     def _answer(self, b: Behaviour, body: dict[str, Any], n: int) -> web.Response:
         headers = {"x-request-id": f"req_stub{n:08d}"}
