@@ -419,17 +419,11 @@ def offline_run(
 @click.pass_context
 def lag(ctx: click.Context, fmt: Format) -> None:
     """Consumer lag: messages not yet processed, per topic and consumer group."""
-    from stream_eval.lag import group_lag
+    from stream_eval.lag import consumed, group_lag
 
     settings = _settings(ctx)
-    t = settings.topics
-    rows = [
-        (settings.app_id, t.traces),
-        (settings.app_id, t.judge_requests),
-        (f"{settings.app_id}-judge", t.judge_requests),
-    ]
     table = Table("lag", [Column("consumer group"), Column("topic"), Column("lag", "{:,}", True)])
-    for group, topic in rows:
+    for group, topic in consumed(settings):
         table.add(group, topic, group_lag(settings, topic, group=group))
     emit([table], fmt)
 

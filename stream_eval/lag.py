@@ -8,6 +8,21 @@ from stream_eval.config import Settings
 from stream_eval.kafka_config import confluent_config, retry_transient
 
 
+def consumed(settings: Settings) -> list[tuple[str, str]]:
+    """(consumer group, topic) of every topic the workers consume, as ``app.create_app``
+    subscribes them, in the order ``stream-eval lag`` prints them: in the group
+    ``app_id``, the traces topic, feedback, the Collector's OTLP topics that are on and,
+    with one of them on, the assembly topic; then the judge-requests topic, in
+    ``app_id`` (role ``all``) and in ``<app_id>-judge`` (role ``judge``)."""
+    t, group = settings.topics, settings.app_id
+    topics = [t.traces, t.feedback]
+    otlp = [name for name in (t.otlp_spans, t.otlp_logs) if name]
+    if otlp and t.otlp_assembly:
+        topics += [*otlp, t.otlp_assembly]
+    rows = [(group, topic) for topic in topics]
+    return [*rows, (group, t.judge_requests), (f"{group}-judge", t.judge_requests)]
+
+
 def group_lag(
     settings: Settings,
     topic: str,

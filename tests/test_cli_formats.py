@@ -211,11 +211,16 @@ def test_lag_prints_whole_in_every_format(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(stream_eval.lag, "group_lag", fake_lag)
     s = Settings()
     t = s.topics
-    want = [
-        [s.app_id, t.traces, fake_lag(s, t.traces, s.app_id)],
-        [s.app_id, t.judge_requests, fake_lag(s, t.judge_requests, s.app_id)],
-        [f"{s.app_id}-judge", t.judge_requests, fake_lag(s, t.judge_requests, "x-judge")],
+    rows = [
+        (s.app_id, t.traces),
+        (s.app_id, t.feedback),
+        (s.app_id, t.otlp_spans),
+        (s.app_id, t.otlp_logs),
+        (s.app_id, t.otlp_assembly),
+        (s.app_id, t.judge_requests),
+        (f"{s.app_id}-judge", t.judge_requests),
     ]
+    want = [[g, tp, fake_lag(s, tp, g)] for g, tp in rows]
     table = invoke("lag").output
     assert ELLIPSIS not in table
     for group, topic, n in want:
