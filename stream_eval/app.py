@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import faust
 
-from stream_eval import bulk_drain, faust_fixes
+from stream_eval import bulk_drain, faust_fixes, membership
 from stream_eval.batches import (
     Quarantine,
     complete_or_quarantine,
@@ -30,6 +30,7 @@ from stream_eval.batches import (
     raw_messages,
     value_bytes,
 )
+from stream_eval.commit_soon import CommitSoon
 from stream_eval.config import Settings
 from stream_eval.dead_letters import Headers, capped, dead_letter_headers
 from stream_eval.ingest.intake import Intake
@@ -70,8 +71,9 @@ def max_request_bytes(settings: Settings) -> int:
 def create_app(settings: Settings, role: Role = "all") -> faust.App:
     faust_fixes.install()
     k = settings.kafka
+    group = group_id(settings, role)
     app = faust.App(
-        group_id(settings, role),
+        group,
         broker=[f"kafka://{h.strip()}" for h in k.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(k),
         key_serializer="raw",
@@ -79,6 +81,10 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
         consumer_auto_offset_reset="earliest",
+        # a restarted worker rejoins as the member it was (stream_eval.membership)
+        consumer_group_instance_id=membership.instance_id(k, group),
+        broker_session_timeout=k.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, k.session_timeout_seconds / 3),
         web_enabled=False,
         # Events buffered per topic before Faust pauses the partition (default 4096): a
         # bound on memory for the agents' topics, whose messages can be large (an OTLP
@@ -105,6 +111,7 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
     if role in ("all", "ingest"):
         producer = BatchProducer(settings.kafka, max_request_bytes(settings))
         ingest_stage = IngestStage(settings, writer, producer.send)
+        ingest_stage.pool.warm()  # its processes start while Faust does
         reports.append(ingest_stage.counters)
         sources.append(ingest_stage.watermarks)
         _add_feedback_agent(app, settings, writer, topic, reports)
@@ -249,8 +256,10 @@ def _add_ingest(
     reports.append(run)
     sources.append(run)
 
+    commit_soon = CommitSoon(app)
+
     async def submit(piece: list[Any]) -> None:
-        await run.submit(from_kafka(piece), partial(_ack, app, piece))
+        await run.submit(from_kafka(piece), partial(_ack, app, piece, commit_soon))
 
     intake = Intake(
         submit,
@@ -276,9 +285,10 @@ def _add_ingest(
     return close
 
 
-def _ack(app: faust.App, messages: list[Any]) -> None:
+def _ack(app: faust.App, messages: list[Any], commit: Callable[[], None]) -> None:
     for message in messages:
         message.ack(app.consumer)
+    commit()
 
 
 # Senders: force=True sends now, instead of attaching the message to the current event;

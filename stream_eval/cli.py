@@ -74,17 +74,17 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.pass_context
 def worker(ctx: click.Context, loglevel: str, role: str) -> None:
     """Run a stream-eval Faust worker (ingest and judge agents) until stopped."""
-    import faust
-
     from stream_eval import malloc
     from stream_eval.app import create_app
+    from stream_eval.shutdown import BoundedWorker
     from stream_eval.topics import ensure_topics
 
     malloc.tune()
     settings = _settings(ctx)
     ensure_topics(settings)
     app = create_app(settings, role)  # type: ignore[arg-type]
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    grace = settings.kafka.shutdown_grace_seconds
+    BoundedWorker(app, grace=grace, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 @cli.command()

@@ -93,6 +93,18 @@ class KafkaSettings(_Model):
     # position unmoved for this long is resumed and fetched again from its position
     # (stream_eval.stall_watch); 0 turns the watchdog off.
     stall_after_seconds: float = Field(default=30.0, ge=0)
+    # Static group membership (KIP-345): a worker restarted after a crash takes its
+    # partitions back at once instead of waiting for its old session to time out. The
+    # instance id is ``group_instance_id`` when set (one per worker, stable across its
+    # restarts: a StatefulSet pod's name), else the host name and a per-host slot.
+    static_membership: bool = True
+    group_instance_id: str = ""
+    # A member not heard from for this long is out of the group (its partitions move);
+    # Faust's default is 60 s. The broker's group.min.session.timeout.ms (6 s) bounds it.
+    session_timeout_seconds: float = Field(default=10.0, ge=6.0)
+    # A worker asked to stop (SIGTERM, SIGINT) exits within this, however far its
+    # shutdown got: what it had not written is not committed and is read again.
+    shutdown_grace_seconds: float = Field(default=8.0, gt=0)
 
 
 class TopicSettings(_Model):

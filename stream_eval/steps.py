@@ -63,6 +63,7 @@ class InOrder(Generic[T, R]):
         self._settling: asyncio.Queue[tuple[Settle, list[Callable[[], None]]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.in_flight = 0
+        self._finished_once = False
         # Seconds: waiting for a slot (backpressure), in step one, waiting for step two,
         # in step two, in step three (all batches summed).
         self.seconds = dict.fromkeys(STEPS, 0.0)
@@ -120,8 +121,12 @@ class InOrder(Generic[T, R]):
             self._settling.put_nowait((settle, [done for _, _, done in taken]))
 
     async def _wait_for_enough(self) -> None:
-        """Until the first batch has started, and those behind it up to ``min_weight``."""
+        """Until the first batch has started, and those behind it up to ``min_weight``
+        (except for the first finish: the first write after a start goes out at once)."""
         await asyncio.wait([self._queue[0][1]])
+        if not self._finished_once:
+            self._finished_once = True
+            return
         n, weight = 1, self._weight(self._queue[0][0])
         while weight < self._min_weight and n < len(self._queue):
             item, started, _ = self._queue[n]

@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from stream_eval import malloc
@@ -47,16 +47,30 @@ def _init_process(settings: Settings, parent: int) -> None:
         os._exit(0)
 
 
+def _ready() -> int:
+    return os.getpid()
+
+
 def _prepare(messages: list[RawMessage]) -> Prepared:
     assert _settings is not None, "pool process not initialised"
     return prepare(messages, _settings)
 
 
 class PreparePool:
+    """The processes, started by ``warm`` (or the first batch). A spawned process takes
+    seconds to import what it runs; until one has answered, batches are prepared on a
+    thread of the worker, so the first batch after a start does not wait for them."""
+
     def __init__(self, settings: Settings, processes: int) -> None:
         self.settings = settings
         self.processes = processes
         self._executor: Executor | None = None
+        self._thread: Executor | None = None
+        self._ready: list[Future[int]] = []
+
+    def warm(self) -> None:
+        """Start the processes now, in the background."""
+        self._get()
 
     def _get(self) -> Executor:
         if self._executor is None:
@@ -67,9 +81,17 @@ class PreparePool:
                     initializer=_init_process,
                     initargs=(self.settings, os.getpid()),
                 )
+                self._ready = [self._executor.submit(_ready) for _ in range(self.processes)]
             else:
-                self._executor = ThreadPoolExecutor(1, "prepare", _set, (self.settings,))
+                self._executor = self._on_thread()
+        if self._ready and not any(f.done() for f in self._ready):
+            return self._on_thread()  # no process up yet
         return self._executor
+
+    def _on_thread(self) -> Executor:
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, "prepare", _set, (self.settings,))
+        return self._thread
 
     async def prepare(self, messages: list[RawMessage]) -> Prepared:
         executor = self._get()
@@ -83,6 +105,8 @@ class PreparePool:
             raise
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        for ex in (self._executor, self._thread):
+            if ex is not None:
+                ex.shutdown(wait=True, cancel_futures=True)
+        self._executor = self._thread = None
+        self._ready = []
