@@ -2,18 +2,20 @@
 
 Run by bench/run.py as a child process (one chdb store per process):
 
-    python bench/plain_loop.py TOPIC N_MESSAGES CHDB_PATH GROUP
+    python bench/plain_loop.py TOPIC N_MESSAGES CHDB_PATH GROUP [BATCH_BYTES]
 
-Per batch of up to ``ingest.batch_max_messages``: decode + checks + sampling
-(``process_batch``), the ClickHouse rows (``batch_rows``) inserted into chdb, then a
-synchronous commit (commit after durable). The same work as the worker's ingest, minus
-the judge-request and dead-letter producing, the watermarks and Faust. Prints one JSON
-line: {"messages", "seconds" (first message to last commit), "peak_mb"}.
+Per batch of messages up to BATCH_BYTES of values (default: the worker's
+``ingest.finish_min_bytes``, so that it inserts as many rows at a time as the worker
+does): decode + checks + sampling (``process_batch``), the ClickHouse rows
+(``batch_rows``) inserted into chdb, then a synchronous commit (commit after durable).
+The same work as the worker's ingest, minus the judge-request and dead-letter
+producing, the watermarks and Faust. Prints one JSON line: {"messages", "seconds"
+(first message to last commit)}; the bench measures its wall time and memory from
+outside.
 """
 
 from __future__ import annotations
 
-import resource
 import sys
 import time
 
@@ -28,8 +30,9 @@ from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 
 
-def main(topic: str, n_msgs: int, chdb_path: str, group: str) -> None:
+def main(topic: str, n_msgs: int, chdb_path: str, group: str, batch_bytes: int = 0) -> None:
     settings = Settings()
+    batch_bytes = batch_bytes or settings.ingest.finish_min_bytes
     consumer = Consumer(
         confluent_config(
             settings.kafka,
@@ -40,19 +43,23 @@ def main(topic: str, n_msgs: int, chdb_path: str, group: str) -> None:
     store = open_store(ClickHouseSettings(path=chdb_path, database=settings.clickhouse.database))
     writer = SinkWriter(store)
     seen, first = 0, 0.0
-    step = settings.ingest.batch_max_messages
     while seen < n_msgs:
-        raws = [
-            RawMessage(
-                topic,
-                m.partition() or 0,
-                m.offset() or 0,
-                m.timestamp()[1] / 1000,
-                m.value() or b"",
-            )
-            for m in consumer.consume(step, timeout=1.0)
-            if m.error() is None
-        ]
+        raws: list[RawMessage] = []
+        size = 0
+        while size < batch_bytes and seen + len(raws) < n_msgs:
+            got = consumer.consume(10_000, timeout=0.2)
+            if not got:
+                break  # nothing more for now: write what there is
+            for m in got:
+                if m.error() is None:
+                    value = m.value() or b""
+                    size += len(value)
+                    raws.append(
+                        RawMessage(
+                            topic, m.partition() or 0, m.offset() or 0,
+                            m.timestamp()[1] / 1000, value,
+                        )
+                    )  # fmt: skip
         if not raws:
             continue
         if not first:
@@ -64,9 +71,9 @@ def main(topic: str, n_msgs: int, chdb_path: str, group: str) -> None:
     elapsed = time.perf_counter() - first
     consumer.close()
     store.close()
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(orjson.dumps({"messages": seen, "seconds": elapsed, "peak_mb": peak_mb}).decode())
+    print(orjson.dumps({"messages": seen, "seconds": elapsed}).decode())
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    batch = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], batch)

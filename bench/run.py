@@ -7,7 +7,7 @@ lz4) to a fresh topic on the local broker, then measures in one run:
   bare Faust      a Faust agent that only orjson-decodes and counts each message
   pipeline        stream-eval's decode + checks + sampling in-process (no Kafka, no sink)
   plain loop      a plain confluent-kafka loop doing the same work: decode, checks,
-                  sampling, rows into chdb, commit after each batch (bench/plain_loop.py)
+                  sampling, rows into chdb, commit after each insert (bench/plain_loop.py)
   Quix Streams    the same work in a Quix Streams BatchingSink, commit after the sink
                   flushed (bench/quix_peer.py, in its own virtualenv .venv-quix, made on
                   first use: Quix pins confluent-kafka below 2.13)
@@ -17,12 +17,17 @@ lz4) to a fresh topic on the local broker, then measures in one run:
                   sink, commit after durable; BENCH_LOGLEVEL=info keeps its 10 s step
                   report in the worker log (default: warn)
 
-Rates are steady state: from the first message to the last (for the worker, from
-the first to the last batch written, per the ingest ledger's ingested_at), and for
-the worker also the wall time from its start to zero committed lag. Ratios are
-against the raw ceiling of the same run. Memory: the RSS of the worker and its prepare
-processes together, as it passes 100k, 250k, 500k and 1M traces (read from its metrics
-endpoint), when idle after draining, and the sum of their peaks (VmHWM).
+Every engine is measured the same way, from outside, as a user would: the wall time
+from its process's start to zero committed lag of its consumer group, and the resident
+memory of its whole process tree sampled from /proc every 0.1 s (the largest sum seen).
+Each peer is tuned as its documentation recommends and does the same work with inserts
+as large as the worker's (``ingest.finish_min_bytes`` of messages): the plain loop
+batches by those bytes, Quix Streams checkpoints every that many messages
+(``commit_every``). Each engine's own figure (first message, or first write, to its last
+commit or write) is printed beside it and labelled so. For the worker also: its first
+batch written after its start, and zero committed lag after its last write. In-process
+rates are against the raw ceiling of the same run. The worker's RSS is also read as it
+passes 100k, 250k, 500k and 1M traces, and 5 s after draining.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ from stream_eval.synthetic.mix import Message
 from stream_eval.synthetic.publish import publish
 from stream_eval.synthetic.traces import TraceFactory
 from stream_eval.topics import delete_topics_with_prefix, ensure_topics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from outside import CommittedLag, Outside, measure
 
 RUN = uuid.uuid4().hex[:6]  # every topic and group of one bench run starts with bench-RUN
 
@@ -115,23 +123,40 @@ def bare_faust(settings: Settings, topic: str, n_msgs: int) -> float:
     raise RuntimeError(f"bare Faust run failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
+@dataclass
+class PeerRun:
+    own_s: float  # what the peer reports itself: first message to its last commit
+    outside: Outside
+
+
 def _peer(
-    python: Path | str, script: str, topic: str, n_msgs: int, workdir: Path
-) -> tuple[float, float]:
-    """Run a peer (bench/<script>) in its own process: (seconds, peak RSS MB)."""
+    settings: Settings,
+    python: Path | str,
+    script: str,
+    topic: str,
+    n_msgs: int,
+    workdir: Path,
+    *extra: str,
+) -> PeerRun:
+    """Run a peer (bench/<script>) in its own process, measured from outside."""
     name = script.removesuffix(".py")
-    out = subprocess.run(
-        [
-            str(python), str(ROOT / "bench" / script), topic, str(n_msgs),
-            str(workdir / f"{name}-chdb"), f"bench-{RUN}-{name}",
-        ],
-        capture_output=True, text=True, timeout=3600,
-    )  # fmt: skip
-    for line in out.stdout.splitlines():
+    group = f"bench-{RUN}-{name}"
+    lag = CommittedLag(settings, topic, group)
+    cmd = [str(python), str(ROOT / "bench" / script), topic, str(n_msgs),
+           str(workdir / f"{name}-chdb"), group, *extra]  # fmt: skip
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        outside = measure(proc, started, lag)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        lag.close()
+        if proc.poll() is None:
+            proc.kill()
+    for line in out.decode().splitlines():
         if '"seconds"' in line:
-            r = orjson.loads(line)
-            return float(r["seconds"]), float(r["peak_mb"])
-    raise RuntimeError(f"{script} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+            return PeerRun(float(orjson.loads(line)["seconds"]), outside)
+    raise RuntimeError(f"{script} failed:\n{out.decode()[-2000:]}\n{err.decode()[-2000:]}")
 
 
 QUIX_VENV = ROOT / ".venv-quix"
@@ -168,9 +193,10 @@ TRACES = ("stream_eval_traces_total", (("stage", "ingest"),))
 
 @dataclass
 class WorkerRun:
-    steady_s: float  # first to last batch written
-    wall_s: float  # worker start to zero committed lag
-    peak_mb: float
+    steady_s: float  # its own figure: first to last batch written (the ingest ledger)
+    outside: Outside
+    first_write_s: float  # process start to its first batch written
+    commit_after_last_write_s: float  # last batch written to zero committed lag seen
     rss_at: dict[int, float]  # traces processed -> RSS (MB) when the worker passed them
     rss_idle_mb: float  # 5 s after draining
 
@@ -180,8 +206,12 @@ def full_worker(settings: Settings, workdir: Path, n_traces: int) -> WorkerRun:
     w = WorkerProcess(None, workdir / "worker.log", {"STREAM_EVAL_METRICS__PORT": str(port)})
     rss_at: dict[int, float] = {}
     marks = [m for m in MILESTONES if m <= n_traces]
+    last_scrape = [0.0]
 
-    def sample(_lag: int) -> None:  # RSS as the worker passes each milestone
+    def sample() -> None:  # RSS as the worker passes each milestone
+        if time.monotonic() - last_scrape[0] < 0.5:
+            return
+        last_scrape[0] = time.monotonic()
         try:
             done = scrape_metrics(port).get(TRACES, 0.0)
         except OSError:
@@ -190,33 +220,29 @@ def full_worker(settings: Settings, workdir: Path, n_traces: int) -> WorkerRun:
             if done >= m and m not in rss_at:
                 rss_at[m] = w.rss_mb()
 
-    t0 = time.perf_counter()
+    lag = CommittedLag(settings, settings.topics.traces, settings.app_id)
+    started = time.monotonic()
     w.start(loglevel=os.environ.get("BENCH_LOGLEVEL", "warn"))
     try:
-        w.wait_drained(settings, timeout=3600, poll=0.5, progress=sample)
-        wall = time.perf_counter() - t0
-        sample(0)
+        assert w.proc is not None
+        outside = measure(w.proc, started, lag, on_sample=sample)
         time.sleep(5)
         idle = w.rss_mb()
-        peak = w.peak_rss_mb()
     finally:
+        lag.close()
         w.stop()
     store = open_store(settings.clickhouse)
     db = store.database
     rows = store.query(
-        f"SELECT min(ingested_at) AS a, max(ingested_at) AS b, "
-        f"countIf(ingested_at = (SELECT min(ingested_at) FROM {db}.ingest_messages)) AS first_n "
+        f"SELECT toFloat64(min(ingested_at)) AS a, toFloat64(max(ingested_at)) AS b "
         f"FROM {db}.ingest_messages FINAL"
     )
     traces = store.query(f"SELECT count() AS n FROM {db}.traces FINAL")[0]["n"]
     store.close()
     if int(traces) != n_traces:
         raise RuntimeError(f"worker wrote {traces} traces, expected {n_traces}")
-    from datetime import datetime
-
-    a = datetime.fromisoformat(rows[0]["a"]).timestamp()
-    b = datetime.fromisoformat(rows[0]["b"]).timestamp()
-    return WorkerRun(b - a, wall, peak, rss_at, idle)
+    a, b = float(rows[0]["a"]), float(rows[0]["b"])
+    return WorkerRun(b - a, outside, a - outside.started_at, outside.zero_lag_at - b, rss_at, idle)
 
 
 def main() -> None:
@@ -270,39 +296,59 @@ def _run(settings: Settings, args: argparse.Namespace, workdir: Path) -> None:
     results.append(("bare Faust agent + orjson", bare_faust(settings, topic, n_msgs)))
     print("pipeline in-process ...", flush=True)
     results.append(("pipeline in-process (decode+checks+sampling)", in_process(settings, msgs)))
-    print("plain confluent-kafka loop, same work ...", flush=True)
-    plain_s, plain_mb = _peer(sys.executable, "plain_loop.py", topic, n_msgs, workdir)
-    results.append(("plain loop, same work (rows + chdb, commit)", plain_s))
-    print("Quix Streams, same work ...", flush=True)
-    quix_s, quix_mb = _peer(_quix_python(), "quix_peer.py", topic, n_msgs, workdir)
-    results.append(("Quix Streams, same work (BatchingSink)", quix_s))
+    batch_bytes = settings.ingest.finish_min_bytes  # the worker's insert, for every peer
+    per_msg = sum(len(m.value) for m in msgs) / n_msgs
+    commit_every = max(1, int(batch_bytes // per_msg))
+    print(f"plain confluent-kafka loop, same work, {batch_bytes >> 20} MiB inserts ...")
+    plain = _peer(settings, sys.executable, "plain_loop.py", topic, n_msgs, workdir,
+                  str(batch_bytes))  # fmt: skip
+    print(f"Quix Streams, same work, commit_every={commit_every} ...", flush=True)
+    quix = _peer(settings, _quix_python(), "quix_peer.py", topic, n_msgs, workdir,
+                 str(commit_every))  # fmt: skip
     print("stream-eval worker ...", flush=True)
     worker = full_worker(settings, workdir, args.traces)
-    results.append(("stream-eval worker, steady (first to last write)", worker.steady_s))
-    results.append(("stream-eval worker, start to zero lag", worker.wall_s))
 
     ceiling = args.traces / results[0][1]
     print(
         f"\n{args.traces:,} traces, {args.batch_size} traces per message, 1 partition, "
         f"one process each (the worker: with its {settings.ingest.processes} prepare processes)\n"
     )
-    print(f"{'stage':48} {'traces/s':>10} {'msgs/s':>9} {'vs raw':>7}")
+    print(f"{'in-process, first to last message':52} {'traces/s':>10} {'msgs/s':>9} {'vs raw':>7}")
     for name, secs in results:
-        if secs <= 0:  # e.g. every trace written in one batch: no steady interval to time
-            print(f"{name:48} {'n/a':>10}")
-            continue
         tps = args.traces / secs
-        print(f"{name:48} {tps:>10,.0f} {n_msgs / secs:>9,.0f} {tps / ceiling:>7.3f}")
+        print(f"{name:52} {tps:>10,.0f} {n_msgs / secs:>9,.0f} {tps / ceiling:>7.3f}")
+    own = [
+        ("plain loop (its own: first message to last commit)", plain.own_s),
+        ("Quix Streams (its own: first message to last checkpoint)", quix.own_s),
+        ("stream-eval worker (its own: first to last write)", worker.steady_s),
+    ]
+    for name, secs in own:
+        if secs > 0:
+            tps = args.traces / secs
+            print(f"{name:52} {tps:>10,.0f} {n_msgs / secs:>9,.0f} {tps / ceiling:>7.3f}")
+    print(f"\n{'from outside: process start to zero lag':44} {'traces/s':>10} {'s':>7} "
+          f"{'peak RSS MB':>12}")  # fmt: skip
+    outside = [
+        ("plain loop", plain.outside),
+        ("Quix Streams", quix.outside),
+        ("stream-eval worker", worker.outside),
+    ]
+    for name, o in outside:
+        print(f"{name:44} {args.traces / o.wall_s:>10,.0f} {o.wall_s:>7.1f} {o.peak_mb:>12,.0f}")
+    best = min(plain.outside.wall_s, quix.outside.wall_s)
+    print(
+        f"\nworker vs plain loop: {plain.outside.wall_s / worker.outside.wall_s:.2f}x, "
+        f"vs Quix Streams: {quix.outside.wall_s / worker.outside.wall_s:.2f}x, "
+        f"vs the best peer: {best / worker.outside.wall_s:.2f}x (start to zero lag)"
+    )
+    print(
+        f"worker: first batch written {worker.first_write_s:.2f} s after its start; zero "
+        f"committed lag {worker.commit_after_last_write_s:.2f} s after its last write"
+    )
     marks = ", ".join(f"{m:,} traces: {mb:.0f} MB" for m, mb in sorted(worker.rss_at.items()))
     if marks:
-        print(f"\nstream-eval worker RSS (with its prepare processes) after {marks}")
-    print(f"idle after draining: {worker.rss_idle_mb:.0f} MB; peak: {worker.peak_mb:.0f} MB")
-    print(f"peak RSS: plain loop {plain_mb:.0f} MB, Quix Streams {quix_mb:.0f} MB")
-    if worker.steady_s > 0:
-        print(
-            f"worker steady rate vs the plain loop: {plain_s / worker.steady_s:.2f}, "
-            f"vs Quix Streams: {quix_s / worker.steady_s:.2f}"
-        )
+        print(f"worker RSS (with its prepare processes) after {marks}")
+    print(f"worker idle after draining: {worker.rss_idle_mb:.0f} MB")
     print(f"(data and worker log: {workdir})")
 
 
