@@ -37,8 +37,8 @@ class CommitSoon:
                 await self.app.consumer.commit()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # Faust's timer commits it later
-                log.warning("commit after settle failed; left to the commit timer", exc_info=True)
+            except Exception as exc:  # a rebalance, a coordinator move: the timer retries
+                log.info("commit after settle failed (%r); left to the commit timer", exc)
                 return
             self.commits += 1
             if not self._again:
