@@ -507,20 +507,33 @@ def test_shuffled_input_ahead_on_every_partition_loses_no_window(
     factory = TraceFactory(seed=11, max_step_s=4.0)
     traces = [factory.next().trace for _ in range(1200)]  # ~40 minutes of event time
     msgs = [orjson.dumps(traces[i : i + 10]) for i in range(0, len(traces), 10)]
-    head, rest = msgs[-4:], msgs[:-4]
-    random.Random(5).shuffle(rest)
-    ensure_topics(settings)
+    settings = settings.model_copy(
+        update={"kafka": settings.kafka.model_copy(update={"partitions": 4})}
+    )
+    ensure_topics(settings)  # the traces topic with four partitions
+    topic = settings.topics.traces
     producer = Producer(confluent_config(settings.kafka, **{"compression.type": "lz4"}))
+    n = len(producer.list_topics(topic, timeout=10).topics[topic].partitions)
+    assert n == 4
+    head, rest = msgs[-n:], msgs[:-n]
+    random.Random(5).shuffle(rest)
+    delivered: list[bool] = []
     for p, m in enumerate(head):  # the newest first, on every partition
-        producer.produce(settings.topics.traces, m, partition=p)
+        producer.produce(
+            topic, m, partition=p, on_delivery=lambda e, _: delivered.append(e is None)
+        )
     for i, m in enumerate(rest):
-        producer.produce(settings.topics.traces, m, partition=i % 4)
+        producer.produce(
+            topic, m, partition=i % n, on_delivery=lambda e, _: delivered.append(e is None)
+        )
     assert producer.flush(30) == 0
+    assert delivered.count(True) == len(msgs)
     port = free_port()
     env = {
         "STREAM_EVAL_WINDOWS__CLOSE_INTERVAL_SECONDS": "1",
         "STREAM_EVAL_WINDOWS__REFRESH_SECONDS": "2",
         "STREAM_EVAL_METRICS__PORT": str(port),
+        "STREAM_EVAL_KAFKA__PARTITIONS": "4",
         "STREAM_EVAL_INGEST__BATCH_MAX_MESSAGES": "5",  # so the kill comes mid-stream
     }
     # the stream's watermark: the slowest partition's newest event (its head message)
