@@ -444,6 +444,7 @@ def _add_otlp_assembly(
     """OTLP from the Collector: split by trace id onto the assembly topic (one agent per
     signal), assembled into whole traces there, and written to the traces topic."""
     from stream_eval.assembly.intake import IntakeCounters, IntakeStage
+    from stream_eval.assembly.readback import TracesReader
     from stream_eval.assembly.split import Signal
     from stream_eval.assembly.stage import AssemblyStage
 
@@ -464,12 +465,19 @@ def _add_otlp_assembly(
                 intake.handle, _quarantine("otlp_intake", send_dead, writer),
             )  # fmt: skip
 
+    # Late pieces (log records exported after their spans) are joined to their trace as it
+    # was emitted, read back from the traces topic.
+    reader = TracesReader(settings.kafka, t.traces, f"{settings.app_id}-assembly-readback")
     stage = AssemblyStage(
         settings, writer, _headers_sender(topic(t.traces)), send_dead,
-        release=lambda message: message.ack(app.consumer),
+        release=lambda message: message.ack(app.consumer), read_back=reader.read,
     )  # fmt: skip
     reports.append(stage.counters)
     faust_fixes.before_wait_empty(app, stage.drop_all)
+
+    @app.on_before_shutdown.connect
+    async def close_reader(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        reader.close()
 
     async def flush() -> None:
         try:

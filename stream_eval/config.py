@@ -415,11 +415,17 @@ class ReviewSettings(_Model):
 class AssemblySettings(_Model):
     """Whole traces from OTLP spans and log records (the tail-sampling processor's model):
     a trace is emitted ``decision_wait_seconds`` after its root span was read, or
-    ``max_wait_seconds`` after its first piece when no root comes. Bounded per trace and
-    per worker; beyond the worker's bounds the oldest traces are emitted early."""
+    ``max_wait_seconds`` after its first piece when no root comes; pieces read after that
+    are joined to it and it is emitted again (``revision_wait_seconds``). Bounded per trace
+    and per worker; beyond the worker's bounds the oldest traces are emitted early."""
 
     decision_wait_seconds: float = Field(default=5.0, ge=0)
     max_wait_seconds: float = Field(default=60.0, gt=0)
+    # Pieces read after their trace was emitted (log records exported after their spans)
+    # wait this long after the first of them for the others, then are joined to the trace
+    # as it was emitted (read back from the traces topic) and the whole trace is emitted
+    # again: one revision for a late batch, not one per record.
+    revision_wait_seconds: float = Field(default=5.0, ge=0)
     max_spans_per_trace: int = Field(default=2000, ge=1)
     max_bytes_per_trace: int = Field(default=768 * 1024, ge=1024)  # <= ingest.max_message_bytes
     max_pending_traces: int = Field(default=20000, ge=1)

@@ -82,6 +82,14 @@ SECTIONS: tuple[tuple[str, tuple[Family, ...]], ...] = (
                 '`extra["stream_eval.clamped"]` of the trace names the values changed.',
             ),
             Family(
+                "traces_content_missing", "counter",
+                "Traces whose output messages were found nowhere", (), INGEST,
+                "Rows with `traces.content_missing = 1`: kept and counted, neither checked "
+                "nor judged. OTLP calls whose log records (the official instrumentation's "
+                "content) had not come when their trace was emitted; a revision that brings "
+                "them counts the call again here only if its content is still missing.",
+            ),
+            Family(
                 "dead_letters", "counter", "Bad items dead-lettered, by stage and reason",
                 ("stage", "reason"), BOTH,
                 "Counts items: the one dead letter of reason `too_many_bad_items`, standing "
@@ -234,6 +242,20 @@ SECTIONS: tuple[tuple[str, tuple[Family, ...]], ...] = (
             Family(
                 "assembly_replayed_pieces", "counter",
                 "Pieces of traces emitted before (a replay), dropped", (), INGEST,
+            ),
+            Family(
+                "assembly_revisions", "counter",
+                "Traces emitted again, whole, with pieces read after they were emitted", (),
+                INGEST,
+                "Log records the Collector exported after their spans: joined to the trace "
+                "as it was emitted (read back from the traces topic) after "
+                "`assembly.revision_wait_seconds`; the ingest rewrites the trace's rows.",
+            ),
+            Family(
+                "assembly_late_pieces", "counter",
+                "Pieces read after their trace was emitted, joined to it", (), INGEST,
+                "Late pieces that cannot be joined (the emitted trace is gone from the "
+                "traces topic, or was never produced) are dead letters `late_span`.",
             ),
         ),
     ),

@@ -130,6 +130,12 @@ def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
         traces.extend(decoded.traces)
         origins.extend([msg] * len(decoded.traces))
 
+    # A call without its content (``Trace.content_missing``) is kept as a row, flagged, but
+    # neither checked (every check would read an empty answer) nor judged.
+    missing = [(t, m) for t, m in zip(traces, origins, strict=True) if t.content_missing]
+    if missing:
+        kept = [(t, m) for t, m in zip(traces, origins, strict=True) if not t.content_missing]
+        traces[:], origins[:] = [t for t, _ in kept], [m for _, m in kept]
     all_results = _checks_isolating_failures(traces, origins, batch, settings)
     limit = ing.max_dead_letters_per_message
     if any(o.dead > limit for o in batch.messages):  # o.dead: its dead letters, so far
@@ -143,4 +149,5 @@ def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
         reason = decide(trace.trace_id, rate, results, smp.always_on_failed, smp.salt)
         prob = inclusion_probability(reason, rate)
         batch.processed.append(ProcessedTrace(trace, results, reason, msg, prob))
+    batch.processed.extend(ProcessedTrace(t, [], "", m, 0.0) for t, m in missing)
     return batch

@@ -48,6 +48,10 @@ class Trace:
     extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, kept
     source: str = "json"  # json | otlp_proto | otlp_json
     size_bytes: int = 0
+    # OTLP: the call's output messages were found nowhere (span attributes, span events, log
+    # records joined to it), e.g. the log records holding them never came: kept as a row,
+    # flagged, without checks and never judged.
+    content_missing: bool = False
 
 
 def trace_dimensions(t: Trace) -> dict[str, Any]:

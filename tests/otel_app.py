@@ -1,6 +1,6 @@
 """An app instrumented as real apps are, for the OTLP tests (run as a subprocess).
 
-    python tests/otel_app.py openllmetry|openinference|openai_v2|langchain OUT_DIR
+    python tests/otel_app.py openllmetry|openinference|openai_v2|langchain OUT_DIR [CALLS]
 
 The real ``openai`` SDK (or a LangChain RAG chain with a retriever, on ``langchain-openai``)
 calls the local OpenAI-compatible stub, instrumented by the real instrumentation package;
@@ -14,6 +14,9 @@ The official OTLP encoders write what the Collector's Kafka exporter writes with
 - ``OUT_DIR/log-NNN.bin``: one ``ExportLogsServiceRequest`` per log record (the official
   instrumentation puts message content in log events);
 - ``OUT_DIR/expected.json``: the calls made, to compare with what stream-eval recovers.
+
+``CALLS`` (default 3): how many calls the app makes, one trace each, the answers taken in
+turn from ``ANSWERS`` (each call has its own prompt version and session).
 
 A subprocess, because instrumentors patch the SDK for the whole process.
 """
@@ -36,10 +39,21 @@ ANSWERS = [
     "Refunds are possible within 30 days [kb-2].",
     "Pro includes unlimited storage [kb-9].",
 ]
-CALLS = [
-    {"route": "support-rag", "prompt_version": f"v{8 + i}", "session": f"s-{i}", "answer": a}
-    for i, a in enumerate(ANSWERS)
-]
+
+
+def _calls(n: int) -> list[dict[str, str]]:
+    return [
+        {
+            "route": "support-rag",
+            "prompt_version": f"v{8 + i}",
+            "session": f"s-{i}",
+            "answer": ANSWERS[i % len(ANSWERS)],
+        }
+        for i in range(n)
+    ]
+
+
+CALLS = _calls(len(ANSWERS))
 
 
 def _openai_calls(base_url: str, tracer: Any) -> None:
@@ -138,7 +152,7 @@ def main(which: str, out: Path) -> None:
     else:
         raise SystemExit(f"unknown instrumentation {which!r}")
     with StubOpenAI(default=Behaviour(kind="text", text=ANSWERS[0])) as stub:
-        stub.script(*(Behaviour(kind="text", text=a) for a in ANSWERS))
+        stub.script(*(Behaviour(kind="text", text=c["answer"]) for c in CALLS))
         tracer = provider.get_tracer("support-api")
         if which == "langchain":
             _langchain_calls(stub.base_url, tracer)
@@ -165,4 +179,6 @@ def main(which: str, out: Path) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3:
+        CALLS[:] = _calls(int(sys.argv[3]))
     main(sys.argv[1], Path(sys.argv[2]))

@@ -100,16 +100,17 @@ def test_langchain_documents_come_from_the_retriever_span(otel_traffic: dict[str
 def test_official_instrumentation_content_is_only_in_the_logs(
     otel_traffic: dict[str, Path],
 ) -> None:
-    """openai-v2 keeps message content in log events: without them, every call is a dead
-    letter (the issue's 400 of 400); joined to their spans, none is."""
+    """openai-v2 keeps message content in log events: without them, every call is a trace
+    flagged content_missing (once a dead letter: the issue's 400 of 400); joined to their
+    spans, none is."""
     folder = otel_traffic["openai_v2"]
     spans_only = (folder / "spans.bin").read_bytes()
     out = decode_otlp_proto(spans_only, time.time(), APP)
-    assert len(out.dead) == 3 and not out.traces
-    assert {d.detail for d in out.dead} == {"output messages are missing"}
+    assert not out.dead and len(out.traces) == 3
+    assert all(t.content_missing and t.output_text == "" for t in out.traces)
     for value in _assembled(folder).values():
         (t,) = decode_otlp_proto(value, time.time(), APP).traces
-        assert t.output_text and t.input_text and t.system_text
+        assert t.output_text and t.input_text and t.system_text and not t.content_missing
 
 
 def test_grounding_flags_the_citation_missing_from_the_context(

@@ -10,7 +10,6 @@ import pytest
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from stream_eval.config import IngestSettings
 from stream_eval.ingest.decode import decode_message
@@ -271,35 +270,50 @@ def test_garbage_bytes_are_a_decode_dead_letter() -> None:
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_span_without_output_messages_is_a_schema_dead_letter(fmt: Fmt) -> None:
+def test_span_without_output_messages_is_a_trace_flagged_content_missing(fmt: Fmt) -> None:
+    """A call whose content is nowhere (the log records holding it never came) is kept as a
+    trace, flagged, not dead-lettered: its latency, tokens and dimensions still count."""
     traces = make_traces(5)
     del traces[2]["gen_ai"]["output"]
     raw = encode_otlp(traces, fmt, extra_spans=1)
     out = decode(raw, fmt)
-    assert len(out.traces) == 4 and out.skipped == 5
-    (dead,) = out.dead
-    assert dead.reason == SCHEMA and "output messages" in dead.detail
-    assert dead.trace_id == traces[2]["trace_id"] and dead.route == traces[2]["route"]
-    assert 0 <= dead.item < 10
-    # The payload is that span alone, re-serialised, and is the span at index ``item``.
-    if fmt == "otlp_proto":
-        span = Span.FromString(dead.payload)
-        assert span.trace_id.hex() == traces[2]["trace_id"]
-        spans = [
-            s
-            for rs in ExportTraceServiceRequest.FromString(raw).resource_spans
-            for ss in rs.scope_spans
-            for s in ss.spans
-        ]
-        assert spans[dead.item] == span
-    else:
-        span_dict = orjson.loads(dead.payload)
-        assert span_dict["traceId"] == traces[2]["trace_id"]
-        request = orjson.loads(raw)
-        spans_j = [
-            s for rs in request["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]
-        ]
-        assert spans_j[dead.item] == span_dict
+    assert out.dead == [] and out.skipped == 5
+    assert [t.trace_id for t in out.traces] == [t["trace_id"] for t in traces]
+    flagged = [t for t in out.traces if t.content_missing]
+    assert [t.trace_id for t in flagged] == [traces[2]["trace_id"]]
+    (t,) = flagged
+    assert (t.output_text, t.tool_calls, t.route) == ("", [], traces[2]["route"])
+    assert t.input_text and t.input_tokens == traces[2]["gen_ai"]["usage"]["input_tokens"]
+    assert not any(t.content_missing for t in out.traces if t is not flagged[0])
+
+
+def test_a_call_without_content_is_neither_checked_nor_judged() -> None:
+    """Every check would read an empty answer (empty_output would fail), and the judge
+    must not score a call it cannot see: the row has no check results and is not sampled,
+    whatever the sample rate."""
+    from stream_eval.config import SamplingSettings, Settings
+    from stream_eval.pipeline import RawMessage, process_batch
+    from stream_eval.sink.rows import trace_row
+
+    traces = make_traces(3)
+    del traces[1]["gen_ai"]["output"]
+    raw = encode_otlp(traces, "otlp_proto")
+    settings = Settings(sampling=SamplingSettings(default_rate=1.0), ingest=ANY_EVENT_TIME)
+    batch = process_batch([RawMessage("t", 0, 0, DEFAULT_TS, raw)], settings)
+    assert batch.dead == [] and len(batch.processed) == 3
+    by_id = {p.trace.trace_id: p for p in batch.processed}
+    missing = by_id[traces[1]["trace_id"]]
+    assert (missing.results, missing.sample_reason, missing.sample_prob) == ([], "", 0.0)
+    for other in (traces[0], traces[2]):
+        p = by_id[other["trace_id"]]
+        assert p.results and p.sample_reason  # checked, and sampled at rate 1
+    row = trace_row(missing, DEFAULT_TS + 60)
+    assert (row["content_missing"], row["check_names"], row["sampled"]) == (1, [], 0)
+    # Its version is its message's time: a revision with the content always replaces it.
+    assert row["ingested_at"] == DEFAULT_TS
+    assert trace_row(by_id[traces[0]["trace_id"]], DEFAULT_TS + 60)["ingested_at"] == (
+        DEFAULT_TS + 60
+    )
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

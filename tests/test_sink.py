@@ -54,7 +54,7 @@ FINAL_VIEWS = ("traces", "check_results", "dead_letters", "ingest_messages", "ju
 SLI_VIEWS = ("feedback_v", "sli_minute", "judge_agreement_daily", "online_offline_divergence")
 # sink/migrations.sql: ADD COLUMNs (sli_windows counters in one), the check_results view and
 # its _v view, the traces' merge setting
-MIGRATIONS = 25
+MIGRATIONS = 29
 INGEST_TABLES = (
     "traces",
     "dead_letters",

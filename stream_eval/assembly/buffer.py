@@ -4,7 +4,10 @@ The model is the OpenTelemetry Collector's tail-sampling processor: a trace is d
 a fixed wait after it was seen, by processing time. Here it is due
 ``decision_wait_seconds`` after its root span was read (spans are exported when they
 end, and the root ends last), or ``max_wait_seconds`` after its first piece when no root
-comes (a trace cut by a crash, a root sampled away). Bounds:
+comes (a trace cut by a crash, a root sampled away). Pieces of a trace emitted already
+(log records exported after their spans) are gathered the same way, and due
+``revision_wait_seconds`` after the first of them: the caller joins them to the emitted
+trace and emits it again, whole (a revision). Bounds:
 
 - per trace, ``max_spans_per_trace`` and ``max_bytes_per_trace``: a piece beyond them is
   refused (the caller dead-letters it, reason ``trace_too_large``);
@@ -29,6 +32,7 @@ ROOT_WAIT = "root_wait"  # due: the root was read decision_wait_seconds ago
 NO_ROOT = "no_root"  # due: max_wait_seconds since the first piece, no root read
 EVICTED = "evicted"  # due early: the worker's bounds were reached
 DUE_REASONS = (ROOT_WAIT, NO_ROOT, EVICTED)
+LATE = "late"  # due: pieces of a trace emitted before, revision_wait_seconds after the first
 
 
 def digest(value: bytes) -> str:
@@ -64,6 +68,7 @@ class Pending:
     log_records: int = 0
     bytes: int = 0
     reason: str = ""  # why it is due (set by TraceBuffer.due)
+    late: bool = False  # its trace was emitted before: these pieces make a revision
 
 
 class TraceBuffer:
@@ -77,11 +82,14 @@ class TraceBuffer:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, trace_id: str, held: Held, has_root: bool, now: float) -> bool:
-        """Keep ``held`` with its trace; False when the trace's bounds refuse it."""
+    def add(
+        self, trace_id: str, held: Held, has_root: bool, now: float, late: bool = False
+    ) -> bool:
+        """Keep ``held`` with its trace; False when the trace's bounds refuse it. ``late``:
+        the trace is known to have been emitted already."""
         p = self._pending.get(trace_id)
         if p is None:
-            p = self._pending[trace_id] = Pending(trace_id, now)
+            p = self._pending[trace_id] = Pending(trace_id, now, late=late)
         if held.digest in p.digests:
             held.duplicate = True
             p.pieces.append(held)
@@ -114,6 +122,8 @@ class TraceBuffer:
         for p in self._pending.values():
             if over_traces > 0 or over_bytes > 0:
                 p.reason = EVICTED
+            elif p.late and now - p.first_seen >= cfg.revision_wait_seconds:
+                p.reason = LATE
             elif p.root_seen is not None and now - p.root_seen >= cfg.decision_wait_seconds:
                 p.reason = ROOT_WAIT
             elif now - p.first_seen >= cfg.max_wait_seconds:

@@ -41,8 +41,9 @@ user_id, session_id, tenant
                    ``otel.user/session/tenant_attributes``, looked up as the route
 input_text         last user message of ``gen_ai.input.messages`` (JSON string)
 system_text        its system / developer messages, and ``gen_ai.system_instructions``
-output_text        text parts of ``gen_ai.output.messages`` (JSON string;
-                   required: a GenAI span without it is dead-lettered)
+output_text        text parts of ``gen_ai.output.messages`` (JSON string); a GenAI
+                   span without output messages anywhere (attributes, events, joined log
+                   records) is a trace with ``content_missing`` set, output empty
 tool_calls         ``tool_call`` parts of ``gen_ai.output.messages``
 finish_reason      ``finish_reason`` of the output messages, else the first of
                    ``gen_ai.response.finish_reasons`` (string array)
@@ -67,8 +68,8 @@ the span's attributes is read from its events (``conventions.adapt_events``: spa
 events, or OTLP log records the assembly joined to the span).
 
 Bad content never raises: bytes that are not protobuf -> one ``decode`` dead
-letter for the message; a GenAI span that cannot be normalised (no output
-messages, invalid JSON in an attribute, a wrong attribute type) -> a ``schema``
+letter for the message; a GenAI span that cannot be normalised (invalid JSON in an
+attribute, a wrong attribute type) -> a ``schema``
 dead letter holding that span alone (protobuf bytes or JSON), its running span
 index in the request, and its route / trace id when known; a request with no
 span at all -> one ``empty`` dead letter.
@@ -232,7 +233,8 @@ def _trace(
         input_messages, parse_json_attribute(attrs.get("gen_ai.system_instructions"))
     )
     output_messages = parse_json_attribute(attrs.get("gen_ai.output.messages"))
-    output, tool_calls, finish = output_parts(output_messages)
+    missing = output_messages is None  # e.g. the log records holding it have not come
+    output, tool_calls, finish = ("", [], "") if missing else output_parts(output_messages)
     model = _str(attrs, "gen_ai.request.model")
     cost = attrs.get("stream_eval.cost_usd")
     if cost is not None and (type(cost) not in (int, float) or cost < 0):
@@ -272,6 +274,7 @@ def _trace(
         extra=extra,
         source=source,
         size_bytes=size,
+        content_missing=missing,
     )
 
 

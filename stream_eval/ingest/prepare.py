@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from stream_eval.assembly.revision import evaluated_before
 from stream_eval.config import Settings
 from stream_eval.dead_letters import Headers, capped, dead_letter_headers
 from stream_eval.ingest.bounds import CLAMPED
@@ -47,6 +48,7 @@ class Summary:
     sampled: int = 0
     skipped: int = 0
     clamped: int = 0
+    content_missing: int = 0  # traces without their output messages (flagged rows)
     dead_by_reason: dict[str, int] = field(default_factory=dict)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
 
@@ -57,6 +59,7 @@ class Summary:
         self.sampled += other.sampled
         self.skipped += other.skipped
         self.clamped += other.clamped
+        self.content_missing += other.content_missing
         for reason, n in other.dead_by_reason.items():
             self.dead_by_reason[reason] = self.dead_by_reason.get(reason, 0) + n
         for reason, n in other.skipped_by_reason.items():
@@ -71,6 +74,7 @@ def summarize(batch: Batch) -> Summary:
         sampled=sum(1 for p in batch.processed if p.sample_reason),
         skipped=sum(o.skipped for o in batch.messages),
         clamped=sum(1 for p in batch.processed if CLAMPED in p.trace.extra),
+        content_missing=sum(1 for p in batch.processed if p.trace.content_missing),
     )
     for _, d in batch.dead:
         s.dead_by_reason[d.reason] = s.dead_by_reason.get(d.reason, 0) + d.items
@@ -135,6 +139,7 @@ def prepare(messages: list[RawMessage], settings: Settings, at: float | None = N
         newest[tp] = max(rows.watermark, rows.newest)
     chunks: dict[int, list[bytes]] = {}
     judge = []
+    evaluated: dict[int, frozenset[str]] = {}  # a revision's calls judged from before it
     for p in batch.processed:
         rows = by_message[id(p.message)]
         p.wm_at_ingest = rows.watermark
@@ -142,7 +147,11 @@ def prepare(messages: list[RawMessage], settings: Settings, at: float | None = N
         rows.closes.append((start // size + 1) * size + lateness)
         chunks.setdefault(id(p.message), []).append(orjson.dumps(trace_row(p, at)))
         if p.sample_reason:
-            judge.append((p.trace.trace_id.encode(), encode_judge_request(p)))
+            before = evaluated.get(id(p.message))
+            if before is None:
+                before = evaluated[id(p.message)] = evaluated_before(p.message.headers)
+            if p.trace.span_id not in before:
+                judge.append((p.trace.trace_id.encode(), encode_judge_request(p)))
     for key, lines in chunks.items():
         by_message[key].traces = b"\n".join(lines) + b"\n"
         by_message[key].closes.sort()

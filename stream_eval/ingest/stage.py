@@ -56,7 +56,7 @@ class Counters:
         return (
             f"ingest: {t.messages} messages, {t.traces} traces ({rate:,.0f}/s), "
             f"{t.sampled} sampled, {t.dead} dead-lettered, {t.skipped} spans skipped, "
-            f"{self.late} late, {t.clamped} clamped"
+            f"{self.late} late, {t.clamped} clamped, {t.content_missing} without content"
         )
 
     def metrics(self) -> Iterator[Sample]:
@@ -69,6 +69,7 @@ class Counters:
             yield "spans_skipped", {"reason": reason}, skipped.get(reason, 0)
         yield "late_traces", {}, self.late
         yield "clamped_traces", {}, t.clamped
+        yield "traces_content_missing", {}, t.content_missing
         dead = t.dead_by_reason
         for reason in {**dict.fromkeys(INGEST_REASONS), **dead}:
             yield "dead_letters", {**st, "reason": reason}, dead.get(reason, 0)

@@ -25,6 +25,10 @@ ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_passed Array(UInt8) AFTER
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_scores Array(Nullable(Float32)) AFTER check_passed;
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS check_reasons Array(String) AFTER check_scores;
 ALTER TABLE {db}.dead_letters ADD COLUMN IF NOT EXISTS items UInt32 DEFAULT 1 AFTER item;
+ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS content_missing UInt8 AFTER size_bytes;
+ALTER TABLE {db}.assembled_traces ADD COLUMN IF NOT EXISTS revision UInt32 AFTER reason;
+ALTER TABLE {db}.assembled_traces ADD COLUMN IF NOT EXISTS traces_partition Int32 DEFAULT -1 AFTER revision;
+ALTER TABLE {db}.assembled_traces ADD COLUMN IF NOT EXISTS traces_offset Int64 DEFAULT -1 AFTER traces_partition;
 
 -- check_results, one row per trace and check: a view over the traces' check arrays (and
 -- the rows of traces written before those, kept in check_results_before_arrays). The

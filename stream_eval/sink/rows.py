@@ -79,8 +79,15 @@ def _documents_json(t: Trace) -> str:
 
 
 def trace_row(p: ProcessedTrace, ingested_at: float) -> dict[str, Any]:
-    """One ``traces`` row."""
+    """One ``traces`` row.
+
+    ``ingested_at`` is the row's version (the table is a ReplacingMergeTree): the row of a
+    call without its content carries its Kafka message's time instead, which is older than
+    any revision of its trace with the content (produced after it), so the row with the
+    content wins whichever of the two a replay prepares last."""
     t, m = p.trace, p.message
+    if t.content_missing and 0 < m.timestamp < ingested_at:
+        ingested_at = m.timestamp
     return {
         **trace_dimensions(t),
         "provider": t.provider,
@@ -101,6 +108,7 @@ def trace_row(p: ProcessedTrace, ingested_at: float) -> dict[str, Any]:
         "documents_json": _documents_json(t),
         "tool_calls": len(t.tool_calls),
         "size_bytes": t.size_bytes,
+        "content_missing": 1 if t.content_missing else 0,
         "failed_checks": p.failed_checks,
         "check_names": [r.check for r in p.results],
         "check_passed": [1 if r.passed else 0 for r in p.results],

@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS {db}.traces
     documents_json  String CODEC(ZSTD(3)),  -- the retrieved context: [{"id", "content"}]
     tool_calls      UInt16,
     size_bytes      UInt32,
+    -- 1: the call's output messages were found nowhere (OTLP: the log records holding its
+    -- content never came): no checks, never judged. A revision of the trace that brings
+    -- the content replaces this row
+    content_missing UInt8,
     failed_checks   Array(LowCardinality(String)),
     -- Every applicable check's result, one element per check (the check_results view
     -- has them as rows).
@@ -262,8 +266,11 @@ CREATE OR REPLACE VIEW {db}.sli_windows_v AS SELECT * FROM {db}.sli_windows FINA
 
 -- OTLP trace assembly (topics.otlp_assembly): one row per trace emitted whole, so that a
 -- replay (restart, rebalance, the intake re-splitting a request after a crash) does not
--- emit a trace again, and pieces that are new after it are known to be late. Kept longer
--- than the assembly topic keeps its messages.
+-- emit a trace again, and pieces that are new after it are known to be late. Pieces read
+-- late (log records exported after their spans) are joined to the emitted trace, read
+-- back from the traces topic where this row says it went, and the whole trace is emitted
+-- again as a revision; the revision's row replaces this one, with every piece and count
+-- of the whole trace. Kept longer than the assembly topic keeps its messages.
 CREATE TABLE IF NOT EXISTS {db}.assembled_traces
 (
     trace_id        String,
@@ -281,6 +288,9 @@ CREATE TABLE IF NOT EXISTS {db}.assembled_traces
     llm_spans       UInt32,  -- LLM calls in it (0: not emitted, nothing to evaluate)
     has_root        UInt8,
     reason          LowCardinality(String),  -- root_wait | no_root | evicted
+    revision        UInt32,  -- 0: emitted first, n: the nth revision (late pieces joined)
+    traces_partition Int32 DEFAULT -1,  -- where on the traces topic this emission went
+    traces_offset   Int64 DEFAULT -1,  -- (-1: not emitted, no LLM call in it, or unknown)
     wait_s          Float64,  -- first piece read -> emitted
     emitted_at      DateTime64(3, 'UTC')
 )
