@@ -716,6 +716,7 @@ def test_embedded_inserts_go_through_a_spool_file_that_is_removed(
     open_store(ClickHouseSettings(path=str(tmp_path / "chdb"), database="stream_eval")).close()
     assert not any(spool.iterdir())  # the next opener clears it
 
+
 # The feedback table as stream-eval wrote it before first_read_key: its merges kept the
 # row read last of two with one feedback_id.
 EARLIER_FEEDBACK_DDL = f"""
