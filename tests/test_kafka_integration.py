@@ -382,6 +382,27 @@ def _wait_closed(port: int, w: WorkerProcess, upto: int, timeout: float = 120) -
     raise AssertionError(f"windows not closed up to {upto}:\n{w.log_tail()}")
 
 
+def _kill_midway_then_close(
+    settings: Settings, tmp_path: Path, env: dict[str, str], port: int, lag: int, upto: int
+) -> None:
+    """A worker killed with -9 once the group's lag is down to ``lag``, a second one run
+    until the topic is drained and the tumbling windows are closed up to ``upto``."""
+    w = WorkerProcess(None, tmp_path / "worker1.log", env)
+    w.start()
+    deadline = time.monotonic() + 120
+    while group_lag(settings, settings.topics.traces) > lag:
+        assert time.monotonic() < deadline, w.log_tail()
+        time.sleep(0.2)
+    w.kill()
+    w = WorkerProcess(None, tmp_path / "worker2.log", env)
+    w.start()
+    try:
+        w.wait_drained(settings, timeout=180)
+        _wait_closed(port, w, upto)
+    finally:
+        w.stop()
+
+
 def test_closed_windows_plus_late_equal_the_exact_view(isolated: Settings, tmp_path: Path) -> None:
     """Shuffled event time on two partitions, duplicates, a kill -9 and a restart: for every
     closed window and slice, its counters plus its late counts equal sli_minute."""
@@ -423,21 +444,9 @@ def test_closed_windows_plus_late_equal_the_exact_view(isolated: Settings, tmp_p
         "STREAM_EVAL_METRICS__PORT": str(port),
         "STREAM_EVAL_INGEST__BATCH_MAX_MESSAGES": "10",  # so the kill comes mid-stream
     }
-    newest = int(max(t["timestamp"] for t in traces))
-    w = WorkerProcess(None, tmp_path / "worker1.log", env)
-    w.start()
-    deadline = time.monotonic() + 120
-    while group_lag(settings, settings.topics.traces) > total // 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    w.kill()
-    w = WorkerProcess(None, tmp_path / "worker2.log", env)
-    w.start()
-    try:
-        w.wait_drained(settings, timeout=180)
-        _wait_closed(port, w, (newest - 300) // 60 * 60)
-    finally:
-        w.stop()
-    late, on_time = _assert_windows_add_up(settings, (newest - 300) // 60 * 60)
+    upto = (int(max(t["timestamp"] for t in traces)) - 300) // 60 * 60
+    _kill_midway_then_close(settings, tmp_path, env, port, total // 2, upto)
+    late, on_time = _assert_windows_add_up(settings, upto)
     # Late: the 3 held-back messages, and the 15 re-sent at the end (the copy read last
     # counts, and it came after its window had closed).
     assert late == 30 + 150
@@ -539,20 +548,7 @@ def test_shuffled_input_ahead_on_every_partition_loses_no_window(
     # the stream's watermark: the slowest partition's newest event (its head message)
     upto = int(min(max(t["timestamp"] for t in m) for m in map(orjson.loads, head))) - 300
     upto = upto // 60 * 60
-    w = WorkerProcess(None, tmp_path / "worker1.log", env)
-    w.start()
-    deadline = time.monotonic() + 120
-    while group_lag(settings, settings.topics.traces) > len(msgs) // 2:
-        assert time.monotonic() < deadline, w.log_tail()
-        time.sleep(0.2)
-    w.kill()
-    w = WorkerProcess(None, tmp_path / "worker2.log", env)
-    w.start()
-    try:
-        w.wait_drained(settings, timeout=180)
-        _wait_closed(port, w, upto)
-    finally:
-        w.stop()
+    _kill_midway_then_close(settings, tmp_path, env, port, len(msgs) // 2, upto)
     late, _ = _assert_windows_add_up(settings, upto)
     assert late > 300  # most traffic came after the watermark had passed its window
 
