@@ -501,7 +501,10 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
 
     console.print("[bold]3/4[/] running a stream-eval worker until the topic is drained")
     log_path = Path(settings.clickhouse.path).parent / "demo-worker.log"
-    w = WorkerProcess(ctx.obj["config"], log_path)
+    # A one-shot run, stopped at the end: as a dynamic member it leaves its group when it
+    # stops, so the next demo's reset of the group's offsets need not wait for it.
+    dynamic = {"STREAM_EVAL_KAFKA__STATIC_MEMBERSHIP": "false"}
+    w = WorkerProcess(ctx.obj["config"], log_path, dynamic)
     started = time.monotonic()
     w.start(loglevel="warn")
     try:

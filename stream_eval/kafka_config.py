@@ -26,15 +26,18 @@ TRANSIENT = frozenset(
 )
 
 
-def retry_transient(fn: Callable[[], T], attempts: int = 10, delay: float = 0.5) -> T:
+def retry_transient(
+    fn: Callable[[], T], attempts: int = 10, delay: float = 0.5, also: frozenset[int] = frozenset()
+) -> T:
     """``fn()``, retried ``attempts`` times ``delay`` apart while Kafka answers with a
-    transient error (``TRANSIENT`` or one librdkafka calls retriable)."""
+    transient error (``TRANSIENT``, one librdkafka calls retriable, or one in ``also``)."""
     for attempt in range(1, attempts + 1):
         try:
             return fn()
         except KafkaException as exc:
             err = exc.args[0]
-            if attempt == attempts or not (err.retriable() or err.code() in TRANSIENT):
+            transient = err.retriable() or err.code() in TRANSIENT or err.code() in also
+            if attempt == attempts or not transient:
                 raise
             time.sleep(delay)
     raise AssertionError("unreachable")

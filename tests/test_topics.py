@@ -3,15 +3,16 @@ that has just started (tests/test_kafka_integration.py runs the real broker path
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any, ClassVar
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_eval import topics
-from stream_eval.config import KafkaSettings, Settings
+from stream_eval.config import KafkaSettings, Settings, TopicSettings
 from stream_eval.kafka_config import confluent_config
 
 
@@ -77,3 +78,41 @@ def test_a_runs_topics_are_deleted_and_no_others(kafka: str) -> None:
             topics.delete_topics_with_prefix(k, "")
     finally:
         topics.delete_topics_with_prefix(k, other)
+
+
+def test_groups_start_at_the_end_after_a_static_member_left_without_leaving(
+    kafka: str,
+) -> None:
+    """On the real broker: a static member (a worker with a group.instance.id) that closed
+    stays in its group until its session times out, and the group refuses a commit from
+    outside it meanwhile (UNKNOWN_MEMBER_ID). Starting the group at the end waits that out
+    instead of failing (the demo's second run met it)."""
+    run = f"test-static-{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        app_id=run,
+        kafka=KafkaSettings(bootstrap_servers=kafka, partitions=1, session_timeout_seconds=6),
+        topics=TopicSettings(**{f: f"{run}.{f}" for f in TopicSettings.model_fields}),
+    )
+    try:
+        topics.ensure_topics(settings)
+        member = Consumer(
+            confluent_config(
+                settings.kafka,
+                **{"group.id": run, "group.instance.id": "w-0", "session.timeout.ms": 6000},
+            )
+        )
+        member.subscribe([settings.topics.traces])
+        deadline = time.monotonic() + 30
+        while not member.assignment():
+            assert time.monotonic() < deadline, "never assigned"
+            member.poll(0.2)
+        member.close()  # a static member: no LeaveGroup
+        t0 = time.monotonic()
+        topics.start_groups_at_end(settings, [run])
+        assert time.monotonic() - t0 < 6 + 15
+        c = Consumer(confluent_config(settings.kafka, **{"group.id": run}))
+        tp = TopicPartition(settings.topics.traces, 0)
+        assert c.committed([tp], timeout=10)[0].offset == 0  # the end of the empty topic
+        c.close()
+    finally:
+        topics.delete_topics_with_prefix(settings.kafka, run)
