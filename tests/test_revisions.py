@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -115,6 +115,17 @@ def _stage(store: Store, topic: TracesTopic, sink: Sink, clock: list[float]) -> 
     )  # fmt: skip
 
 
+async def _feed(
+    s: AssemblyStage, clock: list[float], at: float, messages: Iterable[Any] = ()
+) -> int:
+    """Pieces read (each at its own offset), then a flush at time ``at``: what it emitted."""
+    pieces = [(m, m.offset) for m in messages]
+    if pieces:
+        s.add(pieces)
+    clock[0] = at
+    return await s.flush()
+
+
 def _ledger(store: Store) -> list[dict[str, Any]]:
     return store.query(
         "SELECT trace_id, revision, traces_partition, traces_offset, pieces, spans, "
@@ -134,15 +145,10 @@ def test_late_log_records_reach_their_calls_in_a_revision_of_the_whole_trace(
 
     async def run() -> AssemblyStage:
         s = _stage(store, topic, sink, clock)
-        s.add([(m, m.offset) for m in spans])
-        clock[0] = 1.0
-        assert await s.flush() == 3
-        s.add([(m, m.offset) for m in logs])  # late: their traces are emitted
-        clock[0] = 1.9
-        await s.flush()
+        assert await _feed(s, clock, 1.0, spans) == 3
+        await _feed(s, clock, 1.9, logs)  # late: their traces are emitted
         assert len(topic.messages) == 3  # the late records wait revision_wait_seconds
-        clock[0] = 2.0
-        await s.flush()
+        await _feed(s, clock, 2.0)
         return s
 
     s = asyncio.run(run())
@@ -218,15 +224,11 @@ def test_a_second_late_batch_revises_the_revision(
 
     async def run() -> None:
         s = _stage(store, topic, sink, clock)
-        s.add([(m, m.offset) for m in mine if m.headers["stream-eval-signal"] == b"traces"])
-        clock[0] = 1.0
-        assert await s.flush() == 1
-        s.add([(m, m.offset) for m in mine if m.headers["stream-eval-signal"] == b"logs"])
-        clock[0] = 2.0
-        await s.flush()
+        traces = [m for m in mine if m.headers["stream-eval-signal"] == b"traces"]
+        assert await _feed(s, clock, 1.0, traces) == 1
+        await _feed(s, clock, 2.0, [m for m in mine if m.headers["stream-eval-signal"] == b"logs"])
         s.add([(later_span, 50)])
-        clock[0] = 3.0
-        await s.flush()
+        await _feed(s, clock, 3.0)
 
     asyncio.run(run())
     assert len(topic.messages) == 3 and topic.reads == [[(0, 0)], [(0, 1)]]
@@ -252,13 +254,9 @@ def test_late_pieces_whose_trace_cannot_be_read_back_are_dead_letters(
 
     async def run() -> AssemblyStage:
         s = _stage(store, topic, sink, clock)
-        s.add([(m, m.offset) for m in spans])
-        clock[0] = 1.0
-        await s.flush()
+        await _feed(s, clock, 1.0, spans)
         topic.gone = {0, 1, 2}
-        s.add([(m, m.offset) for m in logs])
-        clock[0] = 2.0
-        await s.flush()
+        await _feed(s, clock, 2.0, logs)
         return s
 
     s = asyncio.run(run())
@@ -282,13 +280,9 @@ def test_a_message_of_another_trace_at_the_recorded_offset_is_not_joined(
 
     async def run() -> None:
         s = _stage(store, topic, sink, clock)
-        s.add([(m, m.offset) for m in spans])
-        clock[0] = 1.0
-        await s.flush()
+        await _feed(s, clock, 1.0, spans)
         topic.messages = [(b"another-trace", v, h) for _, v, h in topic.messages]
-        s.add([(m, m.offset) for m in logs])
-        clock[0] = 2.0
-        await s.flush()
+        await _feed(s, clock, 2.0, logs)
 
     asyncio.run(run())
     assert len(topic.messages) == 3
@@ -310,18 +304,13 @@ def test_a_read_back_that_fails_holds_the_late_pieces_not_the_stream(
 
     async def run() -> None:
         s = _stage(store, topic, sink, clock)
-        s.add([(m, m.offset) for m in first])
-        clock[0] = 1.0
-        assert await s.flush() == 2
+        assert await _feed(s, clock, 1.0, first) == 2
         topic.down = True
-        s.add([(m, m.offset) for m in [*late, *later]])
-        clock[0] = 2.0
-        assert await s.flush() == 1  # the trace due meanwhile: emitted
+        assert await _feed(s, clock, 2.0, [*late, *later]) == 1  # the trace due meanwhile: emitted
         assert len(topic.messages) == 3 and sink.dead == []
         assert sorted(sink.acked) == sorted(m.offset for m in [*first, *later])
         topic.down = False
-        clock[0] = 2.5
-        await s.flush()
+        await _feed(s, clock, 2.5)
 
     asyncio.run(run())
     assert len(topic.messages) == 5 and sink.dead == []
@@ -344,15 +333,11 @@ def test_late_pieces_that_change_nothing_are_recorded_not_emitted(
 
     async def run() -> AssemblyStage:
         s = _stage(store, topic, sink, clock)
-        s.add([(m, m.offset) for m in mine])
-        clock[0] = 1.0
-        await s.flush()
+        await _feed(s, clock, 1.0, mine)
         s.add([(stray, 60)])
-        clock[0] = 2.0
-        await s.flush()
+        await _feed(s, clock, 2.0)
         s.add([(stray, 60)])  # read again after a restart of the consumer
-        clock[0] = 3.0
-        await s.flush()
+        await _feed(s, clock, 3.0)
         return s
 
     s = asyncio.run(run())
