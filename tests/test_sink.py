@@ -652,25 +652,31 @@ def test_check_results_become_a_view_when_an_earlier_store_opens(
         store.close()
 
 
+def _upgrade_killed_at(store: Store, prefix: str) -> None:
+    """Run the upgrade as a process killed at its first statement starting with
+    ``prefix`` would: everything before it done, nothing after."""
+    from stream_eval.sink import upgrade
+
+    real = store.command
+
+    def stop(sql: str) -> None:
+        if sql.startswith(prefix):
+            raise RuntimeError("killed")
+        real(sql)
+
+    store.command = stop  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        upgrade.upgrade(store)
+
+
 def test_an_upgrade_stopped_before_the_rename_is_finished_by_the_next_open(
     ch: ClickHouseSettings, batch: Batch
 ) -> None:
-    from stream_eval.sink import upgrade
-
     store = open_store(ch)
     SinkWriter(store).write_sync(batch)
     _as_earlier_version(store, arrays=True)
     SinkWriter(store).write_sync(batch)
-    real = store.command
-
-    def stop_at_rename(sql: str) -> None:
-        if sql.startswith("RENAME"):
-            raise RuntimeError("killed")
-        real(sql)
-
-    store.command = stop_at_rename  # type: ignore[method-assign]
-    with pytest.raises(RuntimeError):
-        upgrade.upgrade(store)
+    _upgrade_killed_at(store, "RENAME")
     store.close()
 
     store = open_store(ch)
@@ -762,16 +768,7 @@ def test_feedback_of_an_earlier_store_keeps_the_first_read_after_the_upgrade(
     store.insert("feedback", _feedback_rows("edit", 0, BASE_TS + 5))  # a copy, read later
     assert _feedback_kinds(store) == {"edit": 100}  # what the earlier engine kept
     if stopped_at is not None:
-        real = store.command
-
-        def stop(sql: str) -> None:
-            if sql.startswith(stopped_at):
-                raise RuntimeError("killed")
-            real(sql)
-
-        store.command = stop  # type: ignore[method-assign]
-        with pytest.raises(RuntimeError):
-            upgrade.upgrade(store)
+        _upgrade_killed_at(store, stopped_at)
     store.close()
 
     store = open_store(ch)  # the upgrade, or the rest of it
