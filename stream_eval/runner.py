@@ -100,26 +100,11 @@ class WorkerProcess:
                 raise WorkerFailed(f"not drained after {timeout}s (lag {lag}):\n{self.log_tail()}")
             time.sleep(poll)
 
-    def peak_rss_mb(self) -> float:
-        """Peak resident memory (Linux VmHWM) in MB: the worker's plus each of its child
-        processes' (its prepare pool), an upper bound of their joint peak."""
-        return sum(_status_mb(pid, "VmHWM:") for pid in self._pids())
-
     def rss_mb(self) -> float:
-        """Resident memory now (Linux VmRSS) in MB, of the worker and its child processes."""
-        return sum(_status_mb(pid, "VmRSS:") for pid in self._pids())
-
-    def _pids(self) -> list[int]:
+        """Resident memory now (Linux VmRSS) in MB, of the worker and every process it
+        started (its prepare pool)."""
         assert self.proc is not None
-        pids = [self.proc.pid]
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:  # gone meanwhile
-                continue
-            if int(fields[1]) == self.proc.pid:  # its parent
-                pids.append(int(stat.parent.name))
-        return pids
+        return tree_rss_mb(self.proc.pid)
 
     def stop(self, grace: float = 15.0) -> int:
         """SIGTERM, then SIGKILL after ``grace`` seconds (a Faust worker can linger)."""
@@ -137,6 +122,28 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def tree_rss_mb(root: int) -> float:
+    """Resident memory now (VmRSS) in MB of ``root`` and its descendants together."""
+    return sum(_status_mb(pid, "VmRSS:") for pid in process_tree(root))
 
 
 def _status_mb(pid: int, field: str) -> float:
