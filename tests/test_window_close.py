@@ -241,3 +241,15 @@ def test_the_window_table_has_a_late_counterpart_for_every_counter(store: Store)
     cols = {r["name"] for r in store.query(f"DESCRIBE TABLE {DB}.sli_windows")}
     assert set(LATE_COUNTER_NAMES) <= cols
     assert {"late_pii_fail", "late_input_tokens", "late_traces"} <= cols
+
+
+def test_the_closed_until_gauge_stays_at_zero_until_a_window_is_closed(store: Store) -> None:
+    parts = Partitions(store, 1)
+    closer, now = _closer(), Clock(T0 + 7200)
+    parts.arrive(0, [(T0 + 10, "rag"), (T0 + 200, "rag")])  # watermark - lateness < any end
+    closer.run(store, now=now())
+    assert _closed_starts(store) == []
+    assert closer.frontier.get("tumbling", 0) == 0
+    parts.arrive(0, [(T0 + 500, "rag")])
+    closer.run(store, now=now())
+    assert closer.frontier["tumbling"] == T0 + 180 == _closed_starts(store)[-1] + 60

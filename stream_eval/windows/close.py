@@ -102,7 +102,7 @@ class WindowCloser:
         refresh = now - self._last_refresh >= w.refresh_seconds
         first: int | None = None
         for kind in self.kinds:
-            frontier = self._frontier(store, kind)
+            frontier = closed_until = self._frontier(store, kind)
             if frontier == 0:  # nothing closed yet: start at the first event read
                 first = self._first_event(store) if first is None else first
                 if first is None:
@@ -121,7 +121,8 @@ class WindowCloser:
                 )
                 if e >= kind.size_s
             ]
-            last = self.frontier[kind.name] = starts[-1] + kind.size_s if starts else frontier
+            last = starts[-1] + kind.size_s if starts else frontier
+            self.frontier[kind.name] = last if starts else closed_until  # the metric
             lo = min(frontier, last - int(w.refresh_hours * 3600)) if refresh else frontier
             # Windows behind the first closed one that only late traces reached (events
             # older than the first one read): closed when a refresh finds them.
