@@ -72,13 +72,15 @@ def start_groups_at_end(settings: Settings, groups: list[str], timeout: float = 
     # A group with members refuses a commit from outside it (UNKNOWN_MEMBER_ID): a worker
     # that stopped as a static member stays in its group until its session times out
     # (kafka.session_timeout_seconds), so that wait is waited out too.
-    wait = int((settings.kafka.session_timeout_seconds + 30) / 0.5)
+    delay = 0.5
+    attempts = int((settings.kafka.session_timeout_seconds + 30) / delay)
     for group in groups:
         c = Consumer(confluent_config(settings.kafka, **{"group.id": group}))
         try:  # and its group coordinator answers COORDINATOR_LOAD_IN_PROGRESS for a while
             retry_transient(
                 partial(c.commit, offsets=ends, asynchronous=False),
-                attempts=wait,
+                attempts=attempts,
+                delay=delay,
                 also=frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS}),
             )
         finally:
