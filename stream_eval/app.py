@@ -47,8 +47,8 @@ from stream_eval.steps import InOrder
 
 if TYPE_CHECKING:
     from stream_eval.judge.client import JudgeClient
+    from stream_eval.judge.counters import JudgeCounters
     from stream_eval.judge.pauses import PauseCounters
-    from stream_eval.judge.stage import JudgeCounters
 
 log = logging.getLogger("stream_eval")
 
@@ -70,6 +70,11 @@ def max_request_bytes(settings: Settings) -> int:
 
 def create_app(settings: Settings, role: Role = "all") -> faust.App:
     faust_fixes.install()
+    with faust_fixes.without_scan_marks():  # never discovered: agents are wired here
+        return _create_app(settings, role)
+
+
+def _create_app(settings: Settings, role: Role) -> faust.App:
     k = settings.kafka
     group = group_id(settings, role)
     app = faust.App(
@@ -91,6 +96,7 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         # export request of many spans). The ingest's topic bypasses this buffer.
         stream_buffer_maxsize=1024,
         store="memory://",
+        TableManager=faust_fixes.TableManager,  # no 1 s wait at start: no tables here
         # Faust's producer serves the other stages (assembly pieces and whole traces, the
         # judge's dead letters, quarantines): their sends come in bursts, one batch's at a
         # time. (The ingest produces through its own BatchProducer.)
@@ -125,7 +131,7 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
         ))  # fmt: skip
 
     if role in ("all", "judge"):
-        from stream_eval.judge.stage import JudgeCounters
+        from stream_eval.judge.counters import JudgeCounters
 
         judge_counters = JudgeCounters()  # served from the start, before the first batch
         if settings.judge.active:

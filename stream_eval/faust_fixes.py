@@ -1,10 +1,18 @@
-"""Two changes to Faust's consumer.
+"""Two changes to Faust's consumer, and a table manager that starts at once.
 
 1. Stale committed offsets, which silently stall a worker (below).
 2. ``wait_empty`` (run before a rebalance and at stop, it waits until every message read
    is acked) first calls the app's ``stream_eval_before_wait_empty`` callbacks: a stage
    that holds messages unacked on purpose (OTLP assembly) drops them there, and they are
    taken out of the wait. They stay uncommitted, so they are read again.
+3. ``TableManager`` (Faust's ``App(TableManager=...)`` setting): Faust's sleeps 1 s at
+   start so that agents may still declare tables; stream-eval declares none (its state
+   is in ClickHouse), so with no table it goes straight on, and the worker's first batch
+   comes a second sooner.
+4. ``without_scan_marks``: each ``app.agent``/``task``/``timer`` decorator marks its
+   function for ``app.discover()`` (venusian), reading the caller's source to do so:
+   0.4 s of the worker's start. stream-eval registers its agents itself and never
+   discovers, so the app is built without the marks.
 
 Stale committed offsets:
 
@@ -20,9 +28,12 @@ offset, and says so in its log.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
+
+from faust.tables import TableManager as FaustTableManager
 
 log = logging.getLogger("stream_eval")
 
@@ -83,3 +94,30 @@ def _install_before_wait_empty() -> None:
         await original(self)
 
     Base.wait_empty = wait_empty  # type: ignore[method-assign]
+
+
+class TableManager(FaustTableManager):
+    """Faust's, without the 1 s wait at start when the app has no table
+    (``faust.tables.TableManager.on_start`` otherwise; its source is pinned in
+    ``tests/test_faust_pins.py``)."""
+
+    async def on_start(self) -> None:
+        if len(self):
+            await super().on_start()
+            return
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
+@contextlib.contextmanager
+def without_scan_marks() -> Iterator[None]:
+    """Faust's decorators mark nothing for ``app.discover()`` inside (see 4. above)."""
+    from faust.utils import venusian
+
+    attach = venusian.attach
+    venusian.attach = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        venusian.attach = attach

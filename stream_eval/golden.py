@@ -26,8 +26,9 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
-from stream_eval.sink.store import Store, sql_str
+from stream_eval.sink.store import Store
 
 
 class InvalidExample(ValueError):

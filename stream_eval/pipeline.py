@@ -29,6 +29,13 @@ class RawMessage:
     value: bytes
     headers: Mapping[str, bytes] = field(default_factory=dict)
 
+    def __reduce__(self) -> tuple[type[RawMessage], tuple[Any, ...]]:
+        # Sent to the prepare processes by the thousand: a slots dataclass pickles through
+        # ``dataclasses.fields`` per object (about 13 us each way), a tuple in about 2.
+        return RawMessage, (
+            self.topic, self.partition, self.offset, self.timestamp, self.value, self.headers
+        )  # fmt: skip
+
 
 @dataclass(slots=True)
 class ProcessedTrace:

@@ -20,8 +20,8 @@ from stream_eval.assembly.stage import AssemblyCounters
 from stream_eval.config import Settings
 from stream_eval.feedback.stage import FeedbackCounters
 from stream_eval.ingest.stage import Counters
+from stream_eval.judge.counters import JudgeCounters
 from stream_eval.judge.pauses import PauseCounters
-from stream_eval.judge.stage import JudgeCounters
 from stream_eval.metrics import Family, Sample, SourcesCollector
 from stream_eval.metrics_catalog import (
     BY_NAME,

@@ -24,7 +24,8 @@ from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.ingest.result import CHECK_ERROR
 from stream_eval.pipeline import Batch, RawMessage, process_batch
 from stream_eval.sink.rows import MAX_PAYLOAD_BYTES, batch_rows
-from stream_eval.sink.store import Store, StoreError, open_store, schema_statements
+from stream_eval.sink.schema import fingerprint, is_applied, schema_statements
+from stream_eval.sink.store import Store, StoreError, open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.summary import read_summary
 from stream_eval.synthetic.mix import Mix, build_mix
@@ -49,6 +50,7 @@ TABLES = (
     "review_labels",
     "golden_promotions",
     "offline_results",
+    "schema_applied",
 )
 FINAL_VIEWS = ("traces", "check_results", "dead_letters", "ingest_messages", "judge_results")
 SLI_VIEWS = ("feedback_v", "sli_minute", "judge_agreement_daily", "online_offline_divergence")
@@ -119,7 +121,7 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
         "check_results": "View",
     }
     for t in TABLES:
-        assert count(store, t) == 0
+        assert count(store, t) == (1 if t == "schema_applied" else 0), t
     for v in (*FINAL_VIEWS, "sli_windows"):
         assert count(store, f"{v}_v", final=False) == 0
 
@@ -133,6 +135,22 @@ def test_schema_statements_use_the_database_name() -> None:
     assert all("{db}" not in s and "stream_eval." not in s for s in stmts)
     assert all("{sli_" not in s for s in stmts)  # every placeholder generated
     assert not any(s.lstrip().startswith("--") for s in stmts)
+
+
+def test_a_store_up_to_date_opens_without_the_statements(ch: ClickHouseSettings) -> None:
+    open_store(ch).close()
+    s = open_store(ch)
+    statements = schema_statements(s.database)
+    fp = fingerprint(statements)
+    assert is_applied(s, statements, fp)
+    assert not is_applied(s, [*statements, "CREATE OR REPLACE VIEW x.new AS SELECT 1"], fp + "x")
+    s.command(f"DROP VIEW {s.database}.sli_minute")  # gone: the statements run again
+    assert not is_applied(s, statements, fp)
+    s.close()
+    s = open_store(ch)
+    assert is_applied(s, statements, fp)
+    assert s.query(f"SELECT count() AS n FROM {s.database}.sli_minute")[0]["n"] == 0
+    s.close()
 
 
 def test_migration_is_idempotent_and_data_persists(ch: ClickHouseSettings, batch: Batch) -> None:
@@ -456,7 +474,7 @@ def test_batch_rows_empty_batch(store: Store) -> None:
     rows = batch_rows(Batch(), ingested_at=BASE_TS)
     assert rows == dict.fromkeys(INGEST_TABLES, b"")
     SinkWriter(store).write_sync(Batch())
-    assert all(count(store, t, final=False) == 0 for t in TABLES)
+    assert all(count(store, t, final=False) == 0 for t in TABLES if t != "schema_applied")
 
 
 # --------------------------------------------------------------------------- errors
@@ -764,6 +782,7 @@ def test_feedback_of_an_earlier_store_keeps_the_first_read_after_the_upgrade(
     store = open_store(ch)
     store.command(f"DROP TABLE {DB}.feedback")
     store.command(EARLIER_FEEDBACK_DDL)
+    store.command(f"DROP TABLE {DB}.schema_applied")  # an earlier store has none
     store.insert("feedback", _feedback_rows("thumbs_up", 1, BASE_TS))  # read first
     store.insert("feedback", _feedback_rows("edit", 0, BASE_TS + 5))  # a copy, read later
     assert _feedback_kinds(store) == {"edit": 100}  # what the earlier engine kept

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stream_eval.sink.store import sql_str
+from stream_eval.sink.literals import sql_str
 
 H_REVISION = "stream-eval-revision"  # n: the nth revision of the trace
 H_REVISES = "stream-eval-revises"  # "<partition>/<offset>" of the emission it replaces

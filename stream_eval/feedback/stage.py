@@ -22,8 +22,8 @@ from stream_eval.feedback.events import FeedbackEvent, InvalidFeedback, decode_f
 from stream_eval.ingest.result import TOO_MANY_BAD_ITEMS
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
+from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import dead_letter_row, ndjson
-from stream_eval.sink.store import sql_str
 from stream_eval.sink.writer import SinkWriter
 
 # What its dead letters are counted by (stream_eval_dead_letters_total{stage="feedback"}).

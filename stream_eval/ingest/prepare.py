@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -95,6 +96,13 @@ class MessageRows:
     closes: list[float]  # sorted: per trace, the watermark from which its window is closed
     traces: bytes  # JSONEachRow, with ``watermark`` as their wm_at_ingest
     watermark: float = PENDING  # the newest event time before it in its batch
+
+    def __reduce__(self) -> tuple[type[MessageRows], tuple[Any, ...]]:
+        # Returned from the prepare processes, one per message (``RawMessage.__reduce__``).
+        return MessageRows, (
+            self.topic, self.partition, self.offset, self.newest, self.closes, self.traces,
+            self.watermark,
+        )  # fmt: skip
 
     def late(self, watermark: float) -> int:
         """Its traces whose tumbling window had closed at ``watermark``."""

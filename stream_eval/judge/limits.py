@@ -31,8 +31,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import openai
-
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -376,6 +374,8 @@ def is_retryable(exc: BaseException) -> bool:
     """Worth retrying (after a backoff): 429, 408 and 5xx responses, timeouts (the SDK's and
     ``TimeoutError``, which ``asyncio.wait_for`` raises) and connection errors. Other 4xx
     (400/401/403/404/409/422, ...) and everything else: no."""
+    import openai  # here: importing the SDK takes a second, and most callers never need it
+
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
     if isinstance(exc, openai.APIStatusError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,57 +23,20 @@ from stream_eval.config import Settings
 from stream_eval.dead_letters import dead_letter_headers
 from stream_eval.judge.budget import DailyBudget, budget_key
 from stream_eval.judge.client import CallOutcome, JudgeClient, Prepared
+from stream_eval.judge.counters import FAILED, SCORED, SKIPPED, JudgeCounters
 from stream_eval.judge.request import InvalidJudgeRequest, JudgeRequest, decode_judge_request
 from stream_eval.judge.rubrics import RUBRICS, Rubric, rubrics_for_request
-from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
+from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import dead_letter_row, ndjson
-from stream_eval.sink.store import sql_str
 from stream_eval.sink.writer import SinkWriter
 
 log = logging.getLogger("stream_eval.judge")
 
-SCORED, FAILED, SKIPPED = "scored", "failed", "skipped"
 BUDGET = "budget"
 DECODE = "decode"
 
 Send = Callable[[bytes, list[tuple[str, bytes]]], Awaitable[Any]]
-
-
-@dataclass(slots=True)
-class JudgeCounters:
-    messages: int = 0
-    scored: int = 0
-    failed: int = 0
-    skipped: int = 0
-    already_done: int = 0
-    dead_messages: int = 0
-    cost_usd: float = 0.0
-
-    calls: int = 0  # HTTP calls (attempts)
-    rate_limited: int = 0  # 429 answers
-    queue_seconds: float = 0.0  # waiting for the limiter
-    call_seconds: float = 0.0  # in HTTP calls
-
-    def metrics(self) -> Iterator[Sample]:
-        st = {"stage": "judge"}
-        yield "messages", st, self.messages
-        yield "judge_results", {"status": SCORED}, self.scored
-        yield "judge_results", {"status": FAILED}, self.failed
-        yield "judge_results", {"status": SKIPPED}, self.skipped
-        yield "judge_calls", {}, self.calls
-        yield "judge_rate_limited", {}, self.rate_limited
-        yield "judge_queue_seconds", {}, self.queue_seconds
-        yield "judge_call_seconds", {}, self.call_seconds
-        yield "judge_spend_usd", {}, self.cost_usd
-        yield "dead_letters", {**st, "reason": "any"}, self.failed + self.dead_messages
-
-    def report(self) -> str:
-        return (
-            f"judge: {self.messages} requests, {self.scored} scored, {self.failed} failed, "
-            f"{self.skipped} skipped (budget), {self.already_done} already judged, "
-            f"{self.dead_messages} invalid, ${self.cost_usd:.4f} spent"
-        )
 
 
 @dataclass(slots=True)

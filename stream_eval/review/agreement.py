@@ -35,7 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stream_eval.estimates import Z95, Estimate, wilson
-from stream_eval.sink.store import Store, sql_str
+from stream_eval.sink.literals import sql_str
+from stream_eval.sink.store import Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream_eval.config import ReviewSettings
+from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
-from stream_eval.sink.store import Store, sql_str
+from stream_eval.sink.store import Store
 
 REASONS = ("judge_fail", "thumbs_down", "failed_check", "calibration")
 

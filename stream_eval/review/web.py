@@ -33,7 +33,8 @@ from stream_eval.config import Settings
 from stream_eval.judge.rubrics import RUBRICS
 from stream_eval.review.labels import InvalidLabel, Label, Publish, record
 from stream_eval.review.queue import next_item, queue_counts, release, reserve
-from stream_eval.sink.store import Store, sql_str
+from stream_eval.sink.literals import sql_str
+from stream_eval.sink.store import Store
 
 COOKIE = "stream_eval_reviewer"
 _ENV = Environment(loader=PackageLoader("stream_eval.review"), autoescape=select_autoescape())

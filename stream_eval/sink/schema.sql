@@ -394,3 +394,13 @@ CREATE TABLE IF NOT EXISTS {db}.offline_results
 )
 ENGINE = ReplacingMergeTree(ran_at)
 ORDER BY (dataset, run_id, example_id);
+
+-- That the statements above are applied (sink/schema.py): a fingerprint of them and of the
+-- upgrades, so that a store already up to date opens without running them again.
+CREATE TABLE IF NOT EXISTS {db}.schema_applied
+(
+    fingerprint String,
+    applied_at  DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(applied_at)
+ORDER BY fingerprint;

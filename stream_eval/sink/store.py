@@ -11,22 +11,17 @@ import itertools
 import logging
 import os
 import time
-from importlib import resources
 from typing import Any, Protocol
 
 import orjson
 
 from stream_eval import malloc
 from stream_eval.config import ClickHouseSettings
+from stream_eval.sink.literals import sql_str
+from stream_eval.sink.schema import fingerprint, is_applied, record_applied, schema_statements
 from stream_eval.sink.upgrade import upgrade
-from stream_eval.sli_registry import schema_placeholders
 
 log = logging.getLogger("stream_eval.sink")
-
-
-def sql_str(s: str) -> str:
-    """``s`` as a ClickHouse string literal."""
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 SPOOL_DIR = "stream_eval_spool"  # inside an embedded store: rows on their way in
@@ -177,19 +172,6 @@ class ServerStore:
         self._client.close()
 
 
-# Tables first, then the columns added since earlier versions, then the views over them.
-SCHEMA_FILES = ("schema.sql", "migrations.sql", "slis.sql")
-
-
-def schema_statements(database: str) -> list[str]:
-    pkg = resources.files("stream_eval.sink")
-    text = "\n".join(pkg.joinpath(name).read_text() for name in SCHEMA_FILES)
-    for key, value in schema_placeholders().items():  # generated from one definition
-        text = text.replace(key, value)
-    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("--")]
-    return [s.strip().replace("{db}", database) for s in "\n".join(lines).split(";") if s.strip()]
-
-
 def open_store(cfg: ClickHouseSettings, *, migrate: bool = True, wait: bool = False) -> Store:
     """Open the configured store and create the schema if it is missing.
 
@@ -211,9 +193,13 @@ def _open(cfg: ClickHouseSettings, migrate: bool) -> Store:
     store: Store = ServerStore(cfg) if cfg.url else ChdbStore(cfg.path, cfg.database)
     if migrate:
         try:
-            upgrade(store)  # what the statements cannot say: it depends on the store
-            for stmt in schema_statements(cfg.database):
-                store.command(stmt)
+            statements = schema_statements(cfg.database)
+            fp = fingerprint(statements)
+            if not is_applied(store, statements, fp):
+                upgrade(store)  # what the statements cannot say: it depends on the store
+                for stmt in statements:
+                    store.command(stmt)
+                record_applied(store, fp)
         except BaseException:
             store.close()
             raise

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from stream_eval.sink.store import Store
 
+from stream_eval.sink.schema import schema_statements
+
 log = logging.getLogger("stream_eval.sink")
 
 
@@ -100,8 +102,6 @@ def _columns(store: Store, table: str) -> list[str]:
 
 def feedback_keeps_the_first_read(store: Store) -> None:
     """Rebuild ``feedback`` of an earlier store, whose merges kept the latest read."""
-    from stream_eval.sink.store import schema_statements  # store imports this module
-
     db = store.database
     engine = _engine_full(store, "feedback")
     if engine is not None and "(first_read_key)" not in engine:

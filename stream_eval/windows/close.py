@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from stream_eval.config import WindowSettings
 from stream_eval.metrics import Sample
-from stream_eval.sink.store import Store, sql_str
+from stream_eval.sink.literals import sql_str
+from stream_eval.sink.store import Store
 from stream_eval.windows.sql import WindowKind, close_sql, unclosed_windows_sql
 
 # At most this many windows of a kind are closed in one pass (a watermark far ahead of

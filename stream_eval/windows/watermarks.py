@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import Batch
-from stream_eval.sink.store import sql_str
+from stream_eval.sink.literals import sql_str
 
 
 class Position(NamedTuple):
