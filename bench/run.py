@@ -144,11 +144,15 @@ def _peer(
     lag = CommittedLag(settings, topic, group)
     cmd = [str(python), str(ROOT / "bench" / script), topic, str(n_msgs),
            str(workdir / f"{name}-chdb"), group, *extra]  # fmt: skip
+    errors = workdir / f"{name}.stderr"  # a file: a pipe nobody reads could block the peer
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with errors.open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
     try:
         outside = measure(proc, started, lag)
-        out, err = proc.communicate(timeout=600)
+        out, _ = proc.communicate(timeout=600)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{script}: {exc}:\n{errors.read_text()[-3000:]}") from None
     finally:
         lag.close()
         if proc.poll() is None:
@@ -156,7 +160,7 @@ def _peer(
     for line in out.decode().splitlines():
         if '"seconds"' in line:
             return PeerRun(float(orjson.loads(line)["seconds"]), outside)
-    raise RuntimeError(f"{script} failed:\n{out.decode()[-2000:]}\n{err.decode()[-2000:]}")
+    raise RuntimeError(f"{script} failed:\n{out.decode()[-2000:]}\n{errors.read_text()[-2000:]}")
 
 
 QUIX_VENV = ROOT / ".venv-quix"

@@ -3,6 +3,7 @@
 #
 #   bash deploy/dev.sh demo [ARGS]    local Kafka + synthetic traffic + worker + summary
 #   bash deploy/dev.sh test [ARGS]    ruff, mypy, then the whole pytest suite (starts Kafka)
+#   bash deploy/dev.sh unit [ARGS]    ruff, mypy, then the tests that need no broker (fast)
 #   bash deploy/dev.sh bench [ARGS]   the throughput benchmark (bench/run.py)
 #   bash deploy/dev.sh bench-judge    the judge benchmark (bench/judge.py)
 #   bash deploy/dev.sh sh             a shell with the virtualenv on PATH
@@ -38,6 +39,10 @@ case $cmd in
     mypy
     bash deploy/kafka/kafka.sh start
     exec python -m pytest "$@" ;;
+  unit)
+    ruff check stream_eval tests bench
+    mypy
+    exec python -m pytest -m "not kafka" "$@" ;;
   bench)
     bash deploy/kafka/kafka.sh start
     exec python bench/run.py "$@" ;;

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import time
@@ -55,9 +54,7 @@ def _settings(ctx: click.Context) -> Settings:
 def cli(ctx: click.Context, config: str | None) -> None:
     """stream-eval: online evaluation of LLM traces from Kafka."""
     ctx.ensure_object(dict)
-    ctx.obj["config"] = config
-    if config:
-        os.environ["STREAM_EVAL_CONFIG"] = str(Path(config).resolve())
+    ctx.obj["config"] = str(Path(config).resolve()) if config else None
 
 
 @cli.command()
@@ -134,7 +131,7 @@ def summary(ctx: click.Context, fmt: Format) -> None:
 
 
 def _print_summary(settings: Settings, fmt: Format = "table") -> None:
-    from stream_eval.checks import CHECK_NAMES
+    from stream_eval.checks import CHECKS
     from stream_eval.summary import (
         judge_table,
         read_judge_summary,
@@ -154,7 +151,7 @@ def _print_summary(settings: Settings, fmt: Format = "table") -> None:
             "nothing is made up). Set STREAM_EVAL_JUDGE__BASE_URL (any OpenAI-compatible "
             "endpoint) and/or OPENAI_API_KEY, and the judge agent scores them."
         )
-    tables = [summary_table(s, list(CHECK_NAMES)), judge_table(judged, nothing_judged)]
+    tables = [summary_table(s, list(CHECKS)), judge_table(judged, nothing_judged)]
     if fmt != "table":  # the table's footer, as data
         tables.append(totals_table(s))
     emit(tables, fmt)
@@ -478,7 +475,6 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
 
     console = Console()
     if not ctx.obj.get("config"):
-        os.environ["STREAM_EVAL_CONFIG"] = str(DEMO_CONFIG)
         ctx.obj["config"] = str(DEMO_CONFIG)
     settings = _settings(ctx)
     console.print("[bold]1/4[/] starting the local Kafka broker (first run fetches its jars)")

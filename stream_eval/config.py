@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,15 +64,37 @@ DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
     "i am unable to provide",
 )
 
-PII_KINDS: tuple[str, ...] = ("email", "phone", "credit_card", "iban", "us_ssn", "ip_address")
-# The names of the cheap checks (stream_eval.checks.CHECKS, in its order), for validation here.
-CHECK_NAMES: tuple[str, ...] = ("empty_output", "refusal", "grounding", "pii", "size", "json")
+# The names below are owned by what they name: the checks by ``checks.CHECKS``, the PII
+# kinds by ``checks.pii.PATTERNS``, the rubrics by ``judge.rubrics.RUBRICS``. They are read
+# when settings are validated (those modules import this one, so not at import time).
+
+
+def _known(what: str, names: list[str] | None, known: tuple[str, ...]) -> None:
+    unknown = sorted(set(names or ()) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; known: {list(known)}")
+
+
+def _check_names() -> tuple[str, ...]:
+    from stream_eval.checks import CHECKS
+
+    return tuple(CHECKS)
+
+
+def _pii_kinds() -> tuple[str, ...]:
+    from stream_eval.checks.pii import PII_KINDS
+
+    return PII_KINDS
+
+
+def _rubric_names() -> tuple[str, ...]:
+    from stream_eval.judge.rubrics import RUBRIC_NAMES
+
+    return RUBRIC_NAMES
 
 
 def _known_checks(names: list[str]) -> list[str]:
-    unknown = sorted(set(names) - set(CHECK_NAMES))
-    if unknown:
-        raise ValueError(f"unknown checks {unknown}; known: {list(CHECK_NAMES)}")
+    _known("checks", names, _check_names())
     return names
 
 
@@ -182,7 +205,7 @@ class CheckSettings(_Model):
     refusal_phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUSAL_PHRASES))
     grounding_min_supported: float = Field(default=0.6, ge=0, le=1)
     grounding_sentence_overlap: float = Field(default=0.5, ge=0, le=1)
-    pii_kinds: list[str] = Field(default_factory=lambda: list(PII_KINDS))
+    pii_kinds: list[str] = Field(default_factory=lambda: list(_pii_kinds()))
     max_output_chars: int = Field(default=20_000, ge=1)
     max_input_chars: int = Field(default=100_000, ge=1)
     max_total_tokens: int | None = Field(default=None, ge=1)
@@ -193,19 +216,12 @@ class CheckSettings(_Model):
     @field_validator("pii_kinds")
     @classmethod
     def _known_kinds(cls, v: list[str]) -> list[str]:
-        unknown = sorted(set(v) - set(PII_KINDS))
-        if unknown:
-            raise ValueError(f"unknown PII kinds {unknown}; known: {list(PII_KINDS)}")
+        _known("PII kinds", v, _pii_kinds())
         return v
 
 
-RUBRIC_NAMES: tuple[str, ...] = ("helpfulness", "faithfulness", "correctness")
-
-
 def _known_rubrics(names: list[str] | None) -> list[str] | None:
-    unknown = sorted(set(names or ()) - set(RUBRIC_NAMES))
-    if unknown:
-        raise ValueError(f"unknown rubrics {unknown}; known: {list(RUBRIC_NAMES)}")
+    _known("rubrics", names, _rubric_names())
     return names
 
 
@@ -229,7 +245,7 @@ class JudgeSettings(_Model):
     backoff_max_seconds: float = Field(default=30.0, ge=0)
     price_input_per_mtok: float = Field(default=0.15, ge=0)  # USD per million input tokens
     price_output_per_mtok: float = Field(default=0.60, ge=0)
-    rubrics: list[str] = Field(default_factory=lambda: list(RUBRIC_NAMES))
+    rubrics: list[str] = Field(default_factory=lambda: list(_rubric_names()))
     daily_budget_usd: float | None = Field(default=None, ge=0)  # per route; None: unlimited
     batch_max_messages: int = Field(default=64, ge=1)
     batch_max_seconds: float = Field(default=1.0, gt=0)
@@ -476,10 +492,12 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        path = os.environ.get("STREAM_EVAL_CONFIG")
+        given = _config_path.get()
+        path = given or os.environ.get("STREAM_EVAL_CONFIG")
         if path:
             if not Path(path).is_file():
-                raise FileNotFoundError(f"STREAM_EVAL_CONFIG={path}: no such file")
+                what = "--config" if given else "STREAM_EVAL_CONFIG"
+                raise FileNotFoundError(f"{what}={path}: no such file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
 
@@ -528,8 +546,16 @@ class Settings(BaseSettings):
         return self.sampling.default_rate
 
 
+# The TOML file given to ``load_settings`` (else STREAM_EVAL_CONFIG names it), for the
+# settings being built: the process environment is never written.
+_config_path: ContextVar[str | None] = ContextVar("stream_eval_config_path", default=None)
+
+
 def load_settings(config_path: str | None = None, **overrides: Any) -> Settings:
-    """Load settings from an optional TOML file, the environment and overrides."""
-    if config_path is not None:
-        os.environ["STREAM_EVAL_CONFIG"] = config_path
-    return Settings(**overrides)
+    """Load settings from an optional TOML file (``config_path``, else the file that
+    STREAM_EVAL_CONFIG names), the environment and overrides."""
+    token = _config_path.set(config_path)
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_path.reset(token)

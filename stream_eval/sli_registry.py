@@ -15,8 +15,8 @@ Generated from these definitions, and written nowhere else:
 - the Grafana panels, stat panels, slices table and alert rules (``stream_eval.grafana``);
 - the CLI's SLI table (``stream_eval.slis``).
 
-So a new cheap check (its name in ``config.CHECK_NAMES`` and its function in
-``stream_eval.checks.CHECKS``) gets its two counters, its failure-rate SLI and its panel
+So a new cheap check (one entry in ``stream_eval.checks.CHECKS``: its name and its
+function) gets its two counters, its failure-rate SLI and its panel
 with no other edit; wording, an overview place or an alert for it is one entry in
 ``_CHECK_SLIS``. A new SLI over existing counters is one entry in ``SLIS``; one that alerts
 also names its threshold in ``AlertSettings``.
@@ -27,7 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from stream_eval.config import CHECK_NAMES, AlertSettings
+from stream_eval.checks import CHECKS
+from stream_eval.config import AlertSettings
 from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, WEIGHTED_TERMS, EstimateSql
 from stream_eval.feedback.events import KINDS as FEEDBACK_KINDS
 
@@ -90,7 +91,7 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("input_tokens", "traces", summed="ifNull(input_tokens, 0)"),
     Counter("output_tokens", "traces", summed="ifNull(output_tokens, 0)"),
     Counter("cost_usd", "traces", summed="ifNull(cost_usd, 0)", type="Float64"),
-    *_check_counters(CHECK_NAMES),
+    *_check_counters(tuple(CHECKS)),
     *(Counter(feedback_column(k), "feedback", f"kind = '{k}'") for k in FEEDBACK_KINDS),
     Counter("feedback_n", "feedback"),
     Counter("judge_scored", "judge", _SCORED),
@@ -265,7 +266,7 @@ def _check_sli(check: str) -> Sli:
 SLIS: dict[str, Sli] = {
     s.key: s
     for s in (
-        *(_check_sli(c) for c in CHECK_NAMES),
+        *(_check_sli(c) for c in CHECKS),
         Sli(
             "check_failure_rate",
             "Check-failure rate (all checks)",

@@ -19,6 +19,15 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "deploy" / "demo.toml"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the broker is marked ``kafka``, whether it asks for the
+    ``kafka`` fixture itself or through another (``isolated``): the unit lane
+    (``bash deploy/dev.sh unit``) deselects them with ``-m "not kafka"``."""
+    for item in items:
+        if "kafka" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.kafka)
+
+
 def _port_open(port: int = 9092) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)

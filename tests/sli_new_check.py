@@ -1,6 +1,6 @@
 """Run by tests/test_sli_registry.py in its own process: a store written with the
 checks as they are, then (``toxicity``) with one more check registered the way a new
-check is (its name in ``config.CHECK_NAMES``, its function in ``checks.CHECKS``) and
+check is (one entry in ``checks.CHECKS``: its name and its function) and
 nothing else edited. Prints what the generated artifacts made of it, as JSON.
 
     python tests/sli_new_check.py STORE_PATH plain|toxicity
@@ -27,7 +27,6 @@ def check_toxicity(trace: Trace, cfg: CheckSettings) -> CheckResult | None:
 
 def main(path: str, variant: str) -> dict[str, Any]:
     if variant == "toxicity":  # the new check's registration: before the rest is imported
-        config.CHECK_NAMES = (*config.CHECK_NAMES, "toxicity")
         checks.CHECKS["toxicity"] = check_toxicity
     from stream_eval.grafana import macros
     from stream_eval.grafana.alerts import build_alerting

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import nonempty
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from stream_eval.assembly.buffer import EVICTED, NO_ROOT, ROOT_WAIT, Held, TraceBuffer
@@ -65,7 +66,7 @@ def test_each_instrumentation_is_recovered_exactly_from_its_pieces(
     assert sorted(whole) == expected["trace_ids"]
     cfg = APP.model_copy(update={"context_block_pattern": r"^\[(?P<id>[^\]]+)\] (?P<content>.+)$"})
     got = []
-    for value in whole.values():
+    for value in nonempty(whole.values()):
         out = decode_otlp_proto(value, time.time(), cfg)
         assert not out.dead
         (t,) = out.traces  # one LLM call per trace; every other span skipped and counted
@@ -74,7 +75,7 @@ def test_each_instrumentation_is_recovered_exactly_from_its_pieces(
         assert 1 + out.skipped == n_spans == 1 + sum(out.skipped_by.values())
         got.append(t)
     by_version = {t.prompt_version: t for t in got}
-    for call in expected["calls"]:
+    for call in nonempty(expected["calls"]):
         t = by_version[call["prompt_version"]]
         assert (t.route, t.session_id) == (call["route"], call["session"])
         assert t.input_text == expected["question"]
@@ -87,12 +88,12 @@ def test_each_instrumentation_is_recovered_exactly_from_its_pieces(
 
 def test_langchain_documents_come_from_the_retriever_span(otel_traffic: dict[str, Path]) -> None:
     """Without the system-message pattern: only the retriever span can give them."""
-    for value in _assembled(otel_traffic["langchain"]).values():
+    for value in nonempty(_assembled(otel_traffic["langchain"]).values()):
         out = decode_otlp_proto(value, time.time(), APP)
         (t,) = out.traces
         assert [d.id for d in t.documents] == ["kb-1", "kb-2"]
         assert out.skipped_by["openinference_retriever"] == 1
-    for value in _assembled(otel_traffic["openllmetry"]).values():
+    for value in nonempty(_assembled(otel_traffic["openllmetry"]).values()):
         (t,) = decode_otlp_proto(value, time.time(), APP).traces
         assert t.documents == []  # context in the system message, pattern off: none
 
@@ -108,7 +109,7 @@ def test_official_instrumentation_content_is_only_in_the_logs(
     out = decode_otlp_proto(spans_only, time.time(), APP)
     assert not out.dead and len(out.traces) == 3
     assert all(t.content_missing and t.output_text == "" for t in out.traces)
-    for value in _assembled(folder).values():
+    for value in nonempty(_assembled(folder).values()):
         (t,) = decode_otlp_proto(value, time.time(), APP).traces
         assert t.output_text and t.input_text and t.system_text and not t.content_missing
 

@@ -6,9 +6,9 @@ import unicodedata
 from typing import Any
 
 import pytest
+from helpers import nonempty
 
 from stream_eval.checks import (
-    CHECK_NAMES,
     CHECKS,
     check_empty_output,
     check_grounding,
@@ -38,14 +38,13 @@ def mk(output: str = "Hello there.", **kw: Any) -> Trace:
 
 
 def test_check_names_fixed_order() -> None:
-    assert CHECK_NAMES == ("empty_output", "refusal", "grounding", "pii", "size", "json")
-    assert tuple(CHECKS) == CHECK_NAMES
+    assert tuple(CHECKS) == ("empty_output", "refusal", "grounding", "pii", "size", "json")
 
 
 def test_result_names_are_the_dict_keys() -> None:
     cfg = CheckSettings(expects_json=True)
     t = mk("[doc-1] not json", documents=[Document("doc-1", "some text")])
-    for name, fn in CHECKS.items():
+    for name, fn in nonempty(CHECKS.items()):
         r = fn(t, cfg)
         assert r is not None
         assert r.check == name

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner, Result
+from helpers import nonempty
 
 from stream_eval.cli import cli
 from stream_eval.config import ClickHouseSettings, Settings
@@ -153,7 +154,7 @@ def test_sql_reads_written_data(chdb_path: str, monkeypatch: pytest.MonkeyPatch)
     r = invoke("summary")
     assert r.exit_code == 0, r.output
     assert "per-route summary" in r.output
-    for route in mix.expected.traces:
+    for route in nonempty(mix.expected.traces):
         assert route in r.output
     assert f"Kafka messages accounted for: {mix.expected.messages}" in r.output
 
@@ -197,6 +198,7 @@ def test_config_file_is_used(tmp_path: Path) -> None:
     path = tmp_path / "store-from-config"
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[clickhouse]\npath = "{path}"\ndatabase = "evals"\n')
+    env_before = dict(os.environ)
     r = invoke(
         "--config", str(cfg), "sql", "SELECT currentDatabase() = 'default', 1", "--format", "CSV"
     )
@@ -205,7 +207,7 @@ def test_config_file_is_used(tmp_path: Path) -> None:
     assert path.is_dir()
     r = invoke("--config", str(cfg), "sql", "SELECT count() FROM evals.traces_v", "--format", "CSV")
     assert (r.exit_code, r.output) == (0, "0\n")
-    assert os.environ["STREAM_EVAL_CONFIG"] == str(cfg.resolve())
+    assert dict(os.environ) == env_before  # the file reached the command, not the environment
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from click.testing import CliRunner, Result
+from helpers import nonempty
 
 from stream_eval.cli import cli
 from stream_eval.config import Settings
@@ -139,9 +140,9 @@ def test_slis_print_whole_in_every_format(by_slice: bool) -> None:
     table = invoke(*args).output
     assert ELLIPSIS not in table
     header = _header_line(table, "route", "traces")
-    for h in headers:
+    for h in nonempty(headers):
         assert h in header
-    for r in rows:
+    for r in nonempty(rows):
         traces = f"{int(r['c0']):,}"
         assert any(all(str(r[k]) in line for k in keys) and traces in line
                    for line in table.splitlines()), (r, table)  # fmt: skip
@@ -151,10 +152,10 @@ def test_slis_print_whole_in_every_format(by_slice: bool) -> None:
     assert len(got) - 1 == len(rows)
     as_json = orjson.loads(invoke(*args, "--format", "json").stdout)
     assert [list(o) for o in as_json] == [headers] * len(rows)
-    for r, line, obj in zip(rows, got[1:], as_json, strict=True):
+    for r, line, obj in nonempty(zip(rows, got[1:], as_json, strict=True)):
         assert line[: len(keys)] == [str(r[k]) for k in keys] == [obj[k] for k in keys]
         assert int(line[len(keys)]) == int(r["c0"]) == obj["traces"]
-        for i, (name, _, _) in enumerate(COLUMNS):
+        for i, (name, _, _) in nonempty(enumerate(COLUMNS)):
             v = r[f"c{i}"]
             want = None if v is None or float(v) != float(v) else float(v)
             assert _number(line[len(keys) + i]) == want == obj[name], name
@@ -164,22 +165,22 @@ def test_slis_print_whole_in_every_format(by_slice: bool) -> None:
 
 
 def test_summary_prints_whole_in_every_format() -> None:
-    from stream_eval.checks import CHECK_NAMES
+    from stream_eval.checks import CHECKS
 
     expected = _traffic()
     table = invoke("summary").output
     assert ELLIPSIS not in table
     header = _header_line(table, "route", "dead letters")
-    for h in ("traces", "sampled", "sampled %", *CHECK_NAMES):
+    for h in ("traces", "sampled", "sampled %", *CHECKS):
         assert h in header
-    for route, n in expected.traces.items():
+    for route, n in nonempty(expected.traces.items()):
         assert any(route in line and f"{n:,}" in line for line in table.splitlines())
     assert f"Kafka messages accounted for: {expected.messages:,}" in table
     assert "Judging is disabled" in table
 
     r = invoke("summary", "--format", "csv")
     routes, judge, totals = _csv_sections(r.stdout)
-    assert routes[0] == ["route", "traces", "sampled", "sampled %", "dead letters", *CHECK_NAMES]
+    assert routes[0] == ["route", "traces", "sampled", "sampled %", "dead letters", *CHECKS]
     assert {line[0]: int(line[1]) for line in routes[1:]} == expected.traces
     assert judge == [["route", "rubric", "scored", "failed", "skipped (budget)", "mean score",
                       "pass %", "cost USD"]]  # fmt: skip
@@ -193,8 +194,10 @@ def test_summary_prints_whole_in_every_format() -> None:
     (t,) = doc["totals"]
     assert t["Kafka messages"] == expected.messages
     assert t["dead letters by reason"] == dict(expected.dead)
-    for o in doc["routes"]:  # a check not applicable on a route: null, as "-" in the table
-        assert all(o[c] is None or isinstance(o[c], int) for c in CHECK_NAMES)
+    for o in nonempty(
+        doc["routes"]
+    ):  # a check not applicable on a route: null, as "-" in the table
+        assert all(o[c] is None or isinstance(o[c], int) for c in CHECKS)
 
 
 # --------------------------------------------------------------------------- lag
@@ -223,7 +226,7 @@ def test_lag_prints_whole_in_every_format(monkeypatch: pytest.MonkeyPatch) -> No
     want = [[g, tp, fake_lag(s, tp, g)] for g, tp in rows]
     table = invoke("lag").output
     assert ELLIPSIS not in table
-    for group, topic, n in want:
+    for group, topic, n in nonempty(want):
         assert any(group in line and topic in line and f"{n:,}" in line
                    for line in table.splitlines())  # fmt: skip
     (got,) = _csv_sections(invoke("lag", "--format", "csv").stdout)
@@ -262,7 +265,7 @@ def test_agreement_prints_undefined_kappa_whole_in_every_format() -> None:
     table = invoke("review", "agreement").output
     assert ELLIPSIS not in table
     header = _header_line(table, "judge model", "TNR")
-    for h in headers:
+    for h in nonempty(headers):
         assert h in header
     assert JUDGE in table
     assert f"undefined ({NO_VARIATION})" in table

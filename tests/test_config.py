@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from stream_eval import checks, config
+from stream_eval import checks
+from stream_eval.checks.pii import PII_KINDS
 from stream_eval.config import (
     DEFAULT_REFUSAL_PHRASES,
-    PII_KINDS,
     CheckSettings,
     RouteSettings,
     Settings,
@@ -75,8 +75,20 @@ def test_default_lists_are_not_shared() -> None:
     assert b.sampling.always_on_failed == ["grounding", "pii"]
 
 
-def test_check_names_match_the_registry() -> None:
-    assert config.CHECK_NAMES == checks.CHECK_NAMES == tuple(checks.CHECKS)
+def test_names_are_validated_against_their_owners() -> None:
+    """The settings hold no list of names: a check, a PII kind or a rubric added to its
+    registry is accepted at once, and a name no registry has is refused."""
+    checks.CHECKS["toxicity_probe"] = checks.CHECKS["size"]
+    try:
+        assert CheckSettings(disabled=["toxicity_probe"]).disabled == ["toxicity_probe"]
+    finally:
+        del checks.CHECKS["toxicity_probe"]
+    with pytest.raises(ValidationError, match="unknown checks"):
+        CheckSettings(disabled=["toxicity_probe"])
+    with pytest.raises(ValidationError, match="unknown PII kinds"):
+        CheckSettings(pii_kinds=["email", "shoe_size"])
+    with pytest.raises(ValidationError, match="unknown rubrics"):
+        Settings(judge={"rubrics": ["helpfulness", "wit"]})
 
 
 # --------------------------------------------------------------------------- file and env
@@ -125,7 +137,6 @@ def test_load_settings_with_path(tmp_path: Path) -> None:
     path = toml(tmp_path, FILE)
     s = load_settings(str(path))
     assert s.app_id == "from-file"
-    assert os.environ["STREAM_EVAL_CONFIG"] == str(path)
 
 
 def test_env_beats_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,10 +297,10 @@ def test_out_of_range_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
 
 def test_known_names_accepted() -> None:
     s = Settings(
-        checks=CheckSettings(disabled=list(config.CHECK_NAMES), pii_kinds=list(PII_KINDS)),
-        sampling={"always_on_failed": list(config.CHECK_NAMES)},
+        checks=CheckSettings(disabled=list(checks.CHECKS), pii_kinds=list(PII_KINDS)),
+        sampling={"always_on_failed": list(checks.CHECKS)},
     )
-    assert s.checks.disabled == list(config.CHECK_NAMES)
+    assert s.checks.disabled == list(checks.CHECKS)
 
 
 # --------------------------------------------------------------------------- the demo file
@@ -332,3 +343,18 @@ def test_context_block_pattern_is_checked_at_load() -> None:
         OtelSettings(context_block_pattern="[unclosed")
     with pytest.raises(ValueError, match="content"):
         OtelSettings(context_block_pattern=r"^\[(?P<id>\w+)\]")
+
+
+def test_load_settings_leaves_the_environment_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STREAM_EVAL_CONFIG", raising=False)
+    monkeypatch.delenv("STREAM_EVAL_APP_ID", raising=False)
+    f = tmp_path / "c.toml"
+    f.write_text('app_id = "from-file"\n')
+    before = dict(os.environ)
+    assert load_settings(str(f)).app_id == "from-file"
+    assert dict(os.environ) == before
+    assert Settings().app_id == "stream-eval"  # the file was for that call only
+    with pytest.raises(FileNotFoundError, match="--config="):
+        load_settings(str(tmp_path / "missing.toml"))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import nonempty
 
 from stream_eval.config import Settings
 
@@ -25,7 +26,7 @@ def test_compose_has_the_real_components() -> None:
 
 def test_compose_secrets_come_from_the_environment() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
-    for key, value in re.findall(r"^\s*([A-Z_]*PASSWORD[A-Z_]*):\s*(.+)$", text, re.M):
+    for key, value in nonempty(re.findall(r"^\s*([A-Z_]*PASSWORD[A-Z_]*):\s*(.+)$", text, re.M)):
         assert value.startswith("${") and ":?" in value, f"{key} must come from the environment"
 
 
@@ -44,18 +45,23 @@ def test_worker_environment_is_valid_configuration(monkeypatch: pytest.MonkeyPat
 
 
 def test_mounted_config_files_exist() -> None:
-    for svc in COMPOSE["services"].values():
-        for vol in svc.get("volumes", []):
-            src = vol.split(":")[0]
-            if src.startswith("./"):
-                assert (ROOT / src).exists(), src
+    mounts = [
+        vol.split(":")[0]
+        for svc in COMPOSE["services"].values()
+        for vol in svc.get("volumes", [])
+        if vol.startswith("./")
+    ]
+    assert len(mounts) >= 3, mounts  # the config, Grafana's provisioning and dashboards
+    for src in nonempty(mounts):
+        assert (ROOT / src).exists(), src
 
 
 def test_dockerfile_copies_what_exists() -> None:
-    for line in (ROOT / "deploy" / "Dockerfile").read_text().splitlines():
-        if line.startswith("COPY "):
-            for src in line.split()[1:-1]:
-                assert (ROOT / src).exists(), src
+    lines = (ROOT / "deploy" / "Dockerfile").read_text().splitlines()
+    sources = [src for line in lines if line.startswith("COPY ") for src in line.split()[1:-1]]
+    assert "stream_eval" in sources and "pyproject.toml" in sources, sources
+    for src in nonempty(sources):
+        assert (ROOT / src).exists(), src
 
 
 def test_grafana_datasource_provisioning() -> None:

@@ -42,6 +42,7 @@ import fastjsonschema
 import orjson
 import pytest
 import yaml
+from helpers import nonempty
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from pydantic import BaseModel, SecretStr
@@ -126,12 +127,12 @@ def test_every_kind_of_block_is_found() -> None:
 def test_blocks_marked_not_tested_give_a_reason() -> None:
     marked = [b for b in blocks() if b.not_tested is not None]
     assert marked, "no block is marked: the marker's parsing is not exercised"
-    for b in marked:
+    for b in nonempty(marked):
         assert len(b.not_tested or "") >= 10, f"{b}: not-tested needs a reason"
     # a marker must sit right before a block, or it marks nothing
-    for page in PAGES:
+    for page in nonempty(PAGES):
         toks = tokens(page)
-        for i, tok in enumerate(toks):
+        for i, tok in nonempty(enumerate(toks)):
             if tok.type == "html_block" and NOT_TESTED.search(tok.content):
                 following = toks[i + 1] if i + 1 < len(toks) else None
                 assert following is not None and following.type == "fence", (
@@ -186,8 +187,8 @@ def links(page: Path) -> Iterator[str]:
 
 def test_relative_links_resolve() -> None:
     checked = 0
-    for page in PAGES:
-        for href in links(page):
+    for page in nonempty(PAGES):
+        for href in links(page):  # may be empty: a page without links (``checked`` counts)
             if re.match(r"[a-z]+:", href):
                 continue  # https:, mailto:
             path, _, anchor = href.partition("#")
@@ -251,7 +252,7 @@ def collector_configs() -> list[tuple[Block, dict[str, Any]]]:
 
 def test_yaml_blocks_parse_and_collector_pipelines_are_defined() -> None:
     configs = 0
-    for b in blocks_of("yaml"):
+    for b in nonempty(blocks_of("yaml")):
         doc = yaml.safe_load(b.text)
         assert isinstance(doc, dict), b
         if is_collector_config(doc):
@@ -287,7 +288,7 @@ def test_otelcol_validates_the_collector_configs(tmp_path: Path) -> None:
     )  # fmt: skip
     built = {(s, c["name"]) for s in COLLECTOR_SECTIONS for c in listed.get(s) or ()}
     validated = 0
-    for i, (b, doc) in enumerate(collector_configs()):
+    for i, (b, doc) in nonempty(enumerate(collector_configs())):
         if not collector_components(doc) <= built:
             continue  # e.g. tail_sampling: not in the built distribution (collector.md says why)
         path = tmp_path / f"config-{i}.yaml"
@@ -354,7 +355,7 @@ def test_toml_blocks_load_into_the_settings_and_every_key_is_read(
 ) -> None:
     found = blocks_of("toml")
     assert len(found) >= 4
-    for b in found:
+    for b in nonempty(found):
         given = tomllib.loads(b.text)
         settings = load_toml(b.text, tmp_path, monkeypatch)
         assert assert_read(given, settings, str(b)) >= 1
@@ -402,7 +403,7 @@ def test_the_context_block_pattern_finds_the_documented_blocks(
         if b.kind == "toml" and "context_block_pattern" in b.text
     ]
     assert examples
-    for b, message in examples:
+    for b, message in nonempty(examples):
         settings = load_toml(b.text, tmp_path, monkeypatch)
         system = message.text.rstrip("\n")
         assert "\nContext: [kb-12] " in system, message  # a block after a label, and...
@@ -421,7 +422,7 @@ def test_the_context_block_pattern_finds_the_documented_blocks(
         raw = encode_otlp(calls, "otlp_proto", extra_spans=0)
         decoded = decode_otlp_proto(raw, time.time(), settings.otel)
         assert not decoded.dead and len(decoded.traces) == 2
-        for t in decoded.traces:
+        for t in nonempty(decoded.traces):
             assert [(d.id, d.content) for d in t.documents] == want, b
         batch = process_batch([RawMessage("t", 0, 0, time.time(), raw)], settings)
         assert {p.trace.output_text: p.failed_checks for p in batch.processed} == answers
@@ -441,7 +442,7 @@ def trace_schema() -> Any:
 
 def test_json_blocks_are_valid_traces_or_feedback() -> None:
     kinds: Counter[str] = Counter()
-    for b in blocks_of("json"):
+    for b in nonempty(blocks_of("json")):
         value = orjson.loads(b.text)
         if isinstance(value, dict) and "kind" in value:
             decoded = decode_feedback(b.text.encode(), "doc", time.time())
@@ -646,11 +647,11 @@ def test_the_cli_table_lists_every_command_and_option() -> None:
     commands = cli_commands()
     assert len(commands) >= 15
     assert set(table) == set(commands)
-    for path, cmd in commands.items():
+    for path, cmd in nonempty(commands.items()):
         cell = table[path]
         options = {o for p in cmd.params if isinstance(p, click.Option)
                    for o in (*p.opts, *p.secondary_opts)}  # fmt: skip
         assert set(re.findall(r"--[a-z][a-z-]*", cell)) == options, path
-        for p in cmd.params:
+        for p in cmd.params:  # may be empty: a command without options or arguments
             if isinstance(p.type, click.Choice):
                 assert "|".join(map(str, p.type.choices)) in cell, (path, p.name)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from helpers import nonempty
 
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, from_sums, weighted, wilson
@@ -67,7 +68,7 @@ def test_the_weighted_estimate_covers_the_truth_and_the_sample_mean_does_not(
     the plain mean of the judged sample is off by more than the interval, every time."""
     covered = plain_off = 0
     seeds = range(12)
-    for seed in seeds:
+    for seed in nonempty(seeds):
         traffic = _route(_traffic(settings, seed))
         truth = sum(_verdict(p) for p in traffic) / len(traffic)
         judged = [p for p in traffic if p.sample_reason]
@@ -145,7 +146,7 @@ def test_sample_probability_travels_with_the_judge_request(settings: Settings) -
 
     batch = _traffic(settings, seed=5, n=400)
     probs = set()
-    for p in batch.processed:
+    for p in nonempty(batch.processed):
         if p.sample_reason:
             req = decode_judge_request(encode_judge_request(p))
             assert req.sample_prob == p.sample_prob

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 from click.testing import CliRunner
+from helpers import nonempty
 
 from stream_eval.cli import cli
 from stream_eval.config import ClickHouseSettings, Settings
@@ -67,7 +68,7 @@ def test_promotion_writes_a_new_version_once_per_trace(tmp_path: Path, settings:
     assert (p.version, p.added, p.already) == (1, 3, 0)  # type: ignore[attr-defined]
     examples = load(golden / "v0001.jsonl")
     assert sorted(e["provenance"]["trace_id"] for e in examples) == sorted(failed)
-    for e in examples:
+    for e in nonempty(examples):
         validate(e)
         assert e["reference_answer"].startswith("Corrected: ")
         assert e["context"] and e["input"] and e["rubrics"] == ["faithfulness"]

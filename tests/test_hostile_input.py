@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import nonempty
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -158,7 +159,7 @@ def test_otlp_nan_cost_and_huge_service_name(settings: Settings, store: Store) -
     )
     batch = run_everything([msg(orjson.dumps(raw))], s, store)
     assert len(batch.processed) == 500
-    for p in batch.processed:
+    for p in nonempty(batch.processed):
         assert p.trace.cost_usd is None and "cost_usd" in p.trace.extra[CLAMPED]
         assert len(p.trace.route) <= MAX_DIMENSION_CHARS
 
@@ -289,6 +290,7 @@ def test_generated_hostile_input_never_raises(
     if as_array:
         values = [b"[" + b",".join(v for v in values if v[:1] in b"{[") + b"]", *values]
     batch = run_everything([msg(v, i) for i, v in enumerate(values)], settings, store)
+    # may be empty: hostile items are mostly dead letters (run_everything accounts for all)
     for p in batch.processed:
         t = p.trace
         assert NOW - 168 * 3600 <= t.start_time <= NOW + 300

@@ -14,6 +14,7 @@ from typing import TypeVar
 import httpx2 as httpx
 import openai
 import pytest
+from helpers import nonempty
 
 from stream_eval.judge.limits import (
     Admission,
@@ -345,7 +346,7 @@ def test_backoff_delay_bounds_and_growth() -> None:
     rng = random.Random(1234)
     base, cap = 0.5, 8.0
     means = []
-    for attempt in range(1, 9):
+    for attempt in nonempty(range(1, 9)):
         samples = [backoff_delay(attempt, base, cap, rng) for _ in range(2000)]
         bound = min(cap, base * 2 ** (attempt - 1))
         assert all(0.0 <= s <= bound for s in samples)

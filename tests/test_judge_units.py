@@ -16,9 +16,10 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import nonempty
 from pydantic import ValidationError
 
-from stream_eval.config import RUBRIC_NAMES, JudgeSettings, Settings
+from stream_eval.config import JudgeSettings, Settings
 from stream_eval.judge.budget import DailyBudget, utc_day
 from stream_eval.judge.prompt import (
     MAX_FIELD_CHARS,
@@ -34,7 +35,7 @@ from stream_eval.judge.request import (
     encode_judge_request,
     judge_request,
 )
-from stream_eval.judge.rubrics import RUBRICS, rubrics_for_request
+from stream_eval.judge.rubrics import RUBRIC_NAMES, RUBRICS, rubrics_for_request
 from stream_eval.judge.verdict import MAX_REASON_CHARS, InvalidVerdict, Verdict, parse_verdict
 from stream_eval.pipeline import ProcessedTrace, RawMessage, process_batch
 from stream_eval.trace import Document, trace_dimensions
@@ -304,7 +305,7 @@ def test_rubrics_for_request_keeps_configured_order_and_filters() -> None:
 
 
 def test_rubric_version_is_declared_version_plus_fingerprint() -> None:
-    for rubric in RUBRICS.values():
+    for rubric in nonempty(RUBRICS.values()):
         assert re.fullmatch(re.escape(rubric.declared_version) + r"\+[0-9a-f]{8}", rubric.version)
     assert HELP.version == HELP.version
     assert dataclasses.replace(HELP).version == HELP.version  # same text, same version
@@ -371,7 +372,7 @@ def full_request(**over: Any) -> JudgeRequest:
 
 def test_messages_separate_instructions_from_data() -> None:
     r = full_request()
-    for rubric in RUBRICS.values():
+    for rubric in nonempty(RUBRICS.values()):
         msgs = build_messages(rubric, r, NONCE)
         assert [m["role"] for m in msgs] == ["system", "user"]
         system, user = msgs[0]["content"], msgs[1]["content"]
@@ -419,7 +420,7 @@ def test_documents_and_reference_only_where_their_rubric_needs_them() -> None:
     help_user = build_messages(HELP, r, NONCE)[1]["content"]
     faith_user = build_messages(FAITH, r, NONCE)[1]["content"]
     correct_user = build_messages(CORRECT, r, NONCE)[1]["content"]
-    for d in r.documents:
+    for d in nonempty(r.documents):
         assert d.content not in help_user and d.content not in correct_user
         assert d.content in faith_user
     assert 'field="reference"' not in help_user and 'field="reference"' not in faith_user
@@ -486,7 +487,7 @@ def test_long_fields_are_truncated_with_a_marker() -> None:
 def test_new_nonce() -> None:
     nonces = {new_nonce() for _ in range(50)}
     assert len(nonces) == 50
-    for n in nonces:
+    for n in nonempty(nonces):
         assert re.fullmatch(r"[0-9a-f]{16}", n)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from stream_eval.checks import CHECK_NAMES
+from stream_eval.checks import CHECKS
 from stream_eval.config import Settings
 from stream_eval.kafka_config import confluent_config
 from stream_eval.lag import group_lag
@@ -126,7 +126,7 @@ def test_every_message_accounted_for_exactly(isolated: Settings, tmp_path: Path)
 
     got = _assert_exact(settings, mix)
     # Every check ran on every route it applies to, and the defects were all caught.
-    assert {c for _, c in got["failures"]} == set(CHECK_NAMES)  # type: ignore[attr-defined]
+    assert {c for _, c in got["failures"]} == set(CHECKS)  # type: ignore[attr-defined]
 
     # Dead letters reached the DLQ topic with their reason and the original bytes.
     dlq = _read_topic(settings, settings.topics.dead_letters)

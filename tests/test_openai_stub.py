@@ -14,6 +14,7 @@ import httpx2
 import openai
 import orjson
 import pytest
+from helpers import nonempty
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from stream_eval.testing import Behaviour, StubOpenAI
@@ -300,7 +301,7 @@ def test_invalid_request_is_400_and_recorded(stub: StubOpenAI) -> None:
 
 def test_start_stop_many_instances_leaves_no_threads() -> None:
     baseline = threading.active_count()
-    for _ in range(5):
+    for _ in nonempty(range(5)):
         stub = StubOpenAI()
         stub.start()
         assert stub.base_url.startswith("http://127.0.0.1:")

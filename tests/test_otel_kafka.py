@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from helpers import nonempty
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from stream_eval.config import Settings
@@ -134,10 +135,10 @@ def test_instrumented_traffic_is_assembled_and_evaluated_exactly(
         "output_text, documents_json, failed_checks FROM {db}.traces FINAL",
     )
     assert len(rows) == n_traces
-    for kind, exp in expected.items():
+    for kind, exp in nonempty(expected.items()):
         mine = {r["prompt_version"]: r for r in rows if r["trace_id"] in exp["trace_ids"]}
         assert len(mine) == 3, kind
-        for call in exp["calls"]:
+        for call in nonempty(exp["calls"]):
             r = mine[call["prompt_version"]]
             assert (r["route"], r["session_id"]) == ("support-rag", call["session"]), kind
             assert (r["input_text"], r["system_text"]) == (exp["question"], exp["system"]), kind

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import nonempty
 
 from stream_eval import checks
 from stream_eval.config import Settings
@@ -57,10 +58,10 @@ def assert_outcomes_consistent(batch: Batch) -> None:
     traces_by_msg = Counter(id(p.message) for p in batch.processed)
     dead_by_outcome = Counter(id(o) for o, _ in batch.dead)
     assert len(batch.messages) == len({id(o.message) for o in batch.messages})
-    for o in batch.messages:
+    for o in nonempty(batch.messages):
         assert o.traces == traces_by_msg[id(o.message)], o
         assert o.dead == dead_by_outcome[id(o)], o
-        assert o.traces >= 0 and o.dead >= 0 and o.skipped >= 0
+        assert o.skipped == sum(o.skipped_by.values()), o  # each skipped span has its reason
         assert o.traces + o.dead + o.skipped > 0, o  # every message is accounted for
     assert sum(o.traces for o in batch.messages) == len(batch.processed)
     assert sum(o.dead for o in batch.messages) == len(batch.dead)
@@ -87,7 +88,7 @@ def test_mix_accounted_for_exactly(settings: Settings, mix: Mix) -> None:
     # Every published trace came out exactly once, with the failures it was built to have.
     by_id = {p.trace.trace_id: p for p in batch.processed}
     assert len(by_id) == len(batch.processed) == len(exp.published)
-    for t in exp.published:
+    for t in nonempty(exp.published):
         p = by_id[t.trace["trace_id"]]
         assert set(p.failed_checks) == t.fails, t.trace["trace_id"]
     assert {p.trace.source for p in batch.processed} == {"json", "otlp_proto", "otlp_json"}
@@ -142,7 +143,7 @@ def test_dead_letter_details(settings: Settings, mix: Mix) -> None:
 def test_sampling(settings: Settings, mix: Mix) -> None:
     batch = process_batch(raw_messages(mix), settings)
     smp = settings.sampling
-    for p in batch.processed:
+    for p in nonempty(batch.processed):
         failed_always = [c for c in p.failed_checks if c in smp.always_on_failed]
         if failed_always:
             assert p.sample_reason == f"failed:{failed_always[0]}"
@@ -221,7 +222,7 @@ def test_check_that_raises_dead_letters_one_trace(
     ]
     # The other traces are processed exactly as without the faulty check.
     clean_by_id = {p.trace.trace_id: p for p in clean.processed}
-    for p in batch.processed:
+    for p in nonempty(batch.processed):
         ref = clean_by_id[p.trace.trace_id]
         assert (p.results, p.sample_reason, p.message) == (
             ref.results,
@@ -239,7 +240,7 @@ def test_check_that_raises_dead_letters_one_trace(
 
     # The message's outcome moved one trace to the dead letters; the others are untouched.
     clean_out = {id(o.message): o for o in clean.messages}
-    for o in batch.messages:
+    for o in nonempty(batch.messages):
         ref = clean_out[id(o.message)]
         if o.message is victim.message:
             assert (o.traces, o.dead) == (ref.traces - 1, ref.dead + 1)

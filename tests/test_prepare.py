@@ -11,6 +11,7 @@ import time
 
 import orjson
 import pytest
+from helpers import nonempty
 
 from stream_eval.config import Settings
 from stream_eval.dead_letters import capped, dead_letter_headers
@@ -78,7 +79,7 @@ def test_prepared_rows_are_the_rows_of_the_one_step_path(
 
     got = _filled(prepared, wms)
     assert len(got["traces"]) > 100 and got["dead_letters"], "the mix has traces and bad input"
-    for table, rows in got.items():
+    for table, rows in nonempty(got.items()):
         assert rows == _lines(expected[table]), table
     assert len({r["wm_at_ingest"] for r in got["traces"]}) > (1 if history == 0 else 0)
     # The rows carry the batch's own watermarks: with none before it, only the first
@@ -111,7 +112,7 @@ def test_prepared_rows_are_the_rows_of_the_one_step_path(
     w = settings.windows
     late = sum(m.late(wm) for m, wm in zip(prepared.messages, [1e12] * len(wms), strict=True))
     assert late == len(batch.processed)  # everything is late at the end of time
-    for m, wm in zip(prepared.messages, wms, strict=True):
+    for m, wm in nonempty(zip(prepared.messages, wms, strict=True)):
         mine = [p for p in batch.processed if p.message.offset == m.offset
                 and p.message.partition == m.partition]  # fmt: skip
         closes = [(p.trace.start_time // w.tumbling_seconds + 1) * w.tumbling_seconds

@@ -9,6 +9,7 @@ from collections import Counter
 
 import orjson
 import pytest
+from helpers import nonempty
 
 from stream_eval.config import ReviewSettings, Settings
 from stream_eval.pipeline import Batch, RawMessage, process_batch
@@ -88,7 +89,7 @@ def test_what_is_queued_and_why_each_call_once_and_capped(store: Store, settings
     reasons = {r["reason"] for r in queue}
     assert reasons == {"judge_fail", "thumbs_down", "failed_check", "calibration"}
     failing = {(r["trace_id"], r["span_id"]) for r in judged if r["passed"] == 0}
-    for r in queue:  # the first reason that applies wins, in order
+    for r in nonempty(queue):  # the first reason that applies wins, in order
         if (r["trace_id"], r["span_id"]) in failing:
             assert r["reason"] == "judge_fail" and r["rubric"] == "helpfulness"
         if r["reason"] == "calibration":

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import nonempty
 
 from stream_eval import sampling
 from stream_eval.sampling import decide, unit_hash
@@ -116,7 +117,7 @@ def test_rate_one_always_samples() -> None:
 
 
 def test_rate_decision_follows_the_hash() -> None:
-    for i in IDS[:2000]:
+    for i in nonempty(IDS[:2000]):
         assert (decide(i, 0.3, [], ALWAYS) == "rate") == (unit_hash(i) < 0.3)
         assert (decide(i, 0.3, [], ALWAYS, "s") == "rate") == (unit_hash(i, "s") < 0.3)
 

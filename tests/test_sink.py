@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import nonempty
 
 from stream_eval import checks
 from stream_eval.config import ClickHouseSettings, Settings
@@ -120,7 +121,7 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
         **dict.fromkeys(SLI_VIEWS, "View"),
         "check_results": "View",
     }
-    for t in TABLES:
+    for t in nonempty(TABLES):
         assert count(store, t) == (1 if t == "schema_applied" else 0), t
     for v in (*FINAL_VIEWS, "sli_windows"):
         assert count(store, f"{v}_v", final=False) == 0
@@ -193,7 +194,7 @@ def test_replay_is_idempotent(store: Store, batch: Batch, mix: Mix) -> None:
         "ingest_messages": len(batch.messages),
     }
     assert all(n > 0 for n in expected.values())
-    for table, n in expected.items():
+    for table, n in nonempty(expected.items()):
         # check_results is a view over the traces' newest versions: deduplicated as it is
         stored = n if table == "check_results" else 2 * n
         assert count(store, table, final=False) == stored, table
@@ -293,7 +294,7 @@ def test_trace_row_round_trip(store: Store, batch: Batch) -> None:
     )
     got = {r["check_name"]: r for r in results}
     assert set(got) == {r.check for r in p.results}
-    for r in p.results:
+    for r in nonempty(p.results):
         assert got[r.check]["passed"] == int(r.passed)
         assert got[r.check]["reason"] == r.reason
         if r.score is None:
@@ -337,7 +338,7 @@ def test_ledger_rows(store: Store, batch: Batch) -> None:
     )
     by_offset = {int(r["kafka_offset"]): r for r in rows}
     assert len(by_offset) == len(batch.messages)
-    for o in batch.messages:
+    for o in nonempty(batch.messages):
         r = by_offset[o.message.offset]
         assert (r["format"], r["bytes"]) == (o.format, len(o.message.value))
         assert (r["traces"], r["dead_letters"], r["skipped_spans"]) == (o.traces, o.dead, o.skipped)
@@ -358,7 +359,7 @@ def test_dead_letter_payload_round_trips(store: Store, batch: Batch, mix: Mix) -
     garbage = next(m.value for m in mix.messages if m.kind == "bad_garbage")
     assert not garbage.isascii()  # binary bytes survive the trip
     seen_garbage = False
-    for o, d in batch.dead:
+    for o, d in nonempty(batch.dead):
         r = got[(o.message.offset, d.item)]
         assert (r["reason"], r["route"], r["trace_id"]) == (d.reason, d.route, d.trace_id)
         assert r["payload_bytes"] == len(d.payload)
@@ -444,7 +445,7 @@ def test_read_summary_matches_the_batch(store: Store, batch: Batch, mix: Mix) ->
     assert {r: rs.traces for r, rs in s.routes.items()} == routes == mix.expected.traces
     sampled = Counter(p.trace.route for p in batch.processed if p.sample_reason)
     assert {r: rs.sampled for r, rs in s.routes.items()} == {r: sampled[r] for r in routes}
-    for r, rs in s.routes.items():
+    for r, rs in nonempty(s.routes.items()):
         assert rs.sampled_fraction == pytest.approx(sampled[r] / routes[r])
         applied = {res.check for p in batch.processed if p.trace.route == r for res in p.results}
         assert set(rs.failures) == applied
@@ -511,7 +512,7 @@ def test_rows_match_the_table_columns(store: Store, batch: Batch) -> None:
          "watermark": BASE_TS}
     ]  # fmt: skip
     rows = batch_rows(batch, ingested_at=BASE_TS)
-    for table, data in rows.items():
+    for table, data in nonempty(rows.items()):
         first = orjson.loads(data.splitlines()[0])
         columns = [
             r["name"]

@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 import pytest
+from helpers import nonempty
 
 from stream_eval import batches
 from stream_eval.batches import chunks, finish_or_quarantine
@@ -40,7 +41,7 @@ def test_out_of_order_starts_finish_and_ack_in_submission_order() -> None:
         return i * 10
 
     async def finish(items: list[tuple[int, Awaitable[int]]]) -> Any:
-        for i, started in items:
+        for i, started in nonempty(items):
             assert await started == i * 10
             log.append(("finished", i))
         takes.append(len(items))
@@ -66,7 +67,7 @@ def test_out_of_order_starts_finish_and_ack_in_submission_order() -> None:
     for step in ("finished", "settled", "acked"):
         assert [i for what, i in log if what == step] == list(range(20))
     assert running["max"] == 4  # several at once, and never more than max_in_flight
-    for i in range(20):  # acked only once settled
+    for i in nonempty(range(20)):  # acked only once settled
         assert log.index(("settled", i)) < log.index(("acked", i))
     assert max(takes) > 1  # batches ready together were finished together
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from stream_eval import config
 from stream_eval.config import CheckSettings
 from stream_eval.trace import CheckResult, Trace
 
+from . import empty_output, grounding, json_output, pii, refusal, size
 from .empty_output import check_empty_output
 from .grounding import check_grounding
 from .json_output import check_json_output
@@ -23,17 +23,16 @@ from .size import check_size
 
 CheckFn = Callable[[Trace, CheckSettings], CheckResult | None]
 
+# The one list of the checks, in their fixed order: each module names its check (``NAME``);
+# the settings validate check names against it (``config.CheckSettings.disabled``).
 CHECKS: dict[str, CheckFn] = {
-    "empty_output": check_empty_output,
-    "refusal": check_refusal,
-    "grounding": check_grounding,
-    "pii": check_pii,
-    "size": check_size,
-    "json": check_json_output,
+    empty_output.NAME: check_empty_output,
+    refusal.NAME: check_refusal,
+    grounding.NAME: check_grounding,
+    pii.NAME: check_pii,
+    size.NAME: check_size,
+    json_output.NAME: check_json_output,
 }
-
-CHECK_NAMES: tuple[str, ...] = tuple(CHECKS)
-assert CHECK_NAMES == config.CHECK_NAMES, "config.CHECK_NAMES must list CHECKS in order"
 
 
 def enabled_checks(cfg: CheckSettings) -> tuple[CheckFn, ...]:
@@ -73,7 +72,6 @@ def run_checks(
 
 __all__ = [
     "CHECKS",
-    "CHECK_NAMES",
     "CheckFn",
     "check_empty_output",
     "check_grounding",

@@ -1,6 +1,6 @@
 """PII check: personal data in the model OUTPUT.
 
-Kinds (``stream_eval.config.PII_KINDS``):
+Kinds (``PII_KINDS``, from ``PATTERNS`` below):
 
 - ``email``: ``local@domain.tld``.
 - ``phone``: international ``+CC ...`` (10-15 digits in all, groups separated by space, dot,
@@ -28,7 +28,7 @@ from typing import Any
 
 import re2
 
-from stream_eval.config import PII_KINDS, CheckSettings
+from stream_eval.config import CheckSettings
 from stream_eval.trace import CheckResult, Trace
 
 NAME = "pii"
@@ -51,7 +51,8 @@ PATTERNS: dict[str, bytes] = {
     "us_ssn": rb"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
     "ip_address": rb"\b(?:" + _OCTET + rb"\.){3}" + _OCTET + rb"\b",
 }
-assert tuple(PATTERNS) == PII_KINDS
+# The one list of the kinds found (``checks.pii_kinds`` is validated against it).
+PII_KINDS: tuple[str, ...] = tuple(PATTERNS)
 
 # ISO 13616 IBAN countries (SWIFT registry), plus a few long-standing partial users.
 _IBAN_COUNTRIES_TEXT = (

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from stream_eval.config import Settings
+from stream_eval.config import Settings, load_settings
 from stream_eval.grafana.alerts import FOLDER, ORG_ID, build_alerting
 from stream_eval.grafana.dashboards import build_dashboards
 
@@ -131,24 +128,11 @@ def check(root: Path, settings: Settings) -> list[str]:
     return sorted(stale)
 
 
-@contextmanager
-def _only_config(config: Path) -> Iterator[None]:
-    """The process environment without STREAM_EVAL_* overrides, and with this config file."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("STREAM_EVAL_")}
-    try:
-        for k in saved:
-            del os.environ[k]
-        os.environ["STREAM_EVAL_CONFIG"] = str(config)
-        yield
-    finally:
-        os.environ.pop("STREAM_EVAL_CONFIG", None)
-        os.environ.update(saved)
-
-
 def committed_settings(root: Path) -> Settings:
     """The settings the committed files are generated from: deploy/stream-eval.toml only."""
-    with _only_config(root / CONFIG):
-        return Settings()
+    # no STREAM_EVAL_* variable of the caller's reaches them: they are read under a
+    # prefix nobody sets (the environment is not touched)
+    return load_settings(str(root / CONFIG), _env_prefix="STREAM_EVAL_COMMITTED_ONLY__")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,8 @@ RUBRICS: dict[str, Rubric] = {
         ),
     )
 }
+# The one list of the rubrics (``judge.rubrics`` in the settings is validated against it).
+RUBRIC_NAMES: tuple[str, ...] = tuple(RUBRICS)
 
 
 def rubrics_for_request(names: list[str], req: JudgeRequest) -> list[Rubric]:
