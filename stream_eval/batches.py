@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar, cast
 
@@ -21,18 +21,18 @@ EXIT_UNCOMMITTED = 70
 
 
 def from_kafka(messages: Sequence[Message]) -> list[RawMessage]:
-    out = []
+    now = time.time()
+    out: list[RawMessage] = []
+    append = out.append  # one call per Kafka message: kept lean
     for m in messages:
-        headers = dict(m.headers or ())
-        out.append(
-            RawMessage(
-                topic=m.topic,
-                partition=m.partition,
-                offset=m.offset,
-                timestamp=m.timestamp or time.time(),
-                value=m.value or b"",
-                headers={k: bytes(v) for k, v in headers.items() if v is not None},
-            )
+        h = m.headers
+        if h:
+            pairs = h.items() if isinstance(h, Mapping) else h
+            headers = {k: bytes(v) for k, v in pairs if v is not None}  # the last of a key wins
+        else:
+            headers = {}
+        append(
+            RawMessage(m.topic, m.partition, m.offset, m.timestamp or now, m.value or b"", headers)
         )
     return out
 
