@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 
 from stream_eval.config import Settings
-from stream_eval.kafka_config import confluent_config
 from stream_eval.runner import tree_rss_mb
+from stream_eval.runtime.kafka_config import confluent_config
 
 
 class CommittedLag:

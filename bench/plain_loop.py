@@ -23,8 +23,8 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from stream_eval.config import ClickHouseSettings, Settings
-from stream_eval.kafka_config import confluent_config
 from stream_eval.pipeline import RawMessage, process_batch
+from stream_eval.runtime.kafka_config import confluent_config
 from stream_eval.sink.rows import batch_rows
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter

@@ -46,14 +46,14 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from stream_eval.config import Settings, TopicSettings
-from stream_eval.kafka_config import confluent_config
 from stream_eval.pipeline import RawMessage, process_batch
 from stream_eval.runner import WorkerProcess, free_port, scrape_metrics
+from stream_eval.runtime.kafka_config import confluent_config
+from stream_eval.runtime.topics import delete_topics_with_prefix, ensure_topics
 from stream_eval.sink.store import open_store
 from stream_eval.synthetic.mix import Message
 from stream_eval.synthetic.publish import publish
 from stream_eval.synthetic.traces import TraceFactory
-from stream_eval.topics import delete_topics_with_prefix, ensure_topics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from outside import CommittedLag, Outside, measure

@@ -21,8 +21,15 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import faust
 
-from stream_eval import bulk_drain, faust_fixes, membership
-from stream_eval.batches import (
+from stream_eval.config import Settings
+from stream_eval.dead_letters import Headers, capped, dead_letter_headers
+from stream_eval.ingest.intake import Intake
+from stream_eval.ingest.result import STAGE_ERROR
+from stream_eval.ingest.stage import IngestStage
+from stream_eval.metrics import Sample
+from stream_eval.pipeline import RawMessage
+from stream_eval.runtime import bulk_drain, faust_fixes, membership
+from stream_eval.runtime.batches import (
     Quarantine,
     complete_or_quarantine,
     finish_or_quarantine,
@@ -30,20 +37,13 @@ from stream_eval.batches import (
     raw_messages,
     value_bytes,
 )
-from stream_eval.commit_soon import CommitSoon
-from stream_eval.config import Settings
-from stream_eval.dead_letters import Headers, capped, dead_letter_headers
-from stream_eval.ingest.intake import Intake
-from stream_eval.ingest.result import STAGE_ERROR
-from stream_eval.ingest.stage import IngestStage
-from stream_eval.kafka_config import faust_credentials
-from stream_eval.metrics import Sample
-from stream_eval.pipeline import RawMessage
-from stream_eval.produce import BatchProducer
+from stream_eval.runtime.commit_soon import CommitSoon
+from stream_eval.runtime.kafka_config import faust_credentials
+from stream_eval.runtime.produce import BatchProducer
+from stream_eval.runtime.steps import InOrder
 from stream_eval.sink.rows import dead_letter_row, ledger_row, ndjson
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
-from stream_eval.steps import InOrder
 
 if TYPE_CHECKING:
     from stream_eval.judge.client import JudgeClient
@@ -86,7 +86,7 @@ def _create_app(settings: Settings, role: Role) -> faust.App:
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
         consumer_auto_offset_reset="earliest",
-        # a restarted worker rejoins as the member it was (stream_eval.membership)
+        # a restarted worker rejoins as the member it was (stream_eval.runtime.membership)
         consumer_group_instance_id=membership.instance_id(k, group),
         broker_session_timeout=k.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, k.session_timeout_seconds / 3),
@@ -197,7 +197,7 @@ class ConsumerLag:
 
 def _add_stall_watch(app: faust.App, settings: Settings, sources: list[Any]) -> None:
     """Partitions assigned but not read are read again (see ``stall_watch``)."""
-    from stream_eval.stall_watch import StallWatch
+    from stream_eval.runtime.stall_watch import StallWatch
 
     after = settings.kafka.stall_after_seconds
     if not after:

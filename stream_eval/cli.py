@@ -73,8 +73,8 @@ def worker(ctx: click.Context, loglevel: str, role: str) -> None:
     """Run a stream-eval Faust worker (ingest and judge agents) until stopped."""
     from stream_eval import malloc
     from stream_eval.app import create_app
-    from stream_eval.shutdown import BoundedWorker
-    from stream_eval.topics import ensure_topics
+    from stream_eval.runtime.shutdown import BoundedWorker
+    from stream_eval.runtime.topics import ensure_topics
 
     malloc.tune()
     settings = _settings(ctx)
@@ -88,7 +88,7 @@ def worker(ctx: click.Context, loglevel: str, role: str) -> None:
 @click.pass_context
 def topics(ctx: click.Context) -> None:
     """Create the topics stream-eval reads and writes (idempotent)."""
-    from stream_eval.topics import ensure_topics, topic_names
+    from stream_eval.runtime.topics import ensure_topics, topic_names
 
     settings = _settings(ctx)
     created = ensure_topics(settings)
@@ -100,7 +100,7 @@ def topics(ctx: click.Context) -> None:
 @click.argument("action", type=click.Choice(["start", "stop", "status", "reset", "fetch"]))
 def broker(action: str) -> None:
     """Manage the local single-node Kafka broker (deploy/kafka/kafka.sh)."""
-    from stream_eval.broker import broker as run_broker
+    from stream_eval.runtime.broker import broker as run_broker
 
     sys.exit(run_broker(action, check=False))
 
@@ -416,7 +416,7 @@ def offline_run(
 @click.pass_context
 def lag(ctx: click.Context, fmt: Format) -> None:
     """Consumer lag: messages not yet processed, per topic and consumer group."""
-    from stream_eval.lag import consumed, group_lag
+    from stream_eval.runtime.lag import consumed, group_lag
 
     settings = _settings(ctx)
     table = Table("lag", [Column("consumer group"), Column("topic"), Column("lag", "{:,}", True)])
@@ -433,9 +433,9 @@ def lag(ctx: click.Context, fmt: Format) -> None:
 @click.pass_context
 def publish_synthetic(ctx: click.Context, n: int, batch_size: int, seed: int, no_bad: bool) -> None:
     """Publish a realistic synthetic mix (every format, some bad input) to the traces topic."""
+    from stream_eval.runtime.topics import ensure_topics
     from stream_eval.synthetic.mix import build_mix
     from stream_eval.synthetic.publish import publish
-    from stream_eval.topics import ensure_topics
 
     settings = _settings(ctx)
     ensure_topics(settings)
@@ -466,12 +466,12 @@ def demo(ctx: click.Context, n: int, batch_size: int, timeout: float, keep: bool
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from stream_eval.app import group_id
-    from stream_eval.broker import broker as run_broker
     from stream_eval.runner import WorkerFailed, WorkerProcess
+    from stream_eval.runtime.broker import broker as run_broker
+    from stream_eval.runtime.topics import ensure_topics, start_groups_at_end
     from stream_eval.synthetic.feedback import feedback_messages
     from stream_eval.synthetic.mix import build_mix
     from stream_eval.synthetic.publish import publish
-    from stream_eval.topics import ensure_topics, start_groups_at_end
 
     console = Console()
     if not ctx.obj.get("config"):

@@ -114,7 +114,7 @@ class KafkaSettings(_Model):
     replication_factor: int = Field(default=1, ge=1)
     # An assigned partition with messages waiting, its topic's stream idle and its
     # position unmoved for this long is resumed and fetched again from its position
-    # (stream_eval.stall_watch); 0 turns the watchdog off.
+    # (stream_eval.runtime.stall_watch); 0 turns the watchdog off.
     stall_after_seconds: float = Field(default=30.0, ge=0)
     # Static group membership (KIP-345): a worker restarted after a crash takes its
     # partitions back at once instead of waiting for its old session to time out. The

@@ -23,7 +23,7 @@ from stream_eval.ingest.conventions import KNOWN_SKIP_REASONS
 from stream_eval.ingest.result import INGEST_REASONS, REASONS
 from stream_eval.judge.pauses import PAUSE_EVENTS
 from stream_eval.metrics import PREFIX, Family, Role
-from stream_eval.steps import STEPS
+from stream_eval.runtime.steps import STEPS
 from stream_eval.windows.close import window_kinds
 
 BOTH: frozenset[Role] = frozenset({"ingest", "judge"})

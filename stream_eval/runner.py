@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stream_eval.config import Settings
-from stream_eval.lag import group_lag
+from stream_eval.runtime.lag import group_lag
 
 
 class WorkerFailed(RuntimeError):

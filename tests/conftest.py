@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from stream_eval.broker import broker
 from stream_eval.config import ClickHouseSettings, Settings, TopicSettings
+from stream_eval.runtime.broker import broker
+from stream_eval.runtime.topics import delete_topics_with_prefix
 from stream_eval.sink.store import Store, open_store
-from stream_eval.topics import delete_topics_with_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "deploy" / "demo.toml"

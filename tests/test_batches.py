@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from stream_eval import batches
-from stream_eval.batches import complete_or_quarantine
 from stream_eval.pipeline import RawMessage
+from stream_eval.runtime import batches
+from stream_eval.runtime.batches import complete_or_quarantine
 
 
 def msgs(*values: bytes) -> list[RawMessage]:

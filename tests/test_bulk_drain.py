@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from stream_eval import bulk_drain
+from stream_eval.runtime import bulk_drain
 
 
 @dataclass(frozen=True)

@@ -204,14 +204,14 @@ def test_summary_prints_whole_in_every_format() -> None:
 
 
 def test_lag_prints_whole_in_every_format(monkeypatch: pytest.MonkeyPatch) -> None:
-    import stream_eval.lag
+    import stream_eval.runtime.lag
 
     lags = {"stream-eval-demo.traces": 1_234_567, "stream-eval-demo.judge-requests": 0}
 
     def fake_lag(settings: Any, topic: str, group: str | None = None) -> int:
         return lags.get(topic, 0) + (7 if group and group.endswith("-judge") else 0)
 
-    monkeypatch.setattr(stream_eval.lag, "group_lag", fake_lag)
+    monkeypatch.setattr(stream_eval.runtime.lag, "group_lag", fake_lag)
     s = Settings()
     t = s.topics
     rows = [

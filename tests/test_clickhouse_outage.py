@@ -19,12 +19,12 @@ import pytest
 
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.runner import WorkerFailed, WorkerProcess, free_port, scrape_metrics
+from stream_eval.runtime.topics import ensure_topics
 from stream_eval.sink.store import ServerStore, StoreError, open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.mix import Mix, build_mix
 from stream_eval.synthetic.publish import publish
 from stream_eval.testing.clickhouse_http import ClickHouseHTTP
-from stream_eval.topics import ensure_topics
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from stream_eval.commit_soon import CommitSoon
+from stream_eval.runtime.commit_soon import CommitSoon
 
 
 class FakeConsumer:

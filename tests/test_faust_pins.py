@@ -19,27 +19,28 @@ import pytest
 PINS: dict[tuple[str, str, str], tuple[str, str]] = {
     ("faust.transport.consumer", "Consumer", "_drain_messages"): (
         "8308d11bc7a290dc1e9a9c5509d459d13bdc332fdbd15accf9b1ce7e01b63599",
-        "stream_eval.bulk_drain._drain is a copy of this loop with bulk delivery: carry "
+        "stream_eval.runtime.bulk_drain._drain is a copy of this loop with bulk delivery: carry "
         "the change over (read offsets, gaps, commit_every, stop and error handling)",
     ),
     ("faust.transport.consumer", "Consumer", "wait_empty"): (
         "f29971a4a89cf07e664c5007908daff6fe6f8cf2d563ffbaece6650d2ca99818",
-        "stream_eval.faust_fixes wraps it (before_wait_empty hooks): check it still waits "
+        "stream_eval.runtime.faust_fixes wraps it (before_wait_empty hooks): check it still waits "
         "on _unacked_messages",
     ),
     ("faust.transport.consumer", "ThreadDelegateConsumer", "seek_to_committed"): (
         "7bc5dc7eb96c9b34cb33402122f9578a0b2aa5a869714c02a6163dbb5974d6b1",
-        "stream_eval.faust_fixes wraps it on the aiokafka Consumer (stale committed "
+        "stream_eval.runtime.faust_fixes wraps it on the aiokafka Consumer (stale committed "
         "offsets): check it still returns the committed offsets it sought to",
     ),
     ("faust.transport.drivers.aiokafka", "AIOKafkaConsumerThread", "seek_to_committed"): (
         "cfaf5d02cabe8bfc982ef8ca4f0a7d50bbaf57e0f9d7c3c607125d24c65b32f4",
-        "stream_eval.faust_fixes wraps it (stale committed offsets): check it still returns "
+        "stream_eval.runtime.faust_fixes wraps it (stale committed offsets): check it still "
+        "returns "
         "the committed offsets it sought to",
     ),
     ("faust.tables.manager", "TableManager", "on_start"): (
         "5e67c90893df7194315c2f30aa6fae3848132626b74abeb038014729839d1838",
-        "stream_eval.faust_fixes.TableManager.on_start repeats it without the sleep: carry "
+        "stream_eval.runtime.faust_fixes.TableManager.on_start repeats it without the sleep: carry "
         "the change over",
     ),
     ("faust.transport.consumer", "Consumer", "track_message"): (

@@ -295,8 +295,8 @@ async def _until(cond: Callable[[], bool], timeout: float) -> None:
 def test_a_pause_reaches_the_other_workers_within_milliseconds(isolated: Settings) -> None:
     from confluent_kafka import Producer
 
-    from stream_eval.kafka_config import confluent_config
-    from stream_eval.topics import ensure_topics
+    from stream_eval.runtime.kafka_config import confluent_config
+    from stream_eval.runtime.topics import ensure_topics
 
     settings = isolated
     ensure_topics(settings)
@@ -388,7 +388,7 @@ def _read_notices(settings: Settings) -> list[PauseNotice]:
     """Every notice on the pause topic."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from stream_eval.kafka_config import confluent_config
+    from stream_eval.runtime.kafka_config import confluent_config
 
     topic = settings.topics.judge_pauses
     c = Consumer(confluent_config(settings.kafka, **{"group.id": f"{settings.app_id}-reader"}))
@@ -410,7 +410,7 @@ def _members_with_partitions(settings: Settings, group: str) -> list[int]:
     """Per member of ``group``: how many partitions of the judge-requests topic it holds."""
     from confluent_kafka.admin import AdminClient
 
-    from stream_eval.kafka_config import confluent_config
+    from stream_eval.runtime.kafka_config import confluent_config
 
     admin = AdminClient(confluent_config(settings.kafka))
     try:
@@ -454,11 +454,11 @@ def test_two_judge_workers_send_nothing_while_either_is_told_to_wait(
     from stream_eval.judge.client import JudgeClient
     from stream_eval.judge.request import decode_judge_request
     from stream_eval.judge.rubrics import RUBRICS
-    from stream_eval.kafka_config import confluent_config
     from stream_eval.runner import WorkerProcess
+    from stream_eval.runtime.kafka_config import confluent_config
+    from stream_eval.runtime.topics import ensure_topics
     from stream_eval.testing import Behaviour, StubOpenAI
     from stream_eval.testing.clickhouse_http import ClickHouseHTTP
-    from stream_eval.topics import ensure_topics
 
     settings = isolated
     ensure_topics(settings)

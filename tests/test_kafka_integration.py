@@ -11,14 +11,14 @@ from confluent_kafka import Consumer, TopicPartition
 
 from stream_eval.checks import CHECKS
 from stream_eval.config import Settings
-from stream_eval.kafka_config import confluent_config
-from stream_eval.lag import group_lag
 from stream_eval.runner import WorkerProcess, free_port, scrape_metrics
+from stream_eval.runtime.kafka_config import confluent_config
+from stream_eval.runtime.lag import group_lag
+from stream_eval.runtime.topics import ensure_topics
 from stream_eval.sampling import unit_hash
 from stream_eval.sink.store import open_store
 from stream_eval.synthetic.mix import Mix, build_mix
 from stream_eval.synthetic.publish import publish
-from stream_eval.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

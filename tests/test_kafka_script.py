@@ -15,8 +15,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from stream_eval.broker import SCRIPT
 from stream_eval.runner import free_port
+from stream_eval.runtime.broker import SCRIPT
 
 FAKE_JAVA = r"""#!/usr/bin/env bash
 case " $* " in

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stream_eval.config import Settings
-from stream_eval.lag import consumed
+from stream_eval.runtime.lag import consumed
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "deploy" / "demo.toml"
@@ -24,7 +24,7 @@ SUBSCRIBED = """
 import json
 import os
 import sys
-from stream_eval import bulk_drain
+from stream_eval.runtime import bulk_drain
 from stream_eval.app import create_app, group_id
 from stream_eval.config import Settings
 s = Settings()

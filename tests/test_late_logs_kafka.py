@@ -24,11 +24,11 @@ from confluent_kafka import Producer
 from helpers import nonempty
 
 from stream_eval.config import Settings
-from stream_eval.kafka_config import confluent_config
 from stream_eval.runner import WorkerProcess, free_port, scrape_metrics
+from stream_eval.runtime.kafka_config import confluent_config
+from stream_eval.runtime.topics import ensure_topics
 from stream_eval.sink.store import open_store
 from stream_eval.testing import Behaviour, StubOpenAI
-from stream_eval.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -31,10 +31,10 @@ from stream_eval.metrics_catalog import (
     families_for,
     reference_markdown,
 )
+from stream_eval.runtime.stall_watch import StallWatch
+from stream_eval.runtime.steps import InOrder
 from stream_eval.sink.store import Store
 from stream_eval.sink.writer import SinkWriter
-from stream_eval.stall_watch import StallWatch
-from stream_eval.steps import InOrder
 from stream_eval.windows.close import WindowCloser
 from stream_eval.windows.watermarks import PartitionWatermarks
 

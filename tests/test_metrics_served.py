@@ -18,14 +18,14 @@ from helpers import nonempty
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_eval.config import Settings
-from stream_eval.kafka_config import confluent_config
 from stream_eval.metrics_catalog import FAMILIES
 from stream_eval.runner import WorkerProcess, free_port
+from stream_eval.runtime.kafka_config import confluent_config
+from stream_eval.runtime.topics import ensure_topics
 from stream_eval.synthetic.mix import build_mix
 from stream_eval.synthetic.otlp_encode import encode_otlp
 from stream_eval.synthetic.publish import publish
 from stream_eval.synthetic.traces import TraceFactory
-from stream_eval.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -20,10 +20,10 @@ from helpers import nonempty
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from stream_eval.config import Settings
-from stream_eval.kafka_config import confluent_config
 from stream_eval.runner import WorkerProcess, free_port, scrape_metrics
+from stream_eval.runtime.kafka_config import confluent_config
+from stream_eval.runtime.topics import ensure_topics
 from stream_eval.sink.store import open_store
-from stream_eval.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

@@ -14,9 +14,9 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_eval.config import KafkaSettings
-from stream_eval.kafka_config import confluent_config
-from stream_eval.produce import BatchProducer, ProduceError
-from stream_eval.topics import delete_topics_with_prefix
+from stream_eval.runtime.kafka_config import confluent_config
+from stream_eval.runtime.produce import BatchProducer, ProduceError
+from stream_eval.runtime.topics import delete_topics_with_prefix
 
 PARTITIONS = 6
 RUN = f"test-produce-{uuid.uuid4().hex[:8]}"

@@ -15,13 +15,13 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from stream_eval.config import Settings
-from stream_eval.kafka_config import confluent_config
-from stream_eval.membership import claim_slot
 from stream_eval.runner import WorkerProcess
+from stream_eval.runtime.kafka_config import confluent_config
+from stream_eval.runtime.membership import claim_slot
+from stream_eval.runtime.topics import ensure_topics
 from stream_eval.sink.store import open_store
 from stream_eval.synthetic.traces import TraceFactory
 from stream_eval.testing.clickhouse_http import ClickHouseHTTP
-from stream_eval.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 
@@ -210,7 +210,7 @@ def test_workers_on_one_host_claim_distinct_slots_and_a_dead_ones_slot_is_free(
 
     code = (
         "import sys, time; from pathlib import Path; "
-        "from stream_eval.membership import claim_slot; "
+        "from stream_eval.runtime.membership import claim_slot; "
         f"print(claim_slot('g', Path({str(tmp_path)!r})), flush=True); time.sleep(60)"
     )
     a = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -23,15 +23,15 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from stream_eval.config import ClickHouseSettings, Settings
-from stream_eval.kafka_config import confluent_config
 from stream_eval.review.agreement import Pair, agreement, cohen_kappa, labelled_pairs
 from stream_eval.runner import WorkerProcess, free_port
+from stream_eval.runtime.kafka_config import confluent_config
+from stream_eval.runtime.topics import ensure_topics
 from stream_eval.sink.store import open_store
 from stream_eval.synthetic.mix import build_mix
 from stream_eval.synthetic.publish import publish
 from stream_eval.testing import Behaviour, StubOpenAI
 from stream_eval.testing.clickhouse_http import ClickHouseHTTP
-from stream_eval.topics import ensure_topics
 
 pytestmark = pytest.mark.kafka
 

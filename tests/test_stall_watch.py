@@ -1,4 +1,4 @@
-"""The stalled-partition watchdog's decision (stream_eval.stall_watch).
+"""The stalled-partition watchdog's decision (stream_eval.runtime.stall_watch).
 
 The end-to-end case, a killed worker's partition taken over and read, is
 tests/test_clickhouse_outage.py::test_two_workers_in_one_group_share_a_server_with_exact_counts.
@@ -6,7 +6,7 @@ tests/test_clickhouse_outage.py::test_two_workers_in_one_group_share_a_server_wi
 
 from __future__ import annotations
 
-from stream_eval.stall_watch import PartitionView, StallDetector, position_of
+from stream_eval.runtime.stall_watch import PartitionView, StallDetector, position_of
 
 
 def view(end: int, position: int, topic: str = "traces", partition: int = 0) -> PartitionView:

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from helpers import nonempty
 
-from stream_eval import batches
-from stream_eval.batches import chunks, finish_or_quarantine
 from stream_eval.pipeline import RawMessage
-from stream_eval.steps import InOrder
+from stream_eval.runtime import batches
+from stream_eval.runtime.batches import chunks, finish_or_quarantine
+from stream_eval.runtime.steps import InOrder
 
 
 @pytest.fixture()

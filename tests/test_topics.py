@@ -12,9 +12,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from helpers import nonempty
 
-from stream_eval import topics
 from stream_eval.config import KafkaSettings, Settings, TopicSettings
-from stream_eval.kafka_config import confluent_config
+from stream_eval.runtime import topics
+from stream_eval.runtime.kafka_config import confluent_config
 
 
 class JustStartedBroker:
@@ -51,7 +51,7 @@ def test_groups_start_at_the_end_once_the_coordinator_has_loaded(
 ) -> None:
     JustStartedBroker.names = topics.topic_names(settings)
     monkeypatch.setattr(topics, "Consumer", JustStartedBroker)
-    monkeypatch.setattr("stream_eval.kafka_config.time.sleep", lambda s: None)
+    monkeypatch.setattr("stream_eval.runtime.kafka_config.time.sleep", lambda s: None)
     topics.start_groups_at_end(settings, ["a", "a-judge"])
     assert JustStartedBroker.loading == 0  # both refusals were met and retried
     assert [g for g, _ in JustStartedBroker.commits] == ["a", "a-judge"]

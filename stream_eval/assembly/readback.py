@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from stream_eval.config import KafkaSettings
-from stream_eval.kafka_config import confluent_config
+from stream_eval.runtime.kafka_config import confluent_config
 
 Position = tuple[int, int]  # partition, offset
 

@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from stream_eval.batches import chunks, value_bytes
+from stream_eval.runtime.batches import chunks, value_bytes
 
 Submit = Callable[[list[Any]], Awaitable[None]]  # one piece, in offset order
 

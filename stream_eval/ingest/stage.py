@@ -26,7 +26,7 @@ from stream_eval.ingest.prepare import (
 from stream_eval.ingest.result import INGEST_REASONS
 from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
-from stream_eval.produce import Outgoing
+from stream_eval.runtime.produce import Outgoing
 from stream_eval.sink.rows import ingest_tables, ndjson
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.windows.watermarks import PartitionWatermarks, Position, load_sql

@@ -37,7 +37,7 @@ from stream_eval.judge.pauses import (
     decode_notice,
     encode_notice,
 )
-from stream_eval.kafka_config import aiokafka_config
+from stream_eval.runtime.kafka_config import aiokafka_config
 
 log = logging.getLogger("stream_eval.judge")
 

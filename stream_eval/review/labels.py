@@ -151,7 +151,7 @@ def kafka_publisher(settings: Any) -> Publish:
     """A publisher to ``topics.labels`` (key: trace id), waiting for the broker's ack."""
     from confluent_kafka import Producer
 
-    from stream_eval.kafka_config import confluent_config
+    from stream_eval.runtime.kafka_config import confluent_config
 
     producer = Producer(confluent_config(settings.kafka))
     topic = settings.topics.labels

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from confluent_kafka import Producer
 
 from stream_eval.config import Settings
-from stream_eval.kafka_config import confluent_config
+from stream_eval.runtime.kafka_config import confluent_config
 from stream_eval.synthetic.mix import Message
 
 

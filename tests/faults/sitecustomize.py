@@ -3,7 +3,7 @@
 ``STREAM_EVAL_TEST_DROP_FETCH=<topic>:<partition>``: the worker's Faust consumer drops
 the first fetch that holds records of that partition, as Faust's ``getmany`` does
 with a fetch it is iterating when a rebalance comes: aiokafka's position moves past
-records that the stream never gets (see stream_eval/stall_watch.py).
+records that the stream never gets (see stream_eval/runtime/stall_watch.py).
 """
 
 from __future__ import annotations

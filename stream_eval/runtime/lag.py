@@ -5,7 +5,7 @@ from __future__ import annotations
 from confluent_kafka import Consumer, TopicPartition
 
 from stream_eval.config import Settings
-from stream_eval.kafka_config import confluent_config, retry_transient
+from stream_eval.runtime.kafka_config import confluent_config, retry_transient
 
 
 def consumed(settings: Settings) -> list[tuple[str, str]]:

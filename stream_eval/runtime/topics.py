@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from stream_eval.config import KafkaSettings, Settings
-from stream_eval.kafka_config import confluent_config, retry_transient
+from stream_eval.runtime.kafka_config import confluent_config, retry_transient
 
 
 def topic_names(settings: Settings) -> list[str]:

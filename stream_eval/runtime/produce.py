@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from stream_eval.config import KafkaSettings
 from stream_eval.dead_letters import Headers
-from stream_eval.kafka_config import confluent_config
+from stream_eval.runtime.kafka_config import confluent_config
 
 # topic, key (None: any partition), value, headers
 Outgoing = tuple[str, bytes | None, bytes, Headers | None]

@@ -23,8 +23,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Generic, TypeVar
 
-from stream_eval.batches import EXIT_UNCOMMITTED, Settle
 from stream_eval.metrics import Sample
+from stream_eval.runtime.batches import EXIT_UNCOMMITTED, Settle
 
 T = TypeVar("T")
 R = TypeVar("R")
