@@ -7,7 +7,8 @@ Run by bench/run.py as a child process (one chdb store per process):
 Per batch of messages up to BATCH_BYTES of values (default: the worker's
 ``ingest.finish_min_bytes``, so that it inserts as many rows at a time as the worker
 does): decode + checks + sampling (``process_batch``), the ClickHouse rows
-(``batch_rows``) inserted into chdb, then a synchronous commit (commit after durable).
+(``testing.reference.reference_rows``) inserted into chdb, then a synchronous commit
+(commit after durable).
 The same work as the worker's ingest, minus the judge-request and dead-letter
 producing, the watermarks and Faust. Prints one JSON line: {"messages", "seconds"
 (first message to last commit)}; the bench measures its wall time and memory from
@@ -25,9 +26,9 @@ from confluent_kafka import Consumer, TopicPartition
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.pipeline import RawMessage, process_batch
 from stream_eval.runtime.kafka_config import confluent_config
-from stream_eval.sink.rows import batch_rows
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
+from stream_eval.testing.reference import reference_rows
 
 
 def main(topic: str, n_msgs: int, chdb_path: str, group: str, batch_bytes: int = 0) -> None:
@@ -65,7 +66,7 @@ def main(topic: str, n_msgs: int, chdb_path: str, group: str, batch_bytes: int =
         if not first:
             first = time.perf_counter()
         batch = process_batch(raws, settings)
-        writer.write_tables_sync(batch_rows(batch, ingested_at=time.time()))
+        writer.write_tables_sync(reference_rows(batch, ingested_at=time.time()))
         consumer.commit(asynchronous=False)
         seen += len(raws)
     elapsed = time.perf_counter() - first

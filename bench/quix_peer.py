@@ -28,9 +28,9 @@ from quixstreams.sinks import BatchingSink, SinkBatch
 
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.pipeline import RawMessage, process_batch
-from stream_eval.sink.rows import batch_rows
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
+from stream_eval.testing.reference import reference_rows
 
 
 class StreamEvalSink(BatchingSink):  # type: ignore[misc]
@@ -50,7 +50,7 @@ class StreamEvalSink(BatchingSink):  # type: ignore[misc]
             for it in batch
         ]
         processed = process_batch(raws, self.settings)
-        self.writer.write_tables_sync(batch_rows(processed, ingested_at=time.time()))
+        self.writer.write_tables_sync(reference_rows(processed, ingested_at=time.time()))
         self.state["n"] += len(raws)
 
 

@@ -1,10 +1,11 @@
-"""The Faust app: topics and agents wired to the stages (kept thin).
+"""The Faust app: topics and agents wired to the stages (kept thin: the Kafka policy it
+wires, quarantine, acks and commits, lag, is in ``runtime``).
 
 Every stage runs a batch to a durable end (rows in ClickHouse, produced messages
 acknowledged) and only then lets Faust ack the messages and commit their offsets; see
-``batches.complete_or_quarantine``. The ingest takes its topic's messages a fetch at a
-time from Faust's drain loop (``bulk_drain``, ``ingest.intake``); the other stages are
-agents that take batches (``stream.take_events``).
+``runtime.batches.complete_or_quarantine``. The ingest takes its topic's messages a fetch
+at a time from Faust's drain loop (``runtime.bulk_drain``, ``ingest.intake``); the other
+stages are agents that take batches (``runtime.batches.batch_agent``).
 
 Roles: ``all`` runs both agents in one consumer group (``app_id``); ``ingest`` and
 ``judge`` run one each, the judge in the group ``<app_id>-judge``, so judge workers
@@ -14,34 +15,32 @@ scale separately from ingest workers.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import faust
 
 from stream_eval.config import Settings
-from stream_eval.dead_letters import Headers, capped, dead_letter_headers
 from stream_eval.ingest.intake import Intake
-from stream_eval.ingest.result import STAGE_ERROR
 from stream_eval.ingest.stage import IngestStage
-from stream_eval.metrics import Sample
 from stream_eval.pipeline import RawMessage
 from stream_eval.runtime import bulk_drain, faust_fixes, membership
 from stream_eval.runtime.batches import (
     Quarantine,
-    complete_or_quarantine,
+    batch_agent,
     finish_or_quarantine,
     from_kafka,
     raw_messages,
     value_bytes,
 )
-from stream_eval.runtime.commit_soon import CommitSoon
+from stream_eval.runtime.commit_soon import CommitSoon, ack_all
 from stream_eval.runtime.kafka_config import faust_credentials
+from stream_eval.runtime.lag import ConsumerLag
 from stream_eval.runtime.produce import BatchProducer
+from stream_eval.runtime.quarantine import dead_letter_sender, headers_sender, quarantine_to
+from stream_eval.runtime.stall_watch import add_stall_watch
 from stream_eval.runtime.steps import InOrder
-from stream_eval.sink.rows import dead_letter_row, ledger_row, ndjson
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 
@@ -126,7 +125,7 @@ def _create_app(settings: Settings, role: Role) -> faust.App:
         _add_otlp_assembly(app, settings, writer, topic, reports)
         closers.append(_add_ingest(
             app, topic(t.traces), settings, ingest_stage, producer,
-            _quarantine("ingest", _dead_letter_sender(topic(t.dead_letters), settings), writer),
+            quarantine_to("ingest", dead_letter_sender(topic(t.dead_letters), settings), writer),
             reports, sources,
         ))  # fmt: skip
 
@@ -147,7 +146,7 @@ def _create_app(settings: Settings, role: Role) -> faust.App:
                 t.judge_requests,
             )
 
-    _add_stall_watch(app, settings, sources)
+    add_stall_watch(app, settings, sources)
 
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def progress() -> None:
@@ -175,64 +174,6 @@ def _create_app(settings: Settings, role: Role) -> faust.App:
         writer.close()
 
     return app
-
-
-class ConsumerLag:
-    """Per assigned partition: the high watermark minus the committed offset."""
-
-    def __init__(self, app: faust.App) -> None:
-        self.app = app
-
-    def metrics(self) -> Iterator[Sample]:
-        consumer = self.app.consumer
-        committed = getattr(consumer, "_committed_offset", {})
-        for tp in list(consumer.assignment()):
-            high = consumer.highwater(tp)
-            if high is None:  # not fetched yet
-                continue
-            done = committed.get(tp) or 0
-            labels = {"topic": tp.topic, "partition": str(tp.partition)}
-            yield "consumer_lag", labels, max(high - done, 0)
-
-
-def _add_stall_watch(app: faust.App, settings: Settings, sources: list[Any]) -> None:
-    """Partitions assigned but not read are read again (see ``stall_watch``)."""
-    from stream_eval.runtime.stall_watch import StallWatch
-
-    after = settings.kafka.stall_after_seconds
-    if not after:
-        return
-    topics = {t for agent in app.agents.values() for t in agent.get_topic_names()}
-    topics |= bulk_drain.topics(app)  # the ingest's topic has no agent
-    watch = StallWatch(app, topics, after)
-    sources.append(watch)
-
-    @app.timer(interval=min(10.0, after / 3))  # type: ignore[untyped-decorator]
-    async def stall_watch() -> None:
-        try:
-            await watch.run_once()
-        except Exception as exc:  # e.g. the broker away: the next round tries again
-            log.info("stall watch skipped a round: %r", exc)
-
-
-def _batch_agent(
-    app: faust.App,
-    source: Any,
-    name: str,
-    max_messages: int,
-    max_seconds: float,
-    handle: Callable[[list[RawMessage]], Awaitable[Any]],
-    quarantine: Quarantine,
-) -> None:
-    """An agent that takes batches and runs ``handle`` on each to a durable end before
-    the batch is acked (see ``batches.complete_or_quarantine``)."""
-
-    @app.agent(source, name=name)
-    async def agent(stream: faust.StreamT[bytes]) -> None:
-        async for events in cast("faust.Stream[bytes]", stream).take_events(
-            max_messages, max_seconds
-        ):
-            await complete_or_quarantine(handle, raw_messages(events), quarantine, name)
 
 
 def _add_ingest(
@@ -265,7 +206,7 @@ def _add_ingest(
     commit_soon = CommitSoon(app)
 
     async def submit(piece: list[Any]) -> None:
-        await run.submit(from_kafka(piece), partial(_ack, app, piece, commit_soon))
+        await run.submit(from_kafka(piece), partial(ack_all, app, piece, commit_soon))
 
     intake = Intake(
         submit,
@@ -291,63 +232,6 @@ def _add_ingest(
     return close
 
 
-def _ack(app: faust.App, messages: list[Any], commit: Callable[[], None]) -> None:
-    for message in messages:
-        message.ack(app.consumer)
-    commit()
-
-
-# Senders: force=True sends now, instead of attaching the message to the current event;
-# each returns the delivery future, which the stages await before the batch is acked.
-
-
-def _quarantine(
-    stage: str, send_dead: Callable[[bytes, Headers], Awaitable[Any]], writer: SinkWriter
-) -> Quarantine:
-    """Dead-letter a message that a stage keeps failing on (reason ``stage_error``): on
-    the stage's DLQ topic and in ``dead_letters``; for ingest also in the ledger, so the
-    message is accounted for."""
-
-    async def quarantine(m: RawMessage, error: str) -> None:
-        now = time.time()
-        source = f"{m.topic}/{m.partition}/{m.offset}"
-        delivery = await send_dead(m.value, dead_letter_headers(STAGE_ERROR, error, source))
-        row = dead_letter_row(
-            stage=stage, message=m, item=-1, reason=STAGE_ERROR, detail=error, fmt="unknown",
-            payload=m.value, ingested_at=now,
-        )  # fmt: skip
-        tables = {"dead_letters": ndjson([row])}
-        if stage == "ingest":
-            tables["ingest_messages"] = ndjson([ledger_row(m, "unknown", 0, 1, 0, now)])
-        await writer.write_tables(tables)
-        await delivery
-
-    return quarantine
-
-
-def _headers_sender(topic: Any) -> Callable[[bytes, bytes, Headers], Awaitable[Any]]:
-    """Send a keyed value with headers to ``topic``."""
-
-    async def send(key: bytes, value: bytes, headers: Headers) -> Any:
-        return await topic.send(key=key, value=value, headers=headers, force=True)
-
-    return send
-
-
-def _dead_letter_sender(
-    topic: Any, settings: Settings
-) -> Callable[[bytes, Headers], Awaitable[Any]]:
-    """Send a dead letter, cut to ``ingest.dead_letter_max_bytes`` so that it always fits the
-    producer's requests (one oversized dead letter must not stop a stage)."""
-    max_bytes = settings.ingest.dead_letter_max_bytes
-
-    async def send(value: bytes, headers: Headers) -> Any:
-        value, headers = capped(value, headers, max_bytes)
-        return await topic.send(value=value, headers=headers, force=True)
-
-    return send
-
-
 def _add_judge_agent(
     app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, counters: JudgeCounters
 ) -> JudgeClient:
@@ -356,7 +240,7 @@ def _add_judge_agent(
     from stream_eval.judge.stage import JudgeStage
 
     t, j = settings.topics, settings.judge
-    send_dead_letter = _dead_letter_sender(topic(t.judge_dead_letters), settings)
+    send_dead_letter = dead_letter_sender(topic(t.judge_dead_letters), settings)
     client = JudgeClient.from_settings(j)
     holder: dict[str, JudgeStage] = {}
 
@@ -373,9 +257,9 @@ def _add_judge_agent(
             )  # fmt: skip
         await holder["stage"].handle(messages)
 
-    _batch_agent(
+    batch_agent(
         app, topic(t.judge_requests), "judge", j.batch_max_messages, j.batch_max_seconds, handle,
-        _quarantine("judge", send_dead_letter, writer),
+        quarantine_to("judge", send_dead_letter, writer),
     )  # fmt: skip
     return client
 
@@ -407,7 +291,7 @@ def _add_feedback_agent(
     reports.append(counters)
     stage = FeedbackStage(
         writer,
-        _dead_letter_sender(topic(t.dead_letters), settings),
+        dead_letter_sender(topic(t.dead_letters), settings),
         counters,
         horizon_s=fb.horizon_hours * 3600,
         max_age_s=ing.max_event_age_hours * 3600,
@@ -415,8 +299,8 @@ def _add_feedback_agent(
         max_dead_per_message=ing.max_dead_letters_per_message,
     )
     n, secs = fb.batch_max_messages, fb.batch_max_seconds
-    quarantine = _quarantine("feedback", stage.send_dead, writer)
-    _batch_agent(app, topic(t.feedback), "feedback", n, secs, stage.handle, quarantine)
+    quarantine = quarantine_to("feedback", stage.send_dead, writer)
+    batch_agent(app, topic(t.feedback), "feedback", n, secs, stage.handle, quarantine)
 
 
 def _add_window_closer(
@@ -457,25 +341,25 @@ def _add_otlp_assembly(
     t, a, ing = settings.topics, settings.assembly, settings.ingest
     if not t.otlp_assembly or not (t.otlp_spans or t.otlp_logs):
         return
-    send_dead = _dead_letter_sender(topic(t.dead_letters), settings)
+    send_dead = dead_letter_sender(topic(t.dead_letters), settings)
     pieces = topic(t.otlp_assembly)
     signals: list[tuple[Signal, str]] = [("traces", t.otlp_spans), ("logs", t.otlp_logs)]
     counters = IntakeCounters([signal for signal, name in signals if name])
     reports.append(counters)
     for signal, name in signals:
         if name:
-            send_piece = _headers_sender(pieces)
+            send_piece = headers_sender(pieces)
             intake = IntakeStage(settings, signal, writer, send_piece, send_dead, counters)
-            _batch_agent(
+            batch_agent(
                 app, topic(name), f"otlp_{signal}", ing.batch_max_messages, ing.batch_max_seconds,
-                intake.handle, _quarantine("otlp_intake", send_dead, writer),
+                intake.handle, quarantine_to("otlp_intake", send_dead, writer),
             )  # fmt: skip
 
     # Late pieces (log records exported after their spans) are joined to their trace as it
     # was emitted, read back from the traces topic.
     reader = TracesReader(settings.kafka, t.traces, f"{settings.app_id}-assembly-readback")
     stage = AssemblyStage(
-        settings, writer, _headers_sender(topic(t.traces)), send_dead,
+        settings, writer, headers_sender(topic(t.traces)), send_dead,
         release=lambda message: message.ack(app.consumer), read_back=reader.read,
     )  # fmt: skip
     reports.append(stage.counters)

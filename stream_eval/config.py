@@ -31,42 +31,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
-    "i can't help with",
-    "i cannot help with",
-    "i can't assist with",
-    "i cannot assist with",
-    "i'm unable to help",
-    "i am unable to help",
-    "i'm not able to help",
-    "i am not able to help",
-    "i can't provide",
-    "i cannot provide",
-    "i won't be able to",
-    "i will not be able to",
-    "i'm sorry, but i can't",
-    "i'm sorry, but i cannot",
-    "sorry, i can't",
-    "sorry, i cannot",
-    "i must decline",
-    "i have to decline",
-    "i can't comply",
-    "i cannot comply",
-    "as an ai language model, i cannot",
-    "as an ai, i cannot",
-    "i'm not allowed to",
-    "i am not allowed to",
-    "that request violates",
-    "against my guidelines",
-    "i can't do that",
-    "i cannot do that",
-    "i'm unable to provide",
-    "i am unable to provide",
-)
+from stream_eval.checks import CHECKS
+from stream_eval.checks.pii_patterns import PII_KINDS
+from stream_eval.checks.settings import DEFAULT_REFUSAL_PHRASES as DEFAULT_REFUSAL_PHRASES
+from stream_eval.checks.settings import CheckSettings as CheckSettings
+from stream_eval.judge.rubrics import RUBRIC_NAMES
 
-# The names below are owned by what they name: the checks by ``checks.CHECKS``, the PII
-# kinds by ``checks.pii.PATTERNS``, the rubrics by ``judge.rubrics.RUBRICS``. They are read
-# when settings are validated (those modules import this one, so not at import time).
+# Names are owned by what they name: the checks by ``checks.CHECKS``, the PII kinds by
+# ``checks.pii_patterns.PATTERNS``, the rubrics by ``judge.rubrics.RUBRICS``; the settings
+# validate against them.
 
 
 def _known(what: str, names: list[str] | None, known: tuple[str, ...]) -> None:
@@ -75,26 +48,21 @@ def _known(what: str, names: list[str] | None, known: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {what} {unknown}; known: {list(known)}")
 
 
-def _check_names() -> tuple[str, ...]:
-    from stream_eval.checks import CHECKS
-
-    return tuple(CHECKS)
-
-
-def _pii_kinds() -> tuple[str, ...]:
-    from stream_eval.checks.pii import PII_KINDS
-
-    return PII_KINDS
-
-
-def _rubric_names() -> tuple[str, ...]:
-    from stream_eval.judge.rubrics import RUBRIC_NAMES
-
-    return RUBRIC_NAMES
-
-
 def _known_checks(names: list[str]) -> list[str]:
-    _known("checks", names, _check_names())
+    _known("checks", names, tuple(CHECKS))
+    return names
+
+
+def _known_check_settings(cfg: CheckSettings, where: str) -> None:
+    try:
+        _known("checks", cfg.disabled, tuple(CHECKS))
+        _known("PII kinds", cfg.pii_kinds, PII_KINDS)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _known_rubrics(names: list[str] | None) -> list[str] | None:
+    _known("rubrics", names, RUBRIC_NAMES)
     return names
 
 
@@ -198,33 +166,6 @@ class IngestSettings(_Model):
     event_time_policy: Literal["dead_letter", "clamp"] = "dead_letter"
 
 
-class CheckSettings(_Model):
-    """Thresholds of the cheap checks. Every field can be overridden per route."""
-
-    disabled: list[str] = Field(default_factory=list)
-    refusal_phrases: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUSAL_PHRASES))
-    grounding_min_supported: float = Field(default=0.6, ge=0, le=1)
-    grounding_sentence_overlap: float = Field(default=0.5, ge=0, le=1)
-    pii_kinds: list[str] = Field(default_factory=lambda: list(_pii_kinds()))
-    max_output_chars: int = Field(default=20_000, ge=1)
-    max_input_chars: int = Field(default=100_000, ge=1)
-    max_total_tokens: int | None = Field(default=None, ge=1)
-    expects_json: bool = False
-
-    _disabled_known = field_validator("disabled")(_known_checks)
-
-    @field_validator("pii_kinds")
-    @classmethod
-    def _known_kinds(cls, v: list[str]) -> list[str]:
-        _known("PII kinds", v, _pii_kinds())
-        return v
-
-
-def _known_rubrics(names: list[str] | None) -> list[str] | None:
-    _known("rubrics", names, _rubric_names())
-    return names
-
-
 class JudgeSettings(_Model):
     """The LLM judge: an OpenAI or OpenAI-compatible endpoint, pinned model, limits, prices."""
 
@@ -245,7 +186,7 @@ class JudgeSettings(_Model):
     backoff_max_seconds: float = Field(default=30.0, ge=0)
     price_input_per_mtok: float = Field(default=0.15, ge=0)  # USD per million input tokens
     price_output_per_mtok: float = Field(default=0.60, ge=0)
-    rubrics: list[str] = Field(default_factory=lambda: list(_rubric_names()))
+    rubrics: list[str] = Field(default_factory=lambda: list(RUBRIC_NAMES))
     daily_budget_usd: float | None = Field(default=None, ge=0)  # per route; None: unlimited
     batch_max_messages: int = Field(default=64, ge=1)
     batch_max_seconds: float = Field(default=1.0, gt=0)
@@ -516,11 +457,14 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _resolve_route_checks(self) -> Settings:
         # Validated here, at load time, so a typo in a route's overrides fails fast.
+        _known_check_settings(self.checks, "checks")
         base = self.checks.model_dump()
         self._route_checks = {
             name: CheckSettings.model_validate({**base, **route.checks})
             for name, route in self.routes.items()
         }
+        for name, cfg in self._route_checks.items():
+            _known_check_settings(cfg, f"routes.{name}.checks")
         return self
 
     def checks_for(self, route: str) -> CheckSettings:

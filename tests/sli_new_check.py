@@ -33,9 +33,9 @@ def main(path: str, variant: str) -> dict[str, Any]:
     from stream_eval.grafana.dashboards import build_dashboards
     from stream_eval.pipeline import RawMessage, process_batch
     from stream_eval.sink.store import open_store
-    from stream_eval.sink.writer import SinkWriter
     from stream_eval.slis import COLUMNS
     from stream_eval.synthetic.traces import TraceFactory
+    from stream_eval.testing.ingest import write_batch
     from stream_eval.windows.close import WindowCloser
 
     settings = config.Settings()
@@ -51,12 +51,13 @@ def main(path: str, variant: str) -> dict[str, Any]:
     batch = process_batch(messages, settings)
     store = open_store(settings.clickhouse)
     try:
-        SinkWriter(store).write_sync(batch)
+        write_batch(store, batch, settings)
         db = store.database
-        # the watermark the ingest stage records with a batch: the newest event time read
+        # a later batch's progress, as the ingest stage records it: the newest event time
+        # read has moved 15 minutes on, so the windows of the 40 traces close
         store.command(
             f"INSERT INTO {db}.stream_progress (kafka_topic, kafka_partition, first_offset, "
-            f"last_offset, watermark, ingested_at) VALUES ('{settings.topics.traces}', 0, 0, "
+            f"last_offset, watermark, ingested_at) VALUES ('{settings.topics.traces}', 0, 40, "
             f"40, {base + 900}, {base + 900})"
         )
         closer = WindowCloser(settings.windows, settings.topics.traces)

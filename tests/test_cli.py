@@ -21,8 +21,8 @@ from stream_eval.cli import cli
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.pipeline import RawMessage, process_batch
 from stream_eval.sink.store import open_store
-from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.mix import build_mix
+from stream_eval.testing.ingest import write_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "deploy" / "demo.toml"
@@ -138,7 +138,7 @@ def test_sql_reads_written_data(chdb_path: str, monkeypatch: pytest.MonkeyPatch)
     batch = process_batch(msgs, settings)
     store = open_store(settings.clickhouse)
     try:
-        SinkWriter(store).write_sync(batch)
+        write_batch(store, batch, settings)
     finally:
         store.close()
     r = invoke(

@@ -20,15 +20,15 @@ from helpers import nonempty
 
 from stream_eval.cli import cli
 from stream_eval.config import Settings
-from stream_eval.pipeline import RawMessage, process_batch
+from stream_eval.pipeline import RawMessage
 from stream_eval.review.agreement import NO_HUMAN_FAIL, NO_VARIATION
 from stream_eval.review.labels import Label, record
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import open_store
-from stream_eval.sink.writer import SinkWriter
 from stream_eval.slis import COLUMNS, current_slis
 from stream_eval.synthetic.mix import Expected, build_mix
 from stream_eval.tables import Column, Shown, Table, to_csv, to_json
+from stream_eval.testing.ingest import write_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "deploy" / "demo.toml"
@@ -63,7 +63,7 @@ def _traffic() -> Expected:
     settings = Settings()
     store = open_store(settings.clickhouse)
     try:
-        SinkWriter(store).write_sync(process_batch(msgs, settings))
+        write_messages(store, msgs, settings)
     finally:
         store.close()  # one chdb session per process: the CLI opens its own
     return mix.expected

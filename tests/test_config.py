@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from stream_eval import checks
-from stream_eval.checks.pii import PII_KINDS
+from stream_eval.checks.pii_patterns import PATTERNS, PII_KINDS
 from stream_eval.config import (
     DEFAULT_REFUSAL_PHRASES,
     CheckSettings,
@@ -80,13 +80,16 @@ def test_names_are_validated_against_their_owners() -> None:
     registry is accepted at once, and a name no registry has is refused."""
     checks.CHECKS["toxicity_probe"] = checks.CHECKS["size"]
     try:
-        assert CheckSettings(disabled=["toxicity_probe"]).disabled == ["toxicity_probe"]
+        s = Settings(checks={"disabled": ["toxicity_probe"]})
+        assert s.checks.disabled == ["toxicity_probe"]
     finally:
         del checks.CHECKS["toxicity_probe"]
     with pytest.raises(ValidationError, match="unknown checks"):
-        CheckSettings(disabled=["toxicity_probe"])
-    with pytest.raises(ValidationError, match="unknown PII kinds"):
-        CheckSettings(pii_kinds=["email", "shoe_size"])
+        Settings(checks={"disabled": ["toxicity_probe"]})
+    with pytest.raises(ValidationError, match=r"routes\.chat\.checks: unknown PII kinds"):
+        Settings(routes={"chat": {"checks": {"pii_kinds": ["email", "shoe_size"]}}})
+    assert tuple(PATTERNS) == PII_KINDS  # the default and the allowed kinds: the patterns'
+    assert CheckSettings().pii_kinds == list(PATTERNS)
     with pytest.raises(ValidationError, match="unknown rubrics"):
         Settings(judge={"rubrics": ["helpfulness", "wit"]})
 

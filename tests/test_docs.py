@@ -54,9 +54,9 @@ from stream_eval.ingest.json_traces import decode_json_value
 from stream_eval.ingest.otlp import decode_otlp_proto
 from stream_eval.pipeline import RawMessage, process_batch
 from stream_eval.sink.store import Store, open_store
-from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.mix import build_mix
 from stream_eval.synthetic.otlp_encode import encode_otlp
+from stream_eval.testing.ingest import write_messages
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -473,7 +473,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         mix = build_mix(300, batch_size=20, seed=5)
         now = time.time()
         msgs = [RawMessage("llm-traces", 0, i, now, m.value) for i, m in enumerate(mix.messages)]
-        SinkWriter(s).write_sync(process_batch(msgs, settings))
+        write_messages(s, msgs, settings)
         yield s
     finally:
         s.close()

@@ -26,6 +26,7 @@ from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store, open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.mix import build_mix
+from stream_eval.testing.ingest import write_batch
 
 ROUTE = "support-rag"
 
@@ -108,8 +109,8 @@ def test_the_sql_of_dashboards_and_alerts_equals_the_estimator(
     """The same traffic through the sink: sli_minute's weighted sums, re-aggregated by the
     SQL the dashboards and alert rules use, give the Python estimate exactly."""
     batch = _traffic(settings, seed=3)
+    write_batch(store, batch, settings)
     writer = SinkWriter(store)
-    writer.write_sync(batch)
     writer.write_tables_sync({"judge_results": _judge_rows(batch)})
     (row,) = store.query(
         f"SELECT {JUDGE_PASS.value} AS v, {JUDGE_PASS.lower} AS lo, {JUDGE_PASS.upper} AS hi, "
@@ -169,7 +170,7 @@ def test_the_cli_prints_the_estimate_and_its_correction(tmp_path: Path, settings
     store = open_store(ClickHouseSettings(path=str(tmp_path / "chdb")))
     try:
         batch = _traffic(settings, seed=6, n=1000)
-        SinkWriter(store).write_sync(batch)
+        write_batch(store, batch, settings)
         store.insert("judge_results", _judge_rows(batch))
         judged = [p for p in _route(batch) if p.sample_reason == "rate"][:12]
         store.insert("review_queue", ndjson([

@@ -19,9 +19,9 @@ from stream_eval.golden import load, promote, validate, versions
 from stream_eval.pipeline import RawMessage, process_batch
 from stream_eval.review.labels import Label, record
 from stream_eval.sink.store import Store, open_store
-from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.mix import build_mix
 from stream_eval.testing import Behaviour, StubOpenAI
+from stream_eval.testing.ingest import write_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def _reviewed_store(path: Path, settings: Settings, n_failures: int = 3) -> list
         batch = process_batch(
             [RawMessage("t", 0, i, now, m.value) for i, m in enumerate(mix.messages)], settings
         )
-        SinkWriter(store).write_sync(batch)
+        write_batch(store, batch, settings)
         rag = [p.trace for p in batch.processed if p.trace.documents][:n_failures]
         labels = [
             Label(t.trace_id, t.span_id, "ana", "faithfulness", "fail", 2,

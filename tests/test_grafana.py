@@ -29,10 +29,10 @@ from stream_eval.config import ClickHouseSettings, RouteSettings, Settings
 from stream_eval.grafana import macros
 from stream_eval.grafana.generate import check, committed_settings, generate
 from stream_eval.pipeline import ProcessedTrace, RawMessage, process_batch
-from stream_eval.sink.rows import batch_rows
 from stream_eval.sink.store import Store, open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.traces import MODEL_VERSIONS, TraceFactory
+from stream_eval.testing.ingest import write_batch
 from stream_eval.trace import trace_dimensions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,7 +219,7 @@ def _seed(store: Store) -> None:
             offset += 2
         batch = process_batch(messages, settings)
         ingested_at = msg_ts + 0.5 + rng.random() * (20 if minute in (30, 31) else 2)
-        writer_store.write_tables_sync(batch_rows(batch, ingested_at=ingested_at))
+        write_batch(writer_store.store, batch, settings, at=ingested_at)
         for p in batch.processed:
             if p.sample_reason:
                 judge.extend(_judge_rows(p, rng))

@@ -27,8 +27,8 @@ from stream_eval.ingest.result import EVENT_TIME
 from stream_eval.judge.request import MAX_REQUEST_BYTES, decode_judge_request, encode_judge_request
 from stream_eval.pipeline import Batch, RawMessage, process_batch
 from stream_eval.sink.store import Store, open_store
-from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.otlp_encode import encode_otlp
+from stream_eval.testing.ingest import write_batch
 from stream_eval.trace import Trace
 
 NOW = time.time()
@@ -91,7 +91,7 @@ def run_everything(messages: list[RawMessage], settings: Settings, store: Store)
         decode_judge_request(raw)  # the judge stage can read what ingest wrote
     for _, d in batch.dead:
         assert isinstance(d.payload, bytes)
-    SinkWriter(store).write_sync(batch)
+    write_batch(store, batch, settings)
     for o in batch.messages:  # every message is accounted for
         assert o.traces + o.dead + o.skipped >= 1
     return batch

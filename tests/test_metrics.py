@@ -14,7 +14,6 @@ from helpers import nonempty
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream_eval.app import ConsumerLag
 from stream_eval.assembly.buffer import TraceBuffer
 from stream_eval.assembly.intake import IntakeCounters
 from stream_eval.assembly.stage import AssemblyCounters
@@ -31,6 +30,7 @@ from stream_eval.metrics_catalog import (
     families_for,
     reference_markdown,
 )
+from stream_eval.runtime.lag import ConsumerLag
 from stream_eval.runtime.stall_watch import StallWatch
 from stream_eval.runtime.steps import InOrder
 from stream_eval.sink.store import Store

@@ -24,9 +24,9 @@ from stream_eval.ingest.prepare import (
 )
 from stream_eval.judge.request import encode_judge_request
 from stream_eval.pipeline import RawMessage, process_batch
-from stream_eval.sink.rows import batch_rows
 from stream_eval.synthetic.mix import build_mix
 from stream_eval.synthetic.traces import TraceFactory
+from stream_eval.testing.reference import reference_rows
 from stream_eval.windows.watermarks import Load, PartitionWatermarks, Position
 
 BASE_TS = time.time() - 3600
@@ -75,7 +75,7 @@ def test_prepared_rows_are_the_rows_of_the_one_step_path(
 
     batch = process_batch(messages, settings)
     asyncio.run(PartitionWatermarks(_history(history)).assign(batch))
-    expected = batch_rows(batch, ingested_at=at)
+    expected = reference_rows(batch, ingested_at=at)
 
     got = _filled(prepared, wms)
     assert len(got["traces"]) > 100 and got["dead_letters"], "the mix has traces and bad input"

@@ -17,8 +17,8 @@ from stream_eval.review.labels import InvalidLabel, Label, parse_labels, record
 from stream_eval.review.queue import enqueue, next_item, queue_counts, release
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store
-from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.mix import build_mix
+from stream_eval.testing.ingest import write_batch
 
 
 def _traffic(store: Store, settings: Settings, n: int = 600) -> Batch:
@@ -27,7 +27,7 @@ def _traffic(store: Store, settings: Settings, n: int = 600) -> Batch:
     batch = process_batch(
         [RawMessage("t", 0, i, now, m.value) for i, m in enumerate(mix.messages)], settings
     )
-    SinkWriter(store).write_sync(batch)
+    write_batch(store, batch, settings)
     return batch
 
 

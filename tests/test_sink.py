@@ -24,12 +24,14 @@ from stream_eval import checks
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.ingest.result import CHECK_ERROR
 from stream_eval.pipeline import Batch, RawMessage, process_batch
-from stream_eval.sink.rows import MAX_PAYLOAD_BYTES, batch_rows
+from stream_eval.sink.rows import MAX_PAYLOAD_BYTES
 from stream_eval.sink.schema import fingerprint, is_applied, schema_statements
 from stream_eval.sink.store import Store, StoreError, open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.summary import read_summary
 from stream_eval.synthetic.mix import Mix, build_mix
+from stream_eval.testing.ingest import write_batch
+from stream_eval.testing.reference import reference_rows
 from stream_eval.trace import CheckResult, Trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,10 +156,12 @@ def test_a_store_up_to_date_opens_without_the_statements(ch: ClickHouseSettings)
     s.close()
 
 
-def test_migration_is_idempotent_and_data_persists(ch: ClickHouseSettings, batch: Batch) -> None:
+def test_migration_is_idempotent_and_data_persists(
+    ch: ClickHouseSettings, batch: Batch, settings: Settings
+) -> None:
     s = open_store(ch)
     try:
-        SinkWriter(s).write_sync(batch)
+        write_batch(s, batch, settings)
     finally:
         s.close()
     s = open_store(ch)  # schema statements run again on an existing store
@@ -168,11 +172,11 @@ def test_migration_is_idempotent_and_data_persists(ch: ClickHouseSettings, batch
         s.close()
 
 
-def test_other_database_name(tmp_path: Path, batch: Batch) -> None:
+def test_other_database_name(tmp_path: Path, batch: Batch, settings: Settings) -> None:
     s = open_store(ClickHouseSettings(path=str(tmp_path / "c"), database="evals"))
     try:
         assert s.database == "evals"
-        SinkWriter(s).write_sync(batch)
+        write_batch(s, batch, settings)
         assert int(s.query("SELECT count() AS n FROM evals.traces_v")[0]["n"]) == len(
             batch.processed
         )
@@ -183,10 +187,9 @@ def test_other_database_name(tmp_path: Path, batch: Batch) -> None:
 # --------------------------------------------------------------------------- replay
 
 
-def test_replay_is_idempotent(store: Store, batch: Batch, mix: Mix) -> None:
-    writer = SinkWriter(store)
-    writer.write_sync(batch)
-    writer.write_sync(batch)  # a replay after a crash: the same batch again
+def test_replay_is_idempotent(store: Store, batch: Batch, mix: Mix, settings: Settings) -> None:
+    write_batch(store, batch, settings)
+    write_batch(store, batch, settings)  # a replay after a crash: the same batch again
     expected = {
         "traces": len(batch.processed),
         "check_results": sum(len(p.results) for p in batch.processed),
@@ -223,10 +226,9 @@ def test_replay_is_idempotent(store: Store, batch: Batch, mix: Mix) -> None:
     assert int(sampled[0]["n"]) == sum(1 for p in batch.processed if p.sample_reason)
 
 
-def test_replay_keeps_the_latest_write(store: Store, batch: Batch) -> None:
-    writer = SinkWriter(store)
-    writer.write_sync(batch)
-    writer.write_sync(batch)
+def test_replay_keeps_the_latest_write(store: Store, batch: Batch, settings: Settings) -> None:
+    write_batch(store, batch, settings)
+    write_batch(store, batch, settings)
     rows = store.query(
         f"SELECT count() AS n, uniqExact(ingested_at) AS u, max(ingested_at) AS latest, "
         f"(SELECT any(ingested_at) FROM {DB}.traces FINAL) AS kept FROM {DB}.traces"
@@ -239,7 +241,7 @@ def test_async_write_then_close(ch: ClickHouseSettings, batch: Batch) -> None:
     s = open_store(ch)
     writer = SinkWriter(s)
     try:
-        asyncio.run(writer.write_tables(batch_rows(batch, ingested_at=BASE_TS)))
+        asyncio.run(writer.write_tables(reference_rows(batch, ingested_at=BASE_TS)))
         assert count(s, "traces") == len(batch.processed)
     finally:
         writer.close()  # closes the store too
@@ -253,8 +255,8 @@ def test_async_write_then_close(ch: ClickHouseSettings, batch: Batch) -> None:
 # --------------------------------------------------------------------------- row contents
 
 
-def test_trace_row_round_trip(store: Store, batch: Batch) -> None:
-    SinkWriter(store).write_sync(batch)
+def test_trace_row_round_trip(store: Store, batch: Batch, settings: Settings) -> None:
+    write_batch(store, batch, settings)
     p = next(p for p in batch.processed if p.trace.documents and p.sample_reason)
     t = p.trace
     (row,) = store.query(
@@ -319,7 +321,7 @@ def test_extra_and_nulls(store: Store, settings: Settings) -> None:
         "tags": ["x", 1],
     }
     batch = process_batch(raw_messages([orjson.dumps(trace)]), settings)
-    SinkWriter(store).write_sync(batch)
+    write_batch(store, batch, settings)
     (row,) = store.query(
         "SELECT extra, latency_ms, input_tokens, cost_usd, toString(ts) AS ts_s, sampled, "
         f"tenant, user_id, session_id FROM {DB}.traces_v"
@@ -330,8 +332,8 @@ def test_extra_and_nulls(store: Store, settings: Settings) -> None:
     assert row["ts_s"] == STAMP.replace("T", " ").removesuffix("Z")
 
 
-def test_ledger_rows(store: Store, batch: Batch) -> None:
-    SinkWriter(store).write_sync(batch)
+def test_ledger_rows(store: Store, batch: Batch, settings: Settings) -> None:
+    write_batch(store, batch, settings)
     rows = store.query(
         "SELECT kafka_offset, format, bytes, traces, dead_letters, skipped_spans, "
         f"toUnixTimestamp64Milli(message_ts) AS ts_ms FROM {DB}.ingest_messages_v"
@@ -348,8 +350,10 @@ def test_ledger_rows(store: Store, batch: Batch) -> None:
 # --------------------------------------------------------------------------- dead letters
 
 
-def test_dead_letter_payload_round_trips(store: Store, batch: Batch, mix: Mix) -> None:
-    SinkWriter(store).write_sync(batch)
+def test_dead_letter_payload_round_trips(
+    store: Store, batch: Batch, mix: Mix, settings: Settings
+) -> None:
+    write_batch(store, batch, settings)
     rows = store.query(
         "SELECT kafka_offset, item, reason, route, trace_id, payload_bytes, payload_truncated, "
         f"hex(base64Decode(payload_base64)) AS payload_hex FROM {DB}.dead_letters_v"
@@ -378,7 +382,7 @@ def test_payload_truncation(store: Store, settings: Settings, size: int, truncat
     payload = (b"\xff\x00garbage" * (size // 9 + 1))[:size]  # not JSON, not protobuf
     batch = process_batch(raw_messages([payload]), settings)
     assert [d.payload for _, d in batch.dead] == [payload]
-    SinkWriter(store).write_sync(batch)
+    write_batch(store, batch, settings)
     (row,) = store.query(
         "SELECT payload_bytes, payload_truncated, length(base64Decode(payload_base64)) AS kept, "
         f"hex(base64Decode(payload_base64)) AS h FROM {DB}.dead_letters_v"
@@ -392,7 +396,7 @@ def test_payload_truncation(store: Store, settings: Settings, size: int, truncat
 def test_oversized_message_keeps_its_true_size(store: Store, settings: Settings, mix: Mix) -> None:
     big = next(m.value for m in mix.messages if m.kind == "bad_oversized")
     batch = process_batch(raw_messages([big]), settings)
-    SinkWriter(store).write_sync(batch)
+    write_batch(store, batch, settings)
     (row,) = store.query(
         f"SELECT reason, payload_bytes, payload_truncated FROM {DB}.dead_letters_v"
     )
@@ -424,7 +428,7 @@ def test_two_check_errors_in_one_message_are_two_rows(
     batch = process_batch(raw_messages([raw]), settings)
     assert [d.reason for _, d in batch.dead] == [CHECK_ERROR, CHECK_ERROR]
     assert batch.messages[0].dead == 2
-    SinkWriter(store).write_sync(batch)
+    write_batch(store, batch, settings)
     ledger = store.query(f"SELECT dead_letters FROM {DB}.ingest_messages_v")
     assert ledger[0]["dead_letters"] == 2
     rows = store.query(f"SELECT trace_id FROM {DB}.dead_letters_v")
@@ -434,10 +438,11 @@ def test_two_check_errors_in_one_message_are_two_rows(
 # --------------------------------------------------------------------------- summary
 
 
-def test_read_summary_matches_the_batch(store: Store, batch: Batch, mix: Mix) -> None:
-    writer = SinkWriter(store)
-    writer.write_sync(batch)
-    writer.write_sync(batch)  # replayed: the summary reads through FINAL
+def test_read_summary_matches_the_batch(
+    store: Store, batch: Batch, mix: Mix, settings: Settings
+) -> None:
+    write_batch(store, batch, settings)
+    write_batch(store, batch, settings)  # replayed: the summary reads through FINAL
     s = read_summary(store)
 
     routes = Counter(p.trace.route for p in batch.processed)
@@ -471,10 +476,10 @@ def test_read_summary_empty_store(store: Store) -> None:
     )
 
 
-def test_batch_rows_empty_batch(store: Store) -> None:
-    rows = batch_rows(Batch(), ingested_at=BASE_TS)
+def test_batch_rows_empty_batch(store: Store, settings: Settings) -> None:
+    rows = reference_rows(Batch(), ingested_at=BASE_TS)
     assert rows == dict.fromkeys(INGEST_TABLES, b"")
-    SinkWriter(store).write_sync(Batch())
+    write_batch(store, Batch(), settings)
     assert all(count(store, t, final=False) == 0 for t in TABLES if t != "schema_applied")
 
 
@@ -511,7 +516,7 @@ def test_rows_match_the_table_columns(store: Store, batch: Batch) -> None:
         {"kafka_topic": "t", "kafka_partition": 0, "first_offset": 0, "last_offset": 9,
          "watermark": BASE_TS}
     ]  # fmt: skip
-    rows = batch_rows(batch, ingested_at=BASE_TS)
+    rows = reference_rows(batch, ingested_at=BASE_TS)
     for table, data in nonempty(rows.items()):
         first = orjson.loads(data.splitlines()[0])
         columns = [
@@ -551,7 +556,9 @@ def test_second_process_cannot_open_a_held_store(store: Store, ch: ClickHouseSet
     assert store.query("SELECT 1 AS x") == [{"x": 1}]
 
 
-def test_a_store_from_an_earlier_version_is_upgraded(ch: ClickHouseSettings, batch: Batch) -> None:
+def test_a_store_from_an_earlier_version_is_upgraded(
+    ch: ClickHouseSettings, batch: Batch, settings: Settings
+) -> None:
     """Tables created by an earlier stream-eval (fewer columns) get the new columns, and the
     views follow the current definitions, so this version's inserts and queries work."""
     from chdb import session
@@ -570,7 +577,7 @@ def test_a_store_from_an_earlier_version_is_upgraded(ch: ClickHouseSettings, bat
     old.close()
     store = open_store(ch)
     try:
-        SinkWriter(store).write_sync(batch)  # traces with wm_at_ingest: fine
+        write_batch(store, batch, settings)  # traces with wm_at_ingest: fine
         store.insert(
             "feedback",
             orjson.dumps({"feedback_id": "f", "trace_id": batch.processed[0].trace.trace_id,
@@ -627,7 +634,7 @@ def _check_rows(store: Store) -> Counter[tuple[str, str, bool, str]]:
 
 @pytest.mark.parametrize("arrays", [True, False], ids=["materialized-view", "before-arrays"])
 def test_check_results_become_a_view_when_an_earlier_store_opens(
-    ch: ClickHouseSettings, batch: Batch, arrays: bool
+    ch: ClickHouseSettings, batch: Batch, arrays: bool, settings: Settings
 ) -> None:
     """A store of an earlier version (check_results a table) opens as this one: the view
     over the traces' check arrays, with the rows of older traces kept, and every row
@@ -635,10 +642,10 @@ def test_check_results_become_a_view_when_an_earlier_store_opens(
     upgrade stopped half-way is finished by the next open."""
     store = open_store(ch)
     if arrays:
-        SinkWriter(store).write_sync(batch)  # written by the earlier version: copied
+        write_batch(store, batch, settings)  # written by the earlier version: copied
     _as_earlier_version(store, arrays=arrays)
     if arrays:
-        SinkWriter(store).write_sync(batch)  # a replay, copied again
+        write_batch(store, batch, settings)  # a replay, copied again
         assert count(store, "check_results", final=False) > 2 * len(batch.processed)
     store.close()
 
@@ -652,9 +659,8 @@ def test_check_results_become_a_view_when_an_earlier_store_opens(
         assert tables["check_results_before_arrays"] == "ReplacingMergeTree"
         assert "check_results_from_traces" not in tables
         assert count(store, "check_results_before_arrays") == 1  # only the older trace's row
-        writer = SinkWriter(store)
-        writer.write_sync(batch)
-        writer.write_sync(batch)  # a replay after the upgrade
+        write_batch(store, batch, settings)
+        write_batch(store, batch, settings)  # a replay after the upgrade
         expected = _expected_check_rows(batch)
         assert _check_rows(store) == expected
         assert sum(expected.values()) > len(batch.processed) + 1
@@ -689,12 +695,12 @@ def _upgrade_killed_at(store: Store, prefix: str) -> None:
 
 
 def test_an_upgrade_stopped_before_the_rename_is_finished_by_the_next_open(
-    ch: ClickHouseSettings, batch: Batch
+    ch: ClickHouseSettings, batch: Batch, settings: Settings
 ) -> None:
     store = open_store(ch)
-    SinkWriter(store).write_sync(batch)
+    write_batch(store, batch, settings)
     _as_earlier_version(store, arrays=True)
-    SinkWriter(store).write_sync(batch)
+    write_batch(store, batch, settings)
     _upgrade_killed_at(store, "RENAME")
     store.close()
 

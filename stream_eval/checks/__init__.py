@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from stream_eval.config import CheckSettings
+from stream_eval.checks.settings import CheckSettings
 from stream_eval.trace import CheckResult, Trace
 
 from . import empty_output, grounding, json_output, pii, refusal, size

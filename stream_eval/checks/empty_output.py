@@ -5,7 +5,7 @@ An output with no text but with tool calls is a legitimate tool-call turn and pa
 
 from __future__ import annotations
 
-from stream_eval.config import CheckSettings
+from stream_eval.checks.settings import CheckSettings
 from stream_eval.trace import CheckResult, Trace
 
 NAME = "empty_output"

@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from stream_eval.config import CheckSettings
+from stream_eval.checks.settings import CheckSettings
 from stream_eval.trace import CheckResult, Document, Trace
 
 from .refusal import find_refusal

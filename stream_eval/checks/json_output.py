@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from stream_eval.config import CheckSettings
+from stream_eval.checks.settings import CheckSettings
 from stream_eval.trace import CheckResult, Trace
 
 NAME = "json"

@@ -1,6 +1,6 @@
 """PII check: personal data in the model OUTPUT.
 
-Kinds (``PII_KINDS``, from ``PATTERNS`` below):
+Kinds (``PII_KINDS``, the keys of ``pii_patterns.PATTERNS``):
 
 - ``email``: ``local@domain.tld``.
 - ``phone``: international ``+CC ...`` (10-15 digits in all, groups separated by space, dot,
@@ -28,31 +28,14 @@ from typing import Any
 
 import re2
 
-from stream_eval.config import CheckSettings
+from stream_eval.checks.pii_patterns import PATTERNS, PII_KINDS
+from stream_eval.checks.settings import CheckSettings
 from stream_eval.trace import CheckResult, Trace
 
 NAME = "pii"
 
 _PASS = CheckResult(NAME, True)
 
-_OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-
-PATTERNS: dict[str, bytes] = {
-    "email": rb"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b",
-    "phone": (
-        rb"\+[0-9]{1,3}(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9]{1,4})){2,6}"
-        rb"|(?:\b1[ .\-]?)?(?:\([0-9]{3}\)[ .\-]?|\b[0-9]{3}[ .\-])[0-9]{3}[ .\-][0-9]{4}\b"
-    ),
-    "credit_card": rb"\b[0-9](?:[ \-]?[0-9]){12,}\b",
-    "iban": (
-        rb"\b[A-Z]{2}[0-9]{2}"
-        rb"(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)\b"
-    ),
-    "us_ssn": rb"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b",
-    "ip_address": rb"\b(?:" + _OCTET + rb"\.){3}" + _OCTET + rb"\b",
-}
-# The one list of the kinds found (``checks.pii_kinds`` is validated against it).
-PII_KINDS: tuple[str, ...] = tuple(PATTERNS)
 
 # ISO 13616 IBAN countries (SWIFT registry), plus a few long-standing partial users.
 _IBAN_COUNTRIES_TEXT = (

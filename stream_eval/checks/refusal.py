@@ -14,7 +14,7 @@ from typing import Any
 
 import re2
 
-from stream_eval.config import CheckSettings
+from stream_eval.checks.settings import CheckSettings
 from stream_eval.trace import CheckResult, Trace
 
 NAME = "refusal"

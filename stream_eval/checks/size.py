@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream_eval.config import CheckSettings
+from stream_eval.checks.settings import CheckSettings
 from stream_eval.trace import CheckResult, Trace
 
 NAME = "size"

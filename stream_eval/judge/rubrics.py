@@ -8,9 +8,19 @@ fingerprint of the rubric text, so any edit of the text shows up in the data.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from stream_eval.judge.request import JudgeRequest
+
+class Judged(Protocol):
+    """What a rubric looks at to know whether it applies (``judge.request.JudgeRequest``)."""
+
+    @property
+    def documents(self) -> Sequence[Any]: ...
+
+    @property
+    def reference_answer(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +39,7 @@ class Rubric:
         text = f"{self.criteria}|{self.scale_min}|{self.scale_max}|{self.pass_threshold}"
         return f"{self.declared_version}+{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
-    def applies(self, req: JudgeRequest) -> bool:
+    def applies(self, req: Judged) -> bool:
         if self.needs_documents and not req.documents:
             return False
         return not (self.needs_reference and not req.reference_answer)
@@ -80,6 +90,6 @@ RUBRICS: dict[str, Rubric] = {
 RUBRIC_NAMES: tuple[str, ...] = tuple(RUBRICS)
 
 
-def rubrics_for_request(names: list[str], req: JudgeRequest) -> list[Rubric]:
+def rubrics_for_request(names: list[str], req: Judged) -> list[Rubric]:
     """The configured rubrics that apply to this request, in configured order."""
     return [RUBRICS[n] for n in names if RUBRICS[n].applies(req)]

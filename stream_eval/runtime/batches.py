@@ -162,3 +162,21 @@ def finish_or_quarantine(
         return settled
 
     return run
+
+
+def batch_agent(
+    app: Any,
+    source: Any,
+    name: str,
+    max_messages: int,
+    max_seconds: float,
+    handle: Callable[[list[RawMessage]], Awaitable[Any]],
+    quarantine: Quarantine,
+) -> None:
+    """An agent that takes batches and runs ``handle`` on each to a durable end before
+    the batch is acked (see ``complete_or_quarantine``)."""
+
+    @app.agent(source, name=name)  # type: ignore[untyped-decorator]
+    async def agent(stream: Any) -> None:
+        async for events in stream.take_events(max_messages, max_seconds):
+            await complete_or_quarantine(handle, raw_messages(events), quarantine, name)

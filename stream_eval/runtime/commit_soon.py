@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("stream_eval")
@@ -43,3 +44,10 @@ class CommitSoon:
             self.commits += 1
             if not self._again:
                 return
+
+
+def ack_all(app: Any, messages: list[Any], commit: Callable[[], None]) -> None:
+    """Ack a settled batch's messages, then ask for a commit (``CommitSoon``)."""
+    for message in messages:
+        message.ack(app.consumer)
+    commit()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from confluent_kafka import Consumer, TopicPartition
 
 from stream_eval.config import Settings
+from stream_eval.metrics import Sample
 from stream_eval.runtime.kafka_config import confluent_config, retry_transient
 
 
@@ -63,3 +67,22 @@ def _group_lag(settings: Settings, topic: str, timeout: float, group: str | None
         return lag
     finally:
         consumer.close()
+
+
+class ConsumerLag:
+    """The worker's own lag, served as a metric: per assigned partition, the high watermark
+    minus the offset its consumer committed last (Faust's ``_committed_offset``)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def metrics(self) -> Iterator[Sample]:
+        consumer = self.app.consumer
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp in list(consumer.assignment()):
+            high = consumer.highwater(tp)
+            if high is None:  # not fetched yet
+                continue
+            done = committed.get(tp) or 0
+            labels = {"topic": tp.topic, "partition": str(tp.partition)}
+            yield "consumer_lag", labels, max(high - done, 0)

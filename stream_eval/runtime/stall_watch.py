@@ -35,7 +35,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream_eval.config import Settings
 from stream_eval.metrics import Sample
+from stream_eval.runtime import bulk_drain
 
 log = logging.getLogger("stream_eval")
 
@@ -146,3 +148,21 @@ class StallWatch:
 
     def metrics(self) -> Iterator[Sample]:
         yield "stalled_partitions_recovered", {}, self.recovered
+
+
+def add_stall_watch(app: Any, settings: Settings, sources: list[Any]) -> None:
+    """Partitions assigned but not read are read again (``StallWatch``)."""
+    after = settings.kafka.stall_after_seconds
+    if not after:
+        return
+    topics = {t for agent in app.agents.values() for t in agent.get_topic_names()}
+    topics |= bulk_drain.topics(app)  # the ingest's topic has no agent
+    watch = StallWatch(app, topics, after)
+    sources.append(watch)
+
+    @app.timer(interval=min(10.0, after / 3))  # type: ignore[untyped-decorator]
+    async def stall_watch() -> None:
+        try:
+            await watch.run_once()
+        except Exception as exc:  # e.g. the broker away: the next round tries again
+            log.info("stall watch skipped a round: %r", exc)

@@ -167,14 +167,3 @@ def ingest_tables(
         "stream_progress": progress,
         "ingest_messages": ledger,
     }
-
-
-def batch_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[str, bytes]:
-    """JSONEachRow per table, in the order they must be written (``ingest_tables``)."""
-    progress = [{**r, "ingested_at": ingested_at} for r in batch.progress]
-    return ingest_tables(
-        ndjson([trace_row(p, ingested_at) for p in batch.processed]),
-        ndjson(dead_rows(batch, ingested_at, stage)),
-        ndjson(progress),
-        ndjson(ledger_rows(batch, ingested_at)),
-    )

@@ -12,19 +12,15 @@ view's new definition, a new upgrade) or a table gone applies them all again.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import re
 import time
 from importlib import resources
-from typing import TYPE_CHECKING
 
 import orjson
 
+from stream_eval.sink.base import Store
 from stream_eval.sink.literals import sql_str
 from stream_eval.sli_registry import schema_placeholders
-
-if TYPE_CHECKING:
-    from stream_eval.sink.store import Store
 
 # Tables first, then the columns added since earlier versions, then the views over them.
 SCHEMA_FILES = ("schema.sql", "migrations.sql", "slis.sql")
@@ -42,9 +38,8 @@ def schema_statements(database: str) -> list[str]:
 
 
 def fingerprint(statements: list[str]) -> str:
-    from stream_eval.sink import upgrade
-
-    h = hashlib.sha256(inspect.getsource(upgrade).encode())
+    upgrades = resources.files("stream_eval.sink").joinpath("upgrade.py").read_text()
+    h = hashlib.sha256(upgrades.encode())
     for stmt in statements:
         h.update(b"\0" + stmt.encode())
     return h.hexdigest()

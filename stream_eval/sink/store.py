@@ -11,12 +11,14 @@ import itertools
 import logging
 import os
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from stream_eval import malloc
 from stream_eval.config import ClickHouseSettings
+from stream_eval.sink.base import Store as Store
+from stream_eval.sink.base import StoreError as StoreError
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.schema import fingerprint, is_applied, record_applied, schema_statements
 from stream_eval.sink.upgrade import upgrade
@@ -34,24 +36,6 @@ CHDB_INSERT_SETTINGS = (
     "input_format_parallel_parsing = 0, optimize_on_insert = 0, "
     "input_format_skip_unknown_fields = 0"
 )
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or a statement failed."""
-
-
-class Store(Protocol):
-    database: str
-
-    def command(self, sql: str) -> None: ...
-
-    def query(self, sql: str) -> list[dict[str, Any]]: ...
-
-    def insert(self, table: str, ndjson: bytes) -> None: ...
-
-    def raw(self, sql: str, fmt: str) -> bytes: ...
-
-    def close(self) -> None: ...
 
 
 class ChdbStore:

@@ -34,11 +34,8 @@ already merged away cannot be brought back: there the latest read stays.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from stream_eval.sink.store import Store
-
+from stream_eval.sink.base import Store
 from stream_eval.sink.schema import schema_statements
 
 log = logging.getLogger("stream_eval.sink")

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from stream_eval.metrics import Sample
-from stream_eval.pipeline import Batch
-from stream_eval.sink.rows import batch_rows
 from stream_eval.sink.store import Store, StoreError
 
 T = TypeVar("T")
@@ -77,15 +75,14 @@ class SinkWriter:
             self.store.insert(table, data)
             self.stats.rows_bytes += len(data)
 
-    def write_sync(self, batch: Batch) -> None:
-        self.write_tables_sync(batch_rows(batch, ingested_at=time.time()))
-
     async def write_tables(self, tables: Mapping[str, bytes]) -> None:
         await self.run(self.write_tables_sync, tables)
 
     async def query(self, sql: str) -> list[dict[str, Any]]:
         return await self.run(self.store.query, sql)
 
-    def close(self) -> None:
+    def close(self, store: bool = True) -> None:
+        """Stop the sink thread and (``store``) close the store."""
         self._pool.shutdown(wait=True)
-        self.store.close()
+        if store:
+            self.store.close()
