@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 from faust.types import EventT, Message
 
 from stream_eval.pipeline import RawMessage
+from stream_eval.runtime.backoff import BATCH
 
 log = logging.getLogger("stream_eval")
 
@@ -48,6 +49,7 @@ Quarantine = Callable[[RawMessage, str], Awaitable[Any]]  # message, error -> du
 async def _attempts(work: Callable[[], Awaitable[Any]], what: str, n: int) -> str | None:
     """Run ``work`` up to ``n`` times; None when it succeeded, else the last error."""
     error = ""
+    delays = BATCH.delays()
     for attempt in range(1, n + 1):
         try:
             await work()
@@ -58,7 +60,7 @@ async def _attempts(work: Callable[[], Awaitable[Any]], what: str, n: int) -> st
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:1000]
             log.exception("%s batch failed (attempt %d/%d)", what, attempt, n)
-            await asyncio.sleep(0.5 * attempt)
+            await asyncio.sleep(next(delays))
     return error
 
 

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaError, KafkaException
 
 from stream_eval.config import KafkaSettings
+from stream_eval.runtime.backoff import KAFKA, Backoff
 
 T = TypeVar("T")
 
@@ -31,6 +32,7 @@ def retry_transient(
 ) -> T:
     """``fn()``, retried ``attempts`` times ``delay`` apart while Kafka answers with a
     transient error (``TRANSIENT``, one librdkafka calls retriable, or one in ``also``)."""
+    delays = Backoff(delay, KAFKA.factor, delay).delays()
     for attempt in range(1, attempts + 1):
         try:
             return fn()
@@ -39,7 +41,7 @@ def retry_transient(
             transient = err.retriable() or err.code() in TRANSIENT or err.code() in also
             if attempt == attempts or not transient:
                 raise
-            time.sleep(delay)
+            time.sleep(next(delays))
     raise AssertionError("unreachable")
 
 

@@ -17,6 +17,7 @@ import orjson
 
 from stream_eval import malloc
 from stream_eval.config import ClickHouseSettings
+from stream_eval.runtime.backoff import STORE
 from stream_eval.sink.base import Store as Store
 from stream_eval.sink.base import StoreError as StoreError
 from stream_eval.sink.literals import sql_str
@@ -161,8 +162,7 @@ def open_store(cfg: ClickHouseSettings, *, migrate: bool = True, wait: bool = Fa
 
     ``wait``: a server that cannot be reached (or fails) is retried with backoff until it
     answers, instead of raising (a worker started during an outage waits for it)."""
-    delay = 0.5
-    while True:
+    for delay in STORE.delays():
         try:
             return _open(cfg, migrate)
         except StoreError as exc:
@@ -170,7 +170,7 @@ def open_store(cfg: ClickHouseSettings, *, migrate: bool = True, wait: bool = Fa
                 raise
             log.error("ClickHouse is not available, retrying in %.1fs: %s", delay, exc)
             time.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    raise AssertionError("unreachable")
 
 
 def _open(cfg: ClickHouseSettings, migrate: bool) -> Store:

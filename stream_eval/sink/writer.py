@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from stream_eval.metrics import Sample
+from stream_eval.runtime.backoff import STORE, Backoff
 from stream_eval.sink.store import Store, StoreError
 
 T = TypeVar("T")
 log = logging.getLogger("stream_eval.sink")
-RETRY_MAX_SECONDS = 30.0
 
 
 @dataclass(slots=True)
@@ -54,16 +54,16 @@ class SinkWriter:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the sink thread, retried with backoff while the store fails."""
         loop = asyncio.get_running_loop()
-        delay = self.retry_first_delay
+        delays = Backoff(self.retry_first_delay, STORE.factor, STORE.most).delays()
         while True:
             started = time.perf_counter()
             try:
                 out = await loop.run_in_executor(self._pool, fn, *args)
             except StoreError as exc:
                 self.stats.failures += 1
+                delay = next(delays)
                 log.error("ClickHouse call failed, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
                 continue
             self.stats.calls += 1
             self.stats.seconds += time.perf_counter() - started
