@@ -18,7 +18,7 @@ from stream_eval.dead_letters import capped, dead_letter_headers
 from stream_eval.ingest.pool import PreparePool
 from stream_eval.ingest.prepare import (
     Prepared,
-    merge,
+    merge_prepared,
     prepare,
     summarize,
 )
@@ -225,7 +225,9 @@ def test_pieces_merged_for_one_write_are_the_whole_batch(settings: Settings) -> 
     at = time.time()
     whole = prepare(messages, settings, at)
     cut = len(messages) // 3
-    merged = merge([prepare(messages[:cut], settings, at), prepare(messages[cut:], settings, at)])
+    merged = merge_prepared(
+        [prepare(messages[:cut], settings, at), prepare(messages[cut:], settings, at)]
+    )
     positions = [Position(m.topic, m.partition, m.offset, m.newest) for m in whole.messages]
     wms, _ = asyncio.run(PartitionWatermarks(_no_history).advance(positions))
     assert _filled(merged, wms) == _filled(whole, wms)  # the pieces' own watermarks differ
@@ -236,4 +238,4 @@ def test_pieces_merged_for_one_write_are_the_whole_batch(settings: Settings) -> 
     assert merged.judge_requests == whole.judge_requests
     assert merged.dead_letters == whole.dead_letters
     assert merged.summary == whole.summary
-    assert merge([whole]) is whole
+    assert merge_prepared([whole]) is whole

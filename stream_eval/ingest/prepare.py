@@ -40,7 +40,7 @@ def _wm_field(watermark: float) -> bytes:
 
 
 @dataclass(slots=True)
-class Summary:
+class BatchCounts:
     """What a batch counts for (``ingest.stage.Counters``)."""
 
     messages: int = 0
@@ -53,7 +53,7 @@ class Summary:
     dead_by_reason: dict[str, int] = field(default_factory=dict)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
 
-    def add(self, other: Summary) -> None:
+    def add(self, other: BatchCounts) -> None:
         self.messages += other.messages
         self.traces += other.traces
         self.dead += other.dead
@@ -67,8 +67,8 @@ class Summary:
             self.skipped_by_reason[reason] = self.skipped_by_reason.get(reason, 0) + n
 
 
-def summarize(batch: Batch) -> Summary:
-    s = Summary(
+def summarize(batch: Batch) -> BatchCounts:
+    s = BatchCounts(
         messages=len(batch.messages),
         traces=len(batch.processed),
         dead=sum(d.items for _, d in batch.dead),  # bad items, not dead letters
@@ -122,7 +122,7 @@ class Prepared:
     tables: dict[str, bytes]  # dead_letters, ingest_messages
     judge_requests: list[tuple[bytes, bytes]]  # key, value
     dead_letters: list[tuple[bytes, Headers]]  # value, headers; cut to fit the topic
-    summary: Summary
+    summary: BatchCounts
 
 
 def prepare(messages: list[RawMessage], settings: Settings, at: float | None = None) -> Prepared:
@@ -177,12 +177,12 @@ def prepare(messages: list[RawMessage], settings: Settings, at: float | None = N
     return Prepared(out, tables, judge, dead, summarize(batch))
 
 
-def merge(parts: list[Prepared]) -> Prepared:
+def merge_prepared(parts: list[Prepared]) -> Prepared:
     """Several prepared batches as one, in order (one write for all of them)."""
     if len(parts) == 1:
         return parts[0]
     tables = {k: b"".join(p.tables[k] for p in parts) for k in parts[0].tables}
-    total = Summary()
+    total = BatchCounts()
     for p in parts:
         total.add(p.summary)
     return Prepared(

@@ -19,9 +19,9 @@ from stream_eval.config import Settings
 from stream_eval.ingest.conventions import KNOWN_SKIP_REASONS
 from stream_eval.ingest.pool import PreparePool
 from stream_eval.ingest.prepare import (
+    BatchCounts,
     Prepared,
-    Summary,
-    merge,
+    merge_prepared,
 )
 from stream_eval.ingest.result import INGEST_REASONS
 from stream_eval.metrics import Sample
@@ -39,11 +39,11 @@ Send = Callable[[Sequence[Outgoing]], Awaitable["asyncio.Future[None]"]]
 
 class Counters:
     def __init__(self) -> None:
-        self.total = Summary()
+        self.total = BatchCounts()
         self.late = 0
         self._last = (time.monotonic(), 0)
 
-    def add(self, s: Summary, late: int = 0) -> None:
+    def add(self, s: BatchCounts, late: int = 0) -> None:
         self.total.add(s)
         self.late += late
 
@@ -107,7 +107,7 @@ class IngestStage:
     async def finish(self, parts: list[Prepared]) -> Callable[[], Awaitable[None]]:
         """Step two: one or more batches at a time, in offset order; returns step three,
         the wait for what they produced (which may overlap the next step two)."""
-        prepared = merge(parts)
+        prepared = merge_prepared(parts)
         msgs = prepared.messages
         wms, progress = await self.watermarks.advance(
             [Position(m.topic, m.partition, m.offset, m.newest) for m in msgs]

@@ -54,7 +54,7 @@ def scope_of(cfg: JudgeSettings) -> str:
 
 
 @dataclass(slots=True)
-class Prepared:
+class PreparedCall:
     rubric: Rubric
     request: JudgeRequest
     messages: list[dict[str, Any]]
@@ -124,10 +124,10 @@ class JudgeClient:
             input_tokens * c.price_input_per_mtok + output_tokens * c.price_output_per_mtok
         ) / 1e6
 
-    def prepare(self, rubric: Rubric, req: JudgeRequest) -> Prepared:
+    def prepare(self, rubric: Rubric, req: JudgeRequest) -> PreparedCall:
         messages = build_messages(rubric, req, new_nonce())
         est = sum(len(m["content"]) for m in messages) // 3 + 16  # generous: ~3 chars a token
-        return Prepared(rubric, req, messages, est, self.cost(est, self.cfg.max_output_tokens))
+        return PreparedCall(rubric, req, messages, est, self.cost(est, self.cfg.max_output_tokens))
 
     async def _create(self, messages: list[dict[str, Any]], fmt: dict[str, Any]) -> ChatCompletion:
         cfg = self.cfg
@@ -141,7 +141,7 @@ class JudgeClient:
         }
         return cast(ChatCompletion, await self.client.chat.completions.create(**kwargs))
 
-    async def call(self, p: Prepared, partition: int | None = None) -> CallOutcome:
+    async def call(self, p: PreparedCall, partition: int | None = None) -> CallOutcome:
         """Judge one prepared request; ``partition``: the judge-requests partition it came
         from, whose share of the limits it uses (see ``JudgeLimits.split``)."""
         cfg = self.cfg

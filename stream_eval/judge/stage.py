@@ -22,7 +22,7 @@ import orjson
 from stream_eval.config import Settings
 from stream_eval.dead_letters import dead_letter_headers
 from stream_eval.judge.budget import DailyBudget, budget_key
-from stream_eval.judge.client import CallOutcome, JudgeClient, Prepared
+from stream_eval.judge.client import CallOutcome, JudgeClient, PreparedCall
 from stream_eval.judge.counters import FAILED, SCORED, SKIPPED, JudgeCounters
 from stream_eval.judge.request import InvalidJudgeRequest, JudgeRequest, decode_judge_request
 from stream_eval.judge.rubrics import RUBRICS, Rubric, rubrics_for_request
@@ -109,7 +109,7 @@ class JudgeStage:
         self.counters.messages += len(messages)
 
         done = await self._already_judged(items)
-        todo: list[tuple[_Item, Prepared]] = []
+        todo: list[tuple[_Item, PreparedCall]] = []
         for it in items:
             if (it.request.trace_id, it.request.span_id, it.rubric.name) in done:
                 self.counters.already_done += 1
@@ -151,7 +151,7 @@ class JudgeStage:
         await asyncio.gather(*deliveries)
         return out
 
-    async def _call(self, it: _Item, p: Prepared) -> CallOutcome:
+    async def _call(self, it: _Item, p: PreparedCall) -> CallOutcome:
         o = await self.client.call(p, it.message.partition if self.partitions else None)
         self.budget.settle(self._budget_key(it), p.est_cost_usd, o.cost_usd)
         c = self.counters
