@@ -24,6 +24,7 @@ import faust
 from stream_eval.config import Settings
 from stream_eval.ingest.intake import Intake
 from stream_eval.ingest.stage import IngestStage
+from stream_eval.metrics import StageCounters
 from stream_eval.pipeline import RawMessage
 from stream_eval.runtime import bulk_drain, faust_fixes, membership
 from stream_eval.runtime.batches import (
@@ -109,7 +110,7 @@ def _create_app(settings: Settings, role: Role) -> faust.App:
 
     t = settings.topics
     writer = SinkWriter(open_store(settings.clickhouse, wait=True))
-    reports: list[Any] = []  # logged every 10 s, and metrics sources
+    reports: list[StageCounters] = []  # logged every 10 s, and metrics sources
     sources: list[Any] = [writer, ConsumerLag(app)]  # metrics sources only
     closers: list[Callable[[], Awaitable[None]]] = []  # at shutdown, before the sink closes
 
@@ -183,7 +184,7 @@ def _add_ingest(
     stage: IngestStage,
     producer: BatchProducer,
     quarantine: Quarantine,
-    reports: list[Any],
+    reports: list[StageCounters],
     sources: list[Any],
 ) -> Callable[[], Awaitable[None]]:
     """The ingest, as three composed steps (``steps.InOrder``): ``stage.prepare`` in
@@ -280,7 +281,7 @@ def _add_judge_pauses(app: faust.App, settings: Settings, client: JudgeClient) -
 
 
 def _add_feedback_agent(
-    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[Any]
+    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[StageCounters]
 ) -> None:
     """Feedback intake: validated events to the feedback table (joined there, see
     ``feedback_v``)."""
@@ -304,7 +305,7 @@ def _add_feedback_agent(
 
 
 def _add_window_closer(
-    app: faust.App, settings: Settings, writer: SinkWriter, reports: list[Any]
+    app: faust.App, settings: Settings, writer: SinkWriter, reports: list[StageCounters]
 ) -> None:
     """SLI windows closed by the watermark: one closer per consumer group (the leader)."""
     from stream_eval.windows.close import WindowCloser
@@ -329,7 +330,7 @@ def _add_review_enqueuer(app: faust.App, settings: Settings, writer: SinkWriter)
 
 
 def _add_otlp_assembly(
-    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[Any]
+    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[StageCounters]
 ) -> None:
     """OTLP from the Collector: split by trace id onto the assembly topic (one agent per
     signal), assembled into whole traces there, and written to the traces topic."""

@@ -51,6 +51,22 @@ class MetricsSource(Protocol):
     def metrics(self) -> Iterable[Sample]: ...
 
 
+class StageCounters(MetricsSource, Protocol):
+    """What every stage's counters give: their samples, and a line for the worker's log
+    (every 10 s)."""
+
+    def report(self) -> str: ...
+
+
+def dead_letter_samples(
+    stage: str, counts: Mapping[str, int], known: Iterable[str] = ()
+) -> Iterator[Sample]:
+    """``dead_letters{stage, reason}``: every reason in ``known`` (served at 0 from the
+    start), then every other reason counted."""
+    for reason in {**dict.fromkeys(known), **counts}:
+        yield "dead_letters", {"stage": stage, "reason": reason}, counts.get(reason, 0)
+
+
 class SourcesCollector:
     """Every family of ``families`` at each scrape, with the samples of ``sources()`` (read
     anew at every scrape: a source added after the endpoint started is included)."""

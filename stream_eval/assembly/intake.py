@@ -18,7 +18,7 @@ from stream_eval.assembly.split import NO_TRACE_ID, Signal, piece_headers, split
 from stream_eval.config import Settings
 from stream_eval.dead_letters import Headers, dead_letter_headers
 from stream_eval.ingest.result import DECODE, EMPTY, OVERSIZED, TRACE_TOO_LARGE, DeadLetter
-from stream_eval.metrics import Sample
+from stream_eval.metrics import Sample, dead_letter_samples
 from stream_eval.pipeline import RawMessage
 from stream_eval.sink.rows import dead_letter_row, ledger_row, ndjson
 from stream_eval.sink.writer import SinkWriter
@@ -52,8 +52,7 @@ class IntakeCounters:
             yield "otlp_records", {"signal": signal}, n
         for (signal, reason), n in self.skipped.items():
             yield "otlp_records_skipped", {"signal": signal, "reason": reason}, n
-        for reason, n in self.dead.items():
-            yield "dead_letters", {"stage": "otlp_intake", "reason": reason}, n
+        yield from dead_letter_samples("otlp_intake", self.dead)
 
 
 class IntakeStage:

@@ -45,7 +45,7 @@ from stream_eval.assembly.split import H_RECORDS, H_ROOT, H_SIGNAL, H_TRACE
 from stream_eval.config import Settings
 from stream_eval.dead_letters import Headers, dead_letter_headers
 from stream_eval.ingest.result import DECODE, LATE_SPAN, STAGE_ERROR, TRACE_TOO_LARGE
-from stream_eval.metrics import Sample
+from stream_eval.metrics import Sample, dead_letter_samples
 from stream_eval.pipeline import RawMessage
 from stream_eval.sink.rows import dead_letter_row, ndjson
 from stream_eval.sink.writer import SinkWriter
@@ -95,8 +95,7 @@ class AssemblyCounters:
         yield "assembly_replayed_pieces", {}, self.replayed
         yield "assembly_revisions", {}, self.revisions
         yield "assembly_late_pieces", {}, self.late_pieces
-        for reason, n in self.dead.items():
-            yield "dead_letters", {"stage": "assemble", "reason": reason}, n
+        yield from dead_letter_samples("assemble", self.dead)
 
 
 class AssemblyStage:

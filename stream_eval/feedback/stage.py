@@ -20,7 +20,7 @@ from typing import Any
 from stream_eval.dead_letters import dead_letter_headers, too_many_detail
 from stream_eval.feedback.events import FeedbackEvent, InvalidFeedback, decode_feedback
 from stream_eval.ingest.result import TOO_MANY_BAD_ITEMS
-from stream_eval.metrics import Sample
+from stream_eval.metrics import Sample, dead_letter_samples
 from stream_eval.pipeline import RawMessage
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import dead_letter_row, ndjson
@@ -52,9 +52,7 @@ class FeedbackCounters:
         yield "messages", st, self.messages
         yield "feedback_events", {}, self.events
         yield "feedback_duplicates", {}, self.duplicates
-        for reason in {**dict.fromkeys(DEAD_REASONS), **self.invalid_by_reason}:
-            n = self.invalid_by_reason.get(reason, 0)
-            yield "dead_letters", {**st, "reason": reason}, n
+        yield from dead_letter_samples("feedback", self.invalid_by_reason, DEAD_REASONS)
 
 
 def feedback_row(ev: FeedbackEvent, m: RawMessage, horizon_s: float, now: float) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from stream_eval.ingest.prepare import (
     merge_prepared,
 )
 from stream_eval.ingest.result import INGEST_REASONS
-from stream_eval.metrics import Sample
+from stream_eval.metrics import Sample, dead_letter_samples
 from stream_eval.pipeline import RawMessage
 from stream_eval.runtime.produce import Outgoing
 from stream_eval.sink.rows import ingest_tables, ndjson
@@ -70,9 +70,7 @@ class Counters:
         yield "late_traces", {}, self.late
         yield "clamped_traces", {}, t.clamped
         yield "traces_content_missing", {}, t.content_missing
-        dead = t.dead_by_reason
-        for reason in {**dict.fromkeys(INGEST_REASONS), **dead}:
-            yield "dead_letters", {**st, "reason": reason}, dead.get(reason, 0)
+        yield from dead_letter_samples("ingest", t.dead_by_reason, INGEST_REASONS)
 
 
 class IngestStage:
