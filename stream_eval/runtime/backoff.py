@@ -1,8 +1,8 @@
 """The one shape of waiting between attempts: ``Backoff(first, factor, most)`` gives the
 delays ``first, first * factor, ...`` up to ``most`` each. The stages retry through it
-(a failing store: 0.5 s doubling to 30 s; a failing batch: 0.5 s, then 1 s; Kafka's
-transient answers: a fixed 0.5 s). The judge keeps its own loop, which waits on its
-limiter and the provider's Retry-After (``judge.limits``)."""
+(a failing store: 0.5 s doubling to 30 s; a failing batch: 0.5, 1 and 1.5 s; Kafka's
+transient answers: a fixed delay, ``Backoff(d, 1.0, d)``). The judge keeps its own loop,
+which waits on its limiter and the provider's Retry-After (``judge.limits``)."""
 
 from __future__ import annotations
 
@@ -25,5 +25,4 @@ class Backoff:
 
 
 STORE = Backoff(0.5, 2.0, 30.0)  # a store that fails: held until it answers
-BATCH = Backoff(0.5, 2.0, 1.0)  # a batch that failed: tried again soon, a few times
-KAFKA = Backoff(0.5, 1.0, 0.5)  # a transient answer from Kafka: asked again at once
+BATCH = Backoff(0.5, 2.0, 1.5)  # a batch that failed: 0.5, 1 and 1.5 s for its 3 attempts

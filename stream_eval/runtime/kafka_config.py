@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from confluent_kafka import KafkaError, KafkaException
 
 from stream_eval.config import KafkaSettings
-from stream_eval.runtime.backoff import KAFKA, Backoff
+from stream_eval.runtime.backoff import Backoff
 
 T = TypeVar("T")
 
@@ -32,7 +32,7 @@ def retry_transient(
 ) -> T:
     """``fn()``, retried ``attempts`` times ``delay`` apart while Kafka answers with a
     transient error (``TRANSIENT``, one librdkafka calls retriable, or one in ``also``)."""
-    delays = Backoff(delay, KAFKA.factor, delay).delays()
+    delays = Backoff(delay, 1.0, delay).delays()  # a fixed delay
     for attempt in range(1, attempts + 1):
         try:
             return fn()
