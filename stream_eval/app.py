@@ -1,11 +1,12 @@
-"""The Faust app: topics and agents wired to the stages (kept thin: the Kafka policy it
-wires, quarantine, acks and commits, lag, is in ``runtime``).
+"""The Faust app: topics wired to the stages (kept thin: the Kafka policy it wires,
+delivery, quarantine, acks and commits, lag, is in ``runtime``).
 
-Every stage runs a batch to a durable end (rows in ClickHouse, produced messages
-acknowledged) and only then lets Faust ack the messages and commit their offsets; see
-``runtime.batches.complete_or_quarantine``. The ingest takes its topic's messages a fetch
-at a time from Faust's drain loop (``runtime.bulk_drain``, ``ingest.intake``); the other
-stages are agents that take batches (``runtime.batches.batch_agent``).
+Every stage has one shape (``runtime.stage``: prepare, finish in order, settle) and runs
+a batch to a durable end (rows in ClickHouse, produced messages acknowledged) before
+its messages are acked and their offsets committed (``runtime.delivery``). The ingest
+takes its topic's messages a fetch at a time from Faust's drain loop; the feedback, judge
+and OTLP intake stages take batches from agents. The assembly holds pieces until their
+trace is due, so it acks them itself.
 
 Roles: ``all`` runs both agents in one consumer group (``app_id``); ``ingest`` and
 ``judge`` run one each, the judge in the group ``<app_id>-judge``, so judge workers
@@ -15,33 +16,22 @@ scale separately from ingest workers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import faust
 
 from stream_eval.config import Settings
-from stream_eval.ingest.intake import Intake
 from stream_eval.ingest.stage import IngestStage
 from stream_eval.metrics import StageCounters
-from stream_eval.pipeline import RawMessage
-from stream_eval.runtime import bulk_drain, faust_fixes, membership
-from stream_eval.runtime.batches import (
-    Quarantine,
-    batch_agent,
-    finish_or_quarantine,
-    from_kafka,
-    raw_messages,
-    value_bytes,
-)
-from stream_eval.runtime.commit_soon import CommitSoon, ack_all
+from stream_eval.runtime import delivery, faust_fixes, membership
+from stream_eval.runtime.batches import Quarantine, raw_messages, value_bytes
+from stream_eval.runtime.delivery import Closer
 from stream_eval.runtime.kafka_config import faust_credentials
 from stream_eval.runtime.lag import ConsumerLag
 from stream_eval.runtime.produce import BatchProducer
 from stream_eval.runtime.quarantine import dead_letter_sender, headers_sender, quarantine_to
+from stream_eval.runtime.stage import Deferred
 from stream_eval.runtime.stall_watch import add_stall_watch
-from stream_eval.runtime.steps import InOrder
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 
@@ -112,7 +102,7 @@ def _create_app(settings: Settings, role: Role) -> faust.App:
     writer = SinkWriter(open_store(settings.clickhouse, wait=True))
     reports: list[StageCounters] = []  # logged every 10 s, and metrics sources
     sources: list[Any] = [writer, ConsumerLag(app)]  # metrics sources only
-    closers: list[Callable[[], Awaitable[None]]] = []  # at shutdown, before the sink closes
+    closers: list[Closer] = []  # at shutdown, before the sink closes
 
     if role in ("all", "ingest"):
         producer = BatchProducer(settings.kafka, max_request_bytes(settings))
@@ -120,10 +110,10 @@ def _create_app(settings: Settings, role: Role) -> faust.App:
         ingest_stage.pool.warm()  # its processes start while Faust does
         reports.append(ingest_stage.counters)
         sources.append(ingest_stage.watermarks)
-        _add_feedback_agent(app, settings, writer, topic, reports)
+        _add_feedback(app, settings, writer, topic, reports, closers)
         _add_window_closer(app, settings, writer, reports)
         _add_review_enqueuer(app, settings, writer)
-        _add_otlp_assembly(app, settings, writer, topic, reports)
+        _add_otlp_assembly(app, settings, writer, topic, reports, closers)
         closers.append(_add_ingest(
             app, topic(t.traces), settings, ingest_stage, producer,
             quarantine_to("ingest", dead_letter_sender(topic(t.dead_letters), settings), writer),
@@ -136,7 +126,7 @@ def _create_app(settings: Settings, role: Role) -> faust.App:
         judge_counters = JudgeCounters()  # served from the start, before the first batch
         if settings.judge.active:
             reports.append(judge_counters)
-            client = _add_judge_agent(app, settings, writer, topic, judge_counters)
+            client = _add_judge(app, settings, writer, topic, judge_counters, closers)
             reports.append(_add_judge_pauses(app, settings, client))
         else:
             sources.append(judge_counters)  # all at 0
@@ -186,45 +176,26 @@ def _add_ingest(
     quarantine: Quarantine,
     reports: list[StageCounters],
     sources: list[Any],
-) -> Callable[[], Awaitable[None]]:
-    """The ingest, as three composed steps (``steps.InOrder``): ``stage.prepare`` in
-    worker processes for up to ``ingest.max_in_flight`` pieces of batches at once, then
-    ``stage.finish`` and its settle step in offset order, then the ack. Its topic's
-    messages come in bulk, a fetch at a time, not through a Faust stream (see
-    ``bulk_drain``). Returns the closer."""
+) -> Closer:
+    """The ingest's steps: ``stage.prepare`` in worker processes for up to
+    ``ingest.max_in_flight`` pieces of batches at once, ``stage.finish`` and its settle
+    step in offset order, then the ack. Its topic's messages come a fetch at a time from
+    the drain loop, not through a Faust stream (``delivery.from_fetches``)."""
     ing = settings.ingest
-    run = InOrder(
-        stage.prepare,
-        finish_or_quarantine(stage.finish, stage.handle, quarantine, "ingest"),
-        ing.max_in_flight,
-        "ingest",
-        min_weight=ing.finish_min_bytes,
-        weight=value_bytes,
-    )
+    run = delivery.compose(
+        stage, quarantine, "ingest", ing.max_in_flight,
+        min_weight=ing.finish_min_bytes, weight=value_bytes,
+    )  # fmt: skip
     reports.append(run)
     sources.append(run)
-
-    commit_soon = CommitSoon(app)
-
-    async def submit(piece: list[Any]) -> None:
-        await run.submit(from_kafka(piece), partial(ack_all, app, piece, commit_soon))
-
-    intake = Intake(
-        submit,
-        max_messages=ing.batch_max_messages,
-        max_bytes=ing.chunk_max_bytes,
+    close_delivery = delivery.from_fetches(
+        app, source, run,
+        max_messages=ing.batch_max_messages, max_bytes=ing.chunk_max_bytes,
         max_seconds=ing.batch_max_seconds,
-        is_current=partial(bulk_drain.is_current, app),
-        track=lambda m: app.consumer.track_message(m),
-        untrack=lambda m: app.consumer.unacked.discard(m),
-    )
-    app.topics.add(source)  # subscribed and acked like an agent's topic
-    bulk_drain.register(app, source.get_topic_name(), intake.deliver)
-    faust_fixes.before_wait_empty(app, intake.drop_pending)
+    )  # fmt: skip
 
     async def close() -> None:
-        await intake.close()
-        await run.stop()
+        await close_delivery()
         stage.close()
         left = producer.close()
         if left:
@@ -233,8 +204,13 @@ def _add_ingest(
     return close
 
 
-def _add_judge_agent(
-    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, counters: JudgeCounters
+def _add_judge(
+    app: faust.App,
+    settings: Settings,
+    writer: SinkWriter,
+    topic: Any,
+    counters: JudgeCounters,
+    closers: list[Closer],
 ) -> JudgeClient:
     from stream_eval.judge.budget import DailyBudget, partition_budgets
     from stream_eval.judge.client import JudgeClient
@@ -243,25 +219,24 @@ def _add_judge_agent(
     t, j = settings.topics, settings.judge
     send_dead_letter = dead_letter_sender(topic(t.judge_dead_letters), settings)
     client = JudgeClient.from_settings(j)
-    holder: dict[str, JudgeStage] = {}
 
-    async def handle(messages: list[RawMessage]) -> None:
-        if "stage" not in holder:  # today's spend is read once, at the first batch
-            # Limits and budgets are shared out by partition of the judge-requests topic,
-            # so they hold for the whole consumer group (JudgeLimits.split).
-            parts = app.consumer.topic_partitions(t.judge_requests) or settings.kafka.partitions
-            spent = await JudgeStage.spent_today(writer, by_partition=True)
-            budget = DailyBudget(partition_budgets(settings.judge_budget_for, parts), spent)
-            holder["stage"] = JudgeStage(
-                settings, client, writer, send_dead_letter, budget, partitions=parts,
-                counters=counters,
-            )  # fmt: skip
-        await holder["stage"].handle(messages)
+    async def make() -> JudgeStage:  # today's spend is read once, at the first batch
+        # Limits and budgets are shared out by partition of the judge-requests topic, so
+        # they hold for the whole consumer group (JudgeLimits.split).
+        parts = app.consumer.topic_partitions(t.judge_requests) or settings.kafka.partitions
+        spent = await JudgeStage.spent_today(writer, by_partition=True)
+        budget = DailyBudget(partition_budgets(settings.judge_budget_for, parts), spent)
+        return JudgeStage(
+            settings, client, writer, send_dead_letter, budget, partitions=parts,
+            counters=counters,
+        )  # fmt: skip
 
-    batch_agent(
-        app, topic(t.judge_requests), "judge", j.batch_max_messages, j.batch_max_seconds, handle,
-        quarantine_to("judge", send_dead_letter, writer),
-    )  # fmt: skip
+    quarantine = quarantine_to("judge", send_dead_letter, writer)
+    run = delivery.compose(Deferred(make), quarantine, "judge", delivery.AGENT_IN_FLIGHT)
+    closers.append(delivery.from_agent(
+        app, topic(t.judge_requests), run,
+        max_messages=j.batch_max_messages, max_seconds=j.batch_max_seconds,
+    ))  # fmt: skip
     return client
 
 
@@ -280,8 +255,13 @@ def _add_judge_pauses(app: faust.App, settings: Settings, client: JudgeClient) -
     return client.pauses.counters
 
 
-def _add_feedback_agent(
-    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[StageCounters]
+def _add_feedback(
+    app: faust.App,
+    settings: Settings,
+    writer: SinkWriter,
+    topic: Any,
+    reports: list[StageCounters],
+    closers: list[Closer],
 ) -> None:
     """Feedback intake: validated events to the feedback table (joined there, see
     ``feedback_v``)."""
@@ -299,9 +279,12 @@ def _add_feedback_agent(
         max_future_s=ing.max_event_future_seconds,
         max_dead_per_message=ing.max_dead_letters_per_message,
     )
-    n, secs = fb.batch_max_messages, fb.batch_max_seconds
     quarantine = quarantine_to("feedback", stage.send_dead, writer)
-    batch_agent(app, topic(t.feedback), "feedback", n, secs, stage.handle, quarantine)
+    run = delivery.compose(stage, quarantine, "feedback", delivery.AGENT_IN_FLIGHT)
+    closers.append(delivery.from_agent(
+        app, topic(t.feedback), run,
+        max_messages=fb.batch_max_messages, max_seconds=fb.batch_max_seconds,
+    ))  # fmt: skip
 
 
 def _add_window_closer(
@@ -330,7 +313,12 @@ def _add_review_enqueuer(app: faust.App, settings: Settings, writer: SinkWriter)
 
 
 def _add_otlp_assembly(
-    app: faust.App, settings: Settings, writer: SinkWriter, topic: Any, reports: list[StageCounters]
+    app: faust.App,
+    settings: Settings,
+    writer: SinkWriter,
+    topic: Any,
+    reports: list[StageCounters],
+    closers: list[Closer],
 ) -> None:
     """OTLP from the Collector: split by trace id onto the assembly topic (one agent per
     signal), assembled into whole traces there, and written to the traces topic."""
@@ -351,10 +339,12 @@ def _add_otlp_assembly(
         if name:
             send_piece = headers_sender(pieces)
             intake = IntakeStage(settings, signal, writer, send_piece, send_dead, counters)
-            batch_agent(
-                app, topic(name), f"otlp_{signal}", ing.batch_max_messages, ing.batch_max_seconds,
-                intake.handle, quarantine_to("otlp_intake", send_dead, writer),
-            )  # fmt: skip
+            quarantine = quarantine_to("otlp_intake", send_dead, writer)
+            run = delivery.compose(intake, quarantine, f"otlp_{signal}", delivery.AGENT_IN_FLIGHT)
+            closers.append(delivery.from_agent(
+                app, topic(name), run,
+                max_messages=ing.batch_max_messages, max_seconds=ing.batch_max_seconds,
+            ))  # fmt: skip
 
     # Late pieces (log records exported after their spans) are joined to their trace as it
     # was emitted, read back from the traces topic.

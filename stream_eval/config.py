@@ -127,7 +127,7 @@ class ClickHouseSettings(_Model):
 
 class IngestSettings(_Model):
     # A batch goes out at batch_max_messages Kafka messages or chunk_max_bytes of values,
-    # or batch_max_seconds after its first message came (ingest.intake; the OTLP agents
+    # or batch_max_seconds after its first message came (runtime.intake; the OTLP agents
     # take batches of the same bounds with Faust's take_events).
     batch_max_messages: int = Field(default=500, ge=1)
     batch_max_seconds: float = Field(default=1.0, gt=0)

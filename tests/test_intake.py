@@ -1,4 +1,4 @@
-"""``ingest.intake.Intake``: fetches gathered into batches by count, bytes and time, in
+"""``runtime.intake.Intake``: fetches gathered into batches by count, bytes and time, in
 offset order; what it lets go of (a rebalance, a cancel) is untracked and never
 submitted, so never acked or committed."""
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from stream_eval.ingest.intake import Intake
+from stream_eval.runtime.intake import Intake
 
 
 @dataclass(eq=False)

@@ -20,11 +20,14 @@ from stream_eval.dead_letters import Headers, dead_letter_headers
 from stream_eval.ingest.result import DECODE, EMPTY, OVERSIZED, TRACE_TOO_LARGE, DeadLetter
 from stream_eval.metrics import Sample, dead_letter_samples
 from stream_eval.pipeline import RawMessage
+from stream_eval.runtime.stage import Settle, nothing, run_all
 from stream_eval.sink.rows import dead_letter_row, ledger_row, ndjson
 from stream_eval.sink.writer import SinkWriter
 
 PieceSend = Callable[[bytes, bytes, Headers], Awaitable[Any]]  # key, value, headers
 DeadSend = Callable[[bytes, Headers], Awaitable[Any]]
+# One request after step one: the message, its format, pieces, dead letters, skipped.
+Split = tuple[RawMessage, str, list[Any], list[DeadLetter], dict[str, int]]
 # What its dead letters are counted by (stream_eval_dead_letters_total{stage="otlp_intake"}).
 DEAD_REASONS = (DECODE, EMPTY, OVERSIZED, TRACE_TOO_LARGE)
 
@@ -92,14 +95,19 @@ class IntakeStage:
                 pieces.append(piece)
         return split.format, pieces, dead, split.skipped
 
-    async def handle(self, messages: list[RawMessage]) -> None:
+    async def prepare(self, messages: list[RawMessage]) -> list[Split]:
+        """Step one: each request split into pieces by trace id (no I/O)."""
+        return [(m, *self._split(m)) for m in messages]
+
+    async def finish(self, parts: list[list[Split]]) -> Settle:
+        """Step two, in order: the pieces and dead letters produced and delivered, then
+        the ledger written (a message is in the ledger only once its pieces are out)."""
         now = time.time()
         futs: list[Any] = []
         ledger: list[dict[str, Any]] = []
         dead_rows: list[dict[str, Any]] = []
         done: list[tuple[list[Any], list[DeadLetter], dict[str, int]]] = []
-        for m in messages:
-            fmt, pieces, dead, skipped = self._split(m)
+        for m, fmt, pieces, dead, skipped in (split for part in parts for split in part):
             for piece in pieces:
                 key = piece.trace_id.encode()
                 futs.append(await self.send_piece(key, piece.value, piece_headers(piece)))
@@ -122,6 +130,11 @@ class IntakeStage:
             tables["dead_letters"] = ndjson(dead_rows)
         await self.writer.write_tables(tables)
         self._count(done)
+        return nothing
+
+    async def handle(self, messages: list[RawMessage]) -> None:
+        """Every step on one batch."""
+        await run_all(self, messages)
 
     def _count(self, done: list[tuple[list[Any], list[DeadLetter], dict[str, int]]]) -> None:
         c, sig = self.counters, self.signal

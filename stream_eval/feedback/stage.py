@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from stream_eval.feedback.events import FeedbackEvent, InvalidFeedback, decode_f
 from stream_eval.ingest.result import TOO_MANY_BAD_ITEMS
 from stream_eval.metrics import Sample, dead_letter_samples
 from stream_eval.pipeline import RawMessage
+from stream_eval.runtime.stage import Settle, run_all
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import dead_letter_row, ndjson
 from stream_eval.sink.writer import SinkWriter
@@ -53,6 +54,19 @@ class FeedbackCounters:
         yield "feedback_events", {}, self.events
         yield "feedback_duplicates", {}, self.duplicates
         yield from dead_letter_samples("feedback", self.invalid_by_reason, DEAD_REASONS)
+
+
+@dataclass(slots=True)
+class Decoded:
+    """A batch after step one: its valid events in order, its dead letters."""
+
+    messages: int
+    read: int = 0
+    invalid: int = 0
+    events: list[tuple[FeedbackEvent, RawMessage]] = field(default_factory=list)
+    dead: list[tuple[bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+    dead_rows: list[dict[str, Any]] = field(default_factory=list)
+    dead_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 def feedback_row(ev: FeedbackEvent, m: RawMessage, horizon_s: float, now: float) -> dict[str, Any]:
@@ -100,63 +114,89 @@ class FeedbackStage:
             )
         return None
 
-    async def handle(self, messages: Sequence[RawMessage]) -> None:
-        deliveries = []
-        dead_rows = []
-        events: dict[str, tuple[FeedbackEvent, RawMessage]] = {}
+    async def prepare(self, messages: list[RawMessage]) -> Decoded:
+        """Step one: decode and validate (no I/O)."""
+        out = Decoded(len(messages))
         now = time.time()
-        self.counters.messages += len(messages)
-        by_reason = self.counters.invalid_by_reason
         for m in messages:
             msg_id = f"{m.topic}/{m.partition}/{m.offset}"
             letters = 0  # the message's dead letters so far, one per bad event
             rest: dict[str, int] = {}  # bad events past the limit, by reason
             first_rest = -1
             for i, ev in enumerate(decode_feedback(m.value, msg_id, m.timestamp)):
-                self.counters.events += 1
+                out.read += 1
                 bad = ev if isinstance(ev, InvalidFeedback) else self._check_time(ev, m)
                 if bad is not None:
-                    self.counters.invalid += 1
+                    out.invalid += 1
                     reason = "event_time" if bad is not ev else "schema"
                     if letters >= self.max_dead_per_message:
                         rest[reason] = rest.get(reason, 0) + 1
                         first_rest = i if first_rest < 0 else first_rest
                         continue
                     letters += 1
-                    by_reason[reason] = by_reason.get(reason, 0) + 1
-                    dead_rows.append(self._dead_row(m, i, reason, str(bad), now))
+                    out.dead_by_reason[reason] = out.dead_by_reason.get(reason, 0) + 1
+                    out.dead_rows.append(self._dead_row(m, i, reason, str(bad), now))
                     headers = dead_letter_headers(reason, str(bad), f"{msg_id}/{i}")
-                    deliveries.append(await self.send_dead(m.value, headers))
+                    out.dead.append((m.value, headers))
                 elif isinstance(ev, FeedbackEvent):
-                    if ev.feedback_id in events:
-                        self.counters.duplicates += 1
-                    else:
-                        events[ev.feedback_id] = (ev, m)
+                    out.events.append((ev, m))
             if rest:  # one dead letter for all of them, the whole message as its payload
                 items = sum(rest.values())
+                by_reason = out.dead_by_reason
                 by_reason[TOO_MANY_BAD_ITEMS] = by_reason.get(TOO_MANY_BAD_ITEMS, 0) + items
                 detail = too_many_detail(
                     items, self.max_dead_per_message, rest, "ingest.max_dead_letters_per_message"
                 )
-                dead_rows.append(
+                out.dead_rows.append(
                     self._dead_row(m, first_rest, TOO_MANY_BAD_ITEMS, detail, now, items)
                 )
                 headers = dead_letter_headers(
                     TOO_MANY_BAD_ITEMS, detail, f"{msg_id}/{first_rest}", items=str(items)
                 )
-                deliveries.append(await self.send_dead(m.value, headers))
-        seen = await self._already_written(list(events))
+                out.dead.append((m.value, headers))
+        return out
+
+    async def finish(self, parts: list[Decoded]) -> Settle:
+        """Step two, in order: the first of each ``feedback_id`` written (once), the dead
+        letters produced; returns the wait for their delivery."""
+        now = time.time()
+        first: dict[str, tuple[FeedbackEvent, RawMessage]] = {}
+        repeats = 0
+        for part in parts:
+            for ev, m in part.events:
+                if ev.feedback_id in first:
+                    repeats += 1
+                else:
+                    first[ev.feedback_id] = (ev, m)
+        deliveries = [await self.send_dead(v, h) for part in parts for v, h in part.dead]
+        seen = await self._already_written(list(first))
         rows = [
             feedback_row(ev, m, self.horizon_s, now)
-            for fid, (ev, m) in events.items()
+            for fid, (ev, m) in first.items()
             if fid not in seen
         ]
-        self.counters.duplicates += len(seen)
-        self.counters.written += len(rows)
+        dead_rows = [r for part in parts for r in part.dead_rows]
         await self.writer.write_tables(
             {"feedback": ndjson(rows), "dead_letters": ndjson(dead_rows)}
         )
-        await asyncio.gather(*deliveries)
+        c = self.counters
+
+        async def settle() -> None:
+            await asyncio.gather(*deliveries)
+            for part in parts:
+                c.messages += part.messages
+                c.events += part.read
+                c.invalid += part.invalid
+                for reason, n in part.dead_by_reason.items():
+                    c.invalid_by_reason[reason] = c.invalid_by_reason.get(reason, 0) + n
+            c.duplicates += repeats + len(seen)
+            c.written += len(rows)
+
+        return settle
+
+    async def handle(self, messages: list[RawMessage]) -> None:
+        """Every step on one batch."""
+        await run_all(self, messages)
 
     @staticmethod
     def _dead_row(

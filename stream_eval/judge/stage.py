@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from stream_eval.judge.counters import FAILED, SCORED, SKIPPED, JudgeCounters
 from stream_eval.judge.request import InvalidJudgeRequest, JudgeRequest, decode_judge_request
 from stream_eval.judge.rubrics import RUBRICS, Rubric, rubrics_for_request
 from stream_eval.pipeline import RawMessage
+from stream_eval.runtime.stage import Settle, gathered
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import dead_letter_row, ndjson
 from stream_eval.sink.writer import SinkWriter
@@ -51,6 +52,17 @@ class JudgeBatchResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     dead_rows: list[dict[str, Any]] = field(default_factory=list)
     dlq: list[tuple[bytes, list[tuple[str, bytes]]]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Requests:
+    """A batch after step one: an item per (request, rubric); the invalid messages'
+    dead letters."""
+
+    messages: int
+    items: list[_Item] = field(default_factory=list)
+    result: JudgeBatchResult = field(default_factory=JudgeBatchResult)
+    invalid: int = 0
 
 
 class JudgeStage:
@@ -93,21 +105,44 @@ class JudgeStage:
             out[key] = out.get(key, 0.0) + float(r["usd"])
         return out
 
-    async def handle(self, messages: Sequence[RawMessage]) -> JudgeBatchResult:
-        out = JudgeBatchResult()
+    async def prepare(self, messages: list[RawMessage]) -> Requests:
+        """Step one: decode the requests, one item per applicable rubric (no I/O)."""
+        out = Requests(len(messages))
         now = time.time()
-        items: list[_Item] = []
         for m in messages:
             try:
                 req = decode_judge_request(m.value)
             except InvalidJudgeRequest as exc:
-                self._dead(out, m, DECODE, str(exc), m.value, now)
-                self.counters.dead_messages += 1
+                self._dead(out.result, m, DECODE, str(exc), m.value, now)
+                out.invalid += 1
                 continue
             names = self.settings.rubrics_for(req.route)
-            items.extend(_Item(m, req, r) for r in rubrics_for_request(names, req))
-        self.counters.messages += len(messages)
+            out.items.extend(_Item(m, req, r) for r in rubrics_for_request(names, req))
+        return out
 
+    async def finish(self, parts: list[Requests]) -> Settle:
+        """Step two, in order: each item not judged before is judged within the limits
+        and the budget, the rows written, the dead letters produced; returns the wait
+        for their delivery."""
+        return (await self._finish(parts))[1]
+
+    async def handle(self, messages: list[RawMessage]) -> JudgeBatchResult:
+        """Every step on one batch; returns what it wrote."""
+        out, settle = await self._finish([await self.prepare(messages)])
+        await settle()
+        return out
+
+    async def _finish(self, parts: list[Requests]) -> tuple[JudgeBatchResult, Settle]:
+        out = JudgeBatchResult()
+        items: list[_Item] = []
+        for part in parts:
+            out.rows += part.result.rows
+            out.dead_rows += part.result.dead_rows
+            out.dlq += part.result.dlq
+            items += part.items
+            self.counters.dead_messages += part.invalid
+            self.counters.messages += part.messages
+        now = time.time()
         done = await self._already_judged(items)
         todo: list[tuple[_Item, PreparedCall]] = []
         for it in items:
@@ -147,9 +182,7 @@ class JudgeStage:
                 "dead_letters": ndjson(out.dead_rows),
             }
         )
-        deliveries = [await self.send_dead_letter(v, h) for v, h in out.dlq]
-        await asyncio.gather(*deliveries)
-        return out
+        return out, gathered([await self.send_dead_letter(v, h) for v, h in out.dlq])
 
     async def _call(self, it: _Item, p: PreparedCall) -> CallOutcome:
         o = await self.client.call(p, it.message.partition if self.partitions else None)

@@ -14,6 +14,7 @@ from faust.types import EventT, Message
 
 from stream_eval.pipeline import RawMessage
 from stream_eval.runtime.backoff import BATCH
+from stream_eval.runtime.stage import Settle, nothing
 
 log = logging.getLogger("stream_eval")
 
@@ -114,11 +115,6 @@ def chunks(messages: Sequence[Message], max_bytes: int) -> list[list[Message]]:
 
 
 R = TypeVar("R")
-Settle = Callable[[], Awaitable[None]]  # step three of a composed stage (``steps.InOrder``)
-
-
-async def _nothing() -> None:
-    return None
 
 
 def finish_or_quarantine(
@@ -149,7 +145,7 @@ def finish_or_quarantine(
         except Exception:
             log.exception("%s batch failed (composed steps): trying it again", what)
             await again()
-            return _nothing
+            return nothing
 
         async def settled() -> None:
             try:
@@ -164,21 +160,3 @@ def finish_or_quarantine(
         return settled
 
     return run
-
-
-def batch_agent(
-    app: Any,
-    source: Any,
-    name: str,
-    max_messages: int,
-    max_seconds: float,
-    handle: Callable[[list[RawMessage]], Awaitable[Any]],
-    quarantine: Quarantine,
-) -> None:
-    """An agent that takes batches and runs ``handle`` on each to a durable end before
-    the batch is acked (see ``complete_or_quarantine``)."""
-
-    @app.agent(source, name=name)  # type: ignore[untyped-decorator]
-    async def agent(stream: Any) -> None:
-        async for events in stream.take_events(max_messages, max_seconds):
-            await complete_or_quarantine(handle, raw_messages(events), quarantine, name)

@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Generic, TypeVar
 
 from stream_eval.metrics import Sample
-from stream_eval.runtime.batches import EXIT_UNCOMMITTED, Settle
+from stream_eval.runtime.batches import EXIT_UNCOMMITTED
+from stream_eval.runtime.stage import Settle
 
 T = TypeVar("T")
 R = TypeVar("R")
