@@ -27,7 +27,7 @@ from stream_eval.judge.budget import DailyBudget
 from stream_eval.judge.client import JudgeClient
 from stream_eval.judge.request import FORMAT_VERSION
 from stream_eval.judge.stage import JudgeStage
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.testing import Behaviour, StubOpenAI

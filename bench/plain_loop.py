@@ -24,7 +24,8 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from stream_eval.config import ClickHouseSettings, Settings
-from stream_eval.pipeline import RawMessage, process_batch
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import RawMessage
 from stream_eval.runtime.kafka_config import confluent_config
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter

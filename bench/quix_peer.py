@@ -27,7 +27,8 @@ from quixstreams import Application
 from quixstreams.sinks import BatchingSink, SinkBatch
 
 from stream_eval.config import ClickHouseSettings, Settings
-from stream_eval.pipeline import RawMessage, process_batch
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import RawMessage
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.testing.reference import reference_rows

@@ -46,7 +46,8 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from stream_eval.config import Settings, TopicSettings
-from stream_eval.pipeline import RawMessage, process_batch
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import RawMessage
 from stream_eval.runner import WorkerProcess, free_port, scrape_metrics
 from stream_eval.runtime.kafka_config import confluent_config
 from stream_eval.runtime.topics import delete_topics_with_prefix, ensure_topics

@@ -16,6 +16,7 @@ scale separately from ingest workers.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import faust
@@ -30,14 +31,13 @@ from stream_eval.runtime.kafka_config import faust_credentials
 from stream_eval.runtime.lag import ConsumerLag
 from stream_eval.runtime.produce import BatchProducer
 from stream_eval.runtime.quarantine import dead_letter_sender, headers_sender, quarantine_to
-from stream_eval.runtime.stage import Deferred
+from stream_eval.runtime.stage import Deferred, Stage
 from stream_eval.runtime.stall_watch import add_stall_watch
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 
 if TYPE_CHECKING:
     from stream_eval.judge.client import JudgeClient
-    from stream_eval.judge.counters import JudgeCounters
     from stream_eval.judge.pauses import PauseCounters
 
 log = logging.getLogger("stream_eval")
@@ -62,6 +62,44 @@ def create_app(settings: Settings, role: Role = "all") -> faust.App:
     faust_fixes.install()
     with faust_fixes.without_scan_marks():  # never discovered: agents are wired here
         return _create_app(settings, role)
+
+
+@dataclass
+class Wiring:
+    """What every stage is wired with: the app, the settings, the sink, and the lists the
+    app reads (reported every 10 s and served as metrics; metrics only; run at stop,
+    before the sink closes)."""
+
+    app: faust.App
+    settings: Settings
+    writer: SinkWriter
+    reports: list[StageCounters] = field(default_factory=list)
+    sources: list[Any] = field(default_factory=list)
+    closers: list[Closer] = field(default_factory=list)
+
+    def topic(self, name: str) -> Any:
+        return self.app.topic(name, key_type=bytes, value_type=bytes)
+
+    def dead_letters(self, name: str) -> Any:
+        """A sender to the dead-letter topic ``name``."""
+        return dead_letter_sender(self.topic(name), self.settings)
+
+    def agent_stage(
+        self,
+        name: str,
+        topic: str,
+        stage: Stage[Any],
+        quarantine: Quarantine,
+        max_messages: int,
+        max_seconds: float,
+    ) -> None:
+        """``stage`` on ``topic``'s messages, in batches from an agent named ``name``."""
+        run = delivery.compose(stage, quarantine, name, delivery.AGENT_IN_FLIGHT)
+        self.closers.append(
+            delivery.from_agent(
+                self.app, self.topic(topic), run, max_messages=max_messages, max_seconds=max_seconds
+            )
+        )
 
 
 def _create_app(settings: Settings, role: Role) -> faust.App:
@@ -94,102 +132,71 @@ def _create_app(settings: Settings, role: Role) -> faust.App:
         producer_max_batch_size=256 * 1024,
         producer_max_request_size=max_request_bytes(settings),
     )
-
-    def topic(name: str) -> Any:
-        return app.topic(name, key_type=bytes, value_type=bytes)
-
-    t = settings.topics
-    writer = SinkWriter(open_store(settings.clickhouse, wait=True))
-    reports: list[StageCounters] = []  # logged every 10 s, and metrics sources
-    sources: list[Any] = [writer, ConsumerLag(app)]  # metrics sources only
-    closers: list[Closer] = []  # at shutdown, before the sink closes
-
+    w = Wiring(app, settings, SinkWriter(open_store(settings.clickhouse, wait=True)))
+    w.sources += [w.writer, ConsumerLag(app)]
     if role in ("all", "ingest"):
-        producer = BatchProducer(settings.kafka, max_request_bytes(settings))
-        ingest_stage = IngestStage(settings, writer, producer.send)
-        ingest_stage.pool.warm()  # its processes start while Faust does
-        reports.append(ingest_stage.counters)
-        sources.append(ingest_stage.watermarks)
-        _add_feedback(app, settings, writer, topic, reports, closers)
-        _add_window_closer(app, settings, writer, reports)
-        _add_review_enqueuer(app, settings, writer)
-        _add_otlp_assembly(app, settings, writer, topic, reports, closers)
-        closers.append(_add_ingest(
-            app, topic(t.traces), settings, ingest_stage, producer,
-            quarantine_to("ingest", dead_letter_sender(topic(t.dead_letters), settings), writer),
-            reports, sources,
-        ))  # fmt: skip
-
+        _add_ingest(w)
+        _add_feedback(w)
+        _add_window_closer(w)
+        _add_review_enqueuer(w)
+        _add_otlp_assembly(w)
     if role in ("all", "judge"):
-        from stream_eval.judge.counters import JudgeCounters
+        _add_judge(w)
+    add_stall_watch(app, settings, w.sources)
+    _add_reports(w, role)
 
-        judge_counters = JudgeCounters()  # served from the start, before the first batch
-        if settings.judge.active:
-            reports.append(judge_counters)
-            client = _add_judge(app, settings, writer, topic, judge_counters, closers)
-            reports.append(_add_judge_pauses(app, settings, client))
-        else:
-            sources.append(judge_counters)  # all at 0
-            log.warning(
-                "judging is disabled: no judge endpoint or API key configured "
-                "(judge.base_url / STREAM_EVAL_JUDGE__API_KEY / OPENAI_API_KEY); judge "
-                "requests wait in %s",
-                t.judge_requests,
-            )
+    @app.on_before_shutdown.connect
+    async def close_sink(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        for close in w.closers:
+            await close()
+        w.writer.close()
 
-    add_stall_watch(app, settings, sources)
+    return app
 
-    @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
+
+def _add_reports(w: Wiring, role: Role) -> None:
+    """The stages' counters logged every 10 s and served (``[metrics]``)."""
+
+    @w.app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def progress() -> None:
-        for r in reports:
+        for r in w.reports:
             log.info(r.report())
 
-    m = settings.metrics
+    m = w.settings.metrics
     if m.port:
 
-        @app.task  # type: ignore[untyped-decorator]
+        @w.app.task  # type: ignore[untyped-decorator]
         async def metrics_endpoint() -> None:
             from stream_eval.metrics import serve
             from stream_eval.metrics_catalog import families_for
 
             try:  # the lists are read at every scrape: sources added later are served
-                serve(families_for(role), lambda: [*reports, *sources], m.port, m.host)
+                serve(families_for(role), lambda: [*w.reports, *w.sources], m.port, m.host)
                 log.info("metrics on http://%s:%d/metrics", m.host, m.port)
             except OSError as exc:  # e.g. two workers on one host with the same port
                 log.error("metrics endpoint not started on port %d: %s", m.port, exc)
 
-    @app.on_before_shutdown.connect
-    async def close_sink(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        for close in closers:
-            await close()
-        writer.close()
 
-    return app
-
-
-def _add_ingest(
-    app: faust.App,
-    source: Any,
-    settings: Settings,
-    stage: IngestStage,
-    producer: BatchProducer,
-    quarantine: Quarantine,
-    reports: list[StageCounters],
-    sources: list[Any],
-) -> Closer:
+def _add_ingest(w: Wiring) -> None:
     """The ingest's steps: ``stage.prepare`` in worker processes for up to
     ``ingest.max_in_flight`` pieces of batches at once, ``stage.finish`` and its settle
     step in offset order, then the ack. Its topic's messages come a fetch at a time from
     the drain loop, not through a Faust stream (``delivery.from_fetches``)."""
-    ing = settings.ingest
+    settings, ing, t = w.settings, w.settings.ingest, w.settings.topics
+    producer = BatchProducer(settings.kafka, max_request_bytes(settings))
+    stage = IngestStage(settings, w.writer, producer.send)
+    stage.pool.warm()  # its processes start while Faust does
+    w.reports.append(stage.counters)
+    w.sources.append(stage.watermarks)
+    quarantine = quarantine_to("ingest", w.dead_letters(t.dead_letters), w.writer)
     run = delivery.compose(
         stage, quarantine, "ingest", ing.max_in_flight,
         min_weight=ing.finish_min_bytes, weight=value_bytes,
     )  # fmt: skip
-    reports.append(run)
-    sources.append(run)
+    w.reports.append(run)
+    w.sources.append(run)
     close_delivery = delivery.from_fetches(
-        app, source, run,
+        w.app, w.topic(t.traces), run,
         max_messages=ing.batch_max_messages, max_bytes=ing.chunk_max_bytes,
         max_seconds=ing.batch_max_seconds,
     )  # fmt: skip
@@ -201,24 +208,32 @@ def _add_ingest(
         if left:
             log.warning("ingest: %d produced messages not delivered at stop", left)
 
-    return close
+    w.closers.append(close)
 
 
-def _add_judge(
-    app: faust.App,
-    settings: Settings,
-    writer: SinkWriter,
-    topic: Any,
-    counters: JudgeCounters,
-    closers: list[Closer],
-) -> JudgeClient:
+def _add_judge(w: Wiring) -> None:
+    """The judge, when an endpoint is configured; its counters are served either way."""
+    from stream_eval.judge.counters import JudgeCounters
+
+    settings, t, j = w.settings, w.settings.topics, w.settings.judge
+    counters = JudgeCounters()  # served from the start, before the first batch
+    if not j.active:
+        w.sources.append(counters)  # all at 0
+        log.warning(
+            "judging is disabled: no judge endpoint or API key configured "
+            "(judge.base_url / STREAM_EVAL_JUDGE__API_KEY / OPENAI_API_KEY); judge "
+            "requests wait in %s",
+            t.judge_requests,
+        )
+        return
     from stream_eval.judge.budget import DailyBudget, partition_budgets
     from stream_eval.judge.client import JudgeClient
     from stream_eval.judge.stage import JudgeStage
 
-    t, j = settings.topics, settings.judge
-    send_dead_letter = dead_letter_sender(topic(t.judge_dead_letters), settings)
+    w.reports.append(counters)
+    send_dead_letter = w.dead_letters(t.judge_dead_letters)
     client = JudgeClient.from_settings(j)
+    app, writer = w.app, w.writer
 
     async def make() -> JudgeStage:  # today's spend is read once, at the first batch
         # Limits and budgets are shared out by partition of the judge-requests topic, so
@@ -232,94 +247,78 @@ def _add_judge(
         )  # fmt: skip
 
     quarantine = quarantine_to("judge", send_dead_letter, writer)
-    run = delivery.compose(Deferred(make), quarantine, "judge", delivery.AGENT_IN_FLIGHT)
-    closers.append(delivery.from_agent(
-        app, topic(t.judge_requests), run,
-        max_messages=j.batch_max_messages, max_seconds=j.batch_max_seconds,
-    ))  # fmt: skip
-    return client
+    w.agent_stage(
+        "judge", t.judge_requests, Deferred(make), quarantine,
+        j.batch_max_messages, j.batch_max_seconds,
+    )  # fmt: skip
+    w.reports.append(_add_judge_pauses(w, client))
 
 
-def _add_judge_pauses(app: faust.App, settings: Settings, client: JudgeClient) -> PauseCounters:
+def _add_judge_pauses(w: Wiring, client: JudgeClient) -> PauseCounters:
     """A Retry-After that one judge worker receives pauses every judge worker of the group:
     each announces its pauses on the pause topic and hears everybody's (``judge.pause_topic``).
     Returns the pauses' counters (reported and served)."""
     from stream_eval.judge.pause_topic import PauseTopic
 
-    channel = PauseTopic(settings.kafka, settings.topics.judge_pauses, client.pauses)
+    channel = PauseTopic(w.settings.kafka, w.settings.topics.judge_pauses, client.pauses)
 
-    @app.task  # type: ignore[untyped-decorator]
+    @w.app.task  # type: ignore[untyped-decorator]
     async def judge_pauses() -> None:
         await channel.run()
 
     return client.pauses.counters
 
 
-def _add_feedback(
-    app: faust.App,
-    settings: Settings,
-    writer: SinkWriter,
-    topic: Any,
-    reports: list[StageCounters],
-    closers: list[Closer],
-) -> None:
+def _add_feedback(w: Wiring) -> None:
     """Feedback intake: validated events to the feedback table (joined there, see
     ``feedback_v``)."""
     from stream_eval.feedback.stage import FeedbackCounters, FeedbackStage
 
-    t, fb, ing = settings.topics, settings.feedback, settings.ingest
+    t, fb, ing = w.settings.topics, w.settings.feedback, w.settings.ingest
     counters = FeedbackCounters()
-    reports.append(counters)
+    w.reports.append(counters)
     stage = FeedbackStage(
-        writer,
-        dead_letter_sender(topic(t.dead_letters), settings),
+        w.writer,
+        w.dead_letters(t.dead_letters),
         counters,
         horizon_s=fb.horizon_hours * 3600,
         max_age_s=ing.max_event_age_hours * 3600,
         max_future_s=ing.max_event_future_seconds,
         max_dead_per_message=ing.max_dead_letters_per_message,
     )
-    quarantine = quarantine_to("feedback", stage.send_dead, writer)
-    run = delivery.compose(stage, quarantine, "feedback", delivery.AGENT_IN_FLIGHT)
-    closers.append(delivery.from_agent(
-        app, topic(t.feedback), run,
-        max_messages=fb.batch_max_messages, max_seconds=fb.batch_max_seconds,
-    ))  # fmt: skip
+    quarantine = quarantine_to("feedback", stage.send_dead, w.writer)
+    w.agent_stage(
+        "feedback", t.feedback, stage, quarantine, fb.batch_max_messages, fb.batch_max_seconds
+    )
 
 
-def _add_window_closer(
-    app: faust.App, settings: Settings, writer: SinkWriter, reports: list[StageCounters]
-) -> None:
+def _add_window_closer(w: Wiring) -> None:
     """SLI windows closed by the watermark: one closer per consumer group (the leader)."""
     from stream_eval.windows.close import WindowCloser
 
-    closer = WindowCloser(settings.windows, settings.topics.traces)
-    reports.append(closer)
+    closer = WindowCloser(w.settings.windows, w.settings.topics.traces)
+    w.reports.append(closer)
+    writer = w.writer
 
-    @app.timer(interval=settings.windows.close_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
+    @w.app.timer(interval=w.settings.windows.close_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
     async def close_windows() -> None:
         await writer.run(closer.run, writer.store)
 
 
-def _add_review_enqueuer(app: faust.App, settings: Settings, writer: SinkWriter) -> None:
+def _add_review_enqueuer(w: Wiring) -> None:
     """The review queue filled from ClickHouse: one enqueuer per consumer group (the leader)."""
     from stream_eval.review.queue import enqueue
 
-    @app.timer(interval=settings.review.enqueue_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
+    writer, review = w.writer, w.settings.review
+
+    @w.app.timer(interval=review.enqueue_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
     async def enqueue_reviews() -> None:
-        added = await writer.run(enqueue, writer.store, settings.review)
+        added = await writer.run(enqueue, writer.store, review)
         if added:
             log.info("review queue: %d items added", added)
 
 
-def _add_otlp_assembly(
-    app: faust.App,
-    settings: Settings,
-    writer: SinkWriter,
-    topic: Any,
-    reports: list[StageCounters],
-    closers: list[Closer],
-) -> None:
+def _add_otlp_assembly(w: Wiring) -> None:
     """OTLP from the Collector: split by trace id onto the assembly topic (one agent per
     signal), assembled into whole traces there, and written to the traces topic."""
     from stream_eval.assembly.intake import IntakeCounters, IntakeStage
@@ -327,33 +326,33 @@ def _add_otlp_assembly(
     from stream_eval.assembly.split import Signal
     from stream_eval.assembly.stage import AssemblyStage
 
+    app, settings, writer = w.app, w.settings, w.writer
     t, a, ing = settings.topics, settings.assembly, settings.ingest
     if not t.otlp_assembly or not (t.otlp_spans or t.otlp_logs):
         return
-    send_dead = dead_letter_sender(topic(t.dead_letters), settings)
-    pieces = topic(t.otlp_assembly)
+    send_dead = w.dead_letters(t.dead_letters)
+    pieces = w.topic(t.otlp_assembly)
     signals: list[tuple[Signal, str]] = [("traces", t.otlp_spans), ("logs", t.otlp_logs)]
     counters = IntakeCounters([signal for signal, name in signals if name])
-    reports.append(counters)
+    w.reports.append(counters)
     for signal, name in signals:
         if name:
-            send_piece = headers_sender(pieces)
-            intake = IntakeStage(settings, signal, writer, send_piece, send_dead, counters)
-            quarantine = quarantine_to("otlp_intake", send_dead, writer)
-            run = delivery.compose(intake, quarantine, f"otlp_{signal}", delivery.AGENT_IN_FLIGHT)
-            closers.append(delivery.from_agent(
-                app, topic(name), run,
-                max_messages=ing.batch_max_messages, max_seconds=ing.batch_max_seconds,
-            ))  # fmt: skip
+            intake = IntakeStage(
+                settings, signal, writer, headers_sender(pieces), send_dead, counters
+            )
+            w.agent_stage(
+                f"otlp_{signal}", name, intake, quarantine_to("otlp_intake", send_dead, writer),
+                ing.batch_max_messages, ing.batch_max_seconds,
+            )  # fmt: skip
 
     # Late pieces (log records exported after their spans) are joined to their trace as it
     # was emitted, read back from the traces topic.
     reader = TracesReader(settings.kafka, t.traces, f"{settings.app_id}-assembly-readback")
     stage = AssemblyStage(
-        settings, writer, headers_sender(topic(t.traces)), send_dead,
+        settings, writer, headers_sender(w.topic(t.traces)), send_dead,
         release=lambda message: message.ack(app.consumer), read_back=reader.read,
     )  # fmt: skip
-    reports.append(stage.counters)
+    w.reports.append(stage.counters)
     faust_fixes.before_wait_empty(app, stage.drop_all)
 
     @app.on_before_shutdown.connect

@@ -35,10 +35,10 @@ from stream_eval.checks import CHECKS
 from stream_eval.checks.pii_patterns import PII_KINDS
 from stream_eval.checks.settings import DEFAULT_REFUSAL_PHRASES as DEFAULT_REFUSAL_PHRASES
 from stream_eval.checks.settings import CheckSettings as CheckSettings
-from stream_eval.judge.rubrics import RUBRIC_NAMES
+from stream_eval.rubrics import RUBRIC_NAMES
 
 # Names are owned by what they name: the checks by ``checks.CHECKS``, the PII kinds by
-# ``checks.pii_patterns.PATTERNS``, the rubrics by ``judge.rubrics.RUBRICS``; the settings
+# ``checks.pii_patterns.PATTERNS``, the rubrics by ``rubrics.RUBRICS``; the settings
 # validate against them.
 
 
@@ -265,7 +265,7 @@ class AlertSettings(_Model):
 class RouteSettings(_Model):
     sample_rate: float | None = Field(default=None, ge=0, le=1)
     checks: dict[str, Any] = Field(default_factory=dict)  # overrides of CheckSettings
-    rubrics: list[str] | None = None  # default: judge.rubrics (each only where it applies)
+    rubrics: list[str] | None = None  # default: rubrics.RUBRICS (each only where it applies)
     judge_daily_budget_usd: float | None = Field(default=None, ge=0)
 
     _rubrics_known = field_validator("rubrics")(_known_rubrics)

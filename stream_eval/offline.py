@@ -31,7 +31,7 @@ import orjson
 from stream_eval.checks import run_checks
 from stream_eval.config import Settings
 from stream_eval.judge.request import JudgeRequest
-from stream_eval.judge.rubrics import RUBRICS
+from stream_eval.rubrics import RUBRICS
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store

@@ -30,7 +30,7 @@ from typing import Literal
 from stream_eval.checks import CHECKS
 from stream_eval.config import AlertSettings
 from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, WEIGHTED_TERMS, EstimateSql
-from stream_eval.feedback.events import KINDS as FEEDBACK_KINDS
+from stream_eval.feedback_events import KINDS as FEEDBACK_KINDS
 
 Source = Literal["traces", "checks", "feedback", "judge"]
 Section = Literal["checks", "feedback", "judge"]

@@ -31,7 +31,8 @@ def main(path: str, variant: str) -> dict[str, Any]:
     from stream_eval.grafana import macros
     from stream_eval.grafana.alerts import build_alerting
     from stream_eval.grafana.dashboards import build_dashboards
-    from stream_eval.pipeline import RawMessage, process_batch
+    from stream_eval.ingest.process import process_batch
+    from stream_eval.records import RawMessage
     from stream_eval.sink.store import open_store
     from stream_eval.slis import COLUMNS
     from stream_eval.synthetic.traces import TraceFactory

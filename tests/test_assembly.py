@@ -26,7 +26,8 @@ from stream_eval.assembly.split import piece_headers, split_request
 from stream_eval.assembly.stage import AssemblyStage
 from stream_eval.config import AssemblySettings, ClickHouseSettings, OtelSettings, Settings
 from stream_eval.ingest.otlp import decode_otlp_proto
-from stream_eval.pipeline import RawMessage, process_batch
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import RawMessage
 from stream_eval.sink.store import Store, open_store
 from stream_eval.sink.writer import SinkWriter
 

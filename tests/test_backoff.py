@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import islice
 
-from stream_eval.runtime.backoff import BATCH, STORE, Backoff
+from stream_eval.backoff import BATCH, STORE, Backoff
 
 
 def test_the_delays_grow_to_their_bound_and_stay() -> None:

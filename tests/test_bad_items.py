@@ -22,7 +22,7 @@ import pytest
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.feedback.stage import FeedbackCounters, FeedbackStage
 from stream_eval.ingest.stage import IngestStage
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 from stream_eval.runtime.produce import Outgoing
 from stream_eval.sink.rows import dead_letter_row, ndjson
 from stream_eval.sink.store import Store, open_store

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 from stream_eval.runtime import batches
 from stream_eval.runtime.batches import complete_or_quarantine
 

@@ -19,7 +19,8 @@ from helpers import nonempty
 
 from stream_eval.cli import cli
 from stream_eval.config import ClickHouseSettings, Settings
-from stream_eval.pipeline import RawMessage, process_batch
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import RawMessage
 from stream_eval.sink.store import open_store
 from stream_eval.synthetic.mix import build_mix
 from stream_eval.testing.ingest import write_batch

@@ -20,7 +20,7 @@ from helpers import nonempty
 
 from stream_eval.cli import cli
 from stream_eval.config import Settings
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 from stream_eval.review.agreement import NO_HUMAN_FAIL, NO_VARIATION
 from stream_eval.review.labels import Label, record
 from stream_eval.sink.rows import ndjson

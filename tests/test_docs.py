@@ -49,10 +49,11 @@ from pydantic import BaseModel, SecretStr
 
 from stream_eval.cli import cli
 from stream_eval.config import ClickHouseSettings, OtelSettings, Settings
-from stream_eval.feedback.events import InvalidFeedback, decode_feedback
+from stream_eval.feedback_events import InvalidFeedback, decode_feedback
 from stream_eval.ingest.json_traces import decode_json_value
 from stream_eval.ingest.otlp import decode_otlp_proto
-from stream_eval.pipeline import RawMessage, process_batch
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import RawMessage
 from stream_eval.sink.store import Store, open_store
 from stream_eval.synthetic.mix import build_mix
 from stream_eval.synthetic.otlp_encode import encode_otlp

@@ -20,7 +20,8 @@ from helpers import nonempty
 
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, from_sums, weighted, wilson
-from stream_eval.pipeline import Batch, ProcessedTrace, RawMessage, process_batch
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import Batch, ProcessedTrace, RawMessage
 from stream_eval.sampling import unit_hash
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store, open_store

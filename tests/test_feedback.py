@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from stream_eval.config import ClickHouseSettings
-from stream_eval.feedback.events import KINDS, FeedbackEvent, InvalidFeedback, decode_feedback
 from stream_eval.feedback.stage import FeedbackCounters, FeedbackStage, feedback_row
-from stream_eval.pipeline import RawMessage
+from stream_eval.feedback_events import KINDS, FeedbackEvent, InvalidFeedback, decode_feedback
+from stream_eval.records import RawMessage
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store, open_store
 from stream_eval.sink.writer import SinkWriter

@@ -16,7 +16,8 @@ from helpers import nonempty
 from stream_eval.cli import cli
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.golden import load, promote, validate, versions
-from stream_eval.pipeline import RawMessage, process_batch
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import RawMessage
 from stream_eval.review.labels import Label, record
 from stream_eval.sink.store import Store, open_store
 from stream_eval.synthetic.mix import build_mix

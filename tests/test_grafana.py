@@ -28,7 +28,8 @@ from helpers import nonempty
 from stream_eval.config import ClickHouseSettings, RouteSettings, Settings
 from stream_eval.grafana import macros
 from stream_eval.grafana.generate import check, committed_settings, generate
-from stream_eval.pipeline import ProcessedTrace, RawMessage, process_batch
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import ProcessedTrace, RawMessage
 from stream_eval.sink.store import Store, open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.traces import MODEL_VERSIONS, TraceFactory

@@ -22,10 +22,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from stream_eval.config import ClickHouseSettings, IngestSettings, Settings
+from stream_eval.dead_letters import EVENT_TIME
 from stream_eval.ingest.bounds import CLAMPED, MAX_DIMENSION_CHARS, bound_trace, bounded_json
-from stream_eval.ingest.result import EVENT_TIME
+from stream_eval.ingest.process import process_batch
 from stream_eval.judge.request import MAX_REQUEST_BYTES, decode_judge_request, encode_judge_request
-from stream_eval.pipeline import Batch, RawMessage, process_batch
+from stream_eval.records import Batch, RawMessage
 from stream_eval.sink.store import Store, open_store
 from stream_eval.synthetic.otlp_encode import encode_otlp
 from stream_eval.testing.ingest import write_batch

@@ -11,8 +11,9 @@ import orjson
 import pytest
 
 from stream_eval.config import IngestSettings
+from stream_eval.dead_letters import DECODE, EMPTY, OVERSIZED, SCHEMA, TOO_MANY
 from stream_eval.ingest.decode import decode_message
-from stream_eval.ingest.result import DECODE, EMPTY, OVERSIZED, SCHEMA, TOO_MANY, Decoded
+from stream_eval.records import Decoded
 from stream_eval.trace import Document, Trace
 
 DEFAULT_TS = 1_700_000_000.0

@@ -232,7 +232,7 @@ def test_one_worker_sends_nothing_while_told_to_wait() -> None:
     from stream_eval.config import JudgeSettings
     from stream_eval.judge.client import JudgeClient
     from stream_eval.judge.request import decode_judge_request
-    from stream_eval.judge.rubrics import RUBRICS
+    from stream_eval.rubrics import RUBRICS
     from stream_eval.testing import Behaviour, StubOpenAI
 
     fault = Behaviour("status", status=429, retry_after=0.5)
@@ -453,7 +453,7 @@ def test_two_judge_workers_send_nothing_while_either_is_told_to_wait(
     from stream_eval.config import JudgeSettings
     from stream_eval.judge.client import JudgeClient
     from stream_eval.judge.request import decode_judge_request
-    from stream_eval.judge.rubrics import RUBRICS
+    from stream_eval.rubrics import RUBRICS
     from stream_eval.runner import WorkerProcess
     from stream_eval.runtime.kafka_config import confluent_config
     from stream_eval.runtime.topics import ensure_topics

@@ -22,9 +22,9 @@ from stream_eval.config import ClickHouseSettings, JudgeSettings, Settings
 from stream_eval.judge.budget import DailyBudget
 from stream_eval.judge.client import JudgeClient
 from stream_eval.judge.request import FORMAT_VERSION, decode_judge_request
-from stream_eval.judge.rubrics import RUBRICS
 from stream_eval.judge.stage import JudgeStage
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
+from stream_eval.rubrics import RUBRICS
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.testing import Behaviour, StubOpenAI

@@ -20,6 +20,7 @@ from helpers import nonempty
 from pydantic import ValidationError
 
 from stream_eval.config import JudgeSettings, Settings
+from stream_eval.ingest.process import process_batch
 from stream_eval.judge.budget import DailyBudget, utc_day
 from stream_eval.judge.prompt import (
     MAX_FIELD_CHARS,
@@ -35,9 +36,9 @@ from stream_eval.judge.request import (
     encode_judge_request,
     judge_request,
 )
-from stream_eval.judge.rubrics import RUBRIC_NAMES, RUBRICS, rubrics_for_request
 from stream_eval.judge.verdict import MAX_REASON_CHARS, InvalidVerdict, Verdict, parse_verdict
-from stream_eval.pipeline import ProcessedTrace, RawMessage, process_batch
+from stream_eval.records import ProcessedTrace, RawMessage
+from stream_eval.rubrics import RUBRIC_NAMES, RUBRICS, rubrics_for_request
 from stream_eval.trace import Document, trace_dimensions
 
 HELP = RUBRICS["helpfulness"]

@@ -14,7 +14,8 @@ import pytest
 
 from stream_eval.config import OtelSettings, Settings
 from stream_eval.ingest.otlp import decode_otlp_proto
-from stream_eval.pipeline import RawMessage, process_batch
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import RawMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_CONFIG = OtelSettings(

@@ -13,10 +13,11 @@ from helpers import nonempty
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from stream_eval.config import IngestSettings
+from stream_eval.dead_letters import DECODE, EMPTY, SCHEMA
 from stream_eval.ingest.decode import decode_message
 from stream_eval.ingest.json_traces import decode_json_value
 from stream_eval.ingest.otlp import decode_otlp_json, decode_otlp_proto
-from stream_eval.ingest.result import DECODE, EMPTY, SCHEMA, Decoded
+from stream_eval.records import Decoded
 from stream_eval.synthetic.otlp_encode import encode_otlp, otlp_trace_id
 from stream_eval.trace import Trace
 
@@ -293,7 +294,8 @@ def test_a_call_without_content_is_neither_checked_nor_judged() -> None:
     must not score a call it cannot see: the row has no check results and is not sampled,
     whatever the sample rate."""
     from stream_eval.config import SamplingSettings, Settings
-    from stream_eval.pipeline import RawMessage, process_batch
+    from stream_eval.ingest.process import process_batch
+    from stream_eval.records import RawMessage
     from stream_eval.sink.rows import trace_row
 
     traces = make_traces(3)

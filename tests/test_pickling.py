@@ -12,7 +12,7 @@ import pytest
 from helpers import nonempty
 
 from stream_eval.ingest.prepare import MessageRows
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 
 # a value for each field type, none equal to a default
 VALUES: dict[Any, Any] = {

@@ -13,8 +13,9 @@ from helpers import nonempty
 
 from stream_eval import checks
 from stream_eval.config import Settings
-from stream_eval.ingest.result import CHECK_ERROR
-from stream_eval.pipeline import Batch, RawMessage, process_batch
+from stream_eval.dead_letters import CHECK_ERROR
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import Batch, RawMessage
 from stream_eval.sampling import unit_hash
 from stream_eval.synthetic.mix import Mix, build_mix
 from stream_eval.trace import CheckResult, Trace

@@ -22,8 +22,9 @@ from stream_eval.ingest.prepare import (
     prepare,
     summarize,
 )
+from stream_eval.ingest.process import process_batch
 from stream_eval.judge.request import encode_judge_request
-from stream_eval.pipeline import RawMessage, process_batch
+from stream_eval.records import RawMessage
 from stream_eval.synthetic.mix import build_mix
 from stream_eval.synthetic.traces import TraceFactory
 from stream_eval.testing.reference import reference_rows
@@ -181,7 +182,7 @@ _POOL_OWNER = """
 import asyncio, sys
 from stream_eval.config import Settings
 from stream_eval.ingest.pool import PreparePool
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 
 async def main():
     pool = PreparePool(Settings(), processes=2)

@@ -12,7 +12,8 @@ import pytest
 from helpers import nonempty
 
 from stream_eval.config import ReviewSettings, Settings
-from stream_eval.pipeline import Batch, RawMessage, process_batch
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import Batch, RawMessage
 from stream_eval.review.labels import InvalidLabel, Label, parse_labels, record
 from stream_eval.review.queue import enqueue, next_item, queue_counts, release
 from stream_eval.sink.rows import ndjson

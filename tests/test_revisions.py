@@ -22,7 +22,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from stream_eval.assembly.buffer import LATE, Held, TraceBuffer
 from stream_eval.assembly.merge import merge
 from stream_eval.assembly.readback import Fetched
-from stream_eval.assembly.revision import H_EVALUATED, H_REVISES, H_REVISION
 from stream_eval.assembly.split import piece_headers, split_request
 from stream_eval.assembly.stage import AssemblyStage
 from stream_eval.config import (
@@ -35,7 +34,8 @@ from stream_eval.config import (
 )
 from stream_eval.ingest.otlp import decode_otlp_proto
 from stream_eval.ingest.prepare import prepare
-from stream_eval.pipeline import RawMessage
+from stream_eval.ingest.revision_headers import H_EVALUATED, H_REVISES, H_REVISION
+from stream_eval.records import RawMessage
 from stream_eval.sink.store import Store, open_store
 from stream_eval.sink.writer import SinkWriter
 

@@ -22,8 +22,9 @@ from helpers import nonempty
 
 from stream_eval import checks
 from stream_eval.config import ClickHouseSettings, Settings
-from stream_eval.ingest.result import CHECK_ERROR
-from stream_eval.pipeline import Batch, RawMessage, process_batch
+from stream_eval.dead_letters import CHECK_ERROR
+from stream_eval.ingest.process import process_batch
+from stream_eval.records import Batch, RawMessage
 from stream_eval.sink.rows import MAX_PAYLOAD_BYTES
 from stream_eval.sink.schema import fingerprint, is_applied, schema_statements
 from stream_eval.sink.store import Store, StoreError, open_store

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from helpers import nonempty
 
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 from stream_eval.runtime import batches
 from stream_eval.runtime.batches import chunks, finish_or_quarantine
 from stream_eval.runtime.steps import InOrder

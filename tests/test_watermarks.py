@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stream_eval.config import ClickHouseSettings
-from stream_eval.pipeline import Batch, MessageOutcome, ProcessedTrace, RawMessage
+from stream_eval.records import Batch, MessageOutcome, ProcessedTrace, RawMessage
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store, open_store
 from stream_eval.trace import Trace

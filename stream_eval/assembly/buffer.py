@@ -26,7 +26,7 @@ from typing import Any
 
 from stream_eval.assembly.split import Signal
 from stream_eval.config import AssemblySettings
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 
 ROOT_WAIT = "root_wait"  # due: the root was read decision_wait_seconds ago
 NO_ROOT = "no_root"  # due: max_wait_seconds since the first piece, no root read

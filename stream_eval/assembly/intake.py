@@ -16,10 +16,17 @@ from typing import Any
 
 from stream_eval.assembly.split import NO_TRACE_ID, Signal, piece_headers, split_request
 from stream_eval.config import Settings
-from stream_eval.dead_letters import Headers, dead_letter_headers
-from stream_eval.ingest.result import DECODE, EMPTY, OVERSIZED, TRACE_TOO_LARGE, DeadLetter
+from stream_eval.dead_letters import (
+    DECODE,
+    EMPTY,
+    OVERSIZED,
+    TRACE_TOO_LARGE,
+    DeadLetter,
+    Headers,
+    dead_letter_headers,
+)
 from stream_eval.metrics import Sample, dead_letter_samples
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 from stream_eval.runtime.stage import Settle, nothing, run_all
 from stream_eval.sink.rows import dead_letter_row, ledger_row, ndjson
 from stream_eval.sink.writer import SinkWriter

@@ -27,11 +27,11 @@ from google.protobuf.message import DecodeError
 from stream_eval.assembly.buffer import Held, Pending
 from stream_eval.assembly.merge import Merged, merge
 from stream_eval.assembly.readback import Fetched
-from stream_eval.assembly.revision import Emitted, revision_headers
+from stream_eval.assembly.revision import Emitted
 from stream_eval.config import Settings
-from stream_eval.dead_letters import Headers
+from stream_eval.dead_letters import DECODE, LATE_SPAN, STAGE_ERROR, TRACE_TOO_LARGE, Headers
 from stream_eval.ingest.otlp import decode_otlp_proto
-from stream_eval.ingest.result import DECODE, LATE_SPAN, STAGE_ERROR, TRACE_TOO_LARGE
+from stream_eval.ingest.revision_headers import revision_headers
 
 log = logging.getLogger("stream_eval.assembly")
 

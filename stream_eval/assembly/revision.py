@@ -17,32 +17,6 @@ from typing import Any
 
 from stream_eval.sink.literals import sql_str
 
-H_REVISION = "stream-eval-revision"  # n: the nth revision of the trace
-H_REVISES = "stream-eval-revises"  # "<partition>/<offset>" of the emission it replaces
-# The span ids of the calls whose content the emission it replaces had already (comma-
-# separated): evaluated then, with their judge requests; not judged again.
-H_EVALUATED = "stream-eval-evaluated-spans"
-
-
-def revision_headers(
-    revision: int, partition: int, offset: int, evaluated: Iterable[str]
-) -> list[tuple[str, bytes]]:
-    return [
-        (H_REVISION, str(revision).encode()),
-        (H_REVISES, f"{partition}/{offset}".encode()),
-        (H_EVALUATED, ",".join(sorted(evaluated)).encode()),
-    ]
-
-
-def evaluated_before(headers: Mapping[str, bytes]) -> frozenset[str]:
-    """The calls of a revision that were evaluated from an earlier emission (none for a
-    trace emitted the first time)."""
-    value = headers.get(H_EVALUATED)
-    if not value:
-        return frozenset()
-    return frozenset(value.decode(errors="replace").split(","))
-
-
 # --- the ledger's record of an emitted trace --------------------------------------------
 
 # The columns of the latest ``assembled_traces`` row of a trace that a revision carries on.

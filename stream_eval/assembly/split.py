@@ -27,7 +27,7 @@ from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from stream_eval.ingest.result import DECODE, EMPTY, DeadLetter
+from stream_eval.dead_letters import DECODE, EMPTY, DeadLetter
 
 Signal = Literal["traces", "logs"]
 

@@ -43,10 +43,16 @@ from stream_eval.assembly.revise import (
 from stream_eval.assembly.revision import Emitted, emitted_sql
 from stream_eval.assembly.split import H_RECORDS, H_ROOT, H_SIGNAL, H_TRACE
 from stream_eval.config import Settings
-from stream_eval.dead_letters import Headers, dead_letter_headers
-from stream_eval.ingest.result import DECODE, LATE_SPAN, STAGE_ERROR, TRACE_TOO_LARGE
+from stream_eval.dead_letters import (
+    DECODE,
+    LATE_SPAN,
+    STAGE_ERROR,
+    TRACE_TOO_LARGE,
+    Headers,
+    dead_letter_headers,
+)
 from stream_eval.metrics import Sample, dead_letter_samples
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 from stream_eval.sink.rows import dead_letter_row, ndjson
 from stream_eval.sink.writer import SinkWriter
 

@@ -17,11 +17,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream_eval.dead_letters import dead_letter_headers, too_many_detail
-from stream_eval.feedback.events import FeedbackEvent, InvalidFeedback, decode_feedback
-from stream_eval.ingest.result import TOO_MANY_BAD_ITEMS
+from stream_eval.dead_letters import TOO_MANY_BAD_ITEMS, dead_letter_headers, too_many_detail
+from stream_eval.feedback_events import FeedbackEvent, InvalidFeedback, decode_feedback
 from stream_eval.metrics import Sample, dead_letter_samples
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 from stream_eval.runtime.stage import Settle, run_all
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import dead_letter_row, ndjson

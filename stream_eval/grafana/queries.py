@@ -20,7 +20,7 @@ from typing import Literal
 
 from stream_eval.config import Settings
 from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, EstimateSql
-from stream_eval.judge.rubrics import RUBRIC_NAMES
+from stream_eval.rubrics import RUBRIC_NAMES
 from stream_eval.sli_registry import Sli, alerting_slis, summary_slis
 
 DB = "stream_eval"

@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from stream_eval.dead_letters import too_many_detail
-from stream_eval.ingest.result import TOO_MANY_BAD_ITEMS, DeadLetter
+from stream_eval.dead_letters import TOO_MANY_BAD_ITEMS, DeadLetter, too_many_detail
 
 M = TypeVar("M")  # what a dead letter belongs to: its message (``MessageOutcome``)
 

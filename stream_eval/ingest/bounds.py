@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from stream_eval.config import IngestSettings
-from stream_eval.ingest.result import BOUNDS, EVENT_TIME, DeadLetter
+from stream_eval.dead_letters import BOUNDS, EVENT_TIME, DeadLetter
 from stream_eval.trace import Trace
 
 MAX_ID_CHARS = 256

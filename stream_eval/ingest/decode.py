@@ -8,10 +8,11 @@ from typing import Literal
 import orjson
 
 from stream_eval.config import IngestSettings, OtelSettings
+from stream_eval.dead_letters import DECODE, EMPTY, OVERSIZED, TOO_MANY, DeadLetter
 from stream_eval.ingest.bounds import bound_trace, safe_dumps
 from stream_eval.ingest.json_traces import decode_json_value, decode_ndjson
 from stream_eval.ingest.otlp import decode_otlp_json, decode_otlp_proto
-from stream_eval.ingest.result import DECODE, EMPTY, OVERSIZED, TOO_MANY, DeadLetter, Decoded
+from stream_eval.records import Decoded
 
 Format = Literal["auto", "json", "otlp_proto", "otlp_json"]
 

@@ -11,6 +11,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+from stream_eval.dead_letters import DECODE, SCHEMA, DeadLetter
 from stream_eval.ingest.bounds import safe_dumps
 from stream_eval.ingest.genai import (
     InvalidTrace,
@@ -19,7 +20,7 @@ from stream_eval.ingest.genai import (
     parse_documents,
     system_text,
 )
-from stream_eval.ingest.result import DECODE, SCHEMA, DeadLetter, Decoded
+from stream_eval.records import Decoded
 from stream_eval.trace import Trace
 
 KNOWN_FIELDS = frozenset(

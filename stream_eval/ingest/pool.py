@@ -23,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from stream_eval import malloc
 from stream_eval.config import Settings
 from stream_eval.ingest.prepare import Prepared, prepare
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 
 log = logging.getLogger("stream_eval.ingest")
 

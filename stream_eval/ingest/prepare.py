@@ -24,12 +24,13 @@ from typing import Any
 
 import orjson
 
-from stream_eval.assembly.revision import evaluated_before
 from stream_eval.config import Settings
 from stream_eval.dead_letters import Headers, capped, dead_letter_headers
 from stream_eval.ingest.bounds import CLAMPED
+from stream_eval.ingest.process import process_batch
+from stream_eval.ingest.revision_headers import evaluated_before
 from stream_eval.judge.request import encode_judge_request
-from stream_eval.pipeline import Batch, RawMessage, process_batch
+from stream_eval.records import Batch, RawMessage
 from stream_eval.sink.rows import dead_rows, ledger_rows, ndjson, trace_row
 
 PENDING = -1.0  # never a real watermark

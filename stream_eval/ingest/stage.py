@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from stream_eval.config import Settings
+from stream_eval.dead_letters import INGEST_REASONS
 from stream_eval.ingest.conventions import KNOWN_SKIP_REASONS
 from stream_eval.ingest.pool import PreparePool
 from stream_eval.ingest.prepare import (
@@ -23,9 +24,8 @@ from stream_eval.ingest.prepare import (
     Prepared,
     merge_prepared,
 )
-from stream_eval.ingest.result import INGEST_REASONS
 from stream_eval.metrics import Sample, dead_letter_samples
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 from stream_eval.runtime.produce import Outgoing
 from stream_eval.sink.rows import ingest_tables, ndjson
 from stream_eval.sink.writer import SinkWriter

@@ -24,8 +24,8 @@ from stream_eval.judge.limits import JudgeLimits, backoff_delay, is_retryable, r
 from stream_eval.judge.pauses import Pauses, pause_scope
 from stream_eval.judge.prompt import build_messages, new_nonce, response_format
 from stream_eval.judge.request import JudgeRequest
-from stream_eval.judge.rubrics import Rubric
 from stream_eval.judge.verdict import InvalidVerdict, Verdict, parse_verdict
+from stream_eval.rubrics import Rubric
 
 # Why a call failed (judge_results.error, and the dead-letter reason).
 UNPARSEABLE = "unparseable"

@@ -21,7 +21,7 @@ import secrets
 from typing import Any
 
 from stream_eval.judge.request import JudgeRequest
-from stream_eval.judge.rubrics import Rubric
+from stream_eval.rubrics import Rubric
 
 MAX_FIELD_CHARS = 12_000  # per block; longer text is cut (the cut is marked)
 

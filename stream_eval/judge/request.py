@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from stream_eval.pipeline import ProcessedTrace
+from stream_eval.records import ProcessedTrace
 from stream_eval.trace import Document, trace_dimensions
 
 FORMAT_VERSION = 1

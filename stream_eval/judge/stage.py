@@ -25,8 +25,8 @@ from stream_eval.judge.budget import DailyBudget, budget_key
 from stream_eval.judge.client import CallOutcome, JudgeClient, PreparedCall
 from stream_eval.judge.counters import FAILED, SCORED, SKIPPED, JudgeCounters
 from stream_eval.judge.request import InvalidJudgeRequest, JudgeRequest, decode_judge_request
-from stream_eval.judge.rubrics import RUBRICS, Rubric, rubrics_for_request
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
+from stream_eval.rubrics import RUBRICS, Rubric, rubrics_for_request
 from stream_eval.runtime.stage import Settle, gathered
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import dead_letter_row, ndjson

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from stream_eval.judge.rubrics import Rubric
+from stream_eval.rubrics import Rubric
 
 MAX_REASON_CHARS = 500
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from stream_eval.judge.rubrics import RUBRICS
+from stream_eval.rubrics import RUBRICS
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store

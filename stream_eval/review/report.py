@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from stream_eval.estimates import JUDGE_PASS, Estimate
-from stream_eval.judge.rubrics import RUBRICS
 from stream_eval.review.agreement import (
     Interval,
     Pair,
@@ -22,6 +21,7 @@ from stream_eval.review.agreement import (
     corrected_pass_rate,
     labelled_pairs,
 )
+from stream_eval.rubrics import RUBRICS
 from stream_eval.sink.store import Store
 from stream_eval.tables import Column, Shown, Table
 

@@ -30,9 +30,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from stream_eval.config import Settings
-from stream_eval.judge.rubrics import RUBRICS
 from stream_eval.review.labels import InvalidLabel, Label, Publish, record
 from stream_eval.review.queue import next_item, queue_counts, release, reserve
+from stream_eval.rubrics import RUBRICS
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.store import Store
 

@@ -12,8 +12,8 @@ from typing import Any, TypeVar, cast
 
 from faust.types import EventT, Message
 
-from stream_eval.pipeline import RawMessage
-from stream_eval.runtime.backoff import BATCH
+from stream_eval.backoff import BATCH
+from stream_eval.records import RawMessage
 from stream_eval.runtime.stage import Settle, nothing
 
 log = logging.getLogger("stream_eval")
@@ -68,12 +68,12 @@ async def _attempts(work: Callable[[], Awaitable[Any]], what: str, n: int) -> st
 async def complete_or_quarantine(
     handle: Handle, messages: list[RawMessage], quarantine: Quarantine, what: str
 ) -> None:
-    """Run ``handle`` on the batch, start to durable end, before Faust may ack it.
+    """Run ``handle`` on the batch, start to durable end, before it may be acked (a
+    stage's retry when its composed steps failed, see ``finish_or_quarantine``).
 
-    Faust's ``take_events`` acks a batch in a ``finally`` block, even when the loop body
-    raised or was cancelled: letting an exception escape would commit offsets of work
-    that never became durable. Store outages never get here (the sink writer holds the
-    call until ClickHouse is back). An error that remains is a bug met by some input:
+    An error must not escape: the steps behind would wait for this batch forever, or
+    ack past it. Store outages never get here (the sink writer holds the call until
+    ClickHouse is back). An error that remains is a bug met by some input:
 
     1. the batch is tried ``BATCH_ATTEMPTS`` times;
     2. then each message alone, twice: the messages that pass are done, and a message

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 
+from stream_eval.backoff import Backoff
 from stream_eval.config import KafkaSettings
-from stream_eval.runtime.backoff import Backoff
 
 T = TypeVar("T")
 

@@ -10,9 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from stream_eval.config import Settings
-from stream_eval.dead_letters import Headers, capped, dead_letter_headers
-from stream_eval.ingest.result import STAGE_ERROR
-from stream_eval.pipeline import RawMessage
+from stream_eval.dead_letters import STAGE_ERROR, Headers, capped, dead_letter_headers
+from stream_eval.records import RawMessage
 from stream_eval.runtime.batches import Quarantine
 from stream_eval.sink.rows import dead_letter_row, ledger_row, ndjson
 from stream_eval.sink.writer import SinkWriter

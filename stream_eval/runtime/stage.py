@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from stream_eval.pipeline import RawMessage
+from stream_eval.records import RawMessage
 
 R = TypeVar("R")
 Settle = Callable[[], Awaitable[None]]

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from stream_eval.pipeline import Batch, ProcessedTrace, RawMessage
+from stream_eval.records import Batch, ProcessedTrace, RawMessage
 from stream_eval.trace import Trace, trace_dimensions
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # dead-letter payload kept in ClickHouse; Kafka's DLQ keeps all

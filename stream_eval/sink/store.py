@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 from stream_eval import malloc
+from stream_eval.backoff import STORE
 from stream_eval.config import ClickHouseSettings
-from stream_eval.runtime.backoff import STORE
 from stream_eval.sink.base import Store as Store
 from stream_eval.sink.base import StoreError as StoreError
 from stream_eval.sink.literals import sql_str

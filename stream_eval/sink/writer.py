@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from stream_eval.backoff import STORE, Backoff
 from stream_eval.metrics import Sample
-from stream_eval.runtime.backoff import STORE, Backoff
 from stream_eval.sink.store import Store, StoreError
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from stream_eval.config import Settings
 from stream_eval.ingest.prepare import Prepared, prepare
 from stream_eval.ingest.stage import IngestStage
-from stream_eval.pipeline import Batch, RawMessage
+from stream_eval.records import Batch, RawMessage
 from stream_eval.runtime.produce import Outgoing
 from stream_eval.sink.base import Store
 from stream_eval.sink.writer import SinkWriter
@@ -49,6 +49,6 @@ def write_messages(
 
 
 def write_batch(store: Store, batch: Batch, settings: Settings, at: float | None = None) -> None:
-    """Write the messages of a processed batch (``pipeline.process_batch`` with the same
+    """Write the messages of a processed batch (``ingest.process.process_batch`` with the same
     ``settings``) through the ingest's path: the rows are those the worker would write."""
     write_messages(store, [o.message for o in batch.messages], settings, at)

@@ -8,7 +8,7 @@ the same work, write it.
 
 from __future__ import annotations
 
-from stream_eval.pipeline import Batch
+from stream_eval.records import Batch
 from stream_eval.sink.rows import dead_rows, ingest_tables, ledger_rows, ndjson, trace_row
 
 

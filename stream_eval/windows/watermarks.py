@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NamedTuple
 
 from stream_eval.metrics import Sample
-from stream_eval.pipeline import Batch
+from stream_eval.records import Batch
 from stream_eval.sink.literals import sql_str
 
 

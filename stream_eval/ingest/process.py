@@ -1,74 +1,22 @@
-"""The per-batch processing steps, free of Kafka: decode -> check -> sample.
+"""The ingest's processing of a batch, free of Kafka: decode -> checks -> sampling.
 
-The Faust agent feeds this a batch of raw messages and hands the result to the
-sink and the producers; tests and benchmarks call it directly.
+``ingest.prepare`` runs it in the prepare processes; tests and benchmarks call it directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import asdict
 
 from stream_eval.checks import run_checks
 from stream_eval.config import Settings
+from stream_eval.dead_letters import CHECK_ERROR, DeadLetter
 from stream_eval.ingest.bad_items import bound_per_message
 from stream_eval.ingest.bounds import safe_dumps
 from stream_eval.ingest.decode import decode_message
-from stream_eval.ingest.result import CHECK_ERROR, DeadLetter
+from stream_eval.records import Batch, MessageOutcome, ProcessedTrace, RawMessage
 from stream_eval.sampling import decide, inclusion_probability
 from stream_eval.trace import CheckResult, Trace
-
-
-# Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__
-# (5x slower), and one is made per Kafka message. Nothing changes one after it is made.
-@dataclass(slots=True)
-class RawMessage:
-    topic: str
-    partition: int
-    offset: int
-    timestamp: float  # unix seconds (the Kafka message timestamp)
-    value: bytes
-    headers: Mapping[str, bytes] = field(default_factory=dict)
-
-    def __reduce__(self) -> tuple[type[RawMessage], tuple[Any, ...]]:
-        # Sent to the prepare processes by the thousand: a slots dataclass pickles through
-        # ``dataclasses.fields`` per object (about 13 us each way), a tuple in about 2.
-        return RawMessage, (
-            self.topic, self.partition, self.offset, self.timestamp, self.value, self.headers
-        )  # fmt: skip
-
-
-@dataclass(slots=True)
-class ProcessedTrace:
-    trace: Trace
-    results: list[CheckResult]
-    sample_reason: str  # '' when not sampled
-    message: RawMessage
-    sample_prob: float = 0.0  # its probability of being judged: 1 (a failed check), the rate
-    wm_at_ingest: float = 0.0  # its input partition's watermark just before its message
-
-    @property
-    def failed_checks(self) -> list[str]:
-        return [r.check for r in self.results if not r.passed]
-
-
-@dataclass(slots=True)
-class MessageOutcome:
-    message: RawMessage
-    format: str
-    traces: int
-    dead: int  # bad items (a dead letter can stand for several: ``DeadLetter.items``)
-    skipped: int
-    skipped_by: dict[str, int] = field(default_factory=dict)  # OTLP spans, by reason
-
-
-@dataclass(slots=True)
-class Batch:
-    processed: list[ProcessedTrace] = field(default_factory=list)
-    dead: list[tuple[MessageOutcome, DeadLetter]] = field(default_factory=list)
-    messages: list[MessageOutcome] = field(default_factory=list)
-    progress: list[dict[str, Any]] = field(default_factory=list)  # stream_progress rows
 
 
 def _checks_isolating_failures(
