@@ -33,6 +33,7 @@ from pydantic_settings import (
 
 from stream_eval.checks import CHECKS
 from stream_eval.checks.pii_patterns import PII_KINDS
+from stream_eval.checks.runs import RunSettings as RunSettings
 from stream_eval.checks.settings import DEFAULT_REFUSAL_PHRASES as DEFAULT_REFUSAL_PHRASES
 from stream_eval.checks.settings import CheckSettings as CheckSettings
 from stream_eval.rubrics import RUBRIC_NAMES
@@ -421,6 +422,7 @@ class Settings(BaseSettings):
     otel: OtelSettings = Field(default_factory=OtelSettings)
     assembly: AssemblySettings = Field(default_factory=AssemblySettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    agent_runs: RunSettings = Field(default_factory=RunSettings)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
 
     @classmethod

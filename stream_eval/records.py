@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stream_eval.agent_run import AgentRun
 from stream_eval.dead_letters import DeadLetter
 from stream_eval.trace import CheckResult, Trace
 
@@ -55,8 +56,20 @@ class MessageOutcome:
 
 
 @dataclass(slots=True)
+class ProcessedRun:
+    run: AgentRun
+    results: list[CheckResult]  # the run checks (``checks.runs``)
+    message: RawMessage
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [r.check for r in self.results if not r.passed]
+
+
+@dataclass(slots=True)
 class Batch:
     processed: list[ProcessedTrace] = field(default_factory=list)
+    runs: list[ProcessedRun] = field(default_factory=list)  # the agent runs
     dead: list[tuple[MessageOutcome, DeadLetter]] = field(default_factory=list)
     messages: list[MessageOutcome] = field(default_factory=list)
     progress: list[dict[str, Any]] = field(default_factory=list)  # stream_progress rows
@@ -69,6 +82,7 @@ class Decoded:
     dead: list[DeadLetter] = field(default_factory=list)
     skipped: int = 0  # OTLP spans that are not LLM calls
     skipped_by: dict[str, int] = field(default_factory=dict)  # the same, by reason
+    runs: list[AgentRun] = field(default_factory=list)  # OTLP traces that are agent runs
 
     def skip(self, reason: str) -> None:
         self.skipped += 1

@@ -218,7 +218,7 @@ def _fail_rate(check: str, title: str, short: str, what: str, **kw: object) -> S
         f"sum({check}_fail)",
         f"sum({check}_n)",
         "checks",
-        description=f"Share of traces the {check} check applies to that {what}.",
+        description=f"Share of the LLM calls the {check} check applies to that {what}.",
         **kw,  # type: ignore[arg-type]
     )
 
@@ -238,7 +238,7 @@ _CHECK_SLIS: dict[str, Sli] = {
             "sum(grounding_n) - sum(grounding_fail)",
             "sum(grounding_n)",
             "checks",
-            description="Share of RAG traces whose output is supported by the retrieved "
+            description="Share of RAG calls whose output is supported by the retrieved "
             "documents (the grounding check passed).",
             summary=True,
             alert=Alert("grounding_rate_min", "ticket"),
@@ -275,7 +275,7 @@ SLIS: dict[str, Sli] = {
             "sum(check_n)",
             "checks",
             description="Failed check results over all check results (every check, every "
-            "trace it applies to).",
+            "call it applies to).",
             summary=True,
             alert=Alert("check_failure_rate_max", "ticket"),
         ),
@@ -286,7 +286,7 @@ SLIS: dict[str, Sli] = {
             "sum(thumbs_down)",
             "sum(traces)",
             "feedback",
-            description="Thumbs-down feedback per trace, counted in the window of the trace "
+            description="Thumbs-down feedback per LLM call, counted in the window of the call "
             "it is about (late feedback fills in past windows).",
             summary=True,
             alert=Alert("thumbs_down_rate_max", "ticket"),
@@ -298,7 +298,7 @@ SLIS: dict[str, Sli] = {
             "sum(regenerate)",
             "sum(traces)",
             "feedback",
-            description="Regenerate events per trace, in the window of the trace.",
+            description="Regenerate events per LLM call, in the window of the call.",
             summary=True,
         ),
         Sli(
@@ -312,7 +312,7 @@ SLIS: dict[str, Sli] = {
             decimals=2,
             description="The traffic's mean LLM-judge score, all rubrics, estimated from "
             "the judged sample weighted by 1 / its sampling probability (failed-check "
-            "traces are always judged, so a plain mean over the sample is biased); with "
+            "calls are always judged, so a plain mean over the sample is biased); with "
             "its 95% interval (lower, upper). See README, judge estimates.",
             summary=True,
             estimate=JUDGE_SCORE,
@@ -324,7 +324,7 @@ SLIS: dict[str, Sli] = {
             "sum(judge_w_passed)",
             "sum(judge_w)",
             "judge",
-            description="The traffic's share of (trace, rubric) pairs at or above the "
+            description="The traffic's share of (call, rubric) pairs at or above the "
             "rubric's pass threshold, estimated from the judged sample weighted by 1 / "
             "its sampling probability, with its Wilson interval at the effective sample "
             "size (lower, upper).",

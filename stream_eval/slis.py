@@ -20,7 +20,7 @@ def _column(s: Sli) -> tuple[str, str, str]:
 # (column title, SQL over sli_minute rows, format): the registry's summary SLIs, and
 # volumes, the judge's interval and sample, latency and cost
 COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("traces", "sum(traces)", "{:,.0f}"),
+    ("calls", "sum(traces)", "{:,.0f}"),  # the counter ``traces``: one per LLM call
     *(_column(s) for s in summary_slis()),
     ("± pass %", f"100 * ({JUDGE_PASS.upper} - {JUDGE_PASS.lower}) / 2", "{:.1f}"),
     ("judged (eff.)", JUDGE_PASS.n_eff, "{:,.0f}"),

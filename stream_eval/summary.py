@@ -74,12 +74,13 @@ def read_summary(store: Store) -> Summary:
 
 def summary_table(summary: Summary, check_names: list[str]) -> Table:
     """One row per route; its footer (table format) gives the totals."""
-    columns = [Column("route"), *(Column(c, "{:,}", right=True) for c in ("traces", "sampled"))]
+    # One row of ``traces`` per LLM call: the columns say calls.
+    columns = [Column("route"), *(Column(c, "{:,}", right=True) for c in ("calls", "sampled"))]
     columns += [Column("sampled %", "{:.1f}", right=True), Column("dead letters", "{:,}", True)]
     columns += [Column(c, "{:,}", right=True) for c in check_names]
     table = Table(
         "routes", columns,
-        title="stream-eval: per-route summary (check columns: traces that failed the check)",
+        title="stream-eval: per-route summary (check columns: calls that failed the check)",
     )  # fmt: skip
     for rs in summary.routes.values():
         table.add(

@@ -53,6 +53,13 @@ class Trace:
     # flagged, without checks and never judged.
     content_missing: bool = False
 
+    @property
+    def is_tool_step(self) -> bool:
+        """An agent's step: the model answered with tool calls and no text. It is not an
+        answer, so the checks of an answer (refusal, grounding, JSON) do not apply to it,
+        and an empty output is no failure."""
+        return bool(self.tool_calls) and not self.output_text.strip()
+
 
 def trace_dimensions(t: Trace) -> dict[str, Any]:
     """A trace's identity and slicing dimensions, named as every output of stream-eval names them

@@ -139,7 +139,7 @@ def test_slis_print_whole_in_every_format(by_slice: bool) -> None:
 
     table = invoke(*args).output
     assert ELLIPSIS not in table
-    header = _header_line(table, "route", "traces")
+    header = _header_line(table, "route", "calls")
     for h in nonempty(headers):
         assert h in header
     for r in nonempty(rows):
@@ -154,7 +154,7 @@ def test_slis_print_whole_in_every_format(by_slice: bool) -> None:
     assert [list(o) for o in as_json] == [headers] * len(rows)
     for r, line, obj in nonempty(zip(rows, got[1:], as_json, strict=True)):
         assert line[: len(keys)] == [str(r[k]) for k in keys] == [obj[k] for k in keys]
-        assert int(line[len(keys)]) == int(r["c0"]) == obj["traces"]
+        assert int(line[len(keys)]) == int(r["c0"]) == obj["calls"]
         for i, (name, _, _) in nonempty(enumerate(COLUMNS)):
             v = r[f"c{i}"]
             want = None if v is None or float(v) != float(v) else float(v)
@@ -171,7 +171,7 @@ def test_summary_prints_whole_in_every_format() -> None:
     table = invoke("summary").output
     assert ELLIPSIS not in table
     header = _header_line(table, "route", "dead letters")
-    for h in ("traces", "sampled", "sampled %", *CHECKS):
+    for h in ("calls", "sampled", "sampled %", *CHECKS):
         assert h in header
     for route, n in nonempty(expected.traces.items()):
         assert any(route in line and f"{n:,}" in line for line in table.splitlines())
@@ -180,7 +180,7 @@ def test_summary_prints_whole_in_every_format() -> None:
 
     r = invoke("summary", "--format", "csv")
     routes, judge, totals = _csv_sections(r.stdout)
-    assert routes[0] == ["route", "traces", "sampled", "sampled %", "dead letters", *CHECKS]
+    assert routes[0] == ["route", "calls", "sampled", "sampled %", "dead letters", *CHECKS]
     assert {line[0]: int(line[1]) for line in routes[1:]} == expected.traces
     assert judge == [["route", "rubric", "scored", "failed", "skipped (budget)", "mean score",
                       "pass %", "cost USD"]]  # fmt: skip
@@ -189,7 +189,7 @@ def test_summary_prints_whole_in_every_format() -> None:
 
     doc = orjson.loads(invoke("summary", "--format", "json").stdout)
     assert list(doc) == ["routes", "judge", "totals"]
-    assert {o["route"]: o["traces"] for o in doc["routes"]} == expected.traces
+    assert {o["route"]: o["calls"] for o in doc["routes"]} == expected.traces
     assert doc["judge"] == []
     (t,) = doc["totals"]
     assert t["Kafka messages"] == expected.messages

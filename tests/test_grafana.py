@@ -636,3 +636,14 @@ def test_macros_expand_like_the_plugin() -> None:
         )
         == "x IN ('a','b')"
     )
+
+
+def test_the_cli_checks_the_committed_files_of_this_checkout_by_default() -> None:
+    """``stream-eval grafana generate --check`` without ``--root``: the checkout's files."""
+    from click.testing import CliRunner
+
+    from stream_eval.cli import cli
+
+    result = CliRunner().invoke(cli, ["grafana", "generate", "--check"], obj={})
+    assert result.exit_code == 0, result.output
+    assert "out of date" not in result.output

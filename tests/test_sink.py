@@ -21,10 +21,12 @@ import pytest
 from helpers import nonempty
 
 from stream_eval import checks
+from stream_eval.agent_run import AgentRun, ToolCall
+from stream_eval.checks.runs import RunSettings, run_checks_on
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.dead_letters import CHECK_ERROR
 from stream_eval.ingest.process import process_batch
-from stream_eval.records import Batch, RawMessage
+from stream_eval.records import Batch, ProcessedRun, RawMessage
 from stream_eval.sink.rows import MAX_PAYLOAD_BYTES
 from stream_eval.sink.schema import fingerprint, is_applied, schema_statements
 from stream_eval.sink.store import Store, StoreError, open_store
@@ -40,6 +42,7 @@ DEMO = ROOT / "deploy" / "demo.toml"
 DB = "stream_eval"
 TABLES = (
     "traces",
+    "agent_runs",
     "check_results_before_arrays",
     "dead_letters",
     "stream_progress",
@@ -56,13 +59,16 @@ TABLES = (
     "offline_results",
     "schema_applied",
 )
-FINAL_VIEWS = ("traces", "check_results", "dead_letters", "ingest_messages", "judge_results")
+FINAL_VIEWS = (
+    "traces", "agent_runs", "check_results", "dead_letters", "ingest_messages", "judge_results"
+)  # fmt: skip
 SLI_VIEWS = ("feedback_v", "sli_minute", "judge_agreement_daily", "online_offline_divergence")
 # sink/migrations.sql: ADD COLUMNs (sli_windows counters in one), the check_results view and
 # its _v view, the traces' merge setting
 MIGRATIONS = 29
 INGEST_TABLES = (
     "traces",
+    "agent_runs",
     "dead_letters",
     "stream_progress",
     "ingest_messages",
@@ -517,7 +523,10 @@ def test_rows_match_the_table_columns(store: Store, batch: Batch) -> None:
         {"kafka_topic": "t", "kafka_partition": 0, "first_offset": 0, "last_offset": 9,
          "watermark": BASE_TS}
     ]  # fmt: skip
+    run = AgentRun("t1", "r", "agent", BASE_TS, BASE_TS + 1, 2, 1, [ToolCall("f", "{}", 1)])
+    batch.runs = [ProcessedRun(run, run_checks_on(run, RunSettings()), batch.messages[0].message)]
     rows = reference_rows(batch, ingested_at=BASE_TS)
+    assert all(rows.values()), [t for t, data in rows.items() if not data]  # every table
     for table, data in nonempty(rows.items()):
         first = orjson.loads(data.splitlines()[0])
         columns = [

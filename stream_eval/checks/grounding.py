@@ -169,9 +169,10 @@ def _scripts(vocabs: Sequence[Vocabulary]) -> frozenset[int]:
 
 def check_grounding(trace: Trace, cfg: CheckSettings) -> CheckResult | None:
     """Citations ⊂ retrieved ids, and enough supported sentences; ``None`` when not
-    applicable (no documents, a refusal, a text that cannot be checked: see above)."""
+    applicable (no documents, a refusal, a tool step, a text that cannot be checked: see
+    above)."""
     docs = trace.documents
-    if not docs:
+    if not docs or trace.is_tool_step:
         return None
     known = {d.id for d in docs}
     cited, body = scan_citations(trace.output_text, known)

@@ -36,8 +36,9 @@ def strip_json_fence(text: str) -> str:
 
 
 def check_json_output(trace: Trace, cfg: CheckSettings) -> CheckResult | None:
-    """``None`` unless ``cfg.expects_json``; else pass iff the output parses with orjson."""
-    if not cfg.expects_json:
+    """``None`` unless ``cfg.expects_json``, and on a tool step (``Trace.is_tool_step``: the
+    answer is still to come); else pass iff the output parses with orjson."""
+    if not cfg.expects_json or trace.is_tool_step:
         return None
     body = strip_json_fence(trace.output_text)
     try:

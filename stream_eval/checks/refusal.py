@@ -64,8 +64,11 @@ def find_refusal(text: str, phrases: Iterable[str]) -> str | None:
     return m.by_folded.get(found.casefold(), found.lower())
 
 
-def check_refusal(trace: Trace, cfg: CheckSettings) -> CheckResult:
-    """Fail when the output contains a refusal phrase; the reason names the phrase."""
+def check_refusal(trace: Trace, cfg: CheckSettings) -> CheckResult | None:
+    """Fail when the output contains a refusal phrase; the reason names the phrase.
+    ``None`` on a tool step (``Trace.is_tool_step``: no answer to refuse in)."""
+    if trace.is_tool_step:
+        return None
     phrase = find_refusal(trace.output_text, cfg.refusal_phrases)
     if phrase is None:
         return _PASS

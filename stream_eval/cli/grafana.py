@@ -20,7 +20,7 @@ def grafana() -> None:
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path(__file__).resolve().parent.parent,
+    default=Path(__file__).resolve().parents[2],
     show_default="the source checkout",
 )
 def grafana_generate(check: bool, root: Path) -> None:

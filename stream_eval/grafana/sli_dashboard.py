@@ -61,7 +61,7 @@ def sli_layout(settings: Settings) -> Layout:
             "Judge score distribution",
             q.SCORE_DISTRIBUTION,
             x_field="score_bucket",
-            description="Scored (trace, rubric) pairs by score, all rubrics.",
+            description="Scored (call, rubric) pairs by score, all rubrics.",
         ),
     )
     L.row("Latency, tokens and cost")

@@ -5,11 +5,14 @@ Instrumentations disagree on where an LLM call's content and slice dimensions go
 - the GenAI semantic conventions (OpenLLMetry >= 0.4x, the official instrumentation):
   ``gen_ai.operation.name``, ``gen_ai.input.messages`` / ``gen_ai.output.messages``;
 - older OpenLLMetry: ``llm.request.type`` and indexed ``gen_ai.prompt.N.role/content``,
-  ``gen_ai.completion.N.role/content``, ``gen_ai.usage.prompt_tokens`` /
-  ``completion_tokens``;
+  ``gen_ai.completion.N.role/content/finish_reason/tool_calls.M.*``,
+  ``gen_ai.usage.prompt_tokens`` / ``completion_tokens``;
 - OpenInference: ``openinference.span.kind = LLM``, indexed
-  ``llm.input_messages.N.message.role/content``, ``llm.output_messages.N.message.*``,
-  ``llm.model_name``, ``llm.token_count.prompt/completion``, ``llm.provider`` /
+  ``llm.input_messages.N.message.role/content``, ``llm.output_messages.N.message.*``
+  (its tool calls ``message.tool_calls.M.tool_call.function.name/arguments``, its text
+  parts ``message.contents.M.message_content.text``), ``llm.finish_reason``,
+  ``llm.model_name`` (the served model) and the ``model`` of ``llm.invocation_parameters``
+  (the one asked for), ``llm.token_count.prompt/completion``, ``llm.provider`` /
   ``llm.system``, and ``input.value`` / ``output.value``.
 
 ``adapt`` rewrites the last two onto the first, so one normaliser reads all three.
@@ -63,6 +66,33 @@ KNOWN_SKIP_REASONS = (
         )
     ),
 )  # fmt: skip
+
+
+AGENT, TOOL = "agent", "tool"
+_AGENT_OPERATIONS = frozenset({"invoke_agent", "create_agent"})
+
+
+def run_part(attrs: Mapping[str, Any]) -> str | None:
+    """``AGENT`` or ``TOOL`` for the spans an agent run is made of (GenAI ``invoke_agent``,
+    ``create_agent``, ``execute_tool``; OpenInference ``AGENT``, ``TOOL``), else None."""
+    op = attrs.get(OPERATION)
+    if op in _AGENT_OPERATIONS:
+        return AGENT
+    if op == "execute_tool":
+        return TOOL
+    kind = attrs.get(OI_KIND)
+    if kind == "AGENT":
+        return AGENT
+    if kind == "TOOL":
+        return TOOL
+    return None
+
+
+# Where each convention names the agent, the tool and the tool call's arguments.
+AGENT_NAME = ("gen_ai.agent.name", "agent.name")
+TOOL_NAME = ("gen_ai.tool.name", "tool.name")
+TOOL_ARGUMENTS = ("gen_ai.tool.call.arguments", "input.value")
+ERROR_TYPE = "error.type"
 
 
 def skip_reason(attrs: Mapping[str, Any]) -> str:
@@ -175,17 +205,68 @@ def context_blocks(text: str, pattern: re.Pattern[str]) -> list[dict[str, Any]]:
     return docs
 
 
-def _indexed(extra: dict[str, Any], prefix: str, role: str, content: str) -> list[Any]:
-    """``prefix.N.<role>`` / ``prefix.N.<content>`` attributes -> [{"role", "content"}], in
-    N order; the attributes are taken out of ``extra``."""
-    found: dict[int, dict[str, Any]] = {}
-    for key in [k for k in extra if k.startswith(prefix)]:
-        index, _, field = key[len(prefix) :].partition(".")
-        if not index.isdigit() or field not in (role, content):
-            continue
-        value = extra.pop(key)
-        found.setdefault(int(index), {})["role" if field == role else "content"] = value
-    return [found[i] for i in sorted(found)]
+class _Indexed:
+    """Where one instrumentation writes indexed messages, ``<prefix>N.<field>``: the
+    role, the content (else its text parts), the finish reason, and each tool call
+    ``<calls>M.<id | name | arguments>``."""
+
+    def __init__(
+        self,
+        role: str,
+        content: str,
+        text_parts: str | None,
+        finish: str | None,
+        calls: str,
+        call_fields: tuple[str, str, str],
+    ) -> None:
+        self.role, self.content, self.text_parts, self.finish = role, content, text_parts, finish
+        self.calls, self.call_fields = calls, call_fields
+
+    def read(self, extra: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+        """The messages, in N order; their attributes are taken out of ``extra``."""
+        found: dict[int, dict[str, Any]] = {}
+        calls: dict[int, dict[int, dict[str, Any]]] = {}
+        parts: dict[int, dict[int, str]] = {}
+        call_id, call_name, call_args = self.call_fields
+        names = {call_id: "id", call_name: "name", call_args: "arguments"}
+        for key in [k for k in extra if k.startswith(prefix)]:
+            index, _, field = key[len(prefix) :].partition(".")
+            if not index.isdigit():
+                continue
+            n = int(index)
+            if field == self.role or field == self.content or field == self.finish:
+                name = {self.role: "role", self.content: "content"}.get(field, "finish_reason")
+                found.setdefault(n, {})[name] = extra.pop(key)
+            elif field.startswith(self.calls):
+                m, _, what = field[len(self.calls) :].partition(".")
+                if m.isdigit() and what in names:
+                    calls.setdefault(n, {}).setdefault(int(m), {})[names[what]] = extra.pop(key)
+            elif self.text_parts and field.startswith(self.text_parts):
+                m, _, what = field[len(self.text_parts) :].partition(".")
+                if m.isdigit() and what == "message_content.text":
+                    value = extra.pop(key)
+                    if isinstance(value, str):
+                        parts.setdefault(n, {})[int(m)] = value
+        for n, by_m in parts.items():
+            message = found.setdefault(n, {})
+            if message.get("content") in (None, ""):
+                message["content"] = "".join(by_m[m] for m in sorted(by_m))
+        for n, by_call in calls.items():
+            found.setdefault(n, {})["tool_calls"] = [by_call[m] for m in sorted(by_call)]
+        return [found[i] for i in sorted(found)]
+
+
+# Older OpenLLMetry: ``gen_ai.prompt.N.role``, ``gen_ai.completion.N.tool_calls.M.name``...
+_OPENLLMETRY = _Indexed(
+    "role", "content", None, "finish_reason", "tool_calls.", ("id", "name", "arguments")
+)
+# OpenInference: ``llm.output_messages.N.message.role``, its tool calls
+# ``...message.tool_calls.M.tool_call.function.name``, its text parts
+# ``...message.contents.M.message_content.text``.
+_OPENINFERENCE = _Indexed(
+    "message.role", "message.content", "message.contents.", None, "message.tool_calls.",
+    ("tool_call.id", "tool_call.function.name", "tool_call.function.arguments"),
+)  # fmt: skip
 
 
 def _first(extra: Mapping[str, Any], *keys: str) -> Any:
@@ -193,6 +274,19 @@ def _first(extra: Mapping[str, Any], *keys: str) -> Any:
         if extra.get(k) not in (None, ""):
             return extra[k]
     return None
+
+
+def _requested_model(extra: Mapping[str, Any]) -> str | None:
+    """The ``model`` of OpenInference's ``llm.invocation_parameters`` (a JSON object)."""
+    raw = extra.get("llm.invocation_parameters")
+    if not isinstance(raw, str) or '"model"' not in raw:
+        return None
+    try:
+        params = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    model = params.get("model") if isinstance(params, dict) else None
+    return model if isinstance(model, str) and model else None
 
 
 def _oi_output_value(value: Any) -> list[Any] | None:
@@ -220,22 +314,27 @@ def adapt(attrs: dict[str, Any], extra: dict[str, Any]) -> None:
         kind = attrs.get(LEGACY_TYPE)
         attrs[OPERATION] = kind if isinstance(kind, str) and kind else "chat"
     if "gen_ai.input.messages" not in attrs:
-        msgs = _indexed(extra, "gen_ai.prompt.", "role", "content") or _indexed(
-            extra, "llm.input_messages.", "message.role", "message.content"
+        msgs = _OPENLLMETRY.read(extra, "gen_ai.prompt.") or _OPENINFERENCE.read(
+            extra, "llm.input_messages."
         )
         if msgs:
             attrs["gen_ai.input.messages"] = msgs
     if "gen_ai.output.messages" not in attrs:
-        msgs = _indexed(extra, "gen_ai.completion.", "role", "content") or _indexed(
-            extra, "llm.output_messages.", "message.role", "message.content"
+        msgs = _OPENLLMETRY.read(extra, "gen_ai.completion.") or _OPENINFERENCE.read(
+            extra, "llm.output_messages."
         )
         out = msgs or _oi_output_value(extra.get("output.value"))
         if out:
             attrs["gen_ai.output.messages"] = out
+    finish = _first(extra, "llm.finish_reason")
+    if isinstance(finish, str) and "gen_ai.response.finish_reasons" not in attrs:
+        attrs["gen_ai.response.finish_reasons"] = [finish]
     model = _first(extra, "llm.model_name")
     if model is not None:
+        # OpenInference's model name is the one the response reports (when there is a
+        # response); the one asked for is in its invocation parameters.
         attrs.setdefault("gen_ai.response.model", model)
-        attrs.setdefault("gen_ai.request.model", model)
+        attrs.setdefault("gen_ai.request.model", _requested_model(extra) or model)
     provider = _first(extra, "llm.provider", "llm.system")
     if provider is not None and "gen_ai.provider.name" not in attrs:
         attrs.setdefault("gen_ai.system", provider)

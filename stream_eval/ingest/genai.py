@@ -98,6 +98,22 @@ def output_parts(messages: Any) -> tuple[str, list[dict[str, Any]], str]:
     return "\n".join(t for t in texts if t), calls, finish
 
 
+TOOL_CALLS = "tool_calls"
+_TOOL_FINISH = frozenset({"tool_call", "tool_calls", "function_call"})
+
+
+def finish_reason(recorded: str, text: str, tool_calls: list[dict[str, Any]]) -> str:
+    """The finish reason as recorded, with one spelling for a call that ended in tool calls
+    (instrumentations write ``tool_call``, ``tool_calls`` or ``function_call``). A tool step
+    (tool calls, no text) that recorded none, or ``stop`` (the Responses API has no finish
+    reason, and OpenInference records ``stop`` for it), is ``tool_calls``."""
+    if recorded in _TOOL_FINISH:
+        return TOOL_CALLS
+    if tool_calls and recorded in ("", "stop") and not text.strip():
+        return TOOL_CALLS
+    return recorded
+
+
 def parse_json_attribute(value: Any) -> Any:
     """OTLP carries structured GenAI attributes as JSON strings; JSON traces inline them."""
     if isinstance(value, (bytes, str)):

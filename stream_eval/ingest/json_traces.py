@@ -15,6 +15,7 @@ from stream_eval.dead_letters import DECODE, SCHEMA, DeadLetter
 from stream_eval.ingest.bounds import safe_dumps
 from stream_eval.ingest.genai import (
     InvalidTrace,
+    finish_reason,
     last_user_text,
     output_parts,
     parse_documents,
@@ -106,7 +107,7 @@ def normalise(obj: dict[str, Any], default_ts: float, size: int) -> Trace:
         output_tokens=usage.get("output_tokens"),
         cost_usd=obj.get("cost_usd"),
         reference_answer=_get(obj, "reference", "answer"),
-        finish_reason=finish or (reasons[0] if reasons else ""),
+        finish_reason=finish_reason(finish or (reasons[0] if reasons else ""), output, tool_calls),
         extra={k: v for k, v in obj.items() if k not in KNOWN_FIELDS},
         source="json",
         size_bytes=size,

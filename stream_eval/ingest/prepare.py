@@ -31,7 +31,7 @@ from stream_eval.ingest.process import process_batch
 from stream_eval.ingest.revision_headers import evaluated_before
 from stream_eval.judge.request import encode_judge_request
 from stream_eval.records import Batch, RawMessage
-from stream_eval.sink.rows import dead_rows, ledger_rows, ndjson, trace_row
+from stream_eval.sink.rows import dead_rows, ledger_rows, ndjson, run_rows, trace_row
 
 PENDING = -1.0  # never a real watermark
 
@@ -120,7 +120,7 @@ class MessageRows:
 @dataclass(slots=True)
 class Prepared:
     messages: list[MessageRows]
-    tables: dict[str, bytes]  # dead_letters, ingest_messages
+    tables: dict[str, bytes]  # agent_runs, dead_letters, ingest_messages
     judge_requests: list[tuple[bytes, bytes]]  # key, value
     dead_letters: list[tuple[bytes, Headers]]  # value, headers; cut to fit the topic
     summary: BatchCounts
@@ -172,6 +172,7 @@ def prepare(messages: list[RawMessage], settings: Settings, at: float | None = N
         headers = dead_letter_headers(d.reason, d.detail, source, **extra)
         dead.append(capped(d.payload, headers, settings.ingest.dead_letter_max_bytes))
     tables = {
+        "agent_runs": ndjson(run_rows(batch, at)),
         "dead_letters": ndjson(dead_rows(batch, at)),
         "ingest_messages": ndjson(ledger_rows(batch, at)),
     }

@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from stream_eval.checks import run_checks
+from stream_eval.checks.runs import run_checks_on
 from stream_eval.config import Settings
 from stream_eval.dead_letters import CHECK_ERROR, DeadLetter
 from stream_eval.ingest.bad_items import bound_per_message
 from stream_eval.ingest.bounds import safe_dumps
 from stream_eval.ingest.decode import decode_message
-from stream_eval.records import Batch, MessageOutcome, ProcessedTrace, RawMessage
+from stream_eval.records import Batch, MessageOutcome, ProcessedRun, ProcessedTrace, RawMessage
 from stream_eval.sampling import decide, inclusion_probability
 from stream_eval.trace import CheckResult, Trace
 
@@ -84,6 +85,9 @@ def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
         )  # fmt: skip
         batch.messages.append(outcome)
         batch.dead.extend((outcome, d) for d in decoded.dead)
+        batch.runs.extend(
+            ProcessedRun(r, run_checks_on(r, settings.agent_runs), msg) for r in decoded.runs
+        )
         traces.extend(decoded.traces)
         origins.extend([msg] * len(decoded.traces))
 

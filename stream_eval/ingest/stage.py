@@ -117,6 +117,7 @@ class IngestStage:
             prepared.tables["dead_letters"],
             ndjson([{**r, "ingested_at": at} for r in progress]),
             prepared.tables["ingest_messages"],
+            prepared.tables["agent_runs"],
         )
         # Held, with backoff, while ClickHouse is down; produced meanwhile.
         write = self.writer.write_tables(tables)

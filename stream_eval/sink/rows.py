@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from stream_eval.records import Batch, ProcessedTrace, RawMessage
+from stream_eval.records import Batch, ProcessedRun, ProcessedTrace, RawMessage
 from stream_eval.trace import Trace, trace_dimensions
 
 MAX_PAYLOAD_BYTES = 64 * 1024  # dead-letter payload kept in ClickHouse; Kafka's DLQ keeps all
@@ -126,6 +126,44 @@ def trace_row(p: ProcessedTrace, ingested_at: float) -> dict[str, Any]:
     }
 
 
+def run_row(p: ProcessedRun, ingested_at: float) -> dict[str, Any]:
+    """One ``agent_runs`` row."""
+    r, m = p.run, p.message
+    return {
+        "trace_id": r.trace_id,
+        "route": r.route,
+        "agent": r.agent,
+        "ts": r.start_time,
+        "duration_ms": max(0.0, (r.end_time - r.start_time) * 1000),
+        "model_version": r.model_version,
+        "prompt_version": r.prompt_version,
+        "session_id": r.session_id,
+        "user_id": r.user_id,
+        "tenant": r.tenant,
+        "steps": r.steps,
+        "tool_steps": r.tool_steps,
+        "tool_calls": r.tool_calls_total,
+        "tool_names": [c.name for c in r.tool_calls],
+        "tool_arguments": [c.arguments for c in r.tool_calls],
+        "tool_errors": [c.error for c in r.tool_calls],
+        "final_answer": r.final_answer,
+        "error": r.error,
+        "failed_checks": p.failed_checks,
+        "check_names": [c.check for c in p.results],
+        "check_passed": [1 if c.passed else 0 for c in p.results],
+        "check_reasons": [c.reason for c in p.results],
+        "kafka_topic": m.topic,
+        "kafka_partition": m.partition,
+        "kafka_offset": m.offset,
+        "ingested_at": ingested_at,
+    }
+
+
+def run_rows(batch: Batch, ingested_at: float) -> list[dict[str, Any]]:
+    """The ``agent_runs`` rows of a batch."""
+    return [run_row(p, ingested_at) for p in batch.runs]
+
+
 def dead_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> list[dict[str, Any]]:
     """The ``dead_letters`` rows of a batch."""
     return [
@@ -155,7 +193,7 @@ def ledger_rows(batch: Batch, ingested_at: float) -> list[dict[str, Any]]:
 
 
 def ingest_tables(
-    traces: bytes, dead_letters: bytes, progress: bytes, ledger: bytes
+    traces: bytes, dead_letters: bytes, progress: bytes, ledger: bytes, runs: bytes = b""
 ) -> dict[str, bytes]:
     """An ingest batch's JSONEachRow per table, in the order they must be written.
     (``check_results`` is a ClickHouse view over the traces' check arrays.)"""
@@ -163,6 +201,7 @@ def ingest_tables(
     # progress (watermarks) just before it, once the traces it covers are written.
     return {
         "traces": traces,
+        "agent_runs": runs,
         "dead_letters": dead_letters,
         "stream_progress": progress,
         "ingest_messages": ledger,

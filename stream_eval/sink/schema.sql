@@ -65,6 +65,41 @@ ORDER BY (route, trace_id, span_id)
 -- merged column by column (see migrations.sql)
 SETTINGS vertical_merge_algorithm_min_rows_to_activate = 1;
 
+-- One row per agent run: an OTLP trace with agent or tool spans (its LLM calls are rows
+-- of traces too). A revision of the trace (content that came later) replaces the row.
+CREATE TABLE IF NOT EXISTS {db}.agent_runs
+(
+    trace_id        String,
+    route           LowCardinality(String),
+    agent           LowCardinality(String),
+    ts              DateTime64(3, 'UTC'),
+    duration_ms     Float64,
+    model_version   LowCardinality(String),  -- of its last LLM call
+    prompt_version  LowCardinality(String),
+    session_id      String,
+    user_id         String,
+    tenant          LowCardinality(String),
+    steps           UInt16,  -- LLM calls
+    tool_steps      UInt16,  -- of them, calls that answered with tool calls only
+    tool_calls      UInt32,  -- tool spans (the arrays below keep the first 256)
+    tool_names      Array(LowCardinality(String)),
+    tool_arguments  Array(String) CODEC(ZSTD(3)),  -- each cut to 1,000 characters
+    tool_errors     Array(String),  -- '' for a call that succeeded
+    final_answer    String CODEC(ZSTD(3)),  -- its last text answer, cut to 4,000 characters
+    error           String,  -- an agent span's error (e.g. "Max turns exceeded")
+    failed_checks   Array(LowCardinality(String)),
+    check_names     Array(LowCardinality(String)),
+    check_passed    Array(UInt8),
+    check_reasons   Array(String),
+    kafka_topic     LowCardinality(String),
+    kafka_partition UInt32,
+    kafka_offset    UInt64,
+    ingested_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMM(ts)
+ORDER BY (route, trace_id);
+
 -- The check results of traces written before stream-eval kept them as arrays on the trace
 -- row, one row per trace and check: empty on a store created since. Analysts query
 -- check_results, the view (migrations.sql) over the traces' check arrays and these rows.
@@ -259,6 +294,7 @@ ENGINE = ReplacingMergeTree(refreshed_at)
 ORDER BY (window_kind, route, model_version, prompt_version, window_start);
 
 CREATE OR REPLACE VIEW {db}.traces_v AS SELECT * FROM {db}.traces FINAL;
+CREATE OR REPLACE VIEW {db}.agent_runs_v AS SELECT * FROM {db}.agent_runs FINAL;
 CREATE OR REPLACE VIEW {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FINAL;
 CREATE OR REPLACE VIEW {db}.ingest_messages_v AS SELECT * FROM {db}.ingest_messages FINAL;
 CREATE OR REPLACE VIEW {db}.judge_results_v AS SELECT * FROM {db}.judge_results FINAL;

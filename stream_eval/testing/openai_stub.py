@@ -1,6 +1,7 @@
 """A local OpenAI-compatible HTTP server with scripted scores and injected faults.
 
-`StubOpenAI` serves ``POST /v1/chat/completions`` and ``GET /v1/models`` on
+`StubOpenAI` serves ``POST /v1/chat/completions``, ``POST /v1/responses`` (the Responses
+API, as the OpenAI Agents SDK calls it) and ``GET /v1/models`` on
 127.0.0.1 from an aiohttp server running in a background thread with its own
 event loop, so that the LLM judge can be exercised through the real ``openai``
 SDK over real HTTP, from synchronous tests, asyncio code and benchmarks alike::
@@ -44,7 +45,7 @@ from aiohttp import web
 
 __all__ = ["Behaviour", "BehaviourKind", "RecordedRequest", "ScoreFn", "StubOpenAI"]
 
-BehaviourKind = Literal["score", "status", "timeout", "truncated", "malformed", "text"]
+BehaviourKind = Literal["score", "status", "timeout", "truncated", "malformed", "text", "tool_call"]
 ScoreFn = Callable[[dict[str, Any]], tuple[float, str]]
 """Called (on the server thread) with the request JSON; returns ``(score, reason)``."""
 
@@ -79,6 +80,8 @@ class Behaviour:
         ``"truncated"``: the first half of that JSON (never valid JSON), ``finish_reason="length"``.
         ``"malformed"``: prose instead of JSON (``Sure! I'd rate this a 7 out of 10.``).
         ``"text"``: exactly `text` as the assistant content.
+        ``"tool_call"``: a call of the tool `tool` with `arguments` (a JSON string), no
+        content, ``finish_reason="tool_calls"`` (what an agent's model step answers).
         ``"status"``: an HTTP error `status` with OpenAI's error body.
         ``"timeout"``: sleeps `delay` seconds, then answers like ``"score"``; a client
         whose timeout is shorter than `delay` times out.
@@ -99,10 +102,16 @@ class Behaviour:
     """Latency injected before answering, for every kind."""
     text: str | None = None
     """For "text": the exact assistant content (None -> empty string)."""
+    tool: str = ""
+    """For "tool_call": the name of the tool called."""
+    arguments: str = "{}"
+    """For "tool_call": the call's arguments, a JSON string as models write them."""
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"unknown behaviour kind {self.kind!r}; expected one of {_KINDS}")
+        if self.kind == "tool_call" and not self.tool:
+            raise ValueError('kind="tool_call" needs a tool name')
         if self.kind == "status" and not 400 <= self.status <= 599:
             raise ValueError(f'kind="status" needs a 4xx/5xx status, got {self.status}')
         if not (math.isfinite(self.delay) and self.delay >= 0):
@@ -310,6 +319,7 @@ class StubOpenAI:
 
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
+        app.router.add_post("/v1/responses", self._responses)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/v1/models/{model}", self._model)
         runner = web.AppRunner(
@@ -370,14 +380,20 @@ class StubOpenAI:
     def _model_object(self) -> dict[str, Any]:
         return {"id": self.served_model, "object": "model", "created": 0, "owned_by": "stub"}
 
-    async def _chat_completions(self, request: web.Request) -> web.Response:
+    @staticmethod
+    async def _read(request: web.Request) -> tuple[Any, float, float, dict[str, str]]:
+        """The request's JSON body (None if it is not JSON), when it was read (monotonic,
+        wall clock) and its headers, lower-cased."""
         raw = await request.read()
         t_mono, t_wall = time.monotonic(), time.time()
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            body = orjson.loads(raw)
+            return orjson.loads(raw), t_mono, t_wall, headers
         except orjson.JSONDecodeError:
-            body = None
+            return None, t_mono, t_wall, headers
+
+    async def _chat_completions(self, request: web.Request) -> web.Response:
+        body, t_mono, t_wall, headers = await self._read(request)
         problem = _validate(body)
         if problem is not None or not isinstance(body, dict):
             invalid = RecordedRequest(
@@ -416,6 +432,76 @@ class StubOpenAI:
                 self._requests[index] = dataclasses.replace(recorded, t_answered=answered)
         return response
 
+    async def _responses(self, request: web.Request) -> web.Response:
+        """The Responses API (what the OpenAI Agents SDK calls by default), for the
+        ``text``, ``tool_call``, score and ``status`` behaviours; not streamed."""
+        body, t_mono, t_wall, headers = await self._read(request)
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            self._record(RecordedRequest(t_mono, t_wall, "", [], None, None, 400, "invalid"))
+            return self._error(400, "'model' is a required string")
+        if body.get("stream"):
+            return self._error(400, "the stub does not support stream=true")
+        items = body.get("input")
+        messages = [{"role": "user", "content": items}] if isinstance(items, str) else items
+        with self._lock:
+            behaviour = self._next_behaviour()
+            self._n_completions += 1
+            n = self._n_completions
+        response = self._response_answer(behaviour, body, n)
+        recorded = RecordedRequest(
+            t_mono, t_wall, str(body["model"]), list(messages or []), None,
+            body.get("max_output_tokens"), response.status, behaviour.kind, body, headers,
+            behaviour.retry_after,
+        )  # fmt: skip
+        index = self._record(recorded)
+        await self._sleep(behaviour.delay)
+        with self._lock:
+            if index < len(self._requests) and self._requests[index] is recorded:
+                self._requests[index] = dataclasses.replace(recorded, t_answered=time.monotonic())
+        return response
+
+    def _response_answer(self, b: Behaviour, body: dict[str, Any], n: int) -> web.Response:
+        if b.kind == "status":
+            return self._error(b.status, f"stub: scripted HTTP {b.status} ({b.reason})")
+        output: list[dict[str, Any]]
+        if b.kind == "tool_call":
+            output = [
+                {
+                    "type": "function_call", "id": f"fc_stub{n:08d}",
+                    "call_id": f"call_stub{n:08d}", "name": b.tool, "arguments": b.arguments,
+                    "status": "completed",
+                }
+            ]  # fmt: skip
+            text = b.arguments
+        else:
+            if b.kind == "text":
+                text = b.text or ""
+            else:
+                score, reason = self._score(b, body)
+                text = orjson.dumps({"score": score, "reason": reason}).decode()
+            output = [
+                {
+                    "type": "message", "id": f"msg_stub{n:08d}", "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ]  # fmt: skip
+        prompt = len(orjson.dumps(body.get("input"))) // 4 + 1
+        completion = len(text) // 4 + 1
+        response = {
+            "id": f"resp_stub{n:08d}", "object": "response", "created_at": int(time.time()),
+            "status": "completed", "model": self.served_model, "output": output,
+            "parallel_tool_calls": True, "tool_choice": body.get("tool_choice", "auto"),
+            "tools": body.get("tools") or [], "instructions": body.get("instructions"),
+            "usage": {
+                "input_tokens": prompt, "output_tokens": completion,
+                "total_tokens": prompt + completion,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0},
+            },
+        }  # fmt: skip
+        return self._json(response, headers={"x-request-id": f"req_stub{n:08d}"})
+
     def _record(self, rec: RecordedRequest) -> int:
         """Record ``rec``; returns its index in `requests`."""
         with self._lock:
@@ -430,11 +516,19 @@ class StubOpenAI:
             if not float(b.retry_after).is_integer():
                 headers["retry-after-ms"] = str(round(b.retry_after * 1000))
         if b.kind == "status":
-            message = f"stub: scripted HTTP {b.status} ({b.reason})"
-            return self._error(b.status, message, headers)
+            return self._error(b.status, f"stub: scripted HTTP {b.status} ({b.reason})", headers)
 
         finish_reason = "stop"
-        if b.kind == "text":
+        message: dict[str, Any]
+        if b.kind == "tool_call":
+            content, finish_reason = "", "tool_calls"
+            call = {
+                "id": f"call_stub{n:08d}",
+                "type": "function",
+                "function": {"name": b.tool, "arguments": b.arguments},
+            }
+            message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        elif b.kind == "text":
             content = b.text or ""
         else:
             score, reason = self._score(b, body)
@@ -446,8 +540,10 @@ class StubOpenAI:
             else:  # "score", "timeout"
                 content = verdict
 
+        if b.kind != "tool_call":
+            message = {"role": "assistant", "content": content, "refusal": None}
         prompt_tokens = sum(_content_chars(m) for m in body["messages"]) // 4 + 1
-        completion_tokens = len(content) // 4 + 1
+        completion_tokens = (len(content) + len(b.arguments if b.tool else "")) // 4 + 1
         completion = {
             "id": f"chatcmpl-stub{n:08d}",
             "object": "chat.completion",
@@ -457,7 +553,7 @@ class StubOpenAI:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": finish_reason,
                 }

@@ -9,7 +9,14 @@ the same work, write it.
 from __future__ import annotations
 
 from stream_eval.records import Batch
-from stream_eval.sink.rows import dead_rows, ingest_tables, ledger_rows, ndjson, trace_row
+from stream_eval.sink.rows import (
+    dead_rows,
+    ingest_tables,
+    ledger_rows,
+    ndjson,
+    run_rows,
+    trace_row,
+)
 
 
 def reference_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> dict[str, bytes]:
@@ -21,4 +28,5 @@ def reference_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> d
         ndjson(dead_rows(batch, ingested_at, stage)),
         ndjson(progress),
         ndjson(ledger_rows(batch, ingested_at)),
+        ndjson(run_rows(batch, ingested_at)),
     )

@@ -44,9 +44,12 @@ system_text        its system / developer messages, and ``gen_ai.system_instruct
 output_text        text parts of ``gen_ai.output.messages`` (JSON string); a GenAI
                    span without output messages anywhere (attributes, events, joined log
                    records) is a trace with ``content_missing`` set, output empty
-tool_calls         ``tool_call`` parts of ``gen_ai.output.messages``
+tool_calls         ``tool_call`` parts of ``gen_ai.output.messages`` (other conventions'
+                   tool calls rewritten onto them, ``conventions.adapt``)
 finish_reason      ``finish_reason`` of the output messages, else the first of
-                   ``gen_ai.response.finish_reasons`` (string array)
+                   ``gen_ai.response.finish_reasons`` (string array); ``tool_call`` and
+                   ``function_call`` written ``tool_calls``, as is a tool step that recorded
+                   none or ``stop`` (``genai.finish_reason``)
 documents          ``stream_eval.retrieval.documents`` (JSON string: an array
                    of ``{"id", "content"}``); else the documents of the retriever
                    spans of the same trace that started before the call; else

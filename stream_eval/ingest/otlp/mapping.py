@@ -19,6 +19,7 @@ from stream_eval.ingest.conventions import (
 )
 from stream_eval.ingest.genai import (
     InvalidTrace,
+    finish_reason,
     last_user_text,
     output_parts,
     parse_documents,
@@ -144,6 +145,7 @@ def build_trace(
         raise InvalidTrace("attribute stream_eval.reference.answer must be a string")
     if not finish:
         finish = _finish_reason(attrs.get("gen_ai.response.finish_reasons"))
+    finish = finish_reason(finish, output, tool_calls)
     if service is not None:
         extra[SERVICE_NAME] = service
     return Trace(

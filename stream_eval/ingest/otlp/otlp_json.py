@@ -50,6 +50,9 @@ def _attributes(kvs: Any) -> dict[str, Any]:
     return {str(kv["key"]): _value(kv.get("value") or {}) for kv in kvs}
 
 
+_STATUS_ERROR = (2, "STATUS_CODE_ERROR")  # the enum as a number or by name
+
+
 def _ns(value: Any) -> int:
     return int(value or 0)
 
@@ -107,6 +110,13 @@ class JsonReader:
             (str(e.get("name", "")), _attributes(e.get("attributes") or ()))
             for e in span.get("events") or ()
         ]
+
+    def error(self, span: Any) -> str | None:
+        status = span.get("status")
+        if not isinstance(status, dict) or status.get("code") not in _STATUS_ERROR:
+            return None
+        message = status.get("message")
+        return message if isinstance(message, str) else ""
 
     def payload(self, span: Any) -> bytes:
         return safe_dumps(span)

@@ -52,6 +52,7 @@ def _array(kv: Any) -> list[Any]:
     return [_value(v) for v in kv.value.array_value.values]
 
 
+_STATUS_ERROR = 2  # Status.STATUS_CODE_ERROR
 _STRING = attrgetter("value.string_value")
 _INT = attrgetter("value.int_value")
 _DOUBLE = attrgetter("value.double_value")
@@ -99,6 +100,10 @@ class ProtoReader:
 
     def events(self, span: Any) -> list[tuple[str, dict[str, Any]]]:
         return [(e.name, _attributes(e.attributes)) for e in span.events]
+
+    def error(self, span: Any) -> str | None:
+        status = span.status
+        return str(status.message) if status.code == _STATUS_ERROR else None
 
     def payload(self, span: Any) -> bytes:
         return bytes(span.SerializeToString())

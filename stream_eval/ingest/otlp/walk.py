@@ -5,18 +5,21 @@ attributes are kept by span id for its descendants (``Ancestry``), a span that i
 LLM call is skipped and counted (a retriever span's documents kept for the calls of its
 trace), and the LLM spans are set aside. The second, once the whole request is read
 (ancestors may come after their descendants), maps each LLM span to a ``Trace``
-(``mapping.build_trace``). A span of the wrong shape is a ``schema`` dead letter of its
-own, with its index in the request; it never stops the others.
+(``mapping.build_trace``). The agent and tool spans, with the LLM calls of their trace,
+make its agent runs (``runs.RunParts``). A span of the wrong shape is a ``schema`` dead
+letter of its own, with its index in the request; it never stops the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from stream_eval.config import OtelSettings
 from stream_eval.dead_letters import SCHEMA, DeadLetter
 from stream_eval.ingest.conventions import (
+    ERROR_TYPE,
     METADATA,
     OI_KIND,
     RETRIEVER,
@@ -25,6 +28,7 @@ from stream_eval.ingest.conventions import (
     expand_metadata,
     is_llm_span,
     retriever_documents,
+    run_part,
     skip_reason,
 )
 from stream_eval.ingest.otlp.mapping import (
@@ -35,6 +39,7 @@ from stream_eval.ingest.otlp.mapping import (
     dimensions,
     route_hint,
 )
+from stream_eval.ingest.otlp.runs import RunParts
 from stream_eval.records import Decoded
 
 # Per ResourceSpans: its service.name, its (dimension) attributes, its spans.
@@ -69,6 +74,10 @@ class SpanReader(Protocol):
 
     def events(self, span: Any) -> list[tuple[str, dict[str, Any]]]: ...
 
+    def error(self, span: Any) -> str | None:
+        """None when the span's status is not an error, else its status message."""
+        ...
+
     def payload(self, span: Any) -> bytes:
         """The span alone, as a dead letter's payload."""
         ...
@@ -93,6 +102,7 @@ def walk(
     ancestry: dict[str, tuple[str, dict[str, Any]]] = {}  # every span: parent, dimensions
     retrieved: Retrieved = {}
     llm_spans: list[tuple[int, Any, dict[str, Any], list[Any], str | None, dict[str, Any]]] = []
+    parts = RunParts()  # agent and tool spans, for the agent runs
     for service, resource, spans in groups:
         for span in spans:
             index += 1
@@ -107,6 +117,10 @@ def walk(
                 continue
             if not is_llm_span(attrs):
                 out.skip(skip_reason(attrs))
+                part = run_part(attrs)
+                if part is not None:  # a malformed one: skipped (counted), not a step
+                    with contextlib.suppress(*BAD_CONTENT):
+                        _add_part(reader, parts, part, span, attrs, others, service)
                 if attrs.get(OI_KIND) == RETRIEVER:
                     try:
                         trace_id = reader.ids(span)[0]
@@ -136,7 +150,28 @@ def walk(
             out.traces.append(trace)
         except BAD_CONTENT as exc:
             out.dead.append(_dead(reader, exc, span, index, attrs, service, trace_id))
+    out.runs = parts.runs(out.traces)
     return out
+
+
+def _add_part(
+    reader: SpanReader,
+    parts: RunParts,
+    part: str,
+    span: Any,
+    attrs: dict[str, Any],
+    others: list[Any],
+    service: str | None,
+) -> None:
+    every = {**attrs, **reader.attributes(others)}
+    status = reader.error(span)
+    kind = every.get(ERROR_TYPE)
+    if status is None and not kind:
+        error = ""
+    else:
+        error = status or (kind if isinstance(kind, str) and kind else "error")
+    start, end = reader.times(span)
+    parts.add(part, reader.ids(span)[0], start, end, every, error, service)
 
 
 def _dead(

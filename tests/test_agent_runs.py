@@ -1,0 +1,148 @@
+"""Agent runs: an OTLP trace with agent and tool spans is one run, its steps in order,
+checked on every run (tool errors, loops, the step limit, no final answer, agent errors)
+and written once to ``agent_runs``.
+
+The planted runs come from ``tests/agent_app.py ... planted``: the OpenAI Agents SDK
+(Responses and Chat Completions APIs) under OpenInference against the local stub; a tool
+that raises and a run looping on one tool until the SDK's max_turns stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from helpers import nonempty, run_app
+
+from stream_eval.agent_run import MAX_TOOL_CALLS, AgentRun, ToolCall
+from stream_eval.checks.runs import RUN_CHECKS, RunSettings, run_checks_on
+from stream_eval.config import Settings
+from stream_eval.ingest.otlp import decode_otlp_proto
+from stream_eval.ingest.otlp.runs import RunParts
+from stream_eval.records import RawMessage
+from stream_eval.sink.base import Store
+from stream_eval.testing.ingest import write_messages
+
+KINDS = ("agents_responses", "agents_chat")
+# What each planted run must fail, and nothing else.
+FAILS = {
+    "ok": [],
+    "tool_error": ["tool_error"],
+    "loop": ["tool_loop", "step_limit", "no_final_answer"],
+}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("planted")
+    return {k: run_app("agent_app.py", k, root / k, "planted") for k in KINDS}
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _runs(folder: Path) -> tuple[list[AgentRun], list[dict[str, str]]]:
+    out = decode_otlp_proto((folder / "spans.bin").read_bytes(), time.time())
+    assert not out.dead
+    expected = json.loads((folder / "expected.json").read_text())["runs"]
+    return sorted(out.runs, key=lambda r: r.start_time), expected
+
+
+def test_each_planted_run_fails_exactly_its_checks(planted: dict[str, Path], kind: str) -> None:
+    runs, expected = _runs(planted[kind])
+    assert len(runs) == len(expected)
+    for run, want in nonempty(list(zip(runs, expected, strict=True))):
+        results = run_checks_on(run, RunSettings())
+        assert [r.check for r in results] == list(RUN_CHECKS)
+        assert [r.check for r in results if not r.passed] == FAILS[want["plan"]], run
+        assert run.agent == "support" and run.route == "orders-agent"
+        assert {c.name for c in run.tool_calls} == {"lookup_order"}
+        assert {json.loads(c.arguments)["order_id"] for c in run.tool_calls} == {want["order"]}
+        assert run.final_answer == want["answer"]
+
+
+def test_steps_come_in_order_with_the_tool_error_and_the_limit(
+    planted: dict[str, Path], kind: str
+) -> None:
+    runs, _ = _runs(planted[kind])
+    ok, failing_tool, loop = runs
+    assert (ok.steps, ok.tool_steps, ok.tool_calls_total) == (2, 1, 1)
+    (call,) = failing_tool.tool_calls
+    assert call.error.startswith("Error running tool")  # the span's status, as the SDK set it
+    assert (loop.steps, loop.tool_steps, loop.tool_calls_total) == (3, 3, 3)
+    assert loop.ended_in_tool_step and "Max turns exceeded" in loop.error
+    starts = [c.start_ns for c in loop.tool_calls]
+    assert starts == sorted(starts)
+
+
+def test_a_run_is_one_row_with_its_checks(
+    planted: dict[str, Path], kind: str, store: Store
+) -> None:
+    raw = (planted[kind] / "spans.bin").read_bytes()
+    write_messages(store, [RawMessage("otlp", 0, 0, time.time(), raw)], Settings())
+    write_messages(store, [RawMessage("otlp", 0, 0, time.time(), raw)], Settings())  # a replay
+    rows = store.query(
+        "SELECT agent, steps, tool_calls, tool_names, arrayExists(e -> e != '', tool_errors) AS "
+        "failed_tool, "
+        "failed_checks, final_answer FROM stream_eval.agent_runs FINAL ORDER BY ts"
+    )
+    _, expected = _runs(planted[kind])
+    assert [r["failed_checks"] for r in rows] == [FAILS[e["plan"]] for e in expected]
+    assert [(r["steps"], r["tool_calls"]) for r in rows] == [(2, 1), (2, 1), (3, 3)]
+    assert [r["failed_tool"] for r in rows] == [0, 1, 0]
+    assert {r["agent"] for r in rows} == {"support"}
+    calls = store.query("SELECT count() AS n FROM stream_eval.traces FINAL")[0]["n"]
+    assert calls == 7  # the LLM calls stay rows of their own
+
+
+def test_a_trace_without_agent_or_tool_spans_is_no_run(otel_traffic: dict[str, Path]) -> None:
+    out = decode_otlp_proto((otel_traffic["openllmetry"] / "spans.bin").read_bytes(), 0.0)
+    assert out.traces and out.runs == []
+
+
+def _run(**kw: object) -> AgentRun:
+    fields: dict[str, object] = {
+        "trace_id": "t", "route": "r", "agent": "a", "start_time": 1.0, "end_time": 2.0,
+        "steps": 2, "tool_steps": 1, "final_answer": "done",
+    }  # fmt: skip
+    fields.update(kw)
+    return AgentRun(**fields)  # type: ignore[arg-type]
+
+
+def _failed(run: AgentRun, cfg: RunSettings | None = None) -> list[str]:
+    return [r.check for r in run_checks_on(run, cfg or RunSettings()) if not r.passed]
+
+
+def test_run_checks_by_their_thresholds() -> None:
+    same = [ToolCall("search", '{"q": "x"}', i) for i in range(3)]
+    assert _failed(_run(tool_calls=same[:2])) == []
+    assert _failed(_run(tool_calls=same)) == ["tool_loop"]
+    assert _failed(_run(tool_calls=same), RunSettings(loop_repeats=4)) == []
+    varied = [ToolCall("search", f'{{"q": "{i}"}}', i) for i in range(5)]
+    assert _failed(_run(tool_calls=varied)) == []
+    assert _failed(_run(steps=21)) == ["step_limit"]
+    assert _failed(_run(steps=21), RunSettings(max_steps=30)) == []
+    recursion = "Recursion limit of 25 reached without hitting a stop condition"  # LangGraph
+    assert _failed(_run(error=recursion)) == ["step_limit"]
+    assert _failed(_run(error="ValueError: boom")) == ["agent_error"]
+    assert _failed(_run(ended_in_tool_step=True)) == ["no_final_answer"]
+    assert _failed(_run(final_answer=" ")) == ["no_final_answer"]
+    failing = [ToolCall("search", "{}", 0, error="timeout")]
+    assert _failed(_run(tool_calls=failing)) == ["tool_error"]
+
+
+def test_a_run_keeps_a_bounded_number_of_tool_calls() -> None:
+    parts = RunParts()
+    for i in range(MAX_TOOL_CALLS + 44):
+        attrs = {"tool.name": "search", "input.value": "x" * 5000}
+        parts.add("tool", "t1", 1_000 + i, 2_000 + i, attrs, "", "svc")
+    (run,) = parts.runs([])
+    assert run.tool_calls_total == MAX_TOOL_CALLS + 44
+    assert len(run.tool_calls) == MAX_TOOL_CALLS
+    assert max(len(c.arguments) for c in run.tool_calls) == 1000
+    assert run.route == "svc" and run.steps == 0
+    assert _failed(run) == ["tool_loop", "no_final_answer"]
