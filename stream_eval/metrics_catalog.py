@@ -17,6 +17,7 @@ from stream_eval.assembly.buffer import DUE_REASONS
 from stream_eval.assembly.intake import DEAD_REASONS as OTLP_INTAKE_REASONS
 from stream_eval.assembly.split import NO_TRACE_ID
 from stream_eval.assembly.stage import DEAD_REASONS as ASSEMBLE_REASONS
+from stream_eval.checks.runs import RUN_CHECKS
 from stream_eval.config import WindowSettings
 from stream_eval.dead_letters import INGEST_REASONS, REASONS
 from stream_eval.feedback.stage import DEAD_REASONS as FEEDBACK_REASONS
@@ -88,6 +89,15 @@ SECTIONS: tuple[tuple[str, tuple[Family, ...]], ...] = (
                 "nor judged. OTLP calls whose log records (the official instrumentation's "
                 "content) had not come when their trace was emitted; a revision that brings "
                 "them counts the call again here only if its content is still missing.",
+            ),
+            Family(
+                "agent_runs", "counter", "Agent runs written (`agent_runs` rows)", (), INGEST,
+                "OTLP traces with agent or tool spans ([agent runs](../platform/agent-runs.md)); "
+                "a revision of a trace counts its run again.",
+            ),
+            Family(
+                "agent_run_checks_failed", "counter", "Agent runs that failed a run check",
+                ("check",), INGEST, values={"check": tuple(RUN_CHECKS)},
             ),
             Family(
                 "dead_letters", "counter", "Bad items dead-lettered, by stage and reason",

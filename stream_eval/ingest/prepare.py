@@ -51,6 +51,8 @@ class BatchCounts:
     skipped: int = 0
     clamped: int = 0
     content_missing: int = 0  # traces without their output messages (flagged rows)
+    runs: int = 0  # agent runs
+    run_failures: dict[str, int] = field(default_factory=dict)  # runs that failed, by check
     dead_by_reason: dict[str, int] = field(default_factory=dict)
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
 
@@ -62,6 +64,9 @@ class BatchCounts:
         self.skipped += other.skipped
         self.clamped += other.clamped
         self.content_missing += other.content_missing
+        self.runs += other.runs
+        for check, n in other.run_failures.items():
+            self.run_failures[check] = self.run_failures.get(check, 0) + n
         for reason, n in other.dead_by_reason.items():
             self.dead_by_reason[reason] = self.dead_by_reason.get(reason, 0) + n
         for reason, n in other.skipped_by_reason.items():
@@ -77,7 +82,11 @@ def summarize(batch: Batch) -> BatchCounts:
         skipped=sum(o.skipped for o in batch.messages),
         clamped=sum(1 for p in batch.processed if CLAMPED in p.trace.extra),
         content_missing=sum(1 for p in batch.processed if p.trace.content_missing),
+        runs=len(batch.runs),
     )
+    for r in batch.runs:
+        for check in r.failed_checks:
+            s.run_failures[check] = s.run_failures.get(check, 0) + 1
     for _, d in batch.dead:
         s.dead_by_reason[d.reason] = s.dead_by_reason.get(d.reason, 0) + d.items
     for o in batch.messages:

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
+from stream_eval.checks.runs import RUN_CHECKS
 from stream_eval.config import Settings
 from stream_eval.dead_letters import INGEST_REASONS
 from stream_eval.ingest.conventions import KNOWN_SKIP_REASONS
@@ -56,7 +57,8 @@ class Counters:
         return (
             f"ingest: {t.messages} messages, {t.traces} traces ({rate:,.0f}/s), "
             f"{t.sampled} sampled, {t.dead} dead-lettered, {t.skipped} spans skipped, "
-            f"{self.late} late, {t.clamped} clamped, {t.content_missing} without content"
+            f"{self.late} late, {t.clamped} clamped, {t.content_missing} without content, "
+            f"{t.runs} agent runs"
         )
 
     def metrics(self) -> Iterator[Sample]:
@@ -70,6 +72,9 @@ class Counters:
         yield "late_traces", {}, self.late
         yield "clamped_traces", {}, t.clamped
         yield "traces_content_missing", {}, t.content_missing
+        yield "agent_runs", {}, t.runs
+        for check in RUN_CHECKS:
+            yield "agent_run_checks_failed", {"check": check}, t.run_failures.get(check, 0)
         yield from dead_letter_samples("ingest", t.dead_by_reason, INGEST_REASONS)
 
 

@@ -9,6 +9,7 @@ ALTER TABLE {db}.judge_results ADD COLUMN IF NOT EXISTS kafka_partition UInt32 A
 ALTER TABLE {db}.judge_results ADD COLUMN IF NOT EXISTS inserted_at DateTime64(3, 'UTC') DEFAULT now64(3);
 ALTER TABLE {db}.feedback ADD COLUMN IF NOT EXISTS horizon_s Float64 DEFAULT 86400 AFTER ts;
 ALTER TABLE {db}.feedback ADD COLUMN IF NOT EXISTS inserted_at DateTime64(3, 'UTC') DEFAULT now64(3);
+ALTER TABLE {db}.ingest_messages ADD COLUMN IF NOT EXISTS written_at DateTime64(3, 'UTC') DEFAULT now64(3);
 ALTER TABLE {db}.sli_windows ADD COLUMN IF NOT EXISTS late_feedback UInt64 AFTER late_traces;
 ALTER TABLE {db}.sli_windows ADD COLUMN IF NOT EXISTS late_judge UInt64 AFTER late_feedback;
 ALTER TABLE {db}.sli_windows ADD COLUMN IF NOT EXISTS refreshed_at DateTime64(3, 'UTC') AFTER closed_at;

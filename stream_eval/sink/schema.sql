@@ -156,7 +156,9 @@ CREATE TABLE IF NOT EXISTS {db}.ingest_messages
     traces          UInt32,
     dead_letters    UInt32,
     skipped_spans   UInt32,
-    ingested_at     DateTime64(3, 'UTC')
+    ingested_at     DateTime64(3, 'UTC'),
+    -- when its batch's write reached this table, the last of the batch (set by ClickHouse)
+    written_at      DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree(ingested_at)
 ORDER BY (kafka_topic, kafka_partition, kafka_offset);
