@@ -107,6 +107,26 @@ def test_a_deferred_stage_is_made_once_at_its_first_batch(store: Store) -> None:
     assert store.query("SELECT count() AS n FROM stream_eval.feedback")[0]["n"] == 2
 
 
+def test_batches_in_flight_at_the_start_share_one_deferred_stage(store: Store) -> None:
+    made: list[FeedbackStage] = []
+
+    async def make() -> FeedbackStage:
+        await asyncio.sleep(0.05)  # e.g. today's judge spend read from the store
+        made.append(feedback_stage(store)[0])
+        return made[-1]
+
+    stage = Deferred(make)
+    batches = [
+        [feedback_message(i, {"trace_id": "a", "kind": "edit", "ts": NOW})] for i in range(3)
+    ]
+
+    async def go() -> None:
+        await asyncio.gather(*(stage.prepare(b) for b in batches))
+
+    asyncio.run(go())
+    assert len(made) == 1
+
+
 def test_every_stage_has_the_three_steps() -> None:
     steps = [name for name in dir(Stage) if name in ("prepare", "finish", "handle")]
     assert sorted(steps) == ["finish", "handle", "prepare"]

@@ -28,6 +28,7 @@ from stream_eval.ingest.prepare import (
 from stream_eval.metrics import Sample, dead_letter_samples
 from stream_eval.records import RawMessage
 from stream_eval.runtime.produce import Outgoing
+from stream_eval.runtime.stage import run_all
 from stream_eval.sink.rows import ingest_tables, ndjson
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.windows.watermarks import PartitionWatermarks, Position, load_sql
@@ -104,8 +105,7 @@ class IngestStage:
 
     async def handle(self, messages: list[RawMessage]) -> None:
         """Every step on one batch."""
-        settle = await self.finish([await self.prepare(messages)])
-        await settle()
+        await run_all(self, messages)
 
     async def finish(self, parts: list[Prepared]) -> Callable[[], Awaitable[None]]:
         """Step two: one or more batches at a time, in offset order; returns step three,

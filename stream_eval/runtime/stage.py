@@ -19,6 +19,7 @@ topic. A new stage is a new class of this shape, not a new loop.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -64,10 +65,13 @@ class Deferred:
     def __init__(self, make: Callable[[], Awaitable[Stage[Any]]]) -> None:
         self._make = make
         self._stage: Stage[Any] | None = None
+        self._making = asyncio.Lock()  # batches in flight ask at once: one stage for all
 
     async def _get(self) -> Stage[Any]:
         if self._stage is None:
-            self._stage = await self._make()
+            async with self._making:
+                if self._stage is None:
+                    self._stage = await self._make()
         return self._stage
 
     async def prepare(self, messages: list[RawMessage]) -> Any:
