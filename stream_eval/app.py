@@ -16,6 +16,7 @@ scale separately from ingest workers.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -33,6 +34,7 @@ from stream_eval.runtime.produce import BatchProducer
 from stream_eval.runtime.quarantine import dead_letter_sender, headers_sender, quarantine_to
 from stream_eval.runtime.stage import Deferred, Stage
 from stream_eval.runtime.stall_watch import add_stall_watch
+from stream_eval.sink.base import Store
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 
@@ -293,16 +295,25 @@ def _add_feedback(w: Wiring) -> None:
 
 
 def _add_window_closer(w: Wiring) -> None:
-    """SLI windows closed by the watermark: one closer per consumer group (the leader)."""
+    """Sessions, then SLI windows, closed by the watermark: one closer per consumer group
+    (the leader), both in one pass on the sink's thread (the same watermark)."""
+    from stream_eval.sessions.close import SessionCloser
     from stream_eval.windows.close import WindowCloser
 
-    closer = WindowCloser(w.settings.windows, w.settings.topics.traces)
-    w.reports.append(closer)
+    s = w.settings
+    sessions = SessionCloser(s.sessions, s.windows, s.topics.traces)
+    windows = WindowCloser(s.windows, s.topics.traces)
+    w.reports += [sessions, windows]
     writer = w.writer
 
-    @w.app.timer(interval=w.settings.windows.close_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
+    def close(store: Store) -> None:
+        now = time.time()
+        sessions.run(store, now)
+        windows.run(store, now)
+
+    @w.app.timer(interval=s.windows.close_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
     async def close_windows() -> None:
-        await writer.run(closer.run, writer.store)
+        await writer.run(close, writer.store)
 
 
 def _add_review_enqueuer(w: Wiring) -> None:

@@ -37,6 +37,7 @@ from stream_eval.checks.runs import RunSettings as RunSettings
 from stream_eval.checks.settings import DEFAULT_REFUSAL_PHRASES as DEFAULT_REFUSAL_PHRASES
 from stream_eval.checks.settings import CheckSettings as CheckSettings
 from stream_eval.rubrics import RUBRIC_NAMES
+from stream_eval.sessions.settings import SessionSettings as SessionSettings
 
 # Names are owned by what they name: the checks by ``checks.CHECKS``, the PII kinds by
 # ``checks.pii_patterns.PATTERNS``, the rubrics by ``rubrics.RUBRICS``; the settings
@@ -423,6 +424,7 @@ class Settings(BaseSettings):
     assembly: AssemblySettings = Field(default_factory=AssemblySettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     agent_runs: RunSettings = Field(default_factory=RunSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
 
     @classmethod

@@ -25,6 +25,7 @@ from stream_eval.ingest.conventions import KNOWN_SKIP_REASONS
 from stream_eval.judge.pauses import PAUSE_EVENTS
 from stream_eval.metrics import PREFIX, Family, Role
 from stream_eval.runtime.steps import STEPS
+from stream_eval.sessions.turns import CLOSED_BY
 from stream_eval.windows.close import window_kinds
 
 BOTH: frozenset[Role] = frozenset({"ingest", "judge"})
@@ -162,6 +163,20 @@ SECTIONS: tuple[tuple[str, tuple[Family, ...]], ...] = (
                 "group's leader closes windows: 0 on the other workers.",
             ),
             Family("windows_closed", "counter", "SLI windows closed", (), INGEST),
+            Family(
+                "sessions_closed", "counter", "Sessions closed (`sessions` rows), by what "
+                "closed them", ("closed_by",), INGEST,
+                "`gap`: no turn for `sessions.gap_seconds`; `max_turns`, `max_duration`: a "
+                "bound; `late`: every turn was read after a pass had gone by it ([sessions]"
+                "(../platform/sessions.md)). Only the group's leader closes sessions.",
+                {"closed_by": (*CLOSED_BY, "late")},
+            ),
+            Family(
+                "session_late_turns", "gauge", "Late turns of the sessions closed in the last "
+                "`windows.refresh_hours`", (), INGEST,
+                "Turns read after their session closed (they count in `late_turns`, not in "
+                "its signals).",
+            ),
             Family(
                 "windows_closed_until_seconds", "gauge",
                 "End of the newest closed window (unix s; 0 until one is closed)", ("kind",),

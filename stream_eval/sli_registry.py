@@ -32,11 +32,12 @@ from stream_eval.config import AlertSettings
 from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, WEIGHTED_TERMS, EstimateSql
 from stream_eval.feedback_events import KINDS as FEEDBACK_KINDS
 
-Source = Literal["traces", "checks", "feedback", "judge"]
-Section = Literal["checks", "feedback", "judge"]
+Source = Literal["traces", "checks", "feedback", "judge", "sessions", "turns"]
+Section = Literal["checks", "feedback", "judge", "sessions"]
 # The dashboard rows of the sections, in their order.
 SECTIONS: dict[Section, str] = {
     "checks": "Cheap checks", "feedback": "User feedback", "judge": "LLM judge",
+    "sessions": "Sessions",
 }  # fmt: skip
 
 # --- counters ---------------------------------------------------------------------------
@@ -104,6 +105,20 @@ COUNTERS: tuple[Counter, ...] = (
         Counter(name, "judge", _SCORED, term.format(w=_W, s=_S, p=_P), "Float64")
         for name, term in WEIGHTED_TERMS.items()
     ),
+    # closed sessions, in the minute of their last turn, sliced by its dimensions
+    Counter("sessions", "sessions"),
+    Counter("session_turns", "sessions", summed="turns"),
+    Counter("sessions_abandoned", "sessions", "abandoned = 1"),
+    Counter("sessions_abandoned_after_failure", "sessions", "abandoned_after_failure = 1"),
+    Counter("sessions_escalated", "sessions", "escalated = 1"),
+    Counter("session_duration_s", "sessions", summed="duration_s", type="Float64"),
+    # the turns of closed sessions, each in its own minute and slice (session_turns)
+    Counter("turns", "turns"),
+    Counter("turns_after_first", "turns", "turn_index > 1"),
+    Counter("turn_rephrases", "turns", "rephrase = 1"),
+    Counter("turns_failed", "turns", "failed = 1"),
+    Counter("turns_failed_last", "turns", "failed = 1 AND last"),
+    Counter("turns_escalated", "turns", "escalated = 1"),
 )
 COUNTER_NAMES: tuple[str, ...] = tuple(c.name for c in COUNTERS)
 
@@ -135,7 +150,9 @@ def late_aggregates_sql(source: Source, late: str, indent: str = "           ") 
 
 
 # The subquery alias each source has in sli_minute and in the window closer's SQL.
-ALIASES: dict[Source, str] = {"traces": "t", "checks": "c", "feedback": "f", "judge": "j"}
+ALIASES: dict[Source, str] = {
+    "traces": "t", "checks": "c", "feedback": "f", "judge": "j", "sessions": "s", "turns": "u",
+}  # fmt: skip
 
 
 def select_sql(indent: str = "    ", late: bool = False) -> str:
@@ -154,6 +171,8 @@ def schema_placeholders() -> dict[str, str]:
         "{sli_check_counters}": aggregates_sql("checks"),
         "{sli_feedback_counters}": aggregates_sql("feedback"),
         "{sli_judge_counters}": aggregates_sql("judge"),
+        "{sli_session_counters}": aggregates_sql("sessions"),
+        "{sli_turn_counters}": aggregates_sql("turns"),
         "{sli_counter_select}": select_sql(),
         "{sli_counter_ddl}": ",\n    ".join(f"{c.name} {c.type}" for c in COUNTERS),
         "{sli_late_counter_ddl}": ",\n    ".join(f"{late_name(c.name)} {c.type}" for c in COUNTERS),
@@ -257,6 +276,55 @@ _CHECK_SLIS: dict[str, Sli] = {
 }  # fmt: skip
 
 
+def _session_sli(
+    key: str, title: str, short: str, num: str, den: str, what: str, **kw: object
+) -> Sli:
+    return Sli(key, title, short, f"sum({num})", f"sum({den})", "sessions", description=what, **kw)  # type: ignore[arg-type]
+
+
+# docs/platform/sessions.md defines each signal; sessions count when they close (the gap
+# after their last turn), in the minute of their last turn.
+_SESSION_SLIS: tuple[Sli, ...] = (
+    _session_sli(
+        "rephrase_rate", "Rephrase rate (turns)", "rephrase", "turn_rephrases",
+        "turns_after_first", "Share of the turns after a session's first that restate the "
+        "turn before: the answer before did not serve.", summary=True,
+    ),
+    _session_sli(
+        "left_after_failure_rate", "Left after a failed answer (turns)", "left after fail",
+        "turns_failed_last", "turns_failed", "Share of the failed answers (a check or run "
+        "check failed) after which the user said nothing more: the session ended there.",
+    ),
+    _session_sli(
+        "turn_escalation_rate", "Escalation rate (turns)", "escalated turns",
+        "turns_escalated", "turns", "Share of the turns that escalated (sessions."
+        "escalation_routes, escalation_tools, escalation_pattern).",
+    ),
+    _session_sli(
+        "abandonment_rate", "Abandonment rate (sessions)", "abandoned", "sessions_abandoned",
+        "sessions", "Share of the sessions that ended while the user was unserved: the last "
+        "answer failed, or the last turn was a rephrase.", summary=True,
+    ),
+    _session_sli(
+        "abandonment_after_failure_rate", "Abandonment after failure (sessions)",
+        "abandoned after fail", "sessions_abandoned_after_failure", "sessions",
+        "Share of the sessions whose last answer failed a check.",
+    ),
+    _session_sli(
+        "session_escalation_rate", "Escalation rate (sessions)", "escalated",
+        "sessions_escalated", "sessions", "Share of the sessions with an escalated turn.",
+    ),
+    _session_sli(
+        "turns_per_session", "Turns per session", "turns/session", "session_turns", "sessions",
+        "Mean turns of the sessions that closed.", unit="none",
+    ),
+    _session_sli(
+        "session_duration", "Time to the last turn", "session s", "session_duration_s",
+        "sessions", "Mean time from a session's first turn to its last.", unit="s", decimals=0,
+    ),
+)  # fmt: skip
+
+
 def _check_sli(check: str) -> Sli:
     return _CHECK_SLIS.get(f"{check}_rate") or _fail_rate(
         check, f"{check} failure rate", f"{check} fail", "fail it"
@@ -332,6 +400,7 @@ SLIS: dict[str, Sli] = {
             alert=Alert("judge_pass_rate_min", "ticket"),
             estimate=JUDGE_PASS,
         ),
+        *_SESSION_SLIS,
     )
 }
 

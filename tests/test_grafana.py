@@ -30,6 +30,8 @@ from stream_eval.grafana import macros
 from stream_eval.grafana.generate import check, committed_settings, generate
 from stream_eval.ingest.process import process_batch
 from stream_eval.records import ProcessedTrace, RawMessage
+from stream_eval.sessions.close import SessionCloser
+from stream_eval.sessions.settings import SessionSettings
 from stream_eval.sink.store import Store, open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.traces import MODEL_VERSIONS, TraceFactory
@@ -103,10 +105,14 @@ def _minute_traces(f: TraceFactory, rng: random.Random, minute: int) -> list[dic
     after_switch = at >= PROMPT_SWITCH
     outage = at >= GROUNDING_OUTAGE
     traces = []
-    for _ in range(8):
+    for i in range(8):
         refusal = rng.random() < (0.4 if after_switch else 0.02)
         t = f.chat("refusal" if refusal else "").trace
         t["prompt"]["version"] = "v4" if after_switch else "v3"
+        # conversations of five minutes; one user in four asks about a password, again
+        t["session_id"] = f"chat-{minute // 5}-{i}"
+        if i % 4 == 0 and minute % 5:
+            t["gen_ai"]["input"]["messages"][0]["parts"][0]["content"] = "Reset my password?"
         traces.append(t)
     for _ in range(16):
         ungrounded = rng.random() < (0.85 if outage else 0.02)
@@ -226,6 +232,13 @@ def _seed(store: Store) -> None:
                 judge.extend(_judge_rows(p, rng))
             if rng.random() < 0.15:
                 feedback.append(_feedback_row(p, rng, len(feedback)))
+    # the sessions of those conversations, closed as the worker's closer closes them
+    cfg = SessionSettings(gap_seconds=120, escalation_pattern="(?i)password")
+    assert SessionCloser(cfg, settings.windows, "llm-traces").run(store, now=msg_ts) > 50
+    (seen,) = store.query(
+        "SELECT sum(rephrases) AS r, sum(escalated) AS e FROM stream_eval.sessions FINAL"
+    )
+    assert seen["r"] and seen["e"], seen
     store.insert("judge_results", _ndjson(judge))
     store.insert("feedback", _ndjson(feedback))
     store.insert("review_labels", _ndjson(_label_rows(judge, rng)))

@@ -33,6 +33,7 @@ from stream_eval.metrics_catalog import (
 from stream_eval.runtime.lag import ConsumerLag
 from stream_eval.runtime.stall_watch import StallWatch
 from stream_eval.runtime.steps import InOrder
+from stream_eval.sessions.close import SessionCloser
 from stream_eval.sink.store import Store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.windows.close import WindowCloser
@@ -70,6 +71,7 @@ def _sources(settings: Settings) -> list[Any]:
         AssemblyCounters(TraceBuffer(settings.assembly)),
         InOrder(_never, _never, 2, "ingest"),
         WindowCloser(settings.windows, "t"),
+        SessionCloser(settings.sessions, settings.windows, "t"),
         watermarks,
         SinkWriter(cast(Store, None)),
         StallWatch(None, set(), 30.0),

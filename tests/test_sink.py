@@ -43,6 +43,7 @@ DB = "stream_eval"
 TABLES = (
     "traces",
     "agent_runs",
+    "sessions",
     "check_results_before_arrays",
     "dead_letters",
     "stream_progress",
@@ -60,12 +61,13 @@ TABLES = (
     "schema_applied",
 )
 FINAL_VIEWS = (
-    "traces", "agent_runs", "check_results", "dead_letters", "ingest_messages", "judge_results"
+    "traces", "agent_runs", "sessions", "check_results", "dead_letters", "ingest_messages",
+    "judge_results",
 )  # fmt: skip
 SLI_VIEWS = ("feedback_v", "sli_minute", "judge_agreement_daily", "online_offline_divergence")
 # sink/migrations.sql: ADD COLUMNs (sli_windows counters in one), the check_results view and
-# its _v view, the traces' merge setting
-MIGRATIONS = 30
+# its _v view, the session_turns view, the traces' merge setting
+MIGRATIONS = 31
 INGEST_TABLES = (
     "traces",
     "agent_runs",
@@ -129,6 +131,7 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
         **{f"{t}_v": "View" for t in (*FINAL_VIEWS, "sli_windows")},
         **dict.fromkeys(SLI_VIEWS, "View"),
         "check_results": "View",
+        "session_turns": "View",
     }
     for t in nonempty(TABLES):
         assert count(store, t) == (1 if t == "schema_applied" else 0), t

@@ -51,6 +51,24 @@ SELECT trace_id, span_id, route, ts, model_version, prompt_version,
 FROM {db}.check_results_before_arrays FINAL;
 CREATE OR REPLACE VIEW {db}.check_results_v AS SELECT * FROM {db}.check_results;
 
+-- session_turns: one row per turn of a closed session, from the sessions' turn arrays,
+-- with the session's outcome. (The SLIs' per-turn counters count these rows.)
+CREATE OR REPLACE VIEW {db}.session_turns AS
+SELECT session_id, started_at, last_turn_at, closed_by, outcome, inserted_at,
+       turn AS turn_index, trace_id, ts, route, model_version, prompt_version,
+       similarity, rephrase, failed, escalated, turn = turns AS last
+FROM
+(
+    SELECT session_id, started_at, last_turn_at, closed_by, outcome, inserted_at, turns,
+           turn_trace_ids, turn_ts, turn_routes, turn_model_versions, turn_prompt_versions,
+           turn_similarity, turn_rephrase, turn_failed, turn_escalated
+    FROM {db}.sessions FINAL
+)
+ARRAY JOIN arrayEnumerate(turn_trace_ids) AS turn, turn_trace_ids AS trace_id,
+           turn_ts AS ts, turn_routes AS route, turn_model_versions AS model_version,
+           turn_prompt_versions AS prompt_version, turn_similarity AS similarity,
+           turn_rephrase AS rephrase, turn_failed AS failed, turn_escalated AS escalated;
+
 -- Merges of the traces column by column (vertical), whatever their size: a merge holds one
 -- column of its parts in memory at a time instead of all of them, which lowered the
 -- embedded worker's peak by about 70 MB (README, Benchmark).

@@ -100,6 +100,53 @@ ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(ts)
 ORDER BY (route, trace_id);
 
+-- One row per session: the calls of one session id (its traces, each a turn) until
+-- sessions.gap_seconds pass without a turn, closed by the stream's watermark as the SLI
+-- windows are (docs/platform/sessions.md). Dimensions are its last turn's; the turn_*
+-- arrays hold every turn in order (session_turns has them as rows). Written once when it
+-- closes; late_turns (turns read after it closed that fall in it) is refreshed.
+CREATE TABLE IF NOT EXISTS {db}.sessions
+(
+    session_id      String,
+    started_at      DateTime64(3, 'UTC'),  -- its first turn
+    last_turn_at    DateTime64(3, 'UTC'),  -- its last turn (the SLIs' event time)
+    route           LowCardinality(String),  -- of its last turn
+    model_version   LowCardinality(String),
+    prompt_version  LowCardinality(String),
+    routes          Array(LowCardinality(String)),  -- every one seen, first seen first
+    model_versions  Array(LowCardinality(String)),
+    prompt_versions Array(LowCardinality(String)),
+    user_id         String,
+    tenant          LowCardinality(String),
+    turns           UInt32,
+    duration_s      Float64,  -- first turn to last turn
+    turn_trace_ids  Array(String),
+    turn_ts         Array(DateTime64(3, 'UTC')),
+    turn_routes     Array(LowCardinality(String)),
+    turn_model_versions Array(LowCardinality(String)),
+    turn_prompt_versions Array(LowCardinality(String)),
+    turn_similarity Array(Float32),  -- to the turn before (0 for the first)
+    turn_rephrase   Array(UInt8),
+    turn_failed     Array(UInt8),
+    turn_escalated  Array(UInt8),
+    rephrases       UInt32,
+    failed_turns    UInt32,
+    escalated       UInt8,
+    abandoned       UInt8,
+    abandoned_after_failure UInt8,
+    outcome         LowCardinality(String),  -- escalated | abandoned_after_failure | abandoned | completed
+    closed_by       LowCardinality(String),  -- gap | max_turns | max_duration
+    late            UInt8,  -- 1: every turn was read after the watermark had passed it
+    late_turns      UInt32,  -- refreshed: turns read after it closed that fall in it
+    watermark       DateTime64(3, 'UTC'),  -- the stream's watermark when it closed
+    closed_upto     DateTime64(3, 'UTC'),  -- the closing pass's edge (last turns up to it)
+    inserted_at     DateTime64(3, 'UTC') DEFAULT now64(3),  -- when it closed
+    refreshed_at    DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(refreshed_at)
+PARTITION BY toYYYYMM(started_at)
+ORDER BY (session_id, started_at);
+
 -- The check results of traces written before stream-eval kept them as arrays on the trace
 -- row, one row per trace and check: empty on a store created since. Analysts query
 -- check_results, the view (migrations.sql) over the traces' check arrays and these rows.
@@ -297,6 +344,7 @@ ORDER BY (window_kind, route, model_version, prompt_version, window_start);
 
 CREATE OR REPLACE VIEW {db}.traces_v AS SELECT * FROM {db}.traces FINAL;
 CREATE OR REPLACE VIEW {db}.agent_runs_v AS SELECT * FROM {db}.agent_runs FINAL;
+CREATE OR REPLACE VIEW {db}.sessions_v AS SELECT * FROM {db}.sessions FINAL;
 CREATE OR REPLACE VIEW {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FINAL;
 CREATE OR REPLACE VIEW {db}.ingest_messages_v AS SELECT * FROM {db}.ingest_messages FINAL;
 CREATE OR REPLACE VIEW {db}.judge_results_v AS SELECT * FROM {db}.judge_results FINAL;

@@ -3,7 +3,8 @@
 -- (`*_fail` / `*_n`, `thumbs_down` / `traces`...) so analysts can re-aggregate any
 -- window or slice correctly: sum the numerators, sum the denominators, divide.
 -- Feedback and judge scores count in the window of the trace they are about, so a
--- window's thumbs-down rate converges as late feedback arrives.
+-- window's thumbs-down rate converges as late feedback arrives. A closed session counts
+-- in the minute of its last turn, each of its turns in its own.
 
 -- Feedback joined to its trace (the trace's first span, by start time), whatever came
 -- first: join_status is joined, expired (later than horizon_s after the trace) or
@@ -68,7 +69,21 @@ LEFT JOIN
            {sli_judge_counters}
     FROM {db}.judge_results FINAL
     GROUP BY window_start, route, model_version, prompt_version
-) AS j USING (window_start, route, model_version, prompt_version);
+) AS j USING (window_start, route, model_version, prompt_version)
+LEFT JOIN
+(
+    SELECT toStartOfMinute(last_turn_at) AS window_start, route, model_version, prompt_version,
+           {sli_session_counters}
+    FROM {db}.sessions FINAL
+    GROUP BY window_start, route, model_version, prompt_version
+) AS s USING (window_start, route, model_version, prompt_version)
+LEFT JOIN
+(
+    SELECT toStartOfMinute(ts) AS window_start, route, model_version, prompt_version,
+           {sli_turn_counters}
+    FROM {db}.session_turns
+    GROUP BY window_start, route, model_version, prompt_version
+) AS u USING (window_start, route, model_version, prompt_version);
 
 -- Human labels against the judge, per day, judge model and rubric version: the newest
 -- label of each reviewer on each (trace, call, rubric) that the judge scored.

@@ -13,7 +13,10 @@ multiple of step) holds, per slice (route x model_version x prompt_version):
 - the feedback about those traces (joined, see ``feedback_v``) and their judge results
   that ClickHouse had when the window closed (``inserted_at <= closed_at``); what
   arrived later is in their counters' ``late_<counter>`` (and, as before, the totals
-  ``late_feedback`` / ``late_judge``).
+  ``late_feedback`` / ``late_judge``);
+- the sessions whose last turn is in it, and the turns of closed sessions in it, on the
+  same rule: a session closes ``sessions.gap_seconds`` after its last turn, so with the
+  default gap they reach a minute's window after it closed, in its ``late_*``.
 
 So for every window, slice and counter: counter + late_<counter> = ``sli_minute`` summed
 over the window, at any time. One statement writes all windows of one kind whose end lies in
@@ -160,6 +163,37 @@ LEFT JOIN
     )
     GROUP BY {slice_cols}
 ) AS j USING ({slice_cols})
+LEFT JOIN
+(
+    SELECT {slice_cols},
+           {aggregates_sql("sessions", "on_time")},
+           {late_aggregates_sql("sessions", "NOT on_time")}
+    FROM
+    (
+        SELECT *, inserted_at <= closed_at AS on_time
+        FROM (SELECT *, arrayJoin({_starts("last_turn_at", kind)}) AS w FROM {db}.sessions FINAL
+              WHERE last_turn_at >= toDateTime64({lo}, 3)
+                    AND last_turn_at < toDateTime64({hi}, 3)) AS x
+        INNER JOIN {closes} AS wc USING (w)
+        WHERE {in_range}
+    )
+    GROUP BY {slice_cols}
+) AS s USING ({slice_cols})
+LEFT JOIN
+(
+    SELECT {slice_cols},
+           {aggregates_sql("turns", "on_time")},
+           {late_aggregates_sql("turns", "NOT on_time")}
+    FROM
+    (
+        SELECT *, inserted_at <= closed_at AS on_time
+        FROM (SELECT *, arrayJoin({_starts("ts", kind)}) AS w FROM {db}.session_turns
+              WHERE {time_filter}) AS x
+        INNER JOIN {closes} AS wc USING (w)
+        WHERE {in_range}
+    )
+    GROUP BY {slice_cols}
+) AS u USING ({slice_cols})
 SETTINGS prefer_column_name_to_alias = 1
 """
 

@@ -1,0 +1,207 @@
+"""Closing sessions when the stream's watermark passes their gap.
+
+A session's calls live in ``traces`` (its state is the table, as for the SLI windows: no
+Faust table, nothing to restore at a restart). One closer runs per consumer group, in the
+same pass as the window closer and just before it (``windows.close``, the same
+watermark). Each pass:
+
+1. ``upto`` = the watermark - ``windows.allowed_lateness_seconds`` - ``gap_seconds``: a
+   session whose last turn is at or before it can get no more turns on time;
+2. reads the calls of the session ids with a call in (frontier, upto] (at most
+   ``max_turns_per_pass`` calls past the frontier: a watermark far ahead catches up over
+   passes), from their newest closed session's edge on; cuts them into turns and
+   sessions (``turns.split``) and writes, once, each session whose last turn is in that
+   range and that has ended;
+3. every ``windows.refresh_seconds``, over the last ``windows.refresh_hours``: closes the
+   sessions whose turns were all read after a pass had gone by them (``late = 1``), and
+   counts each closed session's late turns (read after it closed, in its span): the
+   session row is rewritten with ``late_turns``, everything else as it was.
+
+Closing is deterministic in the stored calls: a restart, a rebalance or a replay closes
+the same sessions with the same turns, and a session is never written twice (its turns
+are behind the edge the next pass starts from).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from itertools import groupby
+from typing import Any
+
+from stream_eval.config import WindowSettings
+from stream_eval.metrics import Sample
+from stream_eval.sessions import sql
+from stream_eval.sessions.settings import SessionSettings
+from stream_eval.sessions.turns import CLOSED_BY, Segment, Turn, signals, split
+from stream_eval.sink.base import Store
+from stream_eval.sink.rows import ndjson
+from stream_eval.windows.close import stream_watermark
+
+
+def _distinct(values: Iterator[str]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def _turns(calls: list[dict[str, Any]]) -> tuple[list[Turn], dict[str, str]]:
+    """One session id's calls (in order) as turns (one per trace), and who and where."""
+    by_trace: dict[str, list[dict[str, Any]]] = {}
+    for c in calls:
+        by_trace.setdefault(c["trace_id"], []).append(c)
+    turns = []
+    for trace_id, cs in by_trace.items():
+        first = cs[0]
+        answers = [c["output"] for c in cs if c["output"].strip()]
+        failed = _distinct(f for c in cs for f in (*c["failed_checks"], *(c["run_failed"] or ())))
+        turns.append(
+            Turn(
+                trace_id=trace_id, ts=float(first["ts"]), route=first["route"],
+                model_version=first["model_version"], prompt_version=first["prompt_version"],
+                user_text=first["input"], answer=answers[-1] if answers else "",
+                failed_checks=tuple(failed), tools=tuple(_distinct(iter(first["tools"] or ()))),
+                routes=tuple(_distinct(c["route"] for c in cs)),
+            )
+        )  # fmt: skip
+    turns.sort(key=lambda t: (t.ts, t.trace_id))
+    who = {"user_id": next((c["user_id"] for c in calls if c["user_id"]), ""),
+           "tenant": next((c["tenant"] for c in calls if c["tenant"]), "")}  # fmt: skip
+    return turns, who
+
+
+def session_row(
+    session_id: str, seg: Segment, who: dict[str, str], cfg: SessionSettings, **extra: Any
+) -> dict[str, Any]:
+    t = seg.turns
+    sig = signals(t, cfg)
+    last = t[-1]
+    return {
+        "session_id": session_id, "started_at": t[0].ts, "last_turn_at": last.ts,
+        "route": last.route, "model_version": last.model_version,
+        "prompt_version": last.prompt_version,
+        "routes": _distinct(x.route for x in t),
+        "model_versions": _distinct(x.model_version for x in t),
+        "prompt_versions": _distinct(x.prompt_version for x in t),
+        **who, "turns": len(t), "duration_s": round(last.ts - t[0].ts, 3),
+        "turn_trace_ids": [x.trace_id for x in t], "turn_ts": [x.ts for x in t],
+        "turn_routes": [x.route for x in t],
+        "turn_model_versions": [x.model_version for x in t],
+        "turn_prompt_versions": [x.prompt_version for x in t],
+        "turn_similarity": [round(s.similarity, 4) for s in sig.turns],
+        "turn_rephrase": [int(s.rephrase) for s in sig.turns],
+        "turn_failed": [int(s.failed) for s in sig.turns],
+        "turn_escalated": [int(s.escalated) for s in sig.turns],
+        "rephrases": sig.rephrases, "failed_turns": sig.failed_turns,
+        "escalated": int(sig.escalated), "abandoned": int(sig.abandoned),
+        "abandoned_after_failure": int(sig.abandoned_after_failure),
+        "outcome": sig.outcome, "closed_by": seg.closed_by, **extra,
+    }  # fmt: skip
+
+
+class SessionCloser:
+    def __init__(self, cfg: SessionSettings, windows: WindowSettings, topic: str) -> None:
+        self.cfg = cfg
+        self.windows = windows
+        self.topic = topic
+        self.frontier: float | None = None  # last turns up to here are decided
+        self.closed: Counter[str] = Counter()  # by closed_by, and "late"
+        self.late_turns = 0  # in the sessions refreshed last
+        self._last_refresh = 0.0
+
+    def metrics(self) -> Iterator[Sample]:
+        for by in (*CLOSED_BY, "late"):
+            yield "sessions_closed", {"closed_by": by}, self.closed[by]
+        yield "session_late_turns", {}, self.late_turns
+
+    def report(self) -> str:
+        return f"sessions: {sum(self.closed.values())} closed, {self.late_turns} late turns"
+
+    def run(self, store: Store, now: float | None = None) -> int:
+        """One closing pass (blocking: on the sink's thread); returns the sessions closed."""
+        now = time.time() if now is None else now
+        w, cfg = self.windows, self.cfg
+        wm = stream_watermark(store, self.topic, w.idle_partition_seconds, now)
+        frontier = self._frontier(store)
+        if wm is None or frontier is None:
+            return 0
+        db, gap = store.database, cfg.gap_seconds
+        upto = wm - w.allowed_lateness_seconds - gap
+        closed = 0
+        if upto > frontier:
+            edge = store.query(sql.pass_edge_sql(db, frontier, upto, cfg.max_turns_per_pass))
+            if edge:  # more calls than a pass reads: stop before the one past the limit
+                upto = max(float(edge[0]["t"]) - 0.001, frontier + 0.001)
+            ids = sql.ids_in_sql(db, frontier, upto)
+            lo = frontier - cfg.max_duration_seconds - gap
+            closed += self._close(store, ids, lo, upto + gap, frontier, upto, wm, late=False)
+            self.frontier = frontier = upto
+        if now - self._last_refresh >= w.refresh_seconds:
+            self._last_refresh = now
+            lo = frontier - w.refresh_hours * 3600
+            ids = sql.uncovered_ids_sql(db, gap, lo, frontier)
+            start = lo - cfg.max_duration_seconds - gap
+            closed += self._close(store, ids, start, frontier + gap, None, frontier, wm, late=True)
+            self._refresh_late(store, start, frontier + gap)
+        return closed
+
+    def _close(
+        self, store: Store, ids: str, lo: float, hi: float, after: float | None,
+        upto: float, wm: float, *, late: bool,
+    ) -> int:  # fmt: skip
+        """Write the sessions of ``ids`` whose last turn is in (after, upto] and that have
+        ended (the calls read reach ``hi`` = upto + the gap)."""
+        db, cfg = store.database, self.cfg
+        calls = store.query(sql.calls_sql(db, ids, cfg.gap_seconds, lo, hi))
+        rows = []
+        for session_id, group in groupby(calls, key=lambda c: str(c["session_id"])):
+            turns, who = _turns(list(group))
+            for seg in split(turns, cfg):
+                last = seg.turns[-1].ts
+                if last > upto or (after is not None and last <= after):
+                    continue
+                if seg.closed_by == "gap" and last + cfg.gap_seconds > hi:
+                    continue  # its gap is not all read
+                rows.append(
+                    session_row(
+                        session_id,
+                        seg,
+                        who,
+                        cfg,
+                        late=int(late),
+                        late_turns=0,
+                        watermark=wm,
+                        closed_upto=upto,
+                    )
+                )
+                self.closed["late" if late else seg.closed_by] += 1
+        if rows:
+            store.insert("sessions", ndjson(rows))
+        return len(rows)
+
+    def _refresh_late(self, store: Store, lo: float, hi: float) -> None:
+        db = store.database
+        counts = store.query(sql.late_turns_sql(db, self.cfg.gap_seconds, lo, hi))
+        self.late_turns = sum(int(r["late_turns"]) for r in counts)
+        keyed = [
+            (str(r["session_id"]), float(r["started_at"]), int(r["late_turns"]))
+            for r in counts
+            if int(r["late_turns"]) != int(r["stored"])
+        ]
+        if keyed:
+            store.command(sql.rewrite_late_sql(db, keyed))
+
+    def _frontier(self, store: Store) -> float | None:
+        if self.frontier is not None:
+            return self.frontier
+        db = store.database
+        rows = store.query(
+            f"SELECT count() AS n, toFloat64(max(closed_upto)) AS f FROM {db}.sessions "
+            "WHERE late = 0"
+        )
+        if rows and int(rows[0]["n"]):
+            self.frontier = float(rows[0]["f"])
+            return self.frontier
+        first = store.query(sql.first_call_sql(db))
+        if not first or not int(first[0]["n"]):
+            return None
+        return float(first[0]["first"]) - 0.001
