@@ -22,6 +22,7 @@ class ToolCall:
     arguments: str  # as the span recorded them (JSON text, cut to MAX_ARGUMENTS)
     start_ns: int
     error: str = ""  # the span's error (status description, error.type): "" if it succeeded
+    result: str = ""  # what it returned, as the span recorded it (cut to MAX_ARGUMENTS)
 
 
 @dataclass(slots=True)

@@ -34,10 +34,10 @@ from pydantic_settings import (
 from stream_eval.checks import CHECKS
 from stream_eval.checks.pii_patterns import PII_KINDS
 from stream_eval.checks.runs import RunSettings as RunSettings
+from stream_eval.checks.sessions import SessionSettings as SessionSettings
 from stream_eval.checks.settings import DEFAULT_REFUSAL_PHRASES as DEFAULT_REFUSAL_PHRASES
 from stream_eval.checks.settings import CheckSettings as CheckSettings
 from stream_eval.rubrics import RUBRIC_NAMES
-from stream_eval.sessions.settings import SessionSettings as SessionSettings
 
 # Names are owned by what they name: the checks by ``checks.CHECKS``, the PII kinds by
 # ``checks.pii_patterns.PATTERNS``, the rubrics by ``rubrics.RUBRICS``; the settings

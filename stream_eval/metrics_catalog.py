@@ -18,6 +18,7 @@ from stream_eval.assembly.intake import DEAD_REASONS as OTLP_INTAKE_REASONS
 from stream_eval.assembly.split import NO_TRACE_ID
 from stream_eval.assembly.stage import DEAD_REASONS as ASSEMBLE_REASONS
 from stream_eval.checks.runs import RUN_CHECKS
+from stream_eval.checks.sessions import CLOSED_BY
 from stream_eval.config import WindowSettings
 from stream_eval.dead_letters import INGEST_REASONS, REASONS
 from stream_eval.feedback.stage import DEAD_REASONS as FEEDBACK_REASONS
@@ -25,7 +26,6 @@ from stream_eval.ingest.conventions import KNOWN_SKIP_REASONS
 from stream_eval.judge.pauses import PAUSE_EVENTS
 from stream_eval.metrics import PREFIX, Family, Role
 from stream_eval.runtime.steps import STEPS
-from stream_eval.sessions.turns import CLOSED_BY
 from stream_eval.windows.close import window_kinds
 
 BOTH: frozenset[Role] = frozenset({"ingest", "judge"})

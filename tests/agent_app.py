@@ -17,7 +17,8 @@ scripted: first a call of the tool ``lookup_order``, then the final answer.
 With ``planted`` (the Agents SDK kinds), the runs go wrong as agents do: a tool that
 raises (the SDK hands the model an error message, which it answers), and a run that calls
 the same tool with the same arguments until the SDK's ``max_turns`` (3) stops it, with no
-answer. ``expected.json`` says which is which.
+answer; and an answer that ignores what the tool returned. ``expected.json`` says which
+is which.
 
 Writes ``OUT_DIR/spans.bin`` (every span in one ``ExportTraceServiceRequest``, by the
 official OTLP encoder) and ``OUT_DIR/expected.json`` (the runs, what each step answered,
@@ -61,6 +62,8 @@ PLANTED = [
     {"order": "A1", "answer": "Order A1 shipped on Monday.", "plan": "ok"},
     {"order": "BAD", "answer": "Sorry, I could not look the order up.", "plan": "tool_error"},
     {"order": "L7", "answer": "", "plan": "loop"},  # three calls, then Max turns exceeded
+    # the tool found it, and the answer says otherwise
+    {"order": "I9", "answer": "I could not find that order.", "plan": "ignored"},
 ]
 MAX_TURNS = 3
 

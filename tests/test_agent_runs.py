@@ -31,6 +31,15 @@ FAILS = {
     "ok": [],
     "tool_error": ["tool_error"],
     "loop": ["tool_loop", "step_limit", "no_final_answer"],
+    "ignored": ["ignored_tool_result"],
+}
+# The checks that apply to each (ignored_tool_result: where the last tool call succeeded
+# and the run answered).
+APPLIES = {
+    "ok": list(RUN_CHECKS),
+    "tool_error": [c for c in RUN_CHECKS if c != "ignored_tool_result"],
+    "loop": [c for c in RUN_CHECKS if c != "ignored_tool_result"],
+    "ignored": list(RUN_CHECKS),
 }
 
 
@@ -57,7 +66,7 @@ def test_each_planted_run_fails_exactly_its_checks(planted: dict[str, Path], kin
     assert len(runs) == len(expected)
     for run, want in nonempty(list(zip(runs, expected, strict=True))):
         results = run_checks_on(run, RunSettings())
-        assert [r.check for r in results] == list(RUN_CHECKS)
+        assert [r.check for r in results] == APPLIES[want["plan"]]
         assert [r.check for r in results if not r.passed] == FAILS[want["plan"]], run
         assert run.agent == "support" and run.route == "orders-agent"
         assert {c.name for c in run.tool_calls} == {"lookup_order"}
@@ -69,7 +78,7 @@ def test_steps_come_in_order_with_the_tool_error_and_the_limit(
     planted: dict[str, Path], kind: str
 ) -> None:
     runs, _ = _runs(planted[kind])
-    ok, failing_tool, loop = runs
+    ok, failing_tool, loop, _ = runs
     assert (ok.steps, ok.tool_steps, ok.tool_calls_total) == (2, 1, 1)
     (call,) = failing_tool.tool_calls
     assert call.error.startswith("Error running tool")  # the span's status, as the SDK set it
@@ -92,11 +101,11 @@ def test_a_run_is_one_row_with_its_checks(
     )
     _, expected = _runs(planted[kind])
     assert [r["failed_checks"] for r in rows] == [FAILS[e["plan"]] for e in expected]
-    assert [(r["steps"], r["tool_calls"]) for r in rows] == [(2, 1), (2, 1), (3, 3)]
-    assert [r["failed_tool"] for r in rows] == [0, 1, 0]
+    assert [(r["steps"], r["tool_calls"]) for r in rows] == [(2, 1), (2, 1), (3, 3), (2, 1)]
+    assert [r["failed_tool"] for r in rows] == [0, 1, 0, 0]
     assert {r["agent"] for r in rows} == {"support"}
     calls = store.query("SELECT count() AS n FROM stream_eval.traces FINAL")[0]["n"]
-    assert calls == 7  # the LLM calls stay rows of their own
+    assert calls == 9  # the LLM calls stay rows of their own
 
 
 def test_a_trace_without_agent_or_tool_spans_is_no_run(otel_traffic: dict[str, Path]) -> None:
@@ -133,6 +142,13 @@ def test_run_checks_by_their_thresholds() -> None:
     assert _failed(_run(final_answer=" ")) == ["no_final_answer"]
     failing = [ToolCall("search", "{}", 0, error="timeout")]
     assert _failed(_run(tool_calls=failing)) == ["tool_error"]
+    found = [ToolCall("lookup", "{}", 0, result="order 4512 ships on 2026-12-04")]
+    assert _failed(_run(tool_calls=found, final_answer="Order 4512 ships Friday.")) == []
+    assert _failed(_run(tool_calls=found, final_answer="I found nothing.")) == [
+        "ignored_tool_result"
+    ]
+    words = [ToolCall("lookup", "{}", 0, result="no such order")]  # nothing to compare
+    assert _failed(_run(tool_calls=words, final_answer="Sorry.")) == []
 
 
 def test_a_run_keeps_a_bounded_number_of_tool_calls() -> None:

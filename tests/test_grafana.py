@@ -25,13 +25,13 @@ import pytest
 import yaml
 from helpers import nonempty
 
+from stream_eval.checks.sessions import SessionSettings
 from stream_eval.config import ClickHouseSettings, RouteSettings, Settings
 from stream_eval.grafana import macros
 from stream_eval.grafana.generate import check, committed_settings, generate
 from stream_eval.ingest.process import process_batch
 from stream_eval.records import ProcessedTrace, RawMessage
 from stream_eval.sessions.close import SessionCloser
-from stream_eval.sessions.settings import SessionSettings
 from stream_eval.sink.store import Store, open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.synthetic.traces import MODEL_VERSIONS, TraceFactory

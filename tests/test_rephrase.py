@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from stream_eval.sessions.settings import SessionSettings
-from stream_eval.sessions.similarity import similarity
-from stream_eval.sessions.turns import Turn, signals
+from stream_eval.checks.sessions import SessionSettings, Turn, signals
+from stream_eval.checks.similarity import similarity
 
 DATA = Path(__file__).parent / "data" / "rephrases.jsonl"
 DOC = Path(__file__).parents[1] / "docs" / "platform" / "sessions.md"

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from helpers import nonempty
 
+from stream_eval.checks.sessions import SessionSettings
 from stream_eval.config import ClickHouseSettings, WindowSettings
 from stream_eval.sessions.close import SessionCloser
-from stream_eval.sessions.settings import SessionSettings
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store, open_store
 from stream_eval.sli_registry import counters_of, late_name

@@ -14,7 +14,14 @@ no_final_answer    no LLM call of the run answered with text, or its last one as
                    for tools (the run ended before an answer)
 agent_error        an agent span of the run ended in error (other than at its step
                    limit, which is ``step_limit``'s)
+ignored_tool_      the final answer names none of the identifiers (words with a
+result             digit: an order number, a date, an amount) that the last tool
+                   call's result names: the answer did not use what the tool
+                   returned. Applies to a run with a final answer whose last tool
+                   call succeeded and returned identifiers
 =================  ==========================================================
+
+A check that does not apply to a run returns None (as the call checks do).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from stream_eval.agent_run import AgentRun
+from stream_eval.checks.similarity import identifiers
 from stream_eval.trace import CheckResult
 
 
@@ -86,7 +94,23 @@ def check_agent_error(run: AgentRun, cfg: RunSettings) -> CheckResult:
     return CheckResult("agent_error", False, reason=run.error[:300])
 
 
-RunCheck = Callable[[AgentRun, RunSettings], CheckResult]
+def check_ignored_tool_result(run: AgentRun, cfg: RunSettings) -> CheckResult | None:
+    last = run.tool_calls[-1] if run.tool_calls else None
+    if last is None or last.error or not run.final_answer.strip() or run.ended_in_tool_step:
+        return None
+    named = identifiers(last.result)
+    if not named:
+        return None
+    if named & identifiers(run.final_answer):
+        return CheckResult("ignored_tool_result", True)
+    shown = ", ".join(sorted(named)[:5])
+    return CheckResult(
+        "ignored_tool_result", False,
+        reason=f"the answer names none of what {last.name or 'the last tool'} returned ({shown})",
+    )  # fmt: skip
+
+
+RunCheck = Callable[[AgentRun, RunSettings], CheckResult | None]
 # The one list of the run checks, in their fixed order.
 RUN_CHECKS: dict[str, RunCheck] = {
     "tool_error": check_tool_error,
@@ -94,9 +118,10 @@ RUN_CHECKS: dict[str, RunCheck] = {
     "step_limit": check_step_limit,
     "no_final_answer": check_no_final_answer,
     "agent_error": check_agent_error,
+    "ignored_tool_result": check_ignored_tool_result,
 }
 
 
 def run_checks_on(run: AgentRun, cfg: RunSettings) -> list[CheckResult]:
-    """Every run check on one run, in ``RUN_CHECKS`` order."""
-    return [fn(run, cfg) for fn in RUN_CHECKS.values()]
+    """Every run check that applies to one run, in ``RUN_CHECKS`` order."""
+    return [r for fn in RUN_CHECKS.values() if (r := fn(run, cfg)) is not None]

@@ -92,6 +92,7 @@ def run_part(attrs: Mapping[str, Any]) -> str | None:
 AGENT_NAME = ("gen_ai.agent.name", "agent.name")
 TOOL_NAME = ("gen_ai.tool.name", "tool.name")
 TOOL_ARGUMENTS = ("gen_ai.tool.call.arguments", "input.value")
+TOOL_RESULT = ("gen_ai.tool.call.result", "output.value")
 ERROR_TYPE = "error.type"
 
 

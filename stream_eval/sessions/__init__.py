@@ -1,3 +1,2 @@
-"""Sessions: calls grouped into conversations, closed by an inactivity gap on the
-stream's watermark, with the signals only a conversation shows (rephrases, abandonment,
-escalation)."""
+"""Sessions closed by the stream's watermark (``close``, with its queries in ``sql``); what
+a session is and its signals are pure functions in ``checks.sessions``."""

@@ -10,7 +10,7 @@ watermark). Each pass:
 2. reads the calls of the session ids with a call in (frontier, upto] (at most
    ``max_turns_per_pass`` calls past the frontier: a watermark far ahead catches up over
    passes), from their newest closed session's edge on; cuts them into turns and
-   sessions (``turns.split``) and writes, once, each session whose last turn is in that
+   sessions (``checks.sessions.split``) and writes, once, each session whose last turn is in that
    range and that has ended;
 3. every ``windows.refresh_seconds``, over the last ``windows.refresh_hours``: closes the
    sessions whose turns were all read after a pass had gone by them (``late = 1``), and
@@ -30,11 +30,10 @@ from collections.abc import Iterator
 from itertools import groupby
 from typing import Any
 
+from stream_eval.checks.sessions import CLOSED_BY, Segment, SessionSettings, Turn, signals, split
 from stream_eval.config import WindowSettings
 from stream_eval.metrics import Sample
 from stream_eval.sessions import sql
-from stream_eval.sessions.settings import SessionSettings
-from stream_eval.sessions.turns import CLOSED_BY, Segment, Turn, signals, split
 from stream_eval.sink.base import Store
 from stream_eval.sink.rows import ndjson
 from stream_eval.windows.close import stream_watermark

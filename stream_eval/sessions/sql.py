@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream_eval.sessions.similarity import MAX_CHARS
+from stream_eval.checks.similarity import MAX_CHARS
 
 
 def at(t: float) -> str:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream_eval.agent_run import MAX_ANSWER, MAX_ARGUMENTS, MAX_TOOL_CALLS, AgentRun, ToolCall
-from stream_eval.ingest.conventions import AGENT, AGENT_NAME, TOOL_ARGUMENTS, TOOL_NAME
+from stream_eval.ingest.conventions import (
+    AGENT,
+    AGENT_NAME,
+    TOOL_ARGUMENTS,
+    TOOL_NAME,
+    TOOL_RESULT,
+)
 from stream_eval.trace import Trace
 
 
@@ -64,9 +70,14 @@ class RunParts:
         if len(parts.tools) < MAX_TOOL_CALLS:
             args = attrs.get(TOOL_ARGUMENTS[0], attrs.get(TOOL_ARGUMENTS[1], ""))
             text = args if isinstance(args, str) else str(args)
+            out = attrs.get(TOOL_RESULT[0], attrs.get(TOOL_RESULT[1], ""))
+            result = out if isinstance(out, str) else str(out)
             parts.tools.append(
-                ToolCall(_first_str(attrs, TOOL_NAME), text[:MAX_ARGUMENTS], start_ns, error)
-            )
+                ToolCall(
+                    _first_str(attrs, TOOL_NAME), text[:MAX_ARGUMENTS], start_ns, error,
+                    result[:MAX_ARGUMENTS],
+                )
+            )  # fmt: skip
 
     def runs(self, traces: list[Trace]) -> list[AgentRun]:
         if not self._by_trace:
