@@ -351,7 +351,9 @@ class ReviewSettings(_Model):
     flood it. Reasons, first match wins: ``judge_fail`` (a scored rubric below its pass
     threshold), ``thumbs_down``, ``failed_check`` (one of ``failed_checks``), and
     ``calibration`` (a random ``calibration_rate`` of the traces judged at their route's
-    rate: the unbiased sample that measures the judge's own error)."""
+    rate: the unbiased sample that measures the judge's own error); then whole units,
+    ``abandoned_after_failure`` and ``rephrase_burst`` (sessions) and
+    ``failed_run_check`` (agent runs)."""
 
     enqueue_interval_seconds: float = Field(default=30.0, gt=0)
     lookback_hours: float = Field(default=24.0, gt=0)
@@ -367,6 +369,11 @@ class ReviewSettings(_Model):
     # the judge has had its say first (a trace it fails is queued as judge_fail)
     settle_seconds: float = Field(default=300.0, ge=0)
     user_header: str = ""  # e.g. X-Forwarded-User: the reviewer, set by your auth proxy
+    # whole units as items: sessions (abandoned_after_failure; rephrase_burst: at least
+    # session_min_rephrases rephrases) and agent runs that failed a run check
+    sessions: bool = True
+    session_min_rephrases: int = Field(default=2, ge=1)
+    agent_runs: bool = True
 
     _checks_known = field_validator("failed_checks")(_known_checks)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 class Judged(Protocol):
@@ -88,6 +88,61 @@ RUBRICS: dict[str, Rubric] = {
 }
 # The one list of the rubrics (``judge.rubrics`` in the settings is validated against it).
 RUBRIC_NAMES: tuple[str, ...] = tuple(RUBRICS)
+
+Unit = Literal["call", "session", "run"]
+
+# The rubrics of a whole unit, labelled by reviewers on a session or an agent run as one
+# item (``review.queue``): what a person judges only from the whole conversation or run.
+UNIT_RUBRICS: dict[Unit, dict[str, Rubric]] = {
+    "session": {
+        r.name: r
+        for r in (
+            Rubric(
+                name="conversation_resolution",
+                declared_version="1",
+                criteria=(
+                    "Did the CONVERSATION, taken as a whole, resolve what the user came for? "
+                    "A conversation the user leaves unserved, or has to restate the request "
+                    "in, scores low even if some answers were good."
+                ),
+            ),
+        )
+    },
+    "run": {
+        r.name: r
+        for r in (
+            Rubric(
+                name="task_success",
+                declared_version="1",
+                criteria=(
+                    "Did the agent RUN accomplish the TASK the user gave it, and does its "
+                    "final answer state the outcome correctly, consistent with what its "
+                    "tools returned?"
+                ),
+            ),
+            Rubric(
+                name="trajectory_quality",
+                declared_version="1",
+                criteria=(
+                    "Were the agent's steps reasonable for the TASK: the right tools with "
+                    "the right arguments, no repeated or needless calls, errors handled?"
+                ),
+            ),
+        )
+    },
+}
+
+
+def rubrics_of(unit: Unit) -> dict[str, Rubric]:
+    """The rubrics a reviewer labels an item of ``unit`` on."""
+    return RUBRICS if unit == "call" else UNIT_RUBRICS[unit]
+
+
+def rubric_named(name: str) -> Rubric | None:
+    """A rubric of any unit, by name."""
+    return RUBRICS.get(name) or next(
+        (r for rs in UNIT_RUBRICS.values() for n, r in rs.items() if n == name), None
+    )
 
 
 def rubrics_for_request(names: list[str], req: Judged) -> list[Rubric]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from stream_eval.rubrics import RUBRICS
+from stream_eval.rubrics import RUBRICS, UNIT_RUBRICS, rubric_named
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store
@@ -58,9 +58,10 @@ class Label:
             raise InvalidLabel("trace_id is required (and ids are at most 256 characters)")
         if not self.reviewer.strip() or len(self.reviewer) > 256:
             raise InvalidLabel("reviewer is required")
-        rubric = RUBRICS.get(self.rubric)
+        rubric = rubric_named(self.rubric)
         if rubric is None:
-            raise InvalidLabel(f"unknown rubric {self.rubric!r}; known: {', '.join(RUBRICS)}")
+            known = ", ".join([*RUBRICS, *(n for rs in UNIT_RUBRICS.values() for n in rs)])
+            raise InvalidLabel(f"unknown rubric {self.rubric!r}; known: {known}")
         if self.verdict not in VERDICTS:
             raise InvalidLabel(f"verdict must be pass or fail, got {self.verdict!r}")
         if self.score is not None and not rubric.scale_min <= self.score <= rubric.scale_max:
@@ -89,11 +90,11 @@ def _context(store: Store, labels: list[Label]) -> dict[tuple[str, str, str], di
             f"FROM {db}.traces FINAL WHERE (trace_id, span_id) IN ({keys})"
         )
     }
-    reasons = {
-        (r["trace_id"], r["span_id"]): r["reason"]
+    queued = {
+        (r["trace_id"], r["span_id"]): r
         for r in store.query(
-            f"SELECT trace_id, span_id, reason FROM {db}.review_queue FINAL "
-            f"WHERE (trace_id, span_id) IN ({keys})"
+            f"SELECT trace_id, span_id, reason, route, model_version, prompt_version "
+            f"FROM {db}.review_queue FINAL WHERE (trace_id, span_id) IN ({keys})"
         )
     }
     judged = {
@@ -106,13 +107,14 @@ def _context(store: Store, labels: list[Label]) -> dict[tuple[str, str, str], di
     }
     out = {}
     for x in labels:
-        t = traces.get((x.trace_id, x.span_id), {})
+        q = queued.get((x.trace_id, x.span_id), {})
+        t = traces.get((x.trace_id, x.span_id)) or q  # a session or run: its queue row
         j = judged.get((x.trace_id, x.span_id, x.rubric), {})
         out[(x.trace_id, x.span_id, x.rubric)] = {
             "route": t.get("route", ""),
             "model_version": t.get("model_version", ""),
             "prompt_version": t.get("prompt_version", ""),
-            "reason": reasons.get((x.trace_id, x.span_id), ""),
+            "reason": q.get("reason", ""),
             "judge_model": j.get("judge_model", ""),
             "judge_model_version": j.get("judge_model_version", ""),
             "judge_score": j.get("score"),
@@ -128,7 +130,7 @@ def label_rows(store: Store, labels: list[Label]) -> list[dict[str, Any]]:
         row = asdict(x)
         row.update(ctx[(x.trace_id, x.span_id, x.rubric)])
         row["label_id"] = x.label_id
-        row["rubric_version"] = RUBRICS[x.rubric].version
+        row["rubric_version"] = rubric_named(x.rubric).version  # type: ignore[union-attr]
         row["labelled_at"] = x.labelled_at or time.time()
         rows.append(row)
     return rows

@@ -3,9 +3,11 @@
 Items are added by one SQL statement (``enqueue_sql``), run on the worker's leader every
 ``review.enqueue_interval_seconds``: the candidates of the last ``lookback_hours``
 (judge failures, thumbs-down, failed checks, a random calibration sample of the traces
-judged at their route's rate), each (trace, span) at most once ever, the first reason
-in that order, at most ``max_per_hour`` per route x reason x hour of the trace. So the
-queue is stratified by route and reason and a bad deploy cannot flood it.
+judged at their route's rate; then whole units: sessions the user left after a failed
+answer, sessions with a burst of rephrases, agent runs that failed a run check), each
+item at most once ever, the first reason in that order, at most ``max_per_hour`` per
+route x reason x hour of the trace. So the queue is stratified by route and reason and a
+bad deploy cannot flood it.
 
 Reviewers take the next item (``next_item``): one they have not labelled, that still
 wants labels, not held by as many others as it wants labels; opening it holds it for
@@ -19,11 +21,63 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream_eval.config import ReviewSettings
+from stream_eval.rubrics import Unit
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store
 
-REASONS = ("judge_fail", "thumbs_down", "failed_check", "calibration")
+REASONS = (
+    "judge_fail", "thumbs_down", "failed_check", "calibration",
+    "abandoned_after_failure", "rephrase_burst", "failed_run_check",
+)  # fmt: skip
+
+# A whole session or agent run is one item: (session id, "session@<first turn, unix ms>")
+# or (trace id, "run"), so labels, holds and counts work for them as for a call.
+RUN_ITEM = "run"
+SESSION_ITEM = "session@"
+
+
+def unit_of(span_id: str) -> Unit:
+    if span_id == RUN_ITEM:
+        return "run"
+    return "session" if span_id.startswith(SESSION_ITEM) else "call"
+
+
+def session_item(started_at: float) -> str:
+    return f"{SESSION_ITEM}{round(started_at * 1000)}"
+
+
+def _unit_candidates(db: str, cfg: ReviewSettings, since: str, settled: str) -> list[str]:
+    parts = []
+    session_dims = (
+        f"session_id AS trace_id, concat('{SESSION_ITEM}', "
+        "toString(toUnixTimestamp64Milli(started_at))) AS span_id, route, model_version, "
+        "prompt_version, last_turn_at AS ts"
+    )
+    said = "concat(toString(turns), ' turns, ', toString(rephrases), ' rephrases')"
+    if cfg.sessions:
+        parts.append(
+            f"SELECT {session_dims}, 'abandoned_after_failure' AS reason, 4 AS prio, "
+            f"concat({said}, '; the user left after a failed answer') AS detail, "
+            f"'conversation_resolution' AS rubric, {cfg.reviewers} AS reviewers_required "
+            f"FROM {db}.sessions FINAL WHERE last_turn_at > {since} "
+            "AND abandoned_after_failure = 1"
+        )
+        parts.append(
+            f"SELECT {session_dims}, 'rephrase_burst' AS reason, 5 AS prio, {said} AS detail, "
+            f"'conversation_resolution' AS rubric, {cfg.reviewers} AS reviewers_required "
+            f"FROM {db}.sessions FINAL WHERE last_turn_at > {since} "
+            f"AND rephrases >= {cfg.session_min_rephrases}"
+        )
+    if cfg.agent_runs:
+        parts.append(
+            f"SELECT trace_id, '{RUN_ITEM}' AS span_id, route, model_version, prompt_version, "
+            "ts, 'failed_run_check' AS reason, 6 AS prio, "
+            "arrayStringConcat(failed_checks, ', ') AS detail, 'task_success' AS rubric, "
+            f"{cfg.reviewers} AS reviewers_required FROM {db}.agent_runs FINAL "
+            f"WHERE ts > {since} AND ingested_at < {settled} AND length(failed_checks) > 0"
+        )
+    return parts
 
 
 def _candidates(db: str, cfg: ReviewSettings, since: str, settled: str) -> list[str]:
@@ -68,7 +122,7 @@ def enqueue_sql(db: str, cfg: ReviewSettings, now: float | None = None) -> str |
     now = time.time() if now is None else now
     since = f"toDateTime64({now - cfg.lookback_hours * 3600:.3f}, 3)"
     settled = f"toDateTime64({now - cfg.settle_seconds:.3f}, 3)"
-    parts = _candidates(db, cfg, since, settled)
+    parts = _candidates(db, cfg, since, settled) + _unit_candidates(db, cfg, since, settled)
     if not parts:
         return None
     union = "\nUNION ALL\n".join(parts)

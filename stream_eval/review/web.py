@@ -8,7 +8,10 @@ any browser and behind any proxy, and every action is one POST that redirects. P
 - ``/item/{trace_id}/{span_id}``: the input with its system message, the retrieved
   context, the output, the checks and the judge's score and reason per rubric, and the
   label form (verdict, score on the rubric's scale, corrected answer, note). Other
-  reviewers' labels are not shown: each label is given blind;
+  reviewers' labels are not shown: each label is given blind. A whole session (span
+  ``session@<ms>``) shows its turns in order with what the closer found in each; an
+  agent run (span ``run``) its task, tool calls with their results, final answer and
+  run checks; both are labelled on their unit's rubrics (``rubrics.UNIT_RUBRICS``);
 - ``POST /item/{trace_id}/{span_id}``: records the label (labels topic, then
   ClickHouse) and releases the item.
 
@@ -31,8 +34,9 @@ from starlette.routing import Route
 
 from stream_eval.config import Settings
 from stream_eval.review.labels import InvalidLabel, Label, Publish, record
-from stream_eval.review.queue import next_item, queue_counts, release, reserve
-from stream_eval.rubrics import RUBRICS
+from stream_eval.review.queue import next_item, queue_counts, release, reserve, unit_of
+from stream_eval.review.units import load_run, load_session
+from stream_eval.rubrics import rubrics_of
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.store import Store
 
@@ -117,11 +121,25 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         span_id = "" if request.path_params["span_id"] == "-" else request.path_params["span_id"]
         if request.method == "POST":
             return await _submit(request, who, trace_id, span_id)
-        data = await run_in_threadpool(_load, store, trace_id, span_id)
+        shown = await _shown(trace_id, span_id, who, "", {})
+        if shown.status_code == 200:
+            await run_in_threadpool(reserve, store, trace_id, span_id, who, hold_s)
+        return shown
+
+    async def _shown(
+        trace_id: str, span_id: str, who: str, error: str, form: dict[str, str]
+    ) -> Response:
+        """The item's page: a call, or a whole session or agent run, with the form."""
+        unit = unit_of(span_id)
+        load = {"call": _load, "session": load_session, "run": load_run}[unit]
+        data = await run_in_threadpool(load, store, trace_id, span_id)
         if data is None:
-            return _page("error.html", 404, message="No such trace in the store.")
-        await run_in_threadpool(reserve, store, trace_id, span_id, who, hold_s)
-        return _page("item.html", reviewer=who, rubrics=RUBRICS, error="", form={}, **data)
+            return _page("error.html", 404, message=f"No such {unit} in the store.")
+        page = "item.html" if unit == "call" else "unit.html"
+        return _page(
+            page, 422 if error else 200, reviewer=who, rubrics=rubrics_of(unit), error=error,
+            form=form, **data,
+        )  # fmt: skip
 
     async def _submit(request: Request, who: str, trace_id: str, span_id: str) -> Response:
         form = await request.form()
@@ -136,13 +154,10 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
                 note=values.get("note", "").strip(),
             )  # fmt: skip
         except (InvalidLabel, ValueError) as exc:
-            data = await run_in_threadpool(_load, store, trace_id, span_id)
-            if data is None:
-                return _page("error.html", 404, message="No such trace in the store.")
-            return _page(
-                "item.html", 422, reviewer=who, rubrics=RUBRICS, error=str(exc), form=values,
-                **data,
-            )  # fmt: skip
+            return await _shown(trace_id, span_id, who, str(exc), values)
+        if label.rubric not in rubrics_of(unit_of(span_id)):
+            return await _shown(trace_id, span_id, who, f"{label.rubric} is not a rubric of "
+                                f"this {unit_of(span_id)}", values)  # fmt: skip
         await run_in_threadpool(record, store, [label], publish)
         await run_in_threadpool(release, store, trace_id, span_id, who)
         return RedirectResponse("/?done=saved", status_code=303)

@@ -30,6 +30,7 @@ ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS content_missing UInt8 AFTER siz
 ALTER TABLE {db}.assembled_traces ADD COLUMN IF NOT EXISTS revision UInt32 AFTER reason;
 ALTER TABLE {db}.assembled_traces ADD COLUMN IF NOT EXISTS traces_partition Int32 DEFAULT -1 AFTER revision;
 ALTER TABLE {db}.assembled_traces ADD COLUMN IF NOT EXISTS traces_offset Int64 DEFAULT -1 AFTER traces_partition;
+ALTER TABLE {db}.agent_runs ADD COLUMN IF NOT EXISTS tool_results Array(String) CODEC(ZSTD(3)) AFTER tool_errors;
 
 -- check_results, one row per trace and check: a view over the traces' check arrays (and
 -- the rows of traces written before those, kept in check_results_before_arrays). The

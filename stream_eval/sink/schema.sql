@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS {db}.agent_runs
     tool_names      Array(LowCardinality(String)),
     tool_arguments  Array(String) CODEC(ZSTD(3)),  -- each cut to 1,000 characters
     tool_errors     Array(String),  -- '' for a call that succeeded
+    tool_results    Array(String) CODEC(ZSTD(3)),  -- what each returned, cut to 1,000 characters
     final_answer    String CODEC(ZSTD(3)),  -- its last text answer, cut to 4,000 characters
     error           String,  -- an agent span's error (e.g. "Max turns exceeded")
     failed_checks   Array(LowCardinality(String)),

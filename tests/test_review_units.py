@@ -1,0 +1,116 @@
+"""Sessions and agent runs reviewed whole: the queue takes a session the user left after a
+failed answer, one with a burst of rephrases, and agent runs that failed a run check; the
+review app shows a session's turns in order and a run's task, tool calls with their
+results and final answer, and labels each on its unit's rubrics (TestClient, real chdb).
+
+The agent runs are the OpenAI Agents SDK's planted runs (``tests/agent_app.py``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from helpers import run_app
+from starlette.testclient import TestClient
+from test_sessions import Partitions, call
+
+from stream_eval.checks.sessions import SessionSettings
+from stream_eval.config import ReviewSettings, Settings, WindowSettings
+from stream_eval.records import RawMessage
+from stream_eval.review.queue import RUN_ITEM, enqueue, session_item
+from stream_eval.review.web import COOKIE, create_app
+from stream_eval.sessions.close import SessionCloser
+from stream_eval.sink.store import Store
+from stream_eval.testing.ingest import write_messages
+
+T0 = float(int(time.time()) - 3 * 3600)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run_app("agent_app.py", "agents_responses", tmp_path_factory.mktemp("a"), "planted")
+
+
+def _seed(store: Store, planted: Path) -> None:
+    parts = Partitions(store)
+    parts.arrive(0, [
+        call("left", "l1", T0, "Can you cancel my subscription?", "Sorry, I can't help.",
+             failed=("refusal",)),
+        call("again", "g1", T0 + 5, "How do I reset my password?", "Use the link."),
+        call("again", "g2", T0 + 30, "how do I reset my password", "Use the link."),
+        call("again", "g3", T0 + 60, "HOW do I reset the password??", "Use the link!"),
+        call("fine", "f1", T0 + 9, "What plans do you offer?", "Basic and Pro."),
+    ])  # fmt: skip
+    parts.advance(T0 + 7200)
+    windows = WindowSettings(allowed_lateness_seconds=60)
+    assert SessionCloser(SessionSettings(gap_seconds=600), windows, "llm-traces").run(store) == 3
+    raw = (planted / "spans.bin").read_bytes()
+    write_messages(store, [RawMessage("otlp", 0, 0, time.time(), raw)], Settings())
+
+
+def test_units_are_queued_and_reviewed_whole(store: Store, planted: Path) -> None:
+    _seed(store, planted)
+    cfg = ReviewSettings(settle_seconds=0, judge_fail=False, thumbs_down=False,
+                         failed_checks=[], calibration_rate=0)  # fmt: skip
+    assert enqueue(store, cfg) == 5
+    queued = store.query(
+        "SELECT trace_id, span_id, reason, rubric FROM stream_eval.review_queue FINAL "
+        "ORDER BY reason, trace_id"
+    )
+    by_reason: dict[str, list[dict[str, str]]] = {}
+    for q in queued:
+        by_reason.setdefault(q["reason"], []).append(q)
+    assert [q["trace_id"] for q in by_reason["abandoned_after_failure"]] == ["left"]
+    assert [q["trace_id"] for q in by_reason["rephrase_burst"]] == ["again"]
+    runs = by_reason["failed_run_check"]
+    assert len(runs) == 3 and {q["span_id"] for q in runs} == {RUN_ITEM}  # all but the ok run
+    assert {q["rubric"] for q in queued} == {"conversation_resolution", "task_success"}
+    assert enqueue(store, cfg) == 0  # each at most once
+
+    settings = Settings(review=cfg)
+    client = TestClient(create_app(settings, store))
+    client.cookies.set(COOKIE, "rita")
+    span = by_reason["rephrase_burst"][0]["span_id"]
+    assert span == session_item(T0 + 5)  # the session's first turn, in unix ms
+    page = client.get(f"/item/again/{span}")
+    assert page.status_code == 200
+    html = page.text
+    assert html.index("How do I reset my password?") < html.index("HOW do I reset the password")
+    assert html.count(">rephrase</strong>") == 2 and 'id="outcome">abandoned' in html
+    assert 'value="conversation_resolution"' in html and 'value="helpfulness"' not in html
+    wrong = client.post(f"/item/again/{span}", data={"rubric": "helpfulness", "verdict": "fail"})
+    assert wrong.status_code == 422 and "not a rubric of this session" in wrong.text
+    saved = client.post(
+        f"/item/again/{span}",
+        data={"rubric": "conversation_resolution", "verdict": "fail", "score": "3"},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+
+    ignored = next(q for q in runs if "ignored_tool_result" in str(
+        store.query(f"SELECT failed_checks FROM stream_eval.agent_runs FINAL "
+                    f"WHERE trace_id = '{q['trace_id']}'")[0]["failed_checks"]))  # fmt: skip
+    page = client.get(f"/item/{ignored['trace_id']}/{RUN_ITEM}")
+    assert page.status_code == 200
+    assert "Where is my order I9?" in page.text  # the task
+    assert "order I9: found" in page.text  # what the tool returned
+    assert "I could not find that order." in page.text  # the final answer it ignored
+    assert 'value="task_success"' in page.text and 'value="trajectory_quality"' in page.text
+    assert client.post(
+        f"/item/{ignored['trace_id']}/{RUN_ITEM}",
+        data={"rubric": "task_success", "verdict": "fail"}, follow_redirects=False,
+    ).status_code == 303  # fmt: skip
+
+    labels = store.query(
+        "SELECT trace_id, span_id, rubric, verdict, route, reason, rubric_version "
+        "FROM stream_eval.review_labels FINAL ORDER BY rubric"
+    )
+    assert [(x["trace_id"], x["rubric"], x["verdict"]) for x in labels] == [
+        ("again", "conversation_resolution", "fail"),
+        (ignored["trace_id"], "task_success", "fail"),
+    ]
+    assert [x["reason"] for x in labels] == ["rephrase_burst", "failed_run_check"]
+    assert labels[0]["route"] == "chat" and labels[1]["route"] == "orders-agent"
+    assert all(x["rubric_version"].startswith("1+") for x in labels)
+    assert client.get("/item/again/session@1").status_code == 404
