@@ -9,12 +9,14 @@ scripted: first a call of the tool ``lookup_order``, then the final answer.
 - ``agents_responses``: the OpenAI Agents SDK on the Responses API (its default), under
   OpenInference's ``openai-agents`` instrumentation;
 - ``agents_chat``: the same agent on the Chat Completions API (``OpenAIChatCompletionsModel``);
+- ``langgraph``: a LangGraph ReAct agent on LangChain's ``ChatOpenAI`` under
+  OpenInference's ``langchain`` instrumentation (its recursion limit stops the loop);
 - ``openllmetry``, ``openinference``, ``openai_v2``: an app's own tool loop on the Chat
   Completions API (call, run the tool, call again with its result) under OpenLLMetry,
   OpenInference's ``openai`` instrumentation, and the official ``openai-v2`` one (content on
   the span).
 
-With ``planted`` (the Agents SDK kinds), the runs go wrong as agents do: a tool that
+With ``planted`` (the Agents SDK and LangGraph kinds), the runs go wrong as agents do: a tool that
 raises (the SDK hands the model an error message, which it answers), and a run that calls
 the same tool with the same arguments until the SDK's ``max_turns`` (3) stops it, with no
 answer; and an answer that ignores what the tool returned. ``expected.json`` says which
@@ -131,6 +133,36 @@ def _agents(base_url: str, api: str, runs: list[dict[str, str]]) -> None:
     asyncio.run(main())
 
 
+def _langgraph(base_url: str, runs: list[dict[str, str]]) -> None:
+    """A LangGraph ReAct agent (``create_react_agent``) on LangChain's ``ChatOpenAI``; its
+    own recursion limit stops the looping run."""
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+    from langgraph.errors import GraphRecursionError
+    from langgraph.prebuilt import ToolNode, create_react_agent
+
+    @tool
+    def lookup_order_tool(order_id: str) -> str:
+        """Look up an order by its id."""
+        return lookup_order(order_id)
+
+    lookup_order_tool.name = "lookup_order"
+    model = ChatOpenAI(model=REQUESTED, base_url=base_url, api_key="test", max_retries=0)  # type: ignore[arg-type]
+    # a failing tool's error goes back to the model, as the Agents SDK does
+    tools = ToolNode([lookup_order_tool], handle_tool_errors=True)
+    agent = create_react_agent(
+        model, tools, prompt="Answer questions about orders; look them up first."
+    )
+    for run in runs:
+        try:
+            # each model step and each tool step is a graph step: 3 model calls, 3 tools
+            agent.invoke(
+                {"messages": [("user", _question(run))]}, {"recursion_limit": 2 * MAX_TURNS}
+            )
+        except GraphRecursionError:
+            assert run.get("plan") == "loop", run
+
+
 def _script(stub: Any, runs: list[dict[str, str]]) -> None:
     from stream_eval.testing import Behaviour
 
@@ -161,6 +193,10 @@ def main(kind: str, out: Path, planted: bool = False) -> None:
 
         # exclusive: the SDK's own exporter to the OpenAI platform is not installed
         OpenAIAgentsInstrumentor().instrument(tracer_provider=provider, exclusive_processor=True)
+    elif kind == "langgraph":
+        from openinference.instrumentation.langchain import LangChainInstrumentor
+
+        LangChainInstrumentor().instrument(tracer_provider=provider)
     elif kind == "openllmetry":
         from opentelemetry.instrumentation.openai import OpenAIInstrumentor
 
@@ -178,14 +214,16 @@ def main(kind: str, out: Path, planted: bool = False) -> None:
     else:
         raise SystemExit(f"unknown kind {kind!r}")
     runs = PLANTED if planted else RUNS
-    if planted and not kind.startswith("agents_"):
-        raise SystemExit("planted runs are made with the Agents SDK kinds")
+    if planted and not (kind.startswith("agents_") or kind == "langgraph"):
+        raise SystemExit("planted runs are made with the Agents SDK and LangGraph kinds")
     with StubOpenAI(served_model=SERVED) as stub:
         _script(stub, runs)
         if kind == "agents_responses":
             _agents(stub.base_url, "responses", runs)
         elif kind == "agents_chat":
             _agents(stub.base_url, "chat", runs)
+        elif kind == "langgraph":
+            _langgraph(stub.base_url, runs)
         else:
             _own_loop(stub.base_url)
         assert stub.pending == 0, "every scripted step was asked for"

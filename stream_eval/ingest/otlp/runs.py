@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from stream_eval.agent_run import MAX_ANSWER, MAX_ARGUMENTS, MAX_TOOL_CALLS, AgentRun, ToolCall
 from stream_eval.ingest.conventions import (
     AGENT,
@@ -40,6 +42,22 @@ class _Parts:
     agents: list[tuple[int, str, str]] = field(default_factory=list)  # start, name, error
     tools: list[ToolCall] = field(default_factory=list)
     tools_total: int = 0
+
+
+def _tool_output(value: Any) -> str:
+    """What a tool returned: the ``content`` of a serialized message (LangChain's
+    ``ToolMessage``, as OpenInference records it), else the value as text."""
+    text = value if isinstance(value, str) else str(value)
+    if text.startswith("{") and '"content"' in text:
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return text
+        inner = obj.get("data", obj) if isinstance(obj, dict) else None
+        content = inner.get("content") if isinstance(inner, dict) else None
+        if isinstance(content, str):
+            return content
+    return text
 
 
 class RunParts:
@@ -70,8 +88,7 @@ class RunParts:
         if len(parts.tools) < MAX_TOOL_CALLS:
             args = attrs.get(TOOL_ARGUMENTS[0], attrs.get(TOOL_ARGUMENTS[1], ""))
             text = args if isinstance(args, str) else str(args)
-            out = attrs.get(TOOL_RESULT[0], attrs.get(TOOL_RESULT[1], ""))
-            result = out if isinstance(out, str) else str(out)
+            result = _tool_output(attrs.get(TOOL_RESULT[0], attrs.get(TOOL_RESULT[1], "")))
             parts.tools.append(
                 ToolCall(
                     _first_str(attrs, TOOL_NAME), text[:MAX_ARGUMENTS], start_ns, error,
