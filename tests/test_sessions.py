@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import nonempty
 
 from stream_eval.checks.sessions import SessionSettings
-from stream_eval.config import ClickHouseSettings, WindowSettings
+from stream_eval.config import WindowSettings
 from stream_eval.sessions.close import SessionCloser
 from stream_eval.sink.rows import ndjson
-from stream_eval.sink.store import Store, open_store
+from stream_eval.sink.store import Store
 from stream_eval.sli_registry import counters_of, late_name
 from stream_eval.windows.close import WindowCloser
 
@@ -31,15 +29,6 @@ TOPIC = "llm-traces"
 T0 = int(time.time()) // 3600 * 3600 - 86400
 GAP = 600
 WINDOWS = WindowSettings(allowed_lateness_seconds=60, refresh_seconds=0.001, refresh_hours=6)
-
-
-@pytest.fixture()
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(ClickHouseSettings(path=str(tmp_path / "chdb"), database=DB))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def call(

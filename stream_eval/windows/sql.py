@@ -28,8 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stream_eval.sli_registry import (
+    ALIASES,
     COUNTER_NAMES,
     LATE_COUNTER_NAMES,
+    Source,
     aggregates_sql,
     late_aggregates_sql,
     select_sql,
@@ -82,6 +84,27 @@ def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to:
         "latency_p50_ms", "latency_p95_ms", "late_feedback", "late_judge", "closed_at",
         "refreshed_at",
     )  # fmt: skip
+
+    def by_insert(src: Source, ts: str, table: str, where: str = "", more: str = "") -> str:
+        """The LEFT JOIN of a source whose rows count for a window when ClickHouse had them
+        at its close (``inserted_at <= closed_at``): feedback, judge results, sessions."""
+        extra = f",\n           {more}" if more else ""
+        return f"""LEFT JOIN
+(
+    SELECT {slice_cols},
+           {aggregates_sql(src, "on_time")},
+           {late_aggregates_sql(src, "NOT on_time")}{extra}
+    FROM
+    (
+        SELECT *, inserted_at <= closed_at AS on_time
+        FROM (SELECT *, arrayJoin({_starts(ts, kind)}) AS w FROM {table}
+              WHERE {where}{ts} >= toDateTime64({lo}, 3) AND {ts} < toDateTime64({hi}, 3)) AS x
+        INNER JOIN {closes} AS wc USING (w)
+        WHERE {in_range}
+    )
+    GROUP BY {slice_cols}
+) AS {ALIASES[src]} USING ({slice_cols})"""
+
     # prefer_column_name_to_alias: a counter's aggregate is named for the column it sums
     # (input_tokens), and its late counterpart sums that column, not the aggregate.
     return f"""
@@ -130,70 +153,26 @@ LEFT JOIN
     )
     GROUP BY {slice_cols}
 ) AS c USING ({slice_cols})
-LEFT JOIN
-(
-    SELECT {slice_cols},
-           {aggregates_sql("feedback", "on_time")},
-           {late_aggregates_sql("feedback", "NOT on_time")},
-           countIf(NOT on_time) AS late_feedback
-    FROM
-    (
-        SELECT *, inserted_at <= closed_at AS on_time
-        FROM (SELECT *, arrayJoin({_starts("trace_ts", kind)}) AS w FROM {db}.feedback_v
-              WHERE join_status = 'joined' AND trace_ts >= toDateTime64({lo}, 3)
-                    AND trace_ts < toDateTime64({hi}, 3)) AS x
-        INNER JOIN {closes} AS wc USING (w)
-        WHERE {in_range}
-    )
-    GROUP BY {slice_cols}
-) AS f USING ({slice_cols})
-LEFT JOIN
-(
-    SELECT {slice_cols},
-           {aggregates_sql("judge", "on_time")},
-           {late_aggregates_sql("judge", "NOT on_time")},
-           countIf(NOT on_time AND status = 'scored') AS late_judge
-    FROM
-    (
-        SELECT *, inserted_at <= closed_at AS on_time
-        FROM (SELECT *, arrayJoin({_starts("ts", kind)}) AS w FROM {db}.judge_results FINAL
-              WHERE {time_filter}) AS x
-        INNER JOIN {closes} AS wc USING (w)
-        WHERE {in_range}
-    )
-    GROUP BY {slice_cols}
-) AS j USING ({slice_cols})
-LEFT JOIN
-(
-    SELECT {slice_cols},
-           {aggregates_sql("sessions", "on_time")},
-           {late_aggregates_sql("sessions", "NOT on_time")}
-    FROM
-    (
-        SELECT *, inserted_at <= closed_at AS on_time
-        FROM (SELECT *, arrayJoin({_starts("last_turn_at", kind)}) AS w FROM {db}.sessions FINAL
-              WHERE last_turn_at >= toDateTime64({lo}, 3)
-                    AND last_turn_at < toDateTime64({hi}, 3)) AS x
-        INNER JOIN {closes} AS wc USING (w)
-        WHERE {in_range}
-    )
-    GROUP BY {slice_cols}
-) AS s USING ({slice_cols})
-LEFT JOIN
-(
-    SELECT {slice_cols},
-           {aggregates_sql("turns", "on_time")},
-           {late_aggregates_sql("turns", "NOT on_time")}
-    FROM
-    (
-        SELECT *, inserted_at <= closed_at AS on_time
-        FROM (SELECT *, arrayJoin({_starts("ts", kind)}) AS w FROM {db}.session_turns
-              WHERE {time_filter}) AS x
-        INNER JOIN {closes} AS wc USING (w)
-        WHERE {in_range}
-    )
-    GROUP BY {slice_cols}
-) AS u USING ({slice_cols})
+{
+        by_insert(
+            "feedback",
+            "trace_ts",
+            f"{db}.feedback_v",
+            "join_status = 'joined' AND ",
+            "countIf(NOT on_time) AS late_feedback",
+        )
+    }
+{
+        by_insert(
+            "judge",
+            "ts",
+            f"{db}.judge_results FINAL",
+            "",
+            "countIf(NOT on_time AND status = 'scored') AS late_judge",
+        )
+    }
+{by_insert("sessions", "last_turn_at", f"{db}.sessions FINAL")}
+{by_insert("turns", "ts", f"{db}.session_turns")}
 SETTINGS prefer_column_name_to_alias = 1
 """
 
