@@ -10,12 +10,10 @@ agreement figures equal those computed by hand from the labels.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -34,22 +32,6 @@ from stream_eval.testing import Behaviour, StubOpenAI
 from stream_eval.testing.clickhouse_http import ClickHouseHTTP
 
 pytestmark = pytest.mark.kafka
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture()
-def browser() -> Iterator[object]:
-    if CHROMIUM is None:
-        pytest.fail("Chromium is missing: apt-get install chromium (.ci/run installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _serve(settings: Settings, url: str) -> tuple[str, object]:

@@ -1,7 +1,8 @@
 """Sessions and agent runs reviewed whole: the queue takes a session the user left after a
 failed answer, one with a burst of rephrases, and agent runs that failed a run check; the
 review app shows a session's turns in order and a run's task, tool calls with their
-results and final answer, and labels each on its unit's rubrics (TestClient, real chdb).
+results and final answer, and labels each on its unit's rubrics (TestClient, real chdb;
+then a session reviewed in a real browser).
 
 The agent runs are the OpenAI Agents SDK's planted runs (``tests/agent_app.py``)."""
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import run_app
@@ -20,6 +22,7 @@ from stream_eval.config import ReviewSettings, Settings, WindowSettings
 from stream_eval.records import RawMessage
 from stream_eval.review.queue import RUN_ITEM, enqueue, session_item
 from stream_eval.review.web import COOKIE, create_app
+from stream_eval.runner import free_port
 from stream_eval.sessions.close import SessionCloser
 from stream_eval.sink.store import Store
 from stream_eval.testing.ingest import write_messages
@@ -114,3 +117,60 @@ def test_units_are_queued_and_reviewed_whole(store: Store, planted: Path) -> Non
     assert labels[0]["route"] == "chat" and labels[1]["route"] == "orders-agent"
     assert all(x["rubric_version"].startswith("1+") for x in labels)
     assert client.get("/item/again/session@1").status_code == 404
+
+
+_SESSIONS_ONLY = ReviewSettings(settle_seconds=0, judge_fail=False, thumbs_down=False,
+                                failed_checks=[], calibration_rate=0, agent_runs=False)  # fmt: skip
+
+
+@pytest.fixture()
+def queued_sessions(store: Store, planted: Path) -> Store:
+    """The store seeded and its sessions queued, before the browser's event loop runs
+    (seeding runs its own)."""
+    _seed(store, planted)
+    assert enqueue(store, _SESSIONS_ONLY) == 2
+    return store
+
+
+def test_a_session_is_reviewed_in_a_real_browser(
+    queued_sessions: Store, request: pytest.FixtureRequest
+) -> None:
+    """Debian's Chromium through Playwright against the app served on this store: the
+    next item is the session the user left, its turns shown, the label saved."""
+    import threading
+
+    import uvicorn
+
+    store, cfg = queued_sessions, _SESSIONS_ONLY
+    browser: Any = request.getfixturevalue("browser")  # after the seeding
+    port = free_port()
+    app = create_app(Settings(review=cfg), store)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the review app did not start"
+        time.sleep(0.05)
+    try:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.fill("#reviewer-name", "ana")
+        page.click("text=Start reviewing")
+        page.click("#next")
+        page.wait_for_selector("#label-form")
+        assert page.inner_text("#session-id") == "left"  # the oldest: the user left
+        assert page.inner_text("#queue-reason") == "abandoned_after_failure"
+        assert page.locator("#turns li.turn").count() == 1
+        assert "failed: refusal" in page.inner_text("#turn-1")
+        assert page.input_value("#rubric") == "conversation_resolution"
+        page.check("#verdict-fail")
+        page.fill("#score", "2")
+        page.click("#submit")
+        page.wait_for_url(f"http://127.0.0.1:{port}/?done=saved")
+    finally:
+        server.should_exit = True
+    (label,) = store.query(
+        "SELECT trace_id, rubric, verdict, score, reviewer FROM stream_eval.review_labels FINAL"
+    )
+    assert label == {"trace_id": "left", "rubric": "conversation_resolution",
+                     "verdict": "fail", "score": 2.0, "reviewer": "ana"}  # fmt: skip
