@@ -296,9 +296,9 @@ def _add_feedback(w: Wiring) -> None:
 
 def _add_window_closer(w: Wiring) -> None:
     """Sessions, then SLI windows, closed by the watermark: one closer per consumer group
-    (the leader), both in one pass on the sink's thread (the same watermark)."""
+    (the leader), both in one pass on the sink's thread, at one watermark read once."""
     from stream_eval.sessions.close import SessionCloser
-    from stream_eval.windows.close import WindowCloser
+    from stream_eval.windows.close import WindowCloser, stream_watermark
 
     s = w.settings
     sessions = SessionCloser(s.sessions, s.windows, s.topics.traces)
@@ -308,8 +308,9 @@ def _add_window_closer(w: Wiring) -> None:
 
     def close(store: Store) -> None:
         now = time.time()
-        sessions.run(store, now)
-        windows.run(store, now)
+        wm = stream_watermark(store, s.topics.traces, s.windows.idle_partition_seconds, now)
+        sessions.close_at(store, now, wm)
+        windows.close_at(store, now, wm)
 
     @w.app.timer(interval=s.windows.close_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
     async def close_windows() -> None:

@@ -118,8 +118,12 @@ class SessionCloser:
     def run(self, store: Store, now: float | None = None) -> int:
         """One closing pass (blocking: on the sink's thread); returns the sessions closed."""
         now = time.time() if now is None else now
+        wm = stream_watermark(store, self.topic, self.windows.idle_partition_seconds, now)
+        return self.close_at(store, now, wm)
+
+    def close_at(self, store: Store, now: float, wm: float | None) -> int:
+        """One closing pass at the stream watermark ``wm`` (None: nothing read yet)."""
         w, cfg = self.windows, self.cfg
-        wm = stream_watermark(store, self.topic, w.idle_partition_seconds, now)
         frontier = self._frontier(store)
         if wm is None or frontier is None:
             return 0

@@ -93,9 +93,13 @@ class WindowCloser:
     def run(self, store: Store, now: float | None = None) -> CloseReport:
         """One closing pass (blocking: call it on the sink's thread)."""
         now = time.time() if now is None else now
+        wm = stream_watermark(store, self.topic, self.settings.idle_partition_seconds, now)
+        return self.close_at(store, now, wm)
+
+    def close_at(self, store: Store, now: float, wm: float | None) -> CloseReport:
+        """One closing pass at the stream watermark ``wm`` (None: nothing read yet)."""
         w = self.settings
         report = CloseReport()
-        wm = stream_watermark(store, self.topic, w.idle_partition_seconds, now)
         report.watermark = wm
         if wm is None:
             return report
