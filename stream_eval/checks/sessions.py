@@ -25,9 +25,9 @@ Signals (``signals``):
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -85,6 +85,37 @@ class Turn:
     failed_checks: tuple[str, ...] = ()
     tools: tuple[str, ...] = ()  # the tools its agent run called
     routes: tuple[str, ...] = ()  # of all its calls (escalation by route)
+
+
+def distinct(values: Iterable[str]) -> tuple[str, ...]:
+    """The non-empty values, each once, first seen first."""
+    return tuple(dict.fromkeys(v for v in values if v))
+
+
+def turns_of(calls: Iterable[Mapping[str, Any]]) -> list[Turn]:
+    """Calls of one session (each a mapping with ``trace_id``, ``ts``, ``route``,
+    ``model_version``, ``prompt_version``, ``input``, ``output``, ``failed_checks`` and,
+    optionally, its agent run's ``run_failed`` and ``tools``), in start order, as turns:
+    one per trace, in event-time order."""
+    by_trace: dict[str, list[Mapping[str, Any]]] = {}
+    for c in calls:
+        by_trace.setdefault(c["trace_id"], []).append(c)
+    turns = []
+    for trace_id, cs in by_trace.items():
+        first = cs[0]
+        answers = [c["output"] for c in cs if c["output"].strip()]
+        failed = (f for c in cs for f in (*c["failed_checks"], *(c.get("run_failed") or ())))
+        turns.append(
+            Turn(
+                trace_id=trace_id, ts=float(first["ts"]), route=first["route"],
+                model_version=first["model_version"], prompt_version=first["prompt_version"],
+                user_text=first["input"], answer=answers[-1] if answers else "",
+                failed_checks=distinct(failed), tools=distinct(first.get("tools") or ()),
+                routes=distinct(c["route"] for c in cs),
+            )
+        )  # fmt: skip
+    turns.sort(key=lambda t: (t.ts, t.trace_id))
+    return turns
 
 
 @dataclass(frozen=True, slots=True)

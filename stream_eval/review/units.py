@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream_eval.checks.sessions import turns_of
 from stream_eval.review.queue import SESSION_ITEM
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.store import Store
@@ -37,21 +38,21 @@ def load_session(store: Store, session_id: str, span_id: str) -> dict[str, Any] 
         return None
     s = rows[0]
     ids = s["turn_trace_ids"]
-    calls: dict[str, list[dict[str, Any]]] = {}
     listed = ", ".join(map(sql_str, ids)) or "''"
-    for c in store.query(
-        f"SELECT trace_id, toString(ts) AS ts, input_text, output_text, failed_checks "
+    calls = store.query(
+        "SELECT trace_id, toFloat64(ts) AS ts, toString(ts) AS shown, route, model_version, "
+        "prompt_version, input_text AS input, output_text AS output, failed_checks "
         f"FROM {db}.traces FINAL WHERE trace_id IN ({listed}) ORDER BY ts, span_id"
-    ):
-        calls.setdefault(c["trace_id"], []).append(c)
+    )
+    shown = {c["trace_id"]: c["shown"] for c in reversed(calls)}  # each trace's first call
+    by_id = {t.trace_id: t for t in turns_of(calls)}  # as the closer made them
     turns = []
     for i, tid in enumerate(ids):
-        cs = calls.get(tid, [])
-        answers = [c["output_text"] for c in cs if c["output_text"].strip()]
+        t = by_id.get(tid)
         turns.append({
-            "n": i + 1, "trace_id": tid, "ts": cs[0]["ts"] if cs else "",
-            "user": cs[0]["input_text"] if cs else "", "answer": answers[-1] if answers else "",
-            "failed_checks": sorted({f for c in cs for f in c["failed_checks"]}),
+            "n": i + 1, "trace_id": tid, "ts": shown.get(tid, ""),
+            "user": t.user_text if t else "", "answer": t.answer if t else "",
+            "failed_checks": sorted(t.failed_checks) if t else [],
             "rephrase": s["turn_rephrase"][i], "failed": s["turn_failed"][i],
             "escalated": s["turn_escalated"][i], "similarity": s["turn_similarity"][i],
         })  # fmt: skip

@@ -30,7 +30,15 @@ from collections.abc import Iterator
 from itertools import groupby
 from typing import Any
 
-from stream_eval.checks.sessions import CLOSED_BY, Segment, SessionSettings, Turn, signals, split
+from stream_eval.checks.sessions import (
+    CLOSED_BY,
+    Segment,
+    SessionSettings,
+    distinct,
+    signals,
+    split,
+    turns_of,
+)
 from stream_eval.config import WindowSettings
 from stream_eval.metrics import Sample
 from stream_eval.sessions import sql
@@ -39,33 +47,10 @@ from stream_eval.sink.rows import ndjson
 from stream_eval.windows.close import stream_watermark
 
 
-def _distinct(values: Iterator[str]) -> list[str]:
-    return list(dict.fromkeys(v for v in values if v))
-
-
-def _turns(calls: list[dict[str, Any]]) -> tuple[list[Turn], dict[str, str]]:
-    """One session id's calls (in order) as turns (one per trace), and who and where."""
-    by_trace: dict[str, list[dict[str, Any]]] = {}
-    for c in calls:
-        by_trace.setdefault(c["trace_id"], []).append(c)
-    turns = []
-    for trace_id, cs in by_trace.items():
-        first = cs[0]
-        answers = [c["output"] for c in cs if c["output"].strip()]
-        failed = _distinct(f for c in cs for f in (*c["failed_checks"], *(c["run_failed"] or ())))
-        turns.append(
-            Turn(
-                trace_id=trace_id, ts=float(first["ts"]), route=first["route"],
-                model_version=first["model_version"], prompt_version=first["prompt_version"],
-                user_text=first["input"], answer=answers[-1] if answers else "",
-                failed_checks=tuple(failed), tools=tuple(_distinct(iter(first["tools"] or ()))),
-                routes=tuple(_distinct(c["route"] for c in cs)),
-            )
-        )  # fmt: skip
-    turns.sort(key=lambda t: (t.ts, t.trace_id))
-    who = {"user_id": next((c["user_id"] for c in calls if c["user_id"]), ""),
-           "tenant": next((c["tenant"] for c in calls if c["tenant"]), "")}  # fmt: skip
-    return turns, who
+def _who(calls: list[dict[str, Any]]) -> dict[str, str]:
+    """The user and tenant of a session: the first its calls name."""
+    return {"user_id": next((c["user_id"] for c in calls if c["user_id"]), ""),
+            "tenant": next((c["tenant"] for c in calls if c["tenant"]), "")}  # fmt: skip
 
 
 def session_row(
@@ -78,9 +63,9 @@ def session_row(
         "session_id": session_id, "started_at": t[0].ts, "last_turn_at": last.ts,
         "route": last.route, "model_version": last.model_version,
         "prompt_version": last.prompt_version,
-        "routes": _distinct(x.route for x in t),
-        "model_versions": _distinct(x.model_version for x in t),
-        "prompt_versions": _distinct(x.prompt_version for x in t),
+        "routes": distinct(x.route for x in t),
+        "model_versions": distinct(x.model_version for x in t),
+        "prompt_versions": distinct(x.prompt_version for x in t),
         **who, "turns": len(t), "duration_s": round(last.ts - t[0].ts, 3),
         "turn_trace_ids": [x.trace_id for x in t], "turn_ts": [x.ts for x in t],
         "turn_routes": [x.route for x in t],
@@ -157,8 +142,9 @@ class SessionCloser:
         calls = store.query(sql.calls_sql(db, ids, cfg.gap_seconds, lo, hi))
         rows = []
         for session_id, group in groupby(calls, key=lambda c: str(c["session_id"])):
-            turns, who = _turns(list(group))
-            for seg in split(turns, cfg):
+            mine = list(group)
+            who = _who(mine)
+            for seg in split(turns_of(mine), cfg):
                 last = seg.turns[-1].ts
                 if last > upto or (after is not None and last <= after):
                     continue
