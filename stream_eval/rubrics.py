@@ -138,11 +138,11 @@ def rubrics_of(unit: Unit) -> dict[str, Rubric]:
     return RUBRICS if unit == "call" else UNIT_RUBRICS[unit]
 
 
-def rubric_named(name: str) -> Rubric | None:
-    """A rubric of any unit, by name."""
-    return RUBRICS.get(name) or next(
-        (r for rs in UNIT_RUBRICS.values() for n, r in rs.items() if n == name), None
-    )
+# Every rubric of every unit, by name (a label names one of these).
+ALL_RUBRICS: dict[str, Rubric] = {
+    **RUBRICS,
+    **{n: r for rs in UNIT_RUBRICS.values() for n, r in rs.items()},
+}
 
 
 def rubrics_for_request(names: list[str], req: Judged) -> list[Rubric]:

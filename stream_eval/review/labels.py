@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from stream_eval.rubrics import RUBRICS, UNIT_RUBRICS, rubric_named
+from stream_eval.rubrics import ALL_RUBRICS
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store
@@ -58,9 +58,9 @@ class Label:
             raise InvalidLabel("trace_id is required (and ids are at most 256 characters)")
         if not self.reviewer.strip() or len(self.reviewer) > 256:
             raise InvalidLabel("reviewer is required")
-        rubric = rubric_named(self.rubric)
+        rubric = ALL_RUBRICS.get(self.rubric)
         if rubric is None:
-            known = ", ".join([*RUBRICS, *(n for rs in UNIT_RUBRICS.values() for n in rs)])
+            known = ", ".join(ALL_RUBRICS)
             raise InvalidLabel(f"unknown rubric {self.rubric!r}; known: {known}")
         if self.verdict not in VERDICTS:
             raise InvalidLabel(f"verdict must be pass or fail, got {self.verdict!r}")
@@ -130,7 +130,7 @@ def label_rows(store: Store, labels: list[Label]) -> list[dict[str, Any]]:
         row = asdict(x)
         row.update(ctx[(x.trace_id, x.span_id, x.rubric)])
         row["label_id"] = x.label_id
-        row["rubric_version"] = rubric_named(x.rubric).version  # type: ignore[union-attr]
+        row["rubric_version"] = ALL_RUBRICS[x.rubric].version
         row["labelled_at"] = x.labelled_at or time.time()
         rows.append(row)
     return rows
