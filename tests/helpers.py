@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -28,3 +30,20 @@ def run_app(script: str, kind: str, out: Path, *args: str) -> Path:
         capture_output=True,
     )  # fmt: skip
     return out
+
+
+def serve(app: Any) -> tuple[str, Any]:
+    """``app`` (ASGI) served by uvicorn on a free local port, in a thread; returns its base
+    URL and the server (set ``should_exit`` to stop it)."""
+    import uvicorn
+
+    from stream_eval.runner import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the app did not start"
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server

@@ -10,7 +10,6 @@ agreement figures equal those computed by hand from the labels.
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -19,10 +18,11 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from helpers import serve
 
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.review.agreement import Pair, agreement, cohen_kappa, labelled_pairs
-from stream_eval.runner import WorkerProcess, free_port
+from stream_eval.runner import WorkerProcess
 from stream_eval.runtime.kafka_config import confluent_config
 from stream_eval.runtime.topics import ensure_topics
 from stream_eval.sink.store import open_store
@@ -35,21 +35,11 @@ pytestmark = pytest.mark.kafka
 
 
 def _serve(settings: Settings, url: str) -> tuple[str, object]:
-    import uvicorn
-
     from stream_eval.review.labels import kafka_publisher
     from stream_eval.review.web import create_app
 
     store = open_store(ClickHouseSettings(url=url))
-    app = create_app(settings, store, kafka_publisher(settings))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the review app did not start"
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", server
+    return serve(create_app(settings, store, kafka_publisher(settings)))
 
 
 def _labels_on_topic(settings: Settings, n: int) -> list[dict[str, object]]:

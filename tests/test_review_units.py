@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_app
+from helpers import run_app, serve
 from starlette.testclient import TestClient
 from test_sessions import Partitions, call
 
@@ -22,7 +22,6 @@ from stream_eval.config import ReviewSettings, Settings, WindowSettings
 from stream_eval.records import RawMessage
 from stream_eval.review.queue import RUN_ITEM, enqueue, session_item
 from stream_eval.review.web import COOKIE, create_app
-from stream_eval.runner import free_port
 from stream_eval.sessions.close import SessionCloser
 from stream_eval.sink.store import Store
 from stream_eval.testing.ingest import write_messages
@@ -137,23 +136,12 @@ def test_a_session_is_reviewed_in_a_real_browser(
 ) -> None:
     """Debian's Chromium through Playwright against the app served on this store: the
     next item is the session the user left, its turns shown, the label saved."""
-    import threading
-
-    import uvicorn
-
     store, cfg = queued_sessions, _SESSIONS_ONLY
     browser: Any = request.getfixturevalue("browser")  # after the seeding
-    port = free_port()
-    app = create_app(Settings(review=cfg), store)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the review app did not start"
-        time.sleep(0.05)
+    base, server = serve(create_app(Settings(review=cfg), store))
     try:
         page = browser.new_page(viewport={"width": 1366, "height": 768})
-        page.goto(f"http://127.0.0.1:{port}/")
+        page.goto(f"{base}/")
         page.fill("#reviewer-name", "ana")
         page.click("text=Start reviewing")
         page.click("#next")
@@ -166,7 +154,7 @@ def test_a_session_is_reviewed_in_a_real_browser(
         page.check("#verdict-fail")
         page.fill("#score", "2")
         page.click("#submit")
-        page.wait_for_url(f"http://127.0.0.1:{port}/?done=saved")
+        page.wait_for_url(f"{base}/?done=saved")
     finally:
         server.should_exit = True
     (label,) = store.query(
