@@ -36,6 +36,8 @@ class AgentRun:
     tool_steps: int  # of them, calls that answered with tool calls only
     tool_calls: list[ToolCall] = field(default_factory=list)  # in start order, bounded
     tool_calls_total: int = 0  # all of them, also beyond MAX_TOOL_CALLS
+    last_call_at: float = 0.0  # its last LLM call's start: the minute and slice it counts in
+    task: str = ""  # its first LLM call's user message, bounded (MAX_ANSWER)
     final_answer: str = ""  # the text of its last LLM call that has text, bounded
     ended_in_tool_step: bool = False  # its last LLM call asked for tools: no answer after
     error: str = ""  # an agent span's error (e.g. the SDK's "Max turns exceeded")

@@ -15,6 +15,7 @@ scale separately from ingest workers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class Wiring:
     reports: list[StageCounters] = field(default_factory=list)
     sources: list[Any] = field(default_factory=list)
     closers: list[Closer] = field(default_factory=list)
+    producer: BatchProducer | None = None  # the ingest's (the session closer sends with it)
 
     def topic(self, name: str) -> Any:
         return self.app.topic(name, key_type=bytes, value_type=bytes)
@@ -185,7 +187,7 @@ def _add_ingest(w: Wiring) -> None:
     step in offset order, then the ack. Its topic's messages come a fetch at a time from
     the drain loop, not through a Faust stream (``delivery.from_fetches``)."""
     settings, ing, t = w.settings, w.settings.ingest, w.settings.topics
-    producer = BatchProducer(settings.kafka, max_request_bytes(settings))
+    producer = w.producer = BatchProducer(settings.kafka, max_request_bytes(settings))
     stage = IngestStage(settings, w.writer, producer.send)
     stage.pool.warm()  # its processes start while Faust does
     w.reports.append(stage.counters)
@@ -300,8 +302,17 @@ def _add_window_closer(w: Wiring) -> None:
     from stream_eval.sessions.close import SessionCloser
     from stream_eval.windows.close import WindowCloser, stream_watermark
 
-    s = w.settings
-    sessions = SessionCloser(s.sessions, s.windows, s.topics.traces)
+    s, producer = w.settings, w.producer
+    assert producer is not None, "the ingest is wired first"
+    loop: list[asyncio.AbstractEventLoop] = []
+
+    async def deliver(requests: list[tuple[bytes, bytes]]) -> None:
+        await (await producer.send([(s.topics.judge_requests, k, v, None) for k, v in requests]))
+
+    def emit(requests: list[tuple[bytes, bytes]]) -> None:  # on the sink's thread
+        asyncio.run_coroutine_threadsafe(deliver(requests), loop[0]).result(timeout=120)
+
+    sessions = SessionCloser(s.sessions, s.windows, s.topics.traces, s.sampling, emit)
     windows = WindowCloser(s.windows, s.topics.traces)
     w.reports += [sessions, windows]
     writer = w.writer
@@ -309,11 +320,15 @@ def _add_window_closer(w: Wiring) -> None:
     def close(store: Store) -> None:
         now = time.time()
         wm = stream_watermark(store, s.topics.traces, s.windows.idle_partition_seconds, now)
-        sessions.close_at(store, now, wm)
+        try:
+            sessions.close_at(store, now, wm)
+        except Exception:  # retried at the next pass (nothing of it was written)
+            log.exception("closing sessions failed; retried at the next pass")
         windows.close_at(store, now, wm)
 
     @w.app.timer(interval=s.windows.close_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
     async def close_windows() -> None:
+        loop[:] = [asyncio.get_running_loop()]
         await writer.run(close, writer.store)
 
 

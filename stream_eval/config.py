@@ -33,7 +33,9 @@ from pydantic_settings import (
 
 from stream_eval.checks import CHECKS
 from stream_eval.checks.pii_patterns import PII_KINDS
+from stream_eval.checks.runs import RUN_CHECKS
 from stream_eval.checks.runs import RunSettings as RunSettings
+from stream_eval.checks.sessions import OUTCOMES
 from stream_eval.checks.sessions import SessionSettings as SessionSettings
 from stream_eval.checks.settings import DEFAULT_REFUSAL_PHRASES as DEFAULT_REFUSAL_PHRASES
 from stream_eval.checks.settings import CheckSettings as CheckSettings
@@ -274,11 +276,33 @@ class RouteSettings(_Model):
 
 
 class SamplingSettings(_Model):
+    """What the judge sees: LLM calls at their route's rate (``default_rate``, a route's
+    ``sample_rate``), always those that failed one of ``always_on_failed``; whole units
+    (judged on ``rubrics.UNIT_RUBRICS``) likewise: closed sessions at ``session_rate``,
+    always those whose outcome is in ``session_always_on``; agent runs at ``run_rate``,
+    always those that failed one of ``run_always_on_failed``."""
+
     default_rate: float = Field(default=0.05, ge=0, le=1)
     salt: str = ""  # change it to draw a fresh, still deterministic, sample
     always_on_failed: list[str] = Field(default_factory=lambda: ["grounding", "pii"])
+    session_rate: float = Field(default=0.05, ge=0, le=1)
+    session_always_on: list[str] = Field(default_factory=lambda: ["abandoned_after_failure"])
+    run_rate: float = Field(default=0.05, ge=0, le=1)
+    run_always_on_failed: list[str] = Field(default_factory=lambda: list(RUN_CHECKS))
 
     _always_known = field_validator("always_on_failed")(_known_checks)
+
+    @field_validator("session_always_on")
+    @classmethod
+    def _outcomes_known(cls, names: list[str]) -> list[str]:
+        _known("session outcomes", names, OUTCOMES)
+        return names
+
+    @field_validator("run_always_on_failed")
+    @classmethod
+    def _run_checks_known(cls, names: list[str]) -> list[str]:
+        _known("run checks", names, tuple(RUN_CHECKS))
+        return names
 
 
 class OtelSettings(_Model):

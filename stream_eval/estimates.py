@@ -23,7 +23,9 @@ sampling rates changed mid-window are fine, since each result carries its own ``
 
 ``sli_minute`` and ``sli_windows`` carry the sums (``judge_w``, ``judge_w2``,
 ``judge_w_score``, ``judge_w2_score``, ``judge_w2_score2``, ``judge_w_passed``,
-``judge_w2_passed``), so any window or slice re-aggregates exactly. The SQL here and the
+``judge_w2_passed``; for whole units ``session_judge_w``, ``session_judge_w2``,
+``session_judge_w_passed`` and the same for ``run_judge_``), so any window or slice
+re-aggregates exactly. The SQL here and the
 Python below are the one definition the dashboards, alert rules, CLI and tests use.
 """
 
@@ -103,6 +105,7 @@ class EstimateSql:
 
     key: str
     rate: bool  # passed (Wilson) or score (normal)
+    prefix: str = "judge"  # the sums' prefix: judge_ (calls), session_judge_, run_judge_
 
     @property
     def _y(self) -> str:
@@ -110,11 +113,13 @@ class EstimateSql:
 
     @property
     def value(self) -> str:
-        return f"sum(judge_w_{self._y}) / nullIf(sum(judge_w), 0)"
+        p = self.prefix
+        return f"sum({p}_w_{self._y}) / nullIf(sum({p}_w), 0)"
 
     @property
     def n_eff(self) -> str:
-        return "pow(sum(judge_w), 2) / nullIf(sum(judge_w2), 0)"
+        p = self.prefix
+        return f"pow(sum({p}_w), 2) / nullIf(sum({p}_w2), 0)"
 
     @property
     def lower(self) -> str:
@@ -140,6 +145,9 @@ class EstimateSql:
 
 JUDGE_PASS = EstimateSql("judge_pass_rate", rate=True)
 JUDGE_SCORE = EstimateSql("judge_mean_score", rate=False)
+# whole units (sessions, agent runs), judged on their own rubrics and sampled on their own
+SESSION_JUDGE_PASS = EstimateSql("session_judge_pass_rate", rate=True, prefix="session_judge")
+RUN_JUDGE_PASS = EstimateSql("run_judge_pass_rate", rate=True, prefix="run_judge")
 
 
 # --- the weighted sums (counters of sli_minute and sli_windows, stream_eval.sli_registry) ---
@@ -154,3 +162,5 @@ WEIGHTED_TERMS: dict[str, str] = {
     "judge_w_passed": "{w} * {p}",
     "judge_w2_passed": "{w} * {w} * {p}",
 }
+# A unit's pass rate needs only three: Σw, Σw² (the effective size) and Σw·passed.
+UNIT_WEIGHTED_TERMS: dict[str, str] = {"w": "{w}", "w2": "{w} * {w}", "w_passed": "{w} * {p}"}

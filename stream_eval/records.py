@@ -60,6 +60,8 @@ class ProcessedRun:
     run: AgentRun
     results: list[CheckResult]  # the run checks (``checks.runs``)
     message: RawMessage
+    sample_reason: str = ""  # why the judge scores it whole ("" : not sampled; ``sampling``)
+    sample_prob: float = 0.0
 
     @property
     def failed_checks(self) -> list[str]:

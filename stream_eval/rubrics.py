@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
+
+from stream_eval.unit_ids import Unit
 
 
 class Judged(Protocol):
@@ -89,7 +91,6 @@ RUBRICS: dict[str, Rubric] = {
 # The one list of the rubrics (``judge.rubrics`` in the settings is validated against it).
 RUBRIC_NAMES: tuple[str, ...] = tuple(RUBRICS)
 
-Unit = Literal["call", "session", "run"]
 
 # The rubrics of a whole unit, labelled by reviewers on a session or an agent run as one
 # item (``review.queue``): what a person judges only from the whole conversation or run.

@@ -1,8 +1,9 @@
-"""The per-route sampling decision: deterministic on the trace id, so a replay decides the same."""
+"""The per-route sampling decision: deterministic on the trace id (a session's: its id and
+first turn), so a replay decides the same."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import xxhash
 
@@ -33,6 +34,20 @@ def decide(
         if not r.passed and r.check in always_on_failed:
             return f"failed:{r.check}"
     if rate > 0 and unit_hash(trace_id, salt) < rate:
+        return "rate"
+    return ""
+
+
+def decide_unit(
+    key: str, rate: float, failed: Iterable[str], always_on: Sequence[str], salt: str
+) -> str:
+    """The same decision for a whole unit (a session, an agent run): ``failed`` are what
+    it failed (run checks; a session's signals such as ``abandoned_after_failure``), and
+    ``salt`` keeps its draw apart from its calls' draws."""
+    for name in failed:
+        if name in always_on:
+            return f"failed:{name}"
+    if rate > 0 and unit_hash(key, salt) < rate:
         return "rate"
     return ""
 

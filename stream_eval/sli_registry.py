@@ -29,8 +29,18 @@ from typing import Literal
 
 from stream_eval.checks import CHECKS
 from stream_eval.config import AlertSettings
-from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, WEIGHTED_TERMS, EstimateSql
+from stream_eval.estimates import (
+    JUDGE_PASS,
+    JUDGE_SCORE,
+    RUN_JUDGE_PASS,
+    SESSION_JUDGE_PASS,
+    UNIT_WEIGHTED_TERMS,
+    WEIGHTED_TERMS,
+    EstimateSql,
+)
 from stream_eval.feedback_events import KINDS as FEEDBACK_KINDS
+from stream_eval.rubrics import UNIT_RUBRICS
+from stream_eval.unit_ids import Unit
 
 Source = Literal["traces", "checks", "feedback", "judge", "sessions", "turns"]
 Section = Literal["checks", "feedback", "judge", "sessions"]
@@ -80,7 +90,13 @@ def _check_counters(checks: tuple[str, ...]) -> tuple[Counter, ...]:
     return (*per_check, Counter("check_fail", "checks", "passed = 0"), Counter("check_n", "checks"))
 
 
-_SCORED = "status = 'scored'"
+_SCORED = "status = 'scored' AND unit = 'call'"  # call-level judge SLIs: calls only
+
+
+def _unit_scored(unit: str) -> str:
+    return f"status = 'scored' AND unit = '{unit}'"
+
+
 _W, _S, _P = (
     "if(sample_prob > 0, 1 / sample_prob, 1)",  # 1/p; results of older versions: 1
     "toFloat64(assumeNotNull(score))",
@@ -98,12 +114,19 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("judge_scored", "judge", _SCORED),
     Counter("judge_score_sum", "judge", _SCORED, "assumeNotNull(score)", "Float64"),
     Counter("judge_passed", "judge", f"{_SCORED} AND passed = 1"),
-    Counter("judge_failed", "judge", "status = 'failed'"),
-    Counter("judge_cost_usd", "judge", summed="cost_usd", type="Float64"),
+    Counter("judge_failed", "judge", "status = 'failed'"),  # every unit
+    Counter("judge_cost_usd", "judge", summed="cost_usd", type="Float64"),  # every unit
     # the weighted sums behind the judge estimates (stream_eval.estimates)
     *(
         Counter(name, "judge", _SCORED, term.format(w=_W, s=_S, p=_P), "Float64")
         for name, term in WEIGHTED_TERMS.items()
+    ),
+    # and behind the whole units' pass rates, in the minute and slice of a session's last
+    # turn or a run's last LLM call
+    *(
+        Counter(f"{unit}_judge_{k}", "judge", _unit_scored(unit), t.format(w=_W, p=_P), "Float64")
+        for unit in ("session", "run")
+        for k, t in UNIT_WEIGHTED_TERMS.items()
     ),
     # closed sessions, in the minute of their last turn, sliced by its dimensions
     Counter("sessions", "sessions"),
@@ -325,6 +348,23 @@ _SESSION_SLIS: tuple[Sli, ...] = (
 )  # fmt: skip
 
 
+def _unit_judge_sli(e: EstimateSql, unit: Unit, what: str, plural: str) -> Sli:
+    """A whole unit's judge pass rate (its own rubrics, its own sample and weights)."""
+    return Sli(
+        e.key,
+        f"{what} pass rate (judge estimate, 95% interval)",
+        f"{unit} judge pass",
+        f"sum({e.prefix}_w_passed)",
+        f"sum({e.prefix}_w)",
+        "judge",
+        description=f"The share of ({plural}, rubric) pairs at or above the rubric's "
+        f"pass threshold on the {unit} rubrics ({', '.join(UNIT_RUBRICS[unit])}), estimated "
+        f"from the judged {plural} weighted by 1 / their sampling probability, with its "
+        "Wilson interval (lower, upper).",
+        estimate=e,
+    )
+
+
 def _check_sli(check: str) -> Sli:
     return _CHECK_SLIS.get(f"{check}_rate") or _fail_rate(
         check, f"{check} failure rate", f"{check} fail", "fail it"
@@ -378,7 +418,7 @@ SLIS: dict[str, Sli] = {
             "judge",
             unit="none",
             decimals=2,
-            description="The traffic's mean LLM-judge score, all rubrics, estimated from "
+            description="The traffic's mean LLM-judge score, all call rubrics, estimated from "
             "the judged sample weighted by 1 / its sampling probability (failed-check "
             "calls are always judged, so a plain mean over the sample is biased); with "
             "its 95% interval (lower, upper). See README, judge estimates.",
@@ -400,6 +440,8 @@ SLIS: dict[str, Sli] = {
             alert=Alert("judge_pass_rate_min", "ticket"),
             estimate=JUDGE_PASS,
         ),
+        _unit_judge_sli(SESSION_JUDGE_PASS, "session", "Conversation", "closed sessions"),
+        _unit_judge_sli(RUN_JUDGE_PASS, "run", "Agent-run", "agent runs"),
         *_SESSION_SLIS,
     )
 }

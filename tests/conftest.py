@@ -15,6 +15,8 @@ from stream_eval.config import ClickHouseSettings, Settings, TopicSettings
 from stream_eval.runtime.broker import broker
 from stream_eval.runtime.topics import delete_topics_with_prefix
 from stream_eval.sink.store import Store, open_store
+from stream_eval.sink.writer import SinkWriter
+from stream_eval.testing import StubOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "deploy" / "demo.toml"
@@ -127,3 +129,18 @@ def browser() -> Iterator[object]:
             yield b
         finally:
             b.close()
+
+
+@pytest.fixture()
+def stub() -> Iterator[StubOpenAI]:
+    """The local OpenAI-compatible server, as the judge's endpoint."""
+    with StubOpenAI() as s:
+        yield s
+
+
+@pytest.fixture()
+def writer(tmp_path: Path) -> Iterator[SinkWriter]:
+    """A sink writer on a fresh embedded store."""
+    w = SinkWriter(open_store(ClickHouseSettings(path=str(tmp_path / "chdb"))))
+    yield w
+    w.close()

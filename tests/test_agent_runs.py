@@ -187,3 +187,35 @@ def test_a_run_keeps_a_bounded_number_of_tool_calls() -> None:
     assert max(len(c.arguments) for c in run.tool_calls) == 1000
     assert run.route == "svc" and run.steps == 0
     assert _failed(run) == ["tool_loop", "no_final_answer"]
+
+
+def test_runs_that_failed_a_run_check_are_sent_to_the_judge_whole(
+    planted: dict[str, Path], kind: str
+) -> None:
+    from stream_eval.ingest.prepare import prepare
+    from stream_eval.judge.request import decode_judge_request
+
+    raw = (planted[kind] / "spans.bin").read_bytes()
+    settings = Settings(sampling={"default_rate": 0.0, "run_rate": 0.0})
+    out = prepare([RawMessage("otlp", 0, 0, time.time(), raw)], settings)
+    reqs = [decode_judge_request(v) for _, v in out.judge_requests]
+    runs = [r for r in reqs if r.unit == "run"]
+    assert len(runs) == len(reqs)  # no call sampled at rate 0
+    _, expected = _runs(planted[kind])
+    failing = [e for e in expected if e["plan"] != "ok"]
+    assert len(runs) == len(nonempty(failing)) == 3
+    by_order = {next(e["order"] for e in expected if e["order"] in r.input): r for r in runs}
+    for want in nonempty(failing):
+        r = by_order[want["order"]]
+        assert r.sample_prob == 1.0 and r.sample_reason.startswith("failed:")
+        assert r.span_id == "run" and r.route == "orders-agent"
+        assert r.entries[0].field == "task" and r.entries[-1].field == "final_answer"
+        assert r.output == want["answer"]
+        assert [e.name for e in r.entries if e.field == "tool_call"] == ["lookup_order"] * (
+            len([e for e in r.entries if e.field == "tool_call"])
+        )
+    everything = prepare(
+        [RawMessage("otlp", 0, 0, time.time(), raw)],
+        Settings(sampling={"default_rate": 0.0, "run_rate": 1.0}),
+    )
+    assert sum(decode_judge_request(v).unit == "run" for _, v in everything.judge_requests) == 4

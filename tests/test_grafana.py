@@ -25,12 +25,16 @@ import pytest
 import yaml
 from helpers import nonempty
 
+from stream_eval.agent_run import AgentRun
 from stream_eval.checks.sessions import SessionSettings
-from stream_eval.config import ClickHouseSettings, RouteSettings, Settings
+from stream_eval.config import ClickHouseSettings, RouteSettings, SamplingSettings, Settings
 from stream_eval.grafana import macros
 from stream_eval.grafana.generate import check, committed_settings, generate
 from stream_eval.ingest.process import process_batch
+from stream_eval.judge.request import JudgeRequest, decode_judge_request
+from stream_eval.judge.units import run_request
 from stream_eval.records import ProcessedTrace, RawMessage
+from stream_eval.rubrics import UNIT_RUBRICS
 from stream_eval.sessions.close import SessionCloser
 from stream_eval.sink.store import Store, open_store
 from stream_eval.sink.writer import SinkWriter
@@ -166,6 +170,19 @@ def _judge_rows(p: ProcessedTrace, rng: random.Random) -> list[dict[str, Any]]:
     return rows
 
 
+def _unit_judge_row(req: JudgeRequest, rubric: str, rng: random.Random) -> dict[str, Any]:
+    """A whole unit's result, as the judge writes it for the request the closer or the
+    ingest sent."""
+    score = float(rng.randint(2, 10))
+    return {
+        **req.dimensions(), "unit": req.unit, "rubric": rubric, "rubric_version": "1+abcdef12",
+        "judge_model": "gpt-4o-mini-2024-07-18", "status": "scored", "score": score,
+        "scale_min": 1, "scale_max": 10, "passed": int(score >= 7), "cost_usd": 0.001,
+        "sample_reason": req.sample_reason, "sample_prob": req.sample_prob,
+        "requested_at": req.ts + 1, "judged_at": req.ts + 3,
+    }  # fmt: skip
+
+
 def _feedback_row(p: ProcessedTrace, rng: random.Random, n: int) -> dict[str, Any]:
     t = p.trace
     if p.failed_checks and rng.random() < 0.5:
@@ -212,6 +229,7 @@ def _seed(store: Store) -> None:
     offset = 0
     judge: list[dict[str, Any]] = []
     feedback: list[dict[str, Any]] = []
+    every: list[ProcessedTrace] = []
     for minute in range(MINUTES):
         traces = _minute_traces(f, rng, minute)
         msg_ts = (T0 + timedelta(minutes=minute + 1)).timestamp()
@@ -227,6 +245,7 @@ def _seed(store: Store) -> None:
         batch = process_batch(messages, settings)
         ingested_at = msg_ts + 0.5 + rng.random() * (20 if minute in (30, 31) else 2)
         write_batch(writer_store.store, batch, settings, at=ingested_at)
+        every += batch.processed
         for p in batch.processed:
             if p.sample_reason:
                 judge.extend(_judge_rows(p, rng))
@@ -234,7 +253,22 @@ def _seed(store: Store) -> None:
                 feedback.append(_feedback_row(p, rng, len(feedback)))
     # the sessions of those conversations, closed as the worker's closer closes them
     cfg = SessionSettings(gap_seconds=120, escalation_pattern="(?i)password")
-    assert SessionCloser(cfg, settings.windows, "llm-traces").run(store, now=msg_ts) > 50
+    sent: list[tuple[bytes, bytes]] = []
+    sampling = SamplingSettings(session_rate=0.3)
+    closer = SessionCloser(cfg, settings.windows, "llm-traces", sampling, sent.extend)
+    assert closer.run(store, now=msg_ts) > 50
+    units = [decode_judge_request(v) for _, v in sent]
+    # and agent runs: some calls' traces judged whole, as the ingest sends them
+    units += [
+        decode_judge_request(run_request(
+            AgentRun(p.trace.trace_id, p.trace.route, "", p.trace.start_time,
+                     p.trace.start_time, last_call_at=p.trace.start_time, steps=1,
+                     tool_steps=0, model_version=p.trace.model_version,
+                     prompt_version=p.trace.prompt_version), "rate", 0.2))
+        for p in every[::40]
+    ]  # fmt: skip
+    assert {u.unit for u in nonempty(units)} == {"session", "run"}
+    judge += [_unit_judge_row(u, r, rng) for u in units for r in UNIT_RUBRICS[u.unit]]
     (seen,) = store.query(
         "SELECT sum(rephrases) AS r, sum(escalated) AS e FROM stream_eval.sessions FINAL"
     )

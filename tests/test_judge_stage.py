@@ -11,21 +11,19 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from helpers import nonempty
 
-from stream_eval.config import ClickHouseSettings, JudgeSettings, Settings
+from stream_eval.config import JudgeSettings, Settings
 from stream_eval.judge.budget import DailyBudget
 from stream_eval.judge.client import JudgeClient
 from stream_eval.judge.request import FORMAT_VERSION, decode_judge_request
 from stream_eval.judge.stage import JudgeStage
 from stream_eval.records import RawMessage
 from stream_eval.rubrics import RUBRICS
-from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 from stream_eval.testing import Behaviour, StubOpenAI
 
@@ -64,19 +62,6 @@ def messages(reqs: list[dict[str, Any]], start: int = 0) -> list[RawMessage]:
         RawMessage("judge", 0, start + i, 1_795_000_100.0, orjson.dumps(r))
         for i, r in enumerate(reqs)
     ]
-
-
-@pytest.fixture()
-def stub() -> Iterator[StubOpenAI]:
-    with StubOpenAI() as s:
-        yield s
-
-
-@pytest.fixture()
-def writer(tmp_path: Path) -> Iterator[SinkWriter]:
-    w = SinkWriter(open_store(ClickHouseSettings(path=str(tmp_path / "chdb"))))
-    yield w
-    w.close()
 
 
 class Harness:

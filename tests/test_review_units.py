@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from helpers import run_app, serve
 from starlette.testclient import TestClient
@@ -20,11 +21,12 @@ from test_sessions import Partitions, call
 from stream_eval.checks.sessions import SessionSettings
 from stream_eval.config import ReviewSettings, Settings, WindowSettings
 from stream_eval.records import RawMessage
-from stream_eval.review.queue import RUN_ITEM, enqueue, session_item
+from stream_eval.review.queue import enqueue
 from stream_eval.review.web import COOKIE, create_app
 from stream_eval.sessions.close import SessionCloser
 from stream_eval.sink.store import Store
 from stream_eval.testing.ingest import write_messages
+from stream_eval.unit_ids import RUN_ITEM, session_item
 
 T0 = float(int(time.time()) - 3 * 3600)
 
@@ -75,11 +77,22 @@ def test_units_are_queued_and_reviewed_whole(store: Store, planted: Path) -> Non
     client.cookies.set(COOKIE, "rita")
     span = by_reason["rephrase_burst"][0]["span_id"]
     assert span == session_item(T0 + 5)  # the session's first turn, in unix ms
+    # the judge scored this conversation whole: its verdict is shown with the turns
+    store.insert("judge_results", orjson.dumps({
+        "trace_id": "again", "span_id": span, "unit": "session", "route": "chat",
+        "ts": T0 + 5, "rubric": "conversation_resolution", "status": "scored", "score": 2,
+        "scale_min": 1, "scale_max": 10, "passed": 0, "reason": "asked twice, never served",
+        "judge_model": "judge-pinned-1", "requested_at": T0, "judged_at": T0,
+    }) + b"\n")  # fmt: skip
     page = client.get(f"/item/again/{span}")
     assert page.status_code == 200
     html = page.text
     assert html.index("How do I reset my password?") < html.index("HOW do I reset the password")
     assert html.count(">rephrase</strong>") == 2 and 'id="outcome">abandoned' in html
+    judge = html[html.index('id="judge"') :]
+    assert "conversation_resolution" in judge and "asked twice, never served" in judge
+    run_page = client.get(f"/item/{runs[0]['trace_id']}/{RUN_ITEM}").text
+    assert "Not judged." in run_page
     assert 'value="conversation_resolution"' in html and 'value="helpfulness"' not in html
     wrong = client.post(f"/item/again/{span}", data={"rubric": "helpfulness", "verdict": "fail"})
     assert wrong.status_code == 422 and "not a rubric of this session" in wrong.text

@@ -225,3 +225,52 @@ def test_session_counters_add_up_in_sli_minute_and_the_windows(store: Store) -> 
     ]
     for c in nonempty(counters):
         assert float(win[c]) == pytest.approx(float(exact[c])), c
+
+
+def test_sampled_sessions_are_sent_to_the_judge_before_they_are_written(store: Store) -> None:
+    """alice's first visit ended on a refused answer (abandoned after a failure): always
+    judged whole; the others only at session_rate (0 here). A send that fails writes no
+    session and moves nothing on: the next pass closes and sends them again."""
+    from stream_eval.config import SamplingSettings
+    from stream_eval.judge.request import decode_judge_request
+
+    parts = Partitions(store)
+    parts.arrive(0, conversation())
+    parts.advance(T0 + 5000 + GAP + 61)
+    sent: list[tuple[bytes, bytes]] = []
+
+    def broken(requests: list[tuple[bytes, bytes]]) -> None:
+        raise TimeoutError("the broker did not acknowledge")
+
+    def emit(requests: list[tuple[bytes, bytes]]) -> None:
+        assert _sessions(store) == [], "sent before the sessions are written"
+        sent.extend(requests)
+
+    sampling = SamplingSettings(session_rate=0.0)
+    cfg = SessionSettings(gap_seconds=GAP)
+    with pytest.raises(TimeoutError):
+        SessionCloser(cfg, WINDOWS, TOPIC, sampling, broken).run(store)
+    assert _sessions(store) == []
+    closer = SessionCloser(cfg, WINDOWS, TOPIC, sampling, emit)
+    assert closer.run(store) == 3
+    assert len(sent) == 1 and closer.judge_requests == 1
+    key, value = sent[0]
+    req = decode_judge_request(value)
+    first = next(r for r in _sessions(store) if r["outcome"] == "abandoned_after_failure")
+    assert key == b"alice" and req.unit == "session" and req.trace_id == "alice"
+    assert req.span_id == f"session@{round(first['started'] * 1000)}"
+    assert (req.sample_reason, req.sample_prob) == ("failed:abandoned_after_failure", 1.0)
+    assert [(e.field, e.n) for e in req.entries] == [
+        ("user", 1), ("assistant", 1), ("user", 2), ("assistant", 2),
+    ]  # fmt: skip
+    assert req.input == "How do I reset my password?"
+    assert req.output == "Sorry, I cannot help with that."
+    assert _closer().run(store) == 0  # a restarted closer closes and sends nothing again
+
+    # every session at rate 1, with its probability; the same draw on a replay
+    store.command(f"TRUNCATE TABLE {DB}.sessions")
+    everything = SessionCloser(cfg, WINDOWS, TOPIC, SamplingSettings(session_rate=1.0), emit)
+    sent.clear()
+    everything.run(store)
+    reasons = sorted(decode_judge_request(v).sample_reason for _, v in sent)
+    assert reasons == ["failed:abandoned_after_failure", "rate", "rate"]

@@ -3,7 +3,8 @@ OpenInference (``using_session``), its spans as the Collector writes them, and J
 traces with a ``session_id``; the worker closes each conversation once the watermark
 passes its gap, with the planted rephrase, the answer the user left after and the
 escalation found exactly; a restart closes nothing twice; a turn read after its session
-closed is counted late.
+closed is counted late. The session the user left after a failed answer is judged
+whole on the conversation rubrics, once, restart or not.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from stream_eval.runner import WorkerProcess, free_port, scrape_metrics
 from stream_eval.runtime.kafka_config import confluent_config
 from stream_eval.runtime.topics import ensure_topics
 from stream_eval.sink.store import open_store
+from stream_eval.testing import Behaviour, StubOpenAI
 
 pytestmark = pytest.mark.kafka
 
@@ -88,7 +90,13 @@ def test_conversations_close_once_with_their_signals(isolated: Settings, tmp_pat
     assert producer.flush(30) == 0
 
     port = free_port()
+    judge = StubOpenAI(default=Behaviour(score=2))
+    judge.start()
     env = {
+        "STREAM_EVAL_JUDGE__BASE_URL": judge.base_url,
+        "STREAM_EVAL_JUDGE__MODEL": "judge-pinned-1",
+        "STREAM_EVAL_SAMPLING__DEFAULT_RATE": "0",  # no call judged: only whole sessions
+        "STREAM_EVAL_SAMPLING__SESSION_RATE": "0",  # those abandoned after a failure
         "STREAM_EVAL_SESSIONS__GAP_SECONDS": str(GAP),
         "STREAM_EVAL_SESSIONS__ESCALATION_PATTERN": r"(?i)\btalk to a human\b",
         "STREAM_EVAL_WINDOWS__ALLOWED_LATENESS_SECONDS": "0",
@@ -104,6 +112,11 @@ def test_conversations_close_once_with_their_signals(isolated: Settings, tmp_pat
         time.sleep(GAP + 1)
         _tick(producer, topic, parts, time.time())
         metrics = _wait_closed(port, len(expected) + 1)
+        left = [c["session"] for c in expected if c["outcome"] == "abandoned_after_failure"]
+        deadline = time.monotonic() + 60
+        while len(judge.requests) < len(nonempty(left)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # its result written
     finally:
         w.stop()
     closed = {dict(k)["closed_by"]: v for (n, k), v in metrics.items()
@@ -143,9 +156,26 @@ def test_conversations_close_once_with_their_signals(isolated: Settings, tmp_pat
             time.sleep(0.5)
     finally:
         w.stop()
+    judge.stop()
     after = {r["session_id"]: r for r in _sessions(settings)}
     assert after["conv-json"]["late_turns"] == 1 and after["conv-json"]["turns"] == 2
     # nothing closed again: the one more row is conv-json's refreshed version
     assert len(after) == len(rows)
     assert {r["raw"] for r in after.values()} == {len(rows) + 1}
     assert all(r["late"] == 0 for r in after.values())
+    # judged whole: the conversation the user left after a failed answer, once
+    assert len(judge.requests) == len(left)
+    assert "conversation" in judge.requests[0].messages[0]["content"]
+    store = open_store(settings.clickhouse)
+    try:
+        judged = store.query(
+            "SELECT unit, trace_id, span_id, rubric, passed, sample_reason "
+            "FROM stream_eval.judge_results FINAL ORDER BY trace_id"
+        )
+    finally:
+        store.close()
+    assert [(j["unit"], j["trace_id"], j["rubric"], j["passed"]) for j in judged] == [
+        ("session", who, "conversation_resolution", 0) for who in sorted(left)
+    ]
+    assert {j["sample_reason"] for j in judged} == {"failed:abandoned_after_failure"}
+    assert all(j["span_id"].startswith("session@") for j in judged)

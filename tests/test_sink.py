@@ -67,7 +67,7 @@ FINAL_VIEWS = (
 SLI_VIEWS = ("feedback_v", "sli_minute", "judge_agreement_daily", "online_offline_divergence")
 # sink/migrations.sql: ADD COLUMNs (sli_windows counters in one), the check_results view and
 # its _v view, the session_turns view, the traces' merge setting
-MIGRATIONS = 32
+MIGRATIONS = 34
 INGEST_TABLES = (
     "traces",
     "agent_runs",

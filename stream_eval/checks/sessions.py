@@ -35,6 +35,8 @@ from stream_eval.checks.similarity import similarity
 
 ClosedBy = Literal["gap", "max_turns", "max_duration"]
 CLOSED_BY: tuple[ClosedBy, ...] = ("gap", "max_turns", "max_duration")
+# A session's outcome (``SessionSignals.outcome``), the first that holds.
+OUTCOMES = ("escalated", "abandoned_after_failure", "abandoned", "completed")
 
 
 class SessionSettings(BaseModel):

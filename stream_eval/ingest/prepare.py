@@ -30,6 +30,7 @@ from stream_eval.ingest.bounds import CLAMPED
 from stream_eval.ingest.process import process_batch
 from stream_eval.ingest.revision_headers import evaluated_before
 from stream_eval.judge.request import encode_judge_request
+from stream_eval.judge.units import run_request
 from stream_eval.records import Batch, RawMessage
 from stream_eval.sink.rows import dead_rows, ledger_rows, ndjson, run_rows, trace_row
 
@@ -170,6 +171,11 @@ def prepare(messages: list[RawMessage], settings: Settings, at: float | None = N
                 before = evaluated[id(p.message)] = evaluated_before(p.message.headers)
             if p.trace.span_id not in before:
                 judge.append((p.trace.trace_id.encode(), encode_judge_request(p)))
+    judge += [
+        (r.run.trace_id.encode(), run_request(r.run, r.sample_reason, r.sample_prob))
+        for r in batch.runs
+        if r.sample_reason
+    ]
     for key, lines in chunks.items():
         by_message[key].traces = b"\n".join(lines) + b"\n"
         by_message[key].closes.sort()

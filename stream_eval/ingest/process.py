@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from stream_eval.agent_run import AgentRun
 from stream_eval.checks import run_checks
 from stream_eval.checks.runs import run_checks_on
 from stream_eval.config import Settings
@@ -16,7 +17,7 @@ from stream_eval.ingest.bad_items import bound_per_message
 from stream_eval.ingest.bounds import safe_dumps
 from stream_eval.ingest.decode import decode_message
 from stream_eval.records import Batch, MessageOutcome, ProcessedRun, ProcessedTrace, RawMessage
-from stream_eval.sampling import decide, inclusion_probability
+from stream_eval.sampling import decide, decide_unit, inclusion_probability
 from stream_eval.trace import CheckResult, Trace
 
 
@@ -62,6 +63,17 @@ def _checks_isolating_failures(
     return [k[2] for k in kept]
 
 
+def _sampled_run(
+    run: AgentRun, results: list[CheckResult], msg: RawMessage, settings: Settings
+) -> ProcessedRun:
+    smp = settings.sampling
+    failed = (r.check for r in results if not r.passed)
+    why = decide_unit(
+        run.trace_id, smp.run_rate, failed, smp.run_always_on_failed, smp.salt + "/run"
+    )
+    return ProcessedRun(run, results, msg, why, inclusion_probability(why, smp.run_rate))
+
+
 def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
     ing = settings.ingest
     batch = Batch()
@@ -85,9 +97,8 @@ def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
         )  # fmt: skip
         batch.messages.append(outcome)
         batch.dead.extend((outcome, d) for d in decoded.dead)
-        batch.runs.extend(
-            ProcessedRun(r, run_checks_on(r, settings.agent_runs), msg) for r in decoded.runs
-        )
+        for r in decoded.runs:
+            batch.runs.append(_sampled_run(r, run_checks_on(r, settings.agent_runs), msg, settings))
         traces.extend(decoded.traces)
         origins.extend([msg] * len(decoded.traces))
 

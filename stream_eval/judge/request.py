@@ -1,6 +1,10 @@
-"""The judge-requests topic message: everything a judge needs about one sampled trace.
+"""The judge-requests topic message: everything a judge needs about one sampled trace,
+or about one sampled whole unit (a session, an agent run: ``judge.units``).
 
-JSON, one object per message, key = trace id. ``v`` is the format version.
+JSON, one object per message, key = trace id (a session's: its session id). ``v`` is the
+format version. A unit's request has ``unit`` ("session" or "run"), its id in
+``trace_id`` and ``span_id`` (``unit_ids``), its task in ``input``, its final answer in
+``output`` and its transcript, bounded, in ``entries``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import orjson
 
 from stream_eval.records import ProcessedTrace
 from stream_eval.trace import Document, trace_dimensions
+from stream_eval.unit_ids import UNITS, Unit
 
 FORMAT_VERSION = 1
 
@@ -64,6 +69,26 @@ def encode_judge_request(p: ProcessedTrace, max_bytes: int = MAX_REQUEST_BYTES) 
     return raw
 
 
+# What an entry of a unit's transcript is: a turn's user message and answer, an agent's
+# task, a tool call (its arguments) and its result, the final answer, or a mark where
+# entries were cut.
+ENTRY_FIELDS = ("user", "assistant", "task", "tool_call", "tool_result", "final_answer", "omitted")
+
+
+@dataclass(slots=True, frozen=True)
+class Entry:
+    """One entry of a unit's transcript; entries with the same ``n`` (a turn, a step) are
+    kept or cut together."""
+
+    field: str  # one of ENTRY_FIELDS
+    text: str
+    n: int = 0
+    name: str = ""  # a tool call's tool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"field": self.field, "text": self.text, "n": self.n, "name": self.name}
+
+
 class InvalidJudgeRequest(ValueError):
     """A judge-requests message that is not a valid request: dead-letter it."""
 
@@ -87,6 +112,8 @@ class JudgeRequest:
     reference_answer: str | None = None
     sample_reason: str = ""
     sample_prob: float = 1.0  # absent (an older request): weight 1
+    unit: Unit = "call"
+    entries: tuple[Entry, ...] = ()  # a unit's transcript, bounded (judge.units)
 
     def dimensions(self) -> dict[str, Any]:
         """The same identity and slicing columns as ``trace_dimensions`` gives for the trace."""
@@ -146,6 +173,9 @@ def decode_judge_request(raw: bytes) -> JudgeRequest:
     if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 <= prob <= 1:
         raise InvalidJudgeRequest("sample_prob must be a number in [0, 1]")
     prob = prob or 1.0  # 0: not recorded as sampled (a hand-made request): weight 1
+    unit = obj.get("unit", "call")
+    if unit not in UNITS:
+        raise InvalidJudgeRequest(f"unit must be one of {', '.join(UNITS)}")
     return JudgeRequest(
         trace_id=obj["trace_id"],
         route=obj["route"],
@@ -154,5 +184,25 @@ def decode_judge_request(raw: bytes) -> JudgeRequest:
         documents=tuple(Document(str(d.get("id", i)), d["content"]) for i, d in enumerate(docs)),
         reference_answer=ref,
         sample_prob=float(prob),
+        unit=unit,
+        entries=_entries(obj.get("entries")),
         **{k: obj.get(k, "") for k in _STR_FIELDS},
     )
+
+
+def _entries(raw: Any) -> tuple[Entry, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidJudgeRequest("entries must be a list")
+    out = []
+    for e in raw:
+        if not isinstance(e, dict) or e.get("field") not in ENTRY_FIELDS:
+            raise InvalidJudgeRequest(f"an entry's field must be one of {', '.join(ENTRY_FIELDS)}")
+        text, n, name = e.get("text"), e.get("n", 0), e.get("name", "")
+        if not isinstance(text, str) or not isinstance(name, str):
+            raise InvalidJudgeRequest("an entry's text and name must be strings")
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise InvalidJudgeRequest("an entry's n must be an integer")
+        out.append(Entry(e["field"], text, n, name))
+    return tuple(out)

@@ -26,7 +26,7 @@ from stream_eval.judge.client import CallOutcome, JudgeClient, PreparedCall
 from stream_eval.judge.counters import FAILED, SCORED, SKIPPED, JudgeCounters
 from stream_eval.judge.request import InvalidJudgeRequest, JudgeRequest, decode_judge_request
 from stream_eval.records import RawMessage
-from stream_eval.rubrics import RUBRICS, Rubric, rubrics_for_request
+from stream_eval.rubrics import ALL_RUBRICS, UNIT_RUBRICS, Rubric, rubrics_for_request
 from stream_eval.runtime.stage import Settle, gathered
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import dead_letter_row, ndjson
@@ -116,8 +116,11 @@ class JudgeStage:
                 self._dead(out.result, m, DECODE, str(exc), m.value, now)
                 out.invalid += 1
                 continue
-            names = self.settings.rubrics_for(req.route)
-            out.items.extend(_Item(m, req, r) for r in rubrics_for_request(names, req))
+            if req.unit == "call":
+                names = self.settings.rubrics_for(req.route)
+                out.items.extend(_Item(m, req, r) for r in rubrics_for_request(names, req))
+            else:  # a whole session or agent run: its unit's rubrics
+                out.items.extend(_Item(m, req, r) for r in UNIT_RUBRICS[req.unit].values())
         return out
 
     async def finish(self, parts: list[Requests]) -> Settle:
@@ -146,9 +149,11 @@ class JudgeStage:
         done = await self._already_judged(items)
         todo: list[tuple[_Item, PreparedCall]] = []
         for it in items:
-            if (it.request.trace_id, it.request.span_id, it.rubric.name) in done:
+            key = (it.request.trace_id, it.request.span_id, it.rubric.name)
+            if key in done:  # judged before, or earlier in this batch (a request sent twice)
                 self.counters.already_done += 1
                 continue
+            done[key] = {}
             p = self.client.prepare(it.rubric, it.request)
             if self.budget.try_reserve(self._budget_key(it), p.est_cost_usd):
                 todo.append((it, p))
@@ -224,6 +229,7 @@ class JudgeStage:
         r, v = it.rubric, (o.verdict if o else None)
         return {
             **it.request.dimensions(),
+            "unit": it.request.unit,
             "rubric": r.name,
             "rubric_version": r.version,
             "judge_model": self.settings.judge.model,
@@ -265,7 +271,7 @@ class JudgeStage:
             dead_letter_row(
                 stage="judge",
                 message=m,
-                item=-1 if it is None else list(RUBRICS).index(it.rubric.name),
+                item=-1 if it is None else list(ALL_RUBRICS).index(it.rubric.name),
                 reason=reason,
                 detail=f"{rubric}: {detail}" if rubric else detail,
                 fmt="judge_request",

@@ -21,37 +21,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream_eval.config import ReviewSettings
-from stream_eval.rubrics import Unit
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store
+from stream_eval.unit_ids import RUN_ITEM, SESSION_ITEM_SQL
 
 REASONS = (
     "judge_fail", "thumbs_down", "failed_check", "calibration",
     "abandoned_after_failure", "rephrase_burst", "failed_run_check",
 )  # fmt: skip
 
-# A whole session or agent run is one item: (session id, "session@<first turn, unix ms>")
-# or (trace id, "run"), so labels, holds and counts work for them as for a call.
-RUN_ITEM = "run"
-SESSION_ITEM = "session@"
-
-
-def unit_of(span_id: str) -> Unit:
-    if span_id == RUN_ITEM:
-        return "run"
-    return "session" if span_id.startswith(SESSION_ITEM) else "call"
-
-
-def session_item(started_at: float) -> str:
-    return f"{SESSION_ITEM}{round(started_at * 1000)}"
-
 
 def _unit_candidates(db: str, cfg: ReviewSettings, since: str, settled: str) -> list[str]:
     parts = []
     session_dims = (
-        f"session_id AS trace_id, concat('{SESSION_ITEM}', "
-        "toString(toUnixTimestamp64Milli(started_at))) AS span_id, route, model_version, "
+        f"session_id AS trace_id, {SESSION_ITEM_SQL} AS span_id, route, model_version, "
         "prompt_version, last_turn_at AS ts"
     )
     said = "concat(toString(turns), ' turns, ', toString(rephrases), ' rephrases')"

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from stream_eval.checks.sessions import turns_of
-from stream_eval.review.queue import SESSION_ITEM
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.store import Store
+from stream_eval.unit_ids import SESSION_ITEM
 
 
 def _queued(store: Store, trace_id: str, span_id: str) -> dict[str, Any] | None:
@@ -17,6 +17,15 @@ def _queued(store: Store, trace_id: str, span_id: str) -> dict[str, Any] | None:
         f"WHERE trace_id = {sql_str(trace_id)} AND span_id = {sql_str(span_id)}"
     )
     return rows[0] if rows else None
+
+
+def judged(store: Store, trace_id: str, span_id: str) -> list[dict[str, Any]]:
+    """The judge's results on an item (a call, or a whole unit), by rubric."""
+    return store.query(
+        "SELECT rubric, status, score, scale_min, scale_max, passed, reason, judge_model "
+        f"FROM {store.database}.judge_results FINAL WHERE trace_id = {sql_str(trace_id)} "
+        f"AND span_id = {sql_str(span_id)} ORDER BY rubric"
+    )
 
 
 def load_session(store: Store, session_id: str, span_id: str) -> dict[str, Any] | None:
@@ -57,6 +66,7 @@ def load_session(store: Store, session_id: str, span_id: str) -> dict[str, Any] 
             "escalated": s["turn_escalated"][i], "similarity": s["turn_similarity"][i],
         })  # fmt: skip
     return {"unit": "session", "session": s, "turns": turns,
+            "judged": judged(store, session_id, span_id),
             "queued": _queued(store, session_id, span_id)}  # fmt: skip
 
 
@@ -91,4 +101,5 @@ def load_run(store: Store, trace_id: str, span_id: str) -> dict[str, Any] | None
     ]
     return {"unit": "run", "run": run, "task": calls[0]["input_text"] if calls else "",
             "calls": calls, "tools": tools, "checks": checks,
+            "judged": judged(store, trace_id, span_id),
             "queued": _queued(store, trace_id, span_id)}  # fmt: skip

@@ -34,11 +34,12 @@ from starlette.routing import Route
 
 from stream_eval.config import Settings
 from stream_eval.review.labels import InvalidLabel, Label, Publish, record
-from stream_eval.review.queue import next_item, queue_counts, release, reserve, unit_of
-from stream_eval.review.units import load_run, load_session
+from stream_eval.review.queue import next_item, queue_counts, release, reserve
+from stream_eval.review.units import judged, load_run, load_session
 from stream_eval.rubrics import rubrics_of
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.store import Store
+from stream_eval.unit_ids import unit_of
 
 COOKIE = "stream_eval_reviewer"
 _ENV = Environment(loader=PackageLoader("stream_eval.review"), autoescape=select_autoescape())
@@ -67,15 +68,12 @@ def _load(store: Store, trace_id: str, span_id: str) -> dict[str, Any] | None:
         f"SELECT check_name, passed, score, reason FROM {db}.check_results "
         f"WHERE trace_id = {t} AND span_id = {s} ORDER BY check_name"
     )
-    judged = store.query(
-        f"SELECT rubric, status, score, scale_min, scale_max, passed, reason, judge_model "
-        f"FROM {db}.judge_results FINAL WHERE trace_id = {t} AND span_id = {s} ORDER BY rubric"
-    )
     queued = store.query(
         f"SELECT reason, detail, rubric FROM {db}.review_queue FINAL "
         f"WHERE trace_id = {t} AND span_id = {s}"
     )
-    return {"trace": trace, "documents": docs, "checks": checks, "judged": judged,
+    return {"trace": trace, "documents": docs, "checks": checks,
+            "judged": judged(store, trace_id, span_id),
             "queued": queued[0] if queued else None}  # fmt: skip
 
 

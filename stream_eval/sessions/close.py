@@ -20,13 +20,19 @@ watermark). Each pass:
 Closing is deterministic in the stored calls: a restart, a rebalance or a replay closes
 the same sessions with the same turns, and a session is never written twice (its turns
 are behind the edge the next pass starts from).
+
+The sessions the judge scores whole (``sampling.session_rate``, always those whose
+outcome is in ``sampling.session_always_on``; the draw is deterministic in the session)
+are sent to the judge-requests topic, and their delivery acknowledged, before their rows
+are written: a crash in between closes them again at the next pass and sends them again,
+which the judge recognises (a unit is judged once per rubric version).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import groupby
 from typing import Any
 
@@ -39,12 +45,19 @@ from stream_eval.checks.sessions import (
     split,
     turns_of,
 )
-from stream_eval.config import WindowSettings
+from stream_eval.config import SamplingSettings, WindowSettings
+from stream_eval.judge.units import session_request
 from stream_eval.metrics import Sample
+from stream_eval.sampling import decide_unit, inclusion_probability
 from stream_eval.sessions import sql
 from stream_eval.sink.base import Store
 from stream_eval.sink.rows import ndjson
+from stream_eval.unit_ids import session_item
 from stream_eval.windows.close import stream_watermark
+
+# Sends judge requests (key, value) and returns once they are acknowledged (blocking: it is
+# called on the sink's thread); raises if they could not be delivered.
+Emit = Callable[[list[tuple[bytes, bytes]]], None]
 
 
 def _who(calls: list[dict[str, Any]]) -> dict[str, str]:
@@ -83,10 +96,20 @@ def session_row(
 
 
 class SessionCloser:
-    def __init__(self, cfg: SessionSettings, windows: WindowSettings, topic: str) -> None:
+    def __init__(
+        self,
+        cfg: SessionSettings,
+        windows: WindowSettings,
+        topic: str,
+        sampling: SamplingSettings | None = None,
+        emit: Emit | None = None,
+    ) -> None:
         self.cfg = cfg
         self.windows = windows
         self.topic = topic
+        self.sampling = sampling or SamplingSettings()
+        self.emit = emit  # None: no session is sent to the judge
+        self.judge_requests = 0  # sent
         self.frontier: float | None = None  # last turns up to here are decided
         self.closed: Counter[str] = Counter()  # by closed_by, and "late"
         self.late_turns = 0  # in the sessions refreshed last
@@ -98,7 +121,10 @@ class SessionCloser:
         yield "session_late_turns", {}, self.late_turns
 
     def report(self) -> str:
-        return f"sessions: {sum(self.closed.values())} closed, {self.late_turns} late turns"
+        return (
+            f"sessions: {sum(self.closed.values())} closed, {self.late_turns} late turns, "
+            f"{self.judge_requests} sent to the judge"
+        )
 
     def run(self, store: Store, now: float | None = None) -> int:
         """One closing pass (blocking: on the sink's thread); returns the sessions closed."""
@@ -140,7 +166,7 @@ class SessionCloser:
         ended (the calls read reach ``hi`` = upto + the gap)."""
         db, cfg = store.database, self.cfg
         calls = store.query(sql.calls_sql(db, ids, cfg.gap_seconds, lo, hi))
-        rows = []
+        rows, requests = [], []
         for session_id, group in groupby(calls, key=lambda c: str(c["session_id"])):
             mine = list(group)
             who = _who(mine)
@@ -150,22 +176,33 @@ class SessionCloser:
                     continue
                 if seg.closed_by == "gap" and last + cfg.gap_seconds > hi:
                     continue  # its gap is not all read
-                rows.append(
-                    session_row(
-                        session_id,
-                        seg,
-                        who,
-                        cfg,
-                        late=int(late),
-                        late_turns=0,
-                        watermark=wm,
-                        closed_upto=upto,
-                    )
-                )
-                self.closed["late" if late else seg.closed_by] += 1
+                row = session_row(
+                    session_id, seg, who, cfg, late=int(late), late_turns=0, watermark=wm,
+                    closed_upto=upto,
+                )  # fmt: skip
+                rows.append(row)
+                request = self._judge_request(session_id, seg, row["outcome"])
+                if request is not None:
+                    requests.append(request)
+        if requests and self.emit is not None:  # acknowledged before the rows are written
+            self.emit(requests)
+            self.judge_requests += len(requests)
         if rows:
             store.insert("sessions", ndjson(rows))
+            for r in rows:
+                self.closed["late" if late else r["closed_by"]] += 1
         return len(rows)
+
+    def _judge_request(
+        self, session_id: str, seg: Segment, outcome: str
+    ) -> tuple[bytes, bytes] | None:
+        smp = self.sampling
+        key = f"{session_id}/{session_item(seg.turns[0].ts)}"
+        why = decide_unit(key, smp.session_rate, [outcome], smp.session_always_on, smp.salt)
+        if not why:
+            return None
+        prob = inclusion_probability(why, smp.session_rate)
+        return session_id.encode(), session_request(session_id, seg.turns, why, prob)
 
     def _refresh_late(self, store: Store, lo: float, hi: float) -> None:
         db = store.database

@@ -31,6 +31,8 @@ ALTER TABLE {db}.assembled_traces ADD COLUMN IF NOT EXISTS revision UInt32 AFTER
 ALTER TABLE {db}.assembled_traces ADD COLUMN IF NOT EXISTS traces_partition Int32 DEFAULT -1 AFTER revision;
 ALTER TABLE {db}.assembled_traces ADD COLUMN IF NOT EXISTS traces_offset Int64 DEFAULT -1 AFTER traces_partition;
 ALTER TABLE {db}.agent_runs ADD COLUMN IF NOT EXISTS tool_results Array(String) CODEC(ZSTD(3)) AFTER tool_errors;
+ALTER TABLE {db}.agent_runs ADD COLUMN IF NOT EXISTS task String CODEC(ZSTD(3)) AFTER tool_results;
+ALTER TABLE {db}.judge_results ADD COLUMN IF NOT EXISTS unit LowCardinality(String) DEFAULT 'call' AFTER span_id;
 
 -- check_results, one row per trace and check: a view over the traces' check arrays (and
 -- the rows of traces written before those, kept in check_results_before_arrays). The

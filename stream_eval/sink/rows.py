@@ -147,6 +147,7 @@ def run_row(p: ProcessedRun, ingested_at: float) -> dict[str, Any]:
         "tool_arguments": [c.arguments for c in r.tool_calls],
         "tool_errors": [c.error for c in r.tool_calls],
         "tool_results": [c.result for c in r.tool_calls],
+        "task": r.task,
         "final_answer": r.final_answer,
         "error": r.error,
         "failed_checks": p.failed_checks,

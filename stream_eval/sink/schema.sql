@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS {db}.agent_runs
     tool_arguments  Array(String) CODEC(ZSTD(3)),  -- each cut to 1,000 characters
     tool_errors     Array(String),  -- '' for a call that succeeded
     tool_results    Array(String) CODEC(ZSTD(3)),  -- what each returned, cut to 1,000 characters
+    task            String CODEC(ZSTD(3)),  -- its first LLM call's user message, cut to 4,000
     final_answer    String CODEC(ZSTD(3)),  -- its last text answer, cut to 4,000 characters
     error           String,  -- an agent span's error (e.g. "Max turns exceeded")
     failed_checks   Array(LowCardinality(String)),
@@ -215,10 +216,11 @@ ORDER BY (kafka_topic, kafka_partition, kafka_offset);
 -- or skipped (budget). Keyed so that a replay neither re-judges nor double-counts.
 CREATE TABLE IF NOT EXISTS {db}.judge_results
 (
-    trace_id            String,
-    span_id             String,
+    trace_id            String,  -- a session's: its session id (unit_ids)
+    span_id             String,  -- a session's: session@<first turn, unix ms>, a run's: run
+    unit                LowCardinality(String) DEFAULT 'call',  -- call, session or run
     route               LowCardinality(String),
-    ts                  DateTime64(3, 'UTC'),
+    ts                  DateTime64(3, 'UTC'),  -- a session's: its last turn, a run's: its last LLM call
     model               LowCardinality(String),
     model_version       LowCardinality(String),
     prompt_id           LowCardinality(String),
