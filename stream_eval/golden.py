@@ -9,7 +9,8 @@ example from the trace (input, system message, retrieved context) and the label 
 corrected answer as reference answer; the checks that applied are expected to pass),
 skips what the dataset already holds (same example id, or same trace), writes the next
 version and records each promotion in ``golden_promotions`` (which production failure
-became which example, in which version, when).
+became which example, in which version, when). Reviewed sessions and agent runs become
+multi-turn examples and agent tasks (``golden_units``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from typing import Any
 import fastjsonschema
 import orjson
 
+from stream_eval.golden_units import reviewed_units, run_example, session_example, unit_example_key
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store
+from stream_eval.unit_ids import unit_of
 
 
 class InvalidExample(ValueError):
@@ -48,8 +51,11 @@ def validate(example: dict[str, Any]) -> None:
         raise InvalidExample(exc.message) from None
 
 
-def example_id(route: str, system: str, user_input: str, context: list[dict[str, Any]]) -> str:
-    key = orjson.dumps([route, system, user_input, context])
+def example_id(
+    route: str, system: str, user_input: str, context: list[dict[str, Any]], unit_key: str = ""
+) -> str:
+    """``unit_key``: a whole unit's (``golden_units.unit_example_key``), "" for a call."""
+    key = orjson.dumps([route, system, user_input, context, *([unit_key] if unit_key else [])])
     return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
@@ -129,7 +135,7 @@ def promote(
     traces = {(e["provenance"]["trace_id"], e["provenance"].get("span_id", "")) for e in current}
     new: list[dict[str, Any]] = []
     already = no_reference = 0
-    for r in _reviewed(store, verdicts):
+    for r in _reviewed(store, verdicts):  # calls
         context = orjson.loads(r["documents_json"]) if r["documents_json"] else []
         eid = example_id(r["route"], r["system_text"], r["input_text"], context)
         if eid in ids or (r["trace_id"], r["span_id"]) in traces:
@@ -144,6 +150,28 @@ def promote(
             "context": context, "reference_answer": reference, "must_contain": [],
             "must_not_contain": [],
             "expected_checks": dict.fromkeys(sorted(r["checks"] or ()), True),
+            "rubrics": [r["rubric"]] if r["rubric"] else [],
+            "provenance": {
+                "trace_id": r["trace_id"], "span_id": r["span_id"], "label_id": r["label_id"],
+                "reviewer": r["reviewer"], "verdict": r["verdict"], "reason": r["reason"],
+                "labelled_at": r["labelled_at"], "dataset_version": version, "promoted_at": now,
+            },
+        }  # fmt: skip
+        validate(example)
+        new.append(example)
+        ids.add(eid)
+        traces.add((r["trace_id"], r["span_id"]))
+    for r in reviewed_units(store, verdicts):  # whole sessions and agent runs
+        build = session_example if unit_of(r["span_id"]) == "session" else run_example
+        found = build(store, r)
+        if found is None:
+            continue
+        eid = example_id(found["route"], "", found["input"], [], unit_example_key(found))
+        if eid in ids or (r["trace_id"], r["span_id"]) in traces:
+            already += 1
+            continue
+        example = {
+            "id": eid, **found, "must_contain": [], "must_not_contain": [],
             "rubrics": [r["rubric"]] if r["rubric"] else [],
             "provenance": {
                 "trace_id": r["trace_id"], "span_id": r["span_id"], "label_id": r["label_id"],

@@ -11,6 +11,7 @@ end to end on the broker in ``tests/test_sessions_kafka.py``.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import orjson
@@ -224,3 +225,34 @@ def test_unit_scores_count_in_their_own_pass_rates_not_in_the_call_slis(
     assert row["cost"] == pytest.approx(sum(r["cost_usd"] for r in h.rows()))
     assert SLIS["session_judge_pass_rate"].estimate is SESSION_JUDGE_PASS
     assert SLIS["run_judge_pass_rate"].section == "judge"
+
+
+def test_a_unit_the_judge_failed_is_queued_for_review_as_that_unit(store: Any) -> None:
+    from stream_eval.config import ReviewSettings
+    from stream_eval.review.queue import enqueue
+
+    now = time.time()
+    rows = []
+    for req, passed in (
+        (session_request("s-bad", turns(2), "rate", 0.5), 0),
+        (run_request(a_run(trace_id="run-bad"), "failed:tool_error", 1.0), 0),
+        (run_request(a_run(trace_id="run-ok"), "rate", 0.5), 1),
+    ):
+        r = decode_judge_request(req)
+        rows.append({
+            **r.dimensions(), "ts": now - 60, "unit": r.unit, "rubric": "conversation_resolution"
+            if r.unit == "session" else "task_success", "status": "scored",
+            "score": 2 if not passed else 9, "passed": passed, "reason": "judged",
+            "judge_model": "j", "requested_at": now, "judged_at": now,
+        })  # fmt: skip
+    store.insert("judge_results", b"".join(orjson.dumps(x) + b"\n" for x in rows))
+    cfg = ReviewSettings(settle_seconds=0, calibration_rate=0, sessions=False, agent_runs=False)
+    assert enqueue(store, cfg) == 2
+    queued = store.query(
+        "SELECT trace_id, span_id, reason, rubric FROM stream_eval.review_queue FINAL "
+        "ORDER BY trace_id"
+    )
+    assert [(q["trace_id"], q["span_id"][:8], q["reason"], q["rubric"]) for q in queued] == [
+        ("run-bad", "run", "judge_fail", "task_success"),
+        ("s-bad", "session@", "judge_fail", "conversation_resolution"),
+    ]
