@@ -29,6 +29,13 @@ batch prepared after its start, and zero committed lag after its last write (the
 ClickHouse stamped on its last ledger rows, ``ingest_messages.written_at``). In-process
 rates are against the raw ceiling of the same run. The worker's RSS is also read as it
 passes 100k, 250k, 500k and 1M traces, and 5 s after draining.
+
+The chat quarter of the traces are turns of conversations (1 to 8 turns, a session id
+each; --no-sessions: none), which the worker closes as sessions as it goes.
+--compare-tree DIR runs the worker from another source tree (a git worktree of an
+earlier commit) on the same topic in the same run, --pairs times alternated with this
+checkout's (this, other; other, this; ...), each in a consumer group and a store of its
+own, after the first worker run, and prints both and their ratio.
 """
 
 from __future__ import annotations
@@ -65,13 +72,14 @@ RUN = uuid.uuid4().hex[:6]  # every topic and group of one bench run starts with
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _messages(n_traces: int, batch: int, spacing_ms: float) -> list[Message]:
+def _messages(n_traces: int, batch: int, spacing_ms: float, sessions: bool) -> list[Message]:
     # Event times end a few minutes ago, ``spacing_ms`` apart on average, as live traffic
     # would: the worker refuses event times far from the message time.
     f = TraceFactory(
         seed=11,
         start_ts=time.time() - n_traces * spacing_ms / 1000 - 600,
         max_step_s=2 * spacing_ms / 1000,  # uniform in [0, max]: mean spacing_ms
+        sessions=sessions,  # the chat traces as turns of conversations
     )
     out = []
     for start in range(0, n_traces, batch):
@@ -206,11 +214,31 @@ class WorkerRun:
     commit_after_last_prepared_s: float  # last batch prepared to zero committed lag seen
     rss_at: dict[int, float]  # traces processed -> RSS (MB) when the worker passed them
     rss_idle_mb: float  # 5 s after draining
+    sessions_closed: int  # 0 by a version without sessions
 
 
-def full_worker(settings: Settings, workdir: Path, n_traces: int) -> WorkerRun:
+def full_worker(
+    settings: Settings, workdir: Path, n_traces: int, tree: Path | None = None, tag: str = ""
+) -> WorkerRun:
+    """The worker, from this checkout or (``tree``) another's source tree; ``tag``: in a
+    consumer group and a store of its own."""
     port = free_port()
-    w = WorkerProcess(None, workdir / "worker.log", {"STREAM_EVAL_METRICS__PORT": str(port)})
+    name = f"worker{tag}"
+    env = {"STREAM_EVAL_METRICS__PORT": str(port)}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    if tag:
+        settings = settings.model_copy(
+            update={
+                "app_id": f"{settings.app_id}{tag}",
+                "clickhouse": settings.clickhouse.model_copy(
+                    update={"path": str(workdir / f"chdb{tag}")}
+                ),
+            }
+        )
+        env["STREAM_EVAL_APP_ID"] = settings.app_id
+        env["STREAM_EVAL_CLICKHOUSE__PATH"] = settings.clickhouse.path
+    w = WorkerProcess(None, workdir / f"{name}.log", env, cwd=tree)
     rss_at: dict[int, float] = {}
     marks = [m for m in MILESTONES if m <= n_traces]
     last_scrape = [0.0]
@@ -245,13 +273,14 @@ def full_worker(settings: Settings, workdir: Path, n_traces: int) -> WorkerRun:
         f"toFloat64(max(written_at)) AS w FROM {db}.ingest_messages FINAL"
     )
     traces = store.query(f"SELECT count() AS n FROM {db}.traces FINAL")[0]["n"]
+    closed = store.query(f"SELECT count() AS n FROM {db}.sessions")[0]["n"]  # 0: none closed
     store.close()
     if int(traces) != n_traces:
         raise RuntimeError(f"worker wrote {traces} traces, expected {n_traces}")
     a, b, written = float(rows[0]["a"]), float(rows[0]["b"]), float(rows[0]["w"])
     return WorkerRun(
         b - a, outside, a - outside.started_at, outside.zero_lag_at - written,
-        outside.zero_lag_at - b, rss_at, idle,
+        outside.zero_lag_at - b, rss_at, idle, int(closed),
     )  # fmt: skip
 
 
@@ -267,6 +296,16 @@ def main() -> None:
         "the windows close as they would in production (25 ms: 40 traces/s, a window "
         "closed every few thousand traces)",
     )
+    ap.add_argument(
+        "--no-sessions", action="store_true",
+        help="chat traces without a session id (default: turns of conversations of 1-8)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--compare-tree", type=Path,
+        help="also run the worker from this source tree (e.g. a git worktree of an earlier "
+        "commit) on the same topic, in the same run, after this checkout's",
+    )  # fmt: skip
+    ap.add_argument("--pairs", type=int, default=4, help="with --compare-tree: runs of each")
     args = ap.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix=f"stream-eval-bench-{RUN}-"))
@@ -289,7 +328,7 @@ def main() -> None:
 
 def _run(settings: Settings, args: argparse.Namespace, workdir: Path) -> None:
     ensure_topics(settings)
-    msgs = _messages(args.traces, args.batch_size, args.spacing_ms)
+    msgs = _messages(args.traces, args.batch_size, args.spacing_ms, not args.no_sessions)
     n_msgs = len(msgs)
     print(
         f"publishing {args.traces:,} traces in {n_msgs:,} messages "
@@ -317,6 +356,16 @@ def _run(settings: Settings, args: argparse.Namespace, workdir: Path) -> None:
                  str(commit_every))  # fmt: skip
     print("stream-eval worker ...", flush=True)
     worker = full_worker(settings, workdir, args.traces)
+    # (this checkout, the other tree), after that first run (a run after the peers is the
+    # slowest of a bench, whoever's), in the order this, other; other, this; ...
+    pairs: list[tuple[WorkerRun, WorkerRun]] = []
+    for i in range(1, args.pairs + 1 if args.compare_tree else 1):
+        runs = {}
+        for who in ("this", "other") if i % 2 else ("other", "this"):
+            print(f"stream-eval worker, {who} ({i}) ...", flush=True)
+            tree = args.compare_tree if who == "other" else None
+            runs[who] = full_worker(settings, workdir, args.traces, tree, f"-{who}{i}")
+        pairs.append((runs["this"], runs["other"]))
 
     ceiling = args.traces / results[0][1]
     print(
@@ -345,6 +394,28 @@ def _run(settings: Settings, args: argparse.Namespace, workdir: Path) -> None:
     ]
     for name, o in outside:
         print(f"{name:44} {args.traces / o.wall_s:>10,.0f} {o.wall_s:>7.1f} {o.peak_mb:>12,.0f}")
+    if pairs:
+        print(
+            f"\nthis checkout vs {args.compare_tree}, alternated (this, other; other, this; ...):"
+        )
+        for i, (a, b) in enumerate(pairs, 1):
+            print(
+                f"  pair {i}: {args.traces / a.outside.wall_s:,.0f} vs "
+                f"{args.traces / b.outside.wall_s:,.0f} traces/s start to zero lag "
+                f"({b.outside.wall_s / a.outside.wall_s:.3f}x); its own "
+                f"{args.traces / a.steady_s:,.0f} vs {args.traces / b.steady_s:,.0f} "
+                f"({b.steady_s / a.steady_s:.3f}x); peak RSS {a.outside.peak_mb:,.0f} vs "
+                f"{b.outside.peak_mb:,.0f} MB; sessions closed {a.sessions_closed:,} vs "
+                f"{b.sessions_closed:,}"
+            )
+        mean_a = sum(a.outside.wall_s for a, _ in pairs) / len(pairs)
+        mean_b = sum(b.outside.wall_s for _, b in pairs) / len(pairs)
+        own_a = sum(a.steady_s for a, _ in pairs) / len(pairs)
+        own_b = sum(b.steady_s for _, b in pairs) / len(pairs)
+        print(
+            f"  mean start to zero lag: {mean_a:.1f} s vs {mean_b:.1f} s: {mean_b / mean_a:.3f}x; "
+            f"its own: {own_a:.1f} s vs {own_b:.1f} s: {own_b / own_a:.3f}x"
+        )
     best = min(plain.outside.wall_s, quix.outside.wall_s)
     print(
         f"\nworker vs plain loop: {plain.outside.wall_s / worker.outside.wall_s:.2f}x, "
@@ -361,6 +432,7 @@ def _run(settings: Settings, args: argparse.Namespace, workdir: Path) -> None:
     if marks:
         print(f"worker RSS (with its prepare processes) after {marks}")
     print(f"worker idle after draining: {worker.rss_idle_mb:.0f} MB")
+    print(f"worker: {worker.sessions_closed:,} sessions closed")
     print(f"(data and worker log: {workdir})")
 
 

@@ -15,7 +15,6 @@ scale separately from ingest workers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ from stream_eval.runtime.produce import BatchProducer
 from stream_eval.runtime.quarantine import dead_letter_sender, headers_sender, quarantine_to
 from stream_eval.runtime.stage import Deferred, Stage
 from stream_eval.runtime.stall_watch import add_stall_watch
-from stream_eval.sink.base import Store
 from stream_eval.sink.store import open_store
 from stream_eval.sink.writer import SinkWriter
 
@@ -304,32 +302,25 @@ def _add_window_closer(w: Wiring) -> None:
 
     s, producer = w.settings, w.producer
     assert producer is not None, "the ingest is wired first"
-    loop: list[asyncio.AbstractEventLoop] = []
 
     async def deliver(requests: list[tuple[bytes, bytes]]) -> None:
         await (await producer.send([(s.topics.judge_requests, k, v, None) for k, v in requests]))
 
-    def emit(requests: list[tuple[bytes, bytes]]) -> None:  # on the sink's thread
-        asyncio.run_coroutine_threadsafe(deliver(requests), loop[0]).result(timeout=120)
-
-    sessions = SessionCloser(s.sessions, s.windows, s.topics.traces, s.sampling, emit)
+    sessions = SessionCloser(s.sessions, s.windows, s.topics.traces, s.sampling, judge=True)
     windows = WindowCloser(s.windows, s.topics.traces)
     w.reports += [sessions, windows]
-    writer = w.writer
-
-    def close(store: Store) -> None:
-        now = time.time()
-        wm = stream_watermark(store, s.topics.traces, s.windows.idle_partition_seconds, now)
-        try:
-            sessions.close_at(store, now, wm)
-        except Exception:  # retried at the next pass (nothing of it was written)
-            log.exception("closing sessions failed; retried at the next pass")
-        windows.close_at(store, now, wm)
+    writer, store = w.writer, w.writer.store
+    topic, idle = s.topics.traces, s.windows.idle_partition_seconds
 
     @w.app.timer(interval=s.windows.close_interval_seconds, on_leader=True)  # type: ignore[untyped-decorator]
     async def close_windows() -> None:
-        loop[:] = [asyncio.get_running_loop()]
-        await writer.run(close, writer.store)
+        now = time.time()
+        wm = await writer.run(stream_watermark, store, topic, idle, now)
+        try:  # the sink writes the ingest's batches while the pass works
+            await sessions.close_async(writer.run, deliver, store, now, wm)
+        except Exception:  # retried at the next pass (nothing of it was written)
+            log.exception("closing sessions failed; retried at the next pass")
+        await writer.run(windows.close_at, store, now, wm)
 
 
 def _add_review_enqueuer(w: Wiring) -> None:

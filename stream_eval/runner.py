@@ -49,11 +49,18 @@ def free_port() -> int:
 
 class WorkerProcess:
     def __init__(
-        self, config_path: str | None, log_path: Path, env: dict[str, str] | None = None
+        self,
+        config_path: str | None,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
+        """``cwd``: where it runs (its ``stream_eval`` is the one found from there first:
+        a source tree's, with ``PYTHONPATH``, for an A/B of two versions)."""
         self.config_path = config_path
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, loglevel: str = "warn", role: str = "all") -> None:
@@ -65,7 +72,12 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+                cwd=self.cwd,
             )
 
     def log_tail(self, n: int = 40) -> str:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stream_eval.checks.similarity import similarity
+from stream_eval.checks.similarity import profile, profiles_similarity
 
 ClosedBy = Literal["gap", "max_turns", "max_duration"]
 CLOSED_BY: tuple[ClosedBy, ...] = ("gap", "max_turns", "max_duration")
@@ -91,7 +91,9 @@ class Turn:
 
 def distinct(values: Iterable[str]) -> tuple[str, ...]:
     """The non-empty values, each once, first seen first."""
-    return tuple(dict.fromkeys(v for v in values if v))
+    seen = dict.fromkeys(values)
+    seen.pop("", None)
+    return tuple(seen)
 
 
 def turns_of(calls: Iterable[Mapping[str, Any]]) -> list[Turn]:
@@ -203,11 +205,12 @@ def signals(turns: Sequence[Turn], cfg: SessionSettings) -> SessionSignals:
     """The signals of one session's turns (in order)."""
     pattern = re.compile(cfg.escalation_pattern) if cfg.escalation_pattern else None
     out: list[TurnSignals] = []
+    said = [profile(t.user_text) for t in turns] if len(turns) > 1 else []
     for i, t in enumerate(turns):
         sim, rephrase = 0.0, False
         if i:
             before = turns[i - 1]
-            sim = similarity(before.user_text, t.user_text)
+            sim = profiles_similarity(said[i - 1], said[i])
             rephrase = (
                 sim >= cfg.rephrase_threshold and t.ts - before.ts <= cfg.rephrase_within_seconds
             )

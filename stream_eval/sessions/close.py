@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from itertools import groupby
 from typing import Any
 
@@ -49,7 +49,7 @@ from stream_eval.config import SamplingSettings, WindowSettings
 from stream_eval.judge.units import session_request
 from stream_eval.metrics import Sample
 from stream_eval.sampling import decide_unit, inclusion_probability
-from stream_eval.sessions import sql
+from stream_eval.sessions import drive, sql
 from stream_eval.sink.base import Store
 from stream_eval.sink.rows import ndjson
 from stream_eval.unit_ids import session_item
@@ -103,12 +103,17 @@ class SessionCloser:
         topic: str,
         sampling: SamplingSettings | None = None,
         emit: Emit | None = None,
+        judge: bool | None = None,
     ) -> None:
+        """``emit``: sends the sampled sessions' judge requests (``close_at``); ``judge``:
+        sample them at all (default: when ``emit`` is given; the worker's ``close_async``
+        sends with the ``deliver`` it is given)."""
         self.cfg = cfg
         self.windows = windows
         self.topic = topic
         self.sampling = sampling or SamplingSettings()
-        self.emit = emit  # None: no session is sent to the judge
+        self.emit = emit
+        self.judge = emit is not None if judge is None else judge  # False: none is sent
         self.judge_requests = 0  # sent
         self.frontier: float | None = None  # last turns up to here are decided
         self.closed: Counter[str] = Counter()  # by closed_by, and "late"
@@ -133,39 +138,75 @@ class SessionCloser:
         return self.close_at(store, now, wm)
 
     def close_at(self, store: Store, now: float, wm: float | None) -> int:
-        """One closing pass at the stream watermark ``wm`` (None: nothing read yet)."""
+        """One closing pass at the stream watermark ``wm`` (None: nothing read yet), every
+        step here, in this thread."""
+        return drive.directly(self.steps(store.database, now, wm), store, self._emit)
+
+    async def close_async(
+        self, on_sink: drive.OnSink, deliver: drive.Deliver, store: Store, now: float,
+        wm: float | None,
+    ) -> int:  # fmt: skip
+        """The same pass in the worker: its reads and writes on the sink's thread, its
+        work (turns, signals, rows) on a thread of its own, so the sink writes meanwhile."""
+        return await drive.in_worker(self.steps(store.database, now, wm), on_sink, deliver, store)
+
+    def _emit(self, requests: list[tuple[bytes, bytes]]) -> None:
+        if self.emit is not None:
+            self.emit(requests)
+
+    def steps(self, db: str, now: float, wm: float | None) -> drive.Pass:
+        """One closing pass, as steps (``sessions.drive``); returns the sessions closed."""
         w, cfg = self.windows, self.cfg
-        frontier = self._frontier(store)
+        frontier = yield from self._frontier(db)
         if wm is None or frontier is None:
             return 0
-        db, gap = store.database, cfg.gap_seconds
+        gap = cfg.gap_seconds
         upto = wm - w.allowed_lateness_seconds - gap
         closed = 0
         if upto > frontier:
-            edge = store.query(sql.pass_edge_sql(db, frontier, upto, cfg.max_turns_per_pass))
+            edge = yield drive.Query(sql.pass_edge_sql(db, frontier, upto, cfg.max_turns_per_pass))
             if edge:  # more calls than a pass reads: stop before the one past the limit
                 upto = max(float(edge[0]["t"]) - 0.001, frontier + 0.001)
             ids = sql.ids_in_sql(db, frontier, upto)
             lo = frontier - cfg.max_duration_seconds - gap
-            closed += self._close(store, ids, lo, upto + gap, frontier, upto, wm, late=False)
+            closed += yield from self._close(
+                db, ids, lo, upto + gap, frontier, upto, wm, late=False
+            )
             self.frontier = frontier = upto
         if now - self._last_refresh >= w.refresh_seconds:
             self._last_refresh = now
             lo = frontier - w.refresh_hours * 3600
             ids = sql.uncovered_ids_sql(db, gap, lo, frontier)
             start = lo - cfg.max_duration_seconds - gap
-            closed += self._close(store, ids, start, frontier + gap, None, frontier, wm, late=True)
-            self._refresh_late(store, start, frontier + gap)
+            closed += yield from self._close(
+                db, ids, start, frontier + gap, None, frontier, wm, late=True
+            )
+            yield from self._refresh_late(db, start, frontier + gap)
         return closed
 
     def _close(
-        self, store: Store, ids: str, lo: float, hi: float, after: float | None,
+        self, db: str, ids: str, lo: float, hi: float, after: float | None,
         upto: float, wm: float, *, late: bool,
-    ) -> int:  # fmt: skip
+    ) -> drive.Pass:  # fmt: skip
         """Write the sessions of ``ids`` whose last turn is in (after, upto] and that have
         ended (the calls read reach ``hi`` = upto + the gap)."""
-        db, cfg = store.database, self.cfg
-        calls = store.query(sql.calls_sql(db, ids, cfg.gap_seconds, lo, hi))
+        calls = yield drive.Query(sql.calls_sql(db, ids, self.cfg.gap_seconds, lo, hi))
+        rows, requests = yield drive.Work(lambda: self._rows(calls, hi, after, upto, wm, late))
+        if requests:  # acknowledged before the rows are written
+            yield drive.Emit(requests)
+            self.judge_requests += len(requests)
+        if rows:
+            yield drive.Insert("sessions", ndjson(rows))
+            for r in rows:
+                self.closed["late" if late else r["closed_by"]] += 1
+        return len(rows)
+
+    def _rows(
+        self, calls: list[dict[str, Any]], hi: float, after: float | None, upto: float,
+        wm: float, late: bool,
+    ) -> tuple[list[dict[str, Any]], list[tuple[bytes, bytes]]]:  # fmt: skip
+        """The rows of the sessions that closed, and the judge requests of those sampled."""
+        cfg = self.cfg
         rows, requests = [], []
         for session_id, group in groupby(calls, key=lambda c: str(c["session_id"])):
             mine = list(group)
@@ -184,18 +225,13 @@ class SessionCloser:
                 request = self._judge_request(session_id, seg, row["outcome"])
                 if request is not None:
                     requests.append(request)
-        if requests and self.emit is not None:  # acknowledged before the rows are written
-            self.emit(requests)
-            self.judge_requests += len(requests)
-        if rows:
-            store.insert("sessions", ndjson(rows))
-            for r in rows:
-                self.closed["late" if late else r["closed_by"]] += 1
-        return len(rows)
+        return rows, requests
 
     def _judge_request(
         self, session_id: str, seg: Segment, outcome: str
     ) -> tuple[bytes, bytes] | None:
+        if not self.judge:
+            return None
         smp = self.sampling
         key = f"{session_id}/{session_item(seg.turns[0].ts)}"
         why = decide_unit(key, smp.session_rate, [outcome], smp.session_always_on, smp.salt)
@@ -204,9 +240,8 @@ class SessionCloser:
         prob = inclusion_probability(why, smp.session_rate)
         return session_id.encode(), session_request(session_id, seg.turns, why, prob)
 
-    def _refresh_late(self, store: Store, lo: float, hi: float) -> None:
-        db = store.database
-        counts = store.query(sql.late_turns_sql(db, self.cfg.gap_seconds, lo, hi))
+    def _refresh_late(self, db: str, lo: float, hi: float) -> drive.Pass:
+        counts = yield drive.Query(sql.late_turns_sql(db, self.cfg.gap_seconds, lo, hi))
         self.late_turns = sum(int(r["late_turns"]) for r in counts)
         keyed = [
             (str(r["session_id"]), float(r["started_at"]), int(r["late_turns"]))
@@ -214,20 +249,20 @@ class SessionCloser:
             if int(r["late_turns"]) != int(r["stored"])
         ]
         if keyed:
-            store.command(sql.rewrite_late_sql(db, keyed))
+            yield drive.Command(sql.rewrite_late_sql(db, keyed))
+        return 0
 
-    def _frontier(self, store: Store) -> float | None:
+    def _frontier(self, db: str) -> Generator[drive.Step, Any, float | None]:
         if self.frontier is not None:
             return self.frontier
-        db = store.database
-        rows = store.query(
+        rows = yield drive.Query(
             f"SELECT count() AS n, toFloat64(max(closed_upto)) AS f FROM {db}.sessions "
             "WHERE late = 0"
         )
         if rows and int(rows[0]["n"]):
             self.frontier = float(rows[0]["f"])
             return self.frontier
-        first = store.query(sql.first_call_sql(db))
+        first = yield drive.Query(sql.first_call_sql(db))
         if not first or not int(first[0]["n"]):
             return None
         return float(first[0]["first"]) - 0.001

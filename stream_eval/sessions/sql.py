@@ -9,12 +9,14 @@ def at(t: float) -> str:
     return f"toDateTime64({t:.3f}, 3)"
 
 
-def boundaries_sql(db: str, gap_s: int) -> str:
-    """Per session id, the edge of its newest closed session: later turns are new; the
-    turns up to it belong to it (a session closed by its gap owns the gap after it)."""
+def boundaries_sql(db: str, gap_s: int, ids: str) -> str:
+    """Per session id of ``ids`` (a subquery), the edge of its newest closed session: later
+    turns are new; the turns up to it belong to it (a session closed by its gap owns the
+    gap after it). Only those ids are read: the cost of a pass does not grow with the
+    sessions closed before."""
     return (
         f"SELECT session_id, max(toFloat64(last_turn_at) + if(closed_by = 'gap', {gap_s}, 0)) "
-        f"AS boundary FROM {db}.sessions FINAL GROUP BY session_id"
+        f"AS boundary FROM {db}.sessions FINAL WHERE session_id IN ({ids}) GROUP BY session_id"
     )
 
 
@@ -43,9 +45,13 @@ def ids_in_sql(db: str, lo: float, hi: float) -> str:
 def uncovered_ids_sql(db: str, gap_s: int, lo: float, hi: float) -> str:
     """The session ids with a call in (lo, hi] after their newest closed session's edge
     (or with none closed): turns read after the pass that would have closed them."""
+    seen = (
+        f"SELECT DISTINCT session_id FROM {db}.traces WHERE session_id != '' "
+        f"AND ts > {at(lo)} AND ts <= {at(hi)}"
+    )
     return (
         f"SELECT DISTINCT t.session_id FROM {db}.traces AS t "
-        f"LEFT JOIN ({boundaries_sql(db, gap_s)}) AS b USING (session_id) "
+        f"LEFT JOIN ({boundaries_sql(db, gap_s, seen)}) AS b USING (session_id) "
         f"WHERE t.session_id != '' AND t.ts > {at(lo)} AND t.ts <= {at(hi)} "
         "AND toFloat64(t.ts) > b.boundary"
     )
@@ -67,7 +73,7 @@ FROM
     FROM {db}.traces FINAL
     WHERE session_id IN ({ids}) AND ts > {at(lo)} AND ts <= {at(hi)}
 ) AS t
-LEFT JOIN ({boundaries_sql(db, gap_s)}) AS b USING (session_id)
+LEFT JOIN ({boundaries_sql(db, gap_s, ids)}) AS b USING (session_id)
 LEFT JOIN
 (
     SELECT trace_id, tool_names, failed_checks FROM {db}.agent_runs FINAL

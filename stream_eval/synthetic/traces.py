@@ -145,11 +145,36 @@ class TraceFactory:
     """
 
     def __init__(
-        self, seed: int = 7, start_ts: float | None = None, max_step_s: float = 0.05
+        self,
+        seed: int = 7,
+        start_ts: float | None = None,
+        max_step_s: float = 0.05,
+        sessions: bool = False,
     ) -> None:
         self.rng = random.Random(seed)
         self.ts = start_ts if start_ts is not None else time.time() // 3600 * 3600 - 7200
         self.max_step_s = max_step_s  # traces are spaced uniformly in [0, max_step_s]
+        # chat traces as turns of conversations (``session_id``), drawn from a second
+        # generator: the traffic is otherwise the same as without
+        self._sessions = random.Random(seed + 1) if sessions else None
+        self._open: list[list[Any]] = []  # [session id, turns left]
+        self._session_n = 0
+
+    def _session_id(self) -> str:
+        """A chat turn's conversation: one of up to 200 open ones (each of 1 to 8 turns),
+        or a new one."""
+        rng = self._sessions
+        assert rng is not None
+        if not self._open or (len(self._open) < 200 and rng.random() < 0.3):
+            self._session_n += 1
+            self._open.append([f"conv-{self._session_n}", rng.randint(1, 8)])
+        i = rng.randrange(len(self._open))
+        s = self._open[i]
+        s[1] -= 1
+        if s[1] <= 0:
+            self._open[i] = self._open[-1]
+            self._open.pop()
+        return str(s[0])
 
     def _base(self, route: str, question: str, answer: str) -> dict[str, Any]:
         rng = self.rng
@@ -204,7 +229,10 @@ class TraceFactory:
         elif defect == "pii":
             a = f"{a} {self.rng.choice(PII_SNIPPETS)}"
             fails.add("pii")
-        return SyntheticTrace(self._base("chat", q, a), frozenset(fails))
+        t = self._base("chat", q, a)
+        if self._sessions is not None:
+            t["session_id"] = self._session_id()
+        return SyntheticTrace(t, frozenset(fails))
 
     def code(self, defect: str = "") -> SyntheticTrace:
         q, a = self.rng.choice(CODE)

@@ -85,6 +85,11 @@ def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to:
         "refreshed_at",
     )  # fmt: skip
 
+    # the sessions that can hold a turn in range, before their turns are unrolled
+    sessions_between = (
+        f"last_turn_at >= toDateTime64({lo}, 3) AND started_at < toDateTime64({hi}, 3) AND "
+    )
+
     def by_insert(src: Source, ts: str, table: str, where: str = "", more: str = "") -> str:
         """The LEFT JOIN of a source whose rows count for a window when ClickHouse had them
         at its close (``inserted_at <= closed_at``): feedback, judge results, sessions."""
@@ -172,7 +177,7 @@ LEFT JOIN
         )
     }
 {by_insert("sessions", "last_turn_at", f"{db}.sessions FINAL")}
-{by_insert("turns", "ts", f"{db}.session_turns")}
+{by_insert("turns", "ts", f"{db}.session_turns", sessions_between)}
 SETTINGS prefer_column_name_to_alias = 1
 """
 
