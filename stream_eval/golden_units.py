@@ -20,10 +20,10 @@ from typing import Any
 
 import orjson
 
-from stream_eval.checks.sessions import Turn, turns_of
+from stream_eval.review.units import load_session
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.store import Store
-from stream_eval.unit_ids import RUN_ITEM, SESSION_ITEM, SESSION_ITEM_SQL
+from stream_eval.unit_ids import RUN_ITEM, SESSION_ITEM
 
 
 def reviewed_units(store: Store, verdicts: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -45,41 +45,21 @@ ORDER BY labelled_at, trace_id, span_id"""
     )
 
 
-def _session_turns(store: Store, session_id: str, span_id: str) -> tuple[list[Turn], list[int]]:
-    db = store.database
-    rows = store.query(
-        f"SELECT turn_trace_ids, turn_failed FROM {db}.sessions FINAL "
-        f"WHERE session_id = {sql_str(session_id)} AND {SESSION_ITEM_SQL} = {sql_str(span_id)} "
-        "LIMIT 1"
-    )
-    if not rows:
-        return [], []
-    ids = rows[0]["turn_trace_ids"]
-    listed = ", ".join(map(sql_str, ids)) or "''"
-    calls = store.query(
-        "SELECT trace_id, toFloat64(ts) AS ts, route, model_version, prompt_version, "
-        "input_text AS input, output_text AS output, failed_checks "
-        f"FROM {db}.traces FINAL WHERE trace_id IN ({listed}) "
-        "ORDER BY ts, span_id"
-    )
-    by_id = {t.trace_id: t for t in turns_of(calls)}
-    kept = [(by_id[i], f) for i, f in zip(ids, rows[0]["turn_failed"], strict=False) if i in by_id]
-    return [t for t, _ in kept], [int(f) for _, f in kept]
-
-
 def session_example(store: Store, label: dict[str, Any]) -> dict[str, Any] | None:
     """The multi-turn example of a reviewed session (None: its turns are gone)."""
-    turns, failed = _session_turns(store, label["trace_id"], label["span_id"])
+    session = load_session(store, label["trace_id"], label["span_id"])
+    turns = [t for t in session["turns"] if t["found"]] if session else []
     if not turns:
         return None
-    k = failed.index(1) if 1 in failed else len(turns) - 1  # up to the first failed turn
+    # up to the first failed turn
+    k = next((i for i, t in enumerate(turns) if t["failed"]), len(turns) - 1)
     last = turns[k]
     return {
-        "unit": "session", "route": last.route, "input": last.user_text, "system": "",
+        "unit": "session", "route": last["route"], "input": last["user"], "system": "",
         "context": [],
-        "turns": [{"input": t.user_text, "output": t.answer} for t in turns[:k]],
+        "turns": [{"input": t["user"], "output": t["answer"]} for t in turns[:k]],
         "reference_answer": label["corrected_answer"] or None,
-        "expected_checks": dict.fromkeys(sorted(last.failed_checks), True),
+        "expected_checks": dict.fromkeys(last["failed_checks"], True),
     }  # fmt: skip
 
 

@@ -41,7 +41,10 @@ MAX_REQUEST_BYTES = 512 * 1024  # well below the producer's 1 MiB requests
 _TEXTS = ("input", "system", "output", "reference_answer")
 
 
-def _cut(text: str, keep: int) -> str:
+def cut(text: str, keep: int) -> str:
+    """``text`` to ``keep`` characters, the cut marked (as it is, when it fits)."""
+    if len(text) <= keep:
+        return text
     return text[:keep] + f" [... {len(text) - keep} characters cut by stream-eval]"
 
 
@@ -61,9 +64,9 @@ def encode_judge_request(p: ProcessedTrace, max_bytes: int = MAX_REQUEST_BYTES) 
                 break
             docs[:] = docs[: len(docs) // 2]
         elif key == "documents":
-            docs[i]["content"] = _cut(docs[i]["content"], size // 2)
+            docs[i]["content"] = cut(docs[i]["content"], size // 2)
         else:
-            req[key] = _cut(req[key], size // 2)
+            req[key] = cut(req[key], size // 2)
         req["truncated"] = True
         raw = orjson.dumps(req)
     return raw

@@ -26,28 +26,22 @@ import orjson
 
 from stream_eval.agent_run import AgentRun
 from stream_eval.checks.sessions import Turn
-from stream_eval.judge.request import FORMAT_VERSION, Entry
+from stream_eval.judge.request import FORMAT_VERSION, Entry, cut
 from stream_eval.unit_ids import RUN_ITEM, Unit, session_item
 
 MAX_ENTRY_CHARS = 4_000
 MAX_UNIT_CHARS = 24_000
 
 
-def _cut(text: str, keep: int) -> str:
-    if len(text) <= keep:
-        return text
-    return text[:keep] + f" [... {len(text) - keep} characters cut by stream-eval]"
-
-
 def bounded(
     entries: Sequence[Entry], max_chars: int = MAX_UNIT_CHARS, max_entry: int = MAX_ENTRY_CHARS
 ) -> tuple[list[Entry], int]:
     """The entries as the judge sees them, and how many turns or steps were left out."""
-    cut = [Entry(e.field, _cut(e.text, max_entry), e.n, e.name) for e in entries]
-    groups = [list(g) for _, g in groupby(cut, key=lambda e: e.n)]
+    trimmed = [Entry(e.field, cut(e.text, max_entry), e.n, e.name) for e in entries]
+    groups = [list(g) for _, g in groupby(trimmed, key=lambda e: e.n)]
     size = [sum(len(e.text) for e in g) for g in groups]
     if len(groups) <= 2 or sum(size) <= max_chars:
-        return cut, 0
+        return trimmed, 0
     head, tail = [0], [len(groups) - 1]
     used = size[0] + size[-1]
     i, j, from_end = 1, len(groups) - 2, True
@@ -113,8 +107,8 @@ def unit_request(
         "model": "",
         "prompt_id": "",
         **dims,
-        "input": _cut(task, MAX_ENTRY_CHARS),
-        "output": _cut(answer, MAX_ENTRY_CHARS),
+        "input": cut(task, MAX_ENTRY_CHARS),
+        "output": cut(answer, MAX_ENTRY_CHARS),
         "entries": [e.as_json() for e in kept],
         "sample_reason": sample_reason,
         "sample_prob": sample_prob,

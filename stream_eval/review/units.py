@@ -59,7 +59,8 @@ def load_session(store: Store, session_id: str, span_id: str) -> dict[str, Any] 
     for i, tid in enumerate(ids):
         t = by_id.get(tid)
         turns.append({
-            "n": i + 1, "trace_id": tid, "ts": shown.get(tid, ""),
+            "n": i + 1, "trace_id": tid, "ts": shown.get(tid, ""), "found": t is not None,
+            "route": t.route if t else "",
             "user": t.user_text if t else "", "answer": t.answer if t else "",
             "failed_checks": sorted(t.failed_checks) if t else [],
             "rephrase": s["turn_rephrase"][i], "failed": s["turn_failed"][i],

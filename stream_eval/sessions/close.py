@@ -55,8 +55,9 @@ from stream_eval.sink.rows import ndjson
 from stream_eval.unit_ids import session_item
 from stream_eval.windows.close import stream_watermark
 
-# Sends judge requests (key, value) and returns once they are acknowledged (blocking: it is
-# called on the sink's thread); raises if they could not be delivered.
+# Sends judge requests (key, value) and returns once they are acknowledged (blocking: for
+# ``close_at``; the worker's ``close_async`` awaits a ``drive.Deliver``); raises if they
+# could not be delivered.
 Emit = Callable[[list[tuple[bytes, bytes]]], None]
 
 
