@@ -725,6 +725,46 @@ def test_an_upgrade_stopped_before_the_rename_is_finished_by_the_next_open(
         store.close()
 
 
+def test_the_rows_of_older_traces_get_their_traces_watermark_on_upgrade(
+    ch: ClickHouseSettings, batch: Batch, settings: Settings
+) -> None:
+    """check_results has each row's trace watermark (the windows read it there instead of
+    joining the traces): the rows kept from before the arrays get it from their trace
+    once, when the store is upgraded, as one row each; a row whose trace is not stored
+    keeps 0 (on time everywhere, as the join gave it)."""
+    from stream_eval.sink import upgrade
+
+    store = open_store(ch)
+    try:
+        write_batch(store, batch, settings)
+        (traced,) = store.query(
+            f"SELECT trace_id, span_id, toFloat64(wm_at_ingest) AS wm FROM {DB}.traces FINAL "
+            "WHERE toUnixTimestamp64Milli(wm_at_ingest) != 0 ORDER BY trace_id LIMIT 1"
+        )
+        older = {**OLD_CHECK_ROW, "trace_id": traced["trace_id"], "span_id": traced["span_id"],
+                 "check_name": "legacy"}  # fmt: skip
+        store.insert("check_results_before_arrays", orjson.dumps(older) + b"\n")
+        store.insert("check_results_before_arrays", orjson.dumps(OLD_CHECK_ROW) + b"\n")
+        upgrade.upgrade(store)
+        upgrade.upgrade(store)  # again: changes nothing
+        rows = store.query(
+            f"SELECT trace_id, toFloat64(wm_at_ingest) AS wm FROM {DB}.check_results "
+            "WHERE check_name = 'legacy' OR trace_id = 'old' ORDER BY trace_id"
+        )
+        assert rows == sorted(
+            [{"trace_id": traced["trace_id"], "wm": traced["wm"]}, {"trace_id": "old", "wm": 0}],
+            key=lambda r: str(r["trace_id"]),
+        )
+        assert traced["wm"] > 0
+        timed = store.query(
+            f"SELECT count() AS n, countIf(c.wm_at_ingest = t.wm_at_ingest) AS same "
+            f"FROM {DB}.check_results AS c INNER JOIN {DB}.traces AS t USING (trace_id, span_id)"
+        )[0]
+        assert int(timed["n"]) > len(batch.processed) and timed["same"] == timed["n"]
+    finally:
+        store.close()
+
+
 def test_embedded_inserts_go_through_a_spool_file_that_is_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

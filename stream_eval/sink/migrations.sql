@@ -38,19 +38,20 @@ ALTER TABLE {db}.judge_results ADD COLUMN IF NOT EXISTS unit LowCardinality(Stri
 -- the rows of traces written before those, kept in check_results_before_arrays). The
 -- worker writes a trace's checks once; ClickHouse stores them once. The rows analysts
 -- query keep their columns and, from the newest version of each trace, count once
--- (``FROM check_results`` needs no FINAL). A store whose check_results is still the
+-- (``FROM check_results`` needs no FINAL). Each row has its trace's ``wm_at_ingest``, so
+-- the windows tell on-time checks from late ones without joining the traces. A store whose check_results is still the
 -- table (with the materialized view that filled it) is turned into this when it opens
 -- (sink/upgrade.py). Storing the rows a second time cost the embedded worker about 13%
 -- of its rate (README, Benchmark).
 CREATE OR REPLACE VIEW {db}.check_results AS
 SELECT trace_id, span_id, route, ts, model_version, prompt_version,
-       check_name, passed, score, reason, ingested_at
+       check_name, passed, score, reason, ingested_at, wm_at_ingest
 FROM {db}.traces FINAL
 ARRAY JOIN check_names AS check_name, check_passed AS passed, check_scores AS score,
            check_reasons AS reason
 UNION ALL
 SELECT trace_id, span_id, route, ts, model_version, prompt_version,
-       check_name, passed, score, reason, ingested_at
+       check_name, passed, score, reason, ingested_at, wm_at_ingest
 FROM {db}.check_results_before_arrays FINAL;
 CREATE OR REPLACE VIEW {db}.check_results_v AS SELECT * FROM {db}.check_results;
 

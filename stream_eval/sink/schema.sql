@@ -164,7 +164,8 @@ CREATE TABLE IF NOT EXISTS {db}.check_results_before_arrays
     passed          UInt8,
     score           Nullable(Float32),
     reason          String,
-    ingested_at     DateTime64(3, 'UTC')
+    ingested_at     DateTime64(3, 'UTC'),
+    wm_at_ingest    DateTime64(3, 'UTC')  -- its trace's (sink/upgrade.py fills it)
 )
 ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(ts)

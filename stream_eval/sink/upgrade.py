@@ -9,7 +9,10 @@ arrays (``migrations.sql``). The upgrade, once:
 1. drops the materialized view, so nothing writes to the table any more;
 2. deletes the table's rows of traces that have check arrays (the view has them);
 3. renames the table ``check_results_before_arrays``: the rows left are those of traces
-   written before the arrays, which the view keeps showing.
+   written before the arrays, which the view keeps showing;
+4. gives those rows their trace's ``wm_at_ingest`` (a column added since; the view has it
+   on every row, so the windows tell on-time checks from late ones without a join),
+   rewriting each row without one whose trace has one (the same row, a newer part).
 
 Each step may be repeated: a process stopped between them finishes the upgrade when it
 opens the store again.
@@ -76,6 +79,28 @@ def check_results_to_view(store: Store) -> None:
     store.command(f"RENAME TABLE {db}.check_results TO {db}.check_results_before_arrays")
 
 
+def legacy_checks_carry_their_watermark(store: Store) -> None:
+    """Step 4: the rows of ``check_results_before_arrays`` get their trace's watermark."""
+    db, table = store.database, "check_results_before_arrays"
+    if _engine(store, table) is None:
+        return
+    if not _has_column(store, table, "wm_at_ingest"):
+        store.command(f"ALTER TABLE {db}.{table} ADD COLUMN wm_at_ingest DateTime64(3, 'UTC')")
+    if not _has_column(store, "traces", "wm_at_ingest"):
+        return  # older still: its traces get 0 (migrations.sql), as these rows have
+    names = [c for c in _columns(store, table) if c != "wm_at_ingest"]
+    cols = ", ".join(f"c.{c} AS {c}" for c in names)
+    store.command(
+        f"INSERT INTO {db}.{table} ({', '.join(names)}, wm_at_ingest) "
+        f"SELECT {cols}, tr.wm_at_ingest AS wm_at_ingest "
+        f"FROM (SELECT * FROM {db}.{table} FINAL "
+        "WHERE toUnixTimestamp64Milli(wm_at_ingest) = 0) AS c "
+        f"INNER JOIN (SELECT trace_id, span_id, wm_at_ingest FROM {db}.traces FINAL "
+        "WHERE toUnixTimestamp64Milli(wm_at_ingest) != 0) AS tr "
+        "ON c.trace_id = tr.trace_id AND c.span_id = tr.span_id"
+    )
+
+
 FEEDBACK_BEFORE = "feedback_before_first_read"
 
 
@@ -127,4 +152,5 @@ def feedback_keeps_the_first_read(store: Store) -> None:
 
 def upgrade(store: Store) -> None:
     check_results_to_view(store)
+    legacy_checks_carry_their_watermark(store)
     feedback_keeps_the_first_read(store)

@@ -51,11 +51,17 @@ class WindowKind:
     step_s: int
 
 
-def _starts(ts: str, kind: WindowKind) -> str:
-    """The starts of the windows of ``kind`` that contain the time column ``ts``."""
+def _starts(ts: str, kind: WindowKind, ends: tuple[int, int] | None = None) -> str:
+    """The starts of the windows of ``kind`` that contain the time column ``ts``; with
+    ``ends`` (from, to], only those whose end is in it: a row is unrolled into the windows
+    being closed alone, not into all ``size / step`` hopping windows it falls in."""
     last = f"intDiv(toInt64(toUnixTimestamp({ts})), {kind.step_s}) * {kind.step_s}"
     n = kind.size_s // kind.step_s
-    return f"arrayMap(i -> toInt64({last} - i * {kind.step_s}), range({n}))"
+    starts = f"arrayMap(i -> toInt64({last} - i * {kind.step_s}), range({n}))"
+    if ends is None:
+        return starts
+    size = kind.size_s
+    return f"arrayFilter(s -> s + {size} > {ends[0]} AND s + {size} <= {ends[1]}, {starts})"
 
 
 def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to: int) -> str:
@@ -64,6 +70,7 @@ def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to:
     size, late = kind.size_s, lateness_s
     lo, hi = max(end_from - size, 0), end_to  # event times that can fall in those windows
     in_range = f"w + {size} > {end_from} AND w + {size} <= {end_to}"
+    ends = (end_from, end_to)
     closes = (
         f"(SELECT toInt64(toUnixTimestamp(window_start)) AS w, closed_at "
         f"FROM {db}.window_closes FINAL WHERE window_kind = '{kind.name}')"
@@ -102,7 +109,7 @@ def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to:
     FROM
     (
         SELECT *, inserted_at <= closed_at AS on_time
-        FROM (SELECT *, arrayJoin({_starts(ts, kind)}) AS w FROM {table}
+        FROM (SELECT *, arrayJoin({_starts(ts, kind, ends)}) AS w FROM {table}
               WHERE {where}{ts} >= toDateTime64({lo}, 3) AND {ts} < toDateTime64({hi}, 3)) AS x
         INNER JOIN {closes} AS wc USING (w)
         WHERE {in_range}
@@ -135,7 +142,7 @@ FROM
     FROM
     (
         SELECT *, {on_time} AS on_time
-        FROM (SELECT *, arrayJoin({_starts("ts", kind)}) AS w FROM {db}.traces FINAL
+        FROM (SELECT *, arrayJoin({_starts("ts", kind, ends)}) AS w FROM {db}.traces FINAL
               WHERE {time_filter}) AS x
         INNER JOIN {closes} AS wc USING (w)
         WHERE {in_range}
@@ -149,12 +156,8 @@ LEFT JOIN
            {late_aggregates_sql("checks", "NOT on_time")}
     FROM
     (
-        SELECT c.*, {on_time} AS on_time
-        FROM (SELECT *, arrayJoin({_starts("ts", kind)}) AS w FROM {db}.check_results
-              WHERE {time_filter}) AS c
-        INNER JOIN (SELECT trace_id, span_id, wm_at_ingest FROM {db}.traces FINAL
-                    WHERE {time_filter}) AS tr USING (trace_id, span_id)
-        WHERE {in_range}
+        SELECT *, {on_time} AS on_time, arrayJoin({_starts("ts", kind, ends)}) AS w
+        FROM {db}.check_results WHERE {time_filter}
     )
     GROUP BY {slice_cols}
 ) AS c USING ({slice_cols})
