@@ -190,7 +190,9 @@ def _add_ingest(w: Wiring) -> None:
     stage.pool.warm()  # its processes start while Faust does
     w.reports.append(stage.counters)
     w.sources.append(stage.watermarks)
-    quarantine = quarantine_to("ingest", w.dead_letters(t.dead_letters), w.writer)
+    quarantine = quarantine_to(
+        "ingest", w.dead_letters(t.dead_letters), w.writer, settings.privacy_for("")
+    )
     run = delivery.compose(
         stage, quarantine, "ingest", ing.max_in_flight,
         min_weight=ing.finish_min_bytes, weight=value_bytes,
@@ -248,7 +250,7 @@ def _add_judge(w: Wiring) -> None:
             counters=counters,
         )  # fmt: skip
 
-    quarantine = quarantine_to("judge", send_dead_letter, writer)
+    quarantine = quarantine_to("judge", send_dead_letter, writer, w.settings.privacy_for(""))
     w.agent_stage(
         "judge", t.judge_requests, Deferred(make), quarantine,
         j.batch_max_messages, j.batch_max_seconds,
@@ -287,8 +289,9 @@ def _add_feedback(w: Wiring) -> None:
         max_age_s=ing.max_event_age_hours * 3600,
         max_future_s=ing.max_event_future_seconds,
         max_dead_per_message=ing.max_dead_letters_per_message,
+        policy=w.settings.privacy_for(""),
     )
-    quarantine = quarantine_to("feedback", stage.send_dead, w.writer)
+    quarantine = quarantine_to("feedback", stage.send_dead, w.writer, w.settings.privacy_for(""))
     w.agent_stage(
         "feedback", t.feedback, stage, quarantine, fb.batch_max_messages, fb.batch_max_seconds
     )
@@ -359,7 +362,9 @@ def _add_otlp_assembly(w: Wiring) -> None:
                 settings, signal, writer, headers_sender(pieces), send_dead, counters
             )
             w.agent_stage(
-                f"otlp_{signal}", name, intake, quarantine_to("otlp_intake", send_dead, writer),
+                f"otlp_{signal}", name, intake, quarantine_to(
+                    "otlp_intake", send_dead, writer, settings.privacy_for("")
+                ),
                 ing.batch_max_messages, ing.batch_max_seconds,
             )  # fmt: skip
 

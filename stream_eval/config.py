@@ -32,17 +32,20 @@ from pydantic_settings import (
 )
 
 from stream_eval.checks import CHECKS
-from stream_eval.checks.pii_patterns import PII_KINDS
 from stream_eval.checks.runs import RUN_CHECKS
 from stream_eval.checks.runs import RunSettings as RunSettings
 from stream_eval.checks.sessions import OUTCOMES
 from stream_eval.checks.sessions import SessionSettings as SessionSettings
 from stream_eval.checks.settings import DEFAULT_REFUSAL_PHRASES as DEFAULT_REFUSAL_PHRASES
 from stream_eval.checks.settings import CheckSettings as CheckSettings
+from stream_eval.privacy.patterns import PII_FIELDS, PII_KINDS
+from stream_eval.privacy.redact import Policy
+from stream_eval.privacy.settings import FieldModes
+from stream_eval.privacy.settings import PrivacySettings as PrivacySettings
 from stream_eval.rubrics import RUBRIC_NAMES
 
 # Names are owned by what they name: the checks by ``checks.CHECKS``, the PII kinds by
-# ``checks.pii_patterns.PATTERNS``, the rubrics by ``rubrics.RUBRICS``; the settings
+# ``privacy.patterns.PATTERNS``, the rubrics by ``rubrics.RUBRICS``; the settings
 # validate against them.
 
 
@@ -61,6 +64,7 @@ def _known_check_settings(cfg: CheckSettings, where: str) -> None:
     try:
         _known("checks", cfg.disabled, tuple(CHECKS))
         _known("PII kinds", cfg.pii_kinds, PII_KINDS)
+        _known("PII fields", cfg.pii_fields, PII_FIELDS)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
 
@@ -271,6 +275,7 @@ class RouteSettings(_Model):
     checks: dict[str, Any] = Field(default_factory=dict)  # overrides of CheckSettings
     rubrics: list[str] | None = None  # default: rubrics.RUBRICS (each only where it applies)
     judge_daily_budget_usd: float | None = Field(default=None, ge=0)
+    privacy: dict[str, Any] = Field(default_factory=dict)  # overrides of the field modes
 
     _rubrics_known = field_validator("rubrics")(_known_rubrics)
 
@@ -426,9 +431,10 @@ class AssemblySettings(_Model):
 
 
 class MetricsSettings(_Model):
-    """Each worker serves Prometheus metrics on http://host:port/metrics (port 0: off)."""
+    """Each worker serves Prometheus metrics on http://host:port/metrics (port 0: off).
+    Loopback unless configured: a container or a scrape from another host sets ``host``."""
 
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)
 
 
@@ -456,6 +462,7 @@ class Settings(BaseSettings):
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     agent_runs: RunSettings = Field(default_factory=RunSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     routes: dict[str, RouteSettings] = Field(default_factory=dict)
 
     @classmethod
@@ -478,6 +485,8 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     _route_checks: dict[str, CheckSettings] = PrivateAttr(default_factory=dict)
+    _policy: Policy | None = PrivateAttr(default=None)
+    _route_policies: dict[str, Policy] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _assembled_traces_fit(self) -> Settings:
@@ -501,6 +510,36 @@ class Settings(BaseSettings):
         for name, cfg in self._route_checks.items():
             _known_check_settings(cfg, f"routes.{name}.checks")
         return self
+
+    @model_validator(mode="after")
+    def _resolve_route_policies(self) -> Settings:
+        base = self.privacy.modes()
+        self._policy = Policy.of(self.privacy, base)
+        routes = {}
+        for name, route in self.routes.items():
+            try:
+                modes = FieldModes.model_validate({**base.model_dump(), **route.privacy})
+            except ValueError as exc:
+                raise ValueError(f"routes.{name}.privacy: {exc}") from None
+            routes[name] = Policy.of(self.privacy, modes)
+        self._route_policies = routes
+        hashing = [
+            where
+            for where, p in [("privacy", self._policy), *routes.items()]
+            if "hash" in p.modes.model_dump().values()
+        ]
+        if hashing and not self.privacy.hash_key:
+            raise ValueError(
+                f"privacy mode 'hash' ({', '.join(hashing)}) needs a key: set "
+                "STREAM_EVAL_PRIVACY__HASH_KEY in the environment"
+            )
+        return self
+
+    def privacy_for(self, route: str) -> Policy:
+        """The privacy policy of a route: its field modes on top of ``[privacy]``."""
+        policy = self._route_policies.get(route, self._policy)
+        assert policy is not None
+        return policy
 
     def checks_for(self, route: str) -> CheckSettings:
         """The check thresholds for a route: its overrides on top of the defaults."""

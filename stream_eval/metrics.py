@@ -118,7 +118,7 @@ def serve(
     families: Sequence[Family],
     sources: Callable[[], Iterable[MetricsSource]],
     port: int,
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
 ) -> CollectorRegistry:
     """Serve ``families`` with the samples of ``sources()`` on ``host:port`` (a daemon
     thread)."""

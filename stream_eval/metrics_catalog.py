@@ -92,6 +92,15 @@ SECTIONS: tuple[tuple[str, tuple[Family, ...]], ...] = (
                 "them counts the call again here only if its content is still missing.",
             ),
             Family(
+                "values_redacted", "counter",
+                "Personal values masked or hashed before anything was stored or sent", (),
+                INGEST,
+                "By the privacy policy (`[privacy]`, `[routes.X.privacy]`): each e-mail, phone "
+                "number, card, IBAN, SSN, IP address, secret or date of birth replaced in a "
+                "trace's fields, an agent run's or a dead letter's. Fields dropped whole are "
+                "not counted.",
+            ),
+            Family(
                 "agent_runs", "counter", "Agent runs written (`agent_runs` rows)", (), INGEST,
                 "OTLP traces with agent or tool spans ([agent runs](../platform/agent-runs.md)); "
                 "a revision of a trace counts its run again.",
@@ -355,7 +364,10 @@ def reference_markdown() -> str:
         "`python -m stream_eval.metrics_catalog`; do not edit by hand. -->",
         "",
         "Each worker serves Prometheus metrics on `http://<host>:<port>/metrics` "
-        "(`metrics.host`, `metrics.port`, default 9108; port 0: off), read from the "
+        "(`metrics.host`, `metrics.port`, default `127.0.0.1:9108`: loopback only, so a "
+        'scrape from another host or container needs `host = "0.0.0.0"` or the '
+        "interface's address, as `deploy/stream-eval.toml` sets for the compose network; "
+        "port 0: off), read from the "
         "stages' own counters at scrape time.",
         "",
         "Every family of a worker's role is served from the worker's start, before any "

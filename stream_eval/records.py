@@ -75,6 +75,7 @@ class Batch:
     dead: list[tuple[MessageOutcome, DeadLetter]] = field(default_factory=list)
     messages: list[MessageOutcome] = field(default_factory=list)
     progress: list[dict[str, Any]] = field(default_factory=list)  # stream_progress rows
+    redacted: int = 0  # values the privacy policy replaced (``privacy.batch``)
 
 
 @dataclass(slots=True)

@@ -1,6 +1,6 @@
 """Agent traffic made as real apps make it, for the OTLP tests (run as a subprocess).
 
-    python tests/agent_app.py KIND OUT_DIR [planted]
+    python tests/agent_app.py KIND OUT_DIR [planted|personal]
 
 KIND is one framework and instrumentation, driving the real ``openai`` SDK against the
 local stub (``stream_eval.testing.StubOpenAI``), which answers each run's model steps as
@@ -20,7 +20,7 @@ With ``planted`` (the Agents SDK and LangGraph kinds), the runs go wrong as agen
 raises (the SDK hands the model an error message, which it answers), and a run that calls
 the same tool with the same arguments until the SDK's ``max_turns`` (3) stops it, with no
 answer; and an answer that ignores what the tool returned. ``expected.json`` says which
-is which.
+is which. With ``personal``, one healthy run carries personal data everywhere (``PERSONAL``).
 
 Writes ``OUT_DIR/spans.bin`` (every span in one ``ExportTraceServiceRequest``, by the
 official OTLP encoder) and ``OUT_DIR/expected.json`` (the runs, what each step answered,
@@ -68,16 +68,29 @@ PLANTED = [
     {"order": "I9", "answer": "I could not find that order.", "plan": "ignored"},
 ]
 MAX_TURNS = 3
+# With ``personal``: personal data in the task, the tool's arguments and result and the
+# answer, as a support agent's traffic carries it (the privacy tests find none of it stored).
+PERSONAL = [
+    {
+        "order": "A1 for jane.roe@mailbox.org",
+        "question": "Where is my order A1? I am jane.roe@mailbox.org, SSN 123-45-6789.",
+        "answer": "Order A1 shipped; we will call +44 20 7946 0958 (card 4111 1111 1111 1111).",
+        "plan": "ok",
+    }
+]
+PERSONAL_RESULT = "found; customer phone +44 20 7946 0958, DSN postgres://ops:hunter2@db.corp"
 
 
 def lookup_order(order_id: str) -> str:
     if order_id == "BAD":
         raise RuntimeError("the order service is down")
+    if "@" in order_id:
+        return f"order {order_id}: {PERSONAL_RESULT}"
     return f"order {order_id}: found"
 
 
 def _question(run: dict[str, str]) -> str:
-    return f"Where is my order {run['order']}?"
+    return run.get("question") or f"Where is my order {run['order']}?"
 
 
 def _own_loop(base_url: str) -> None:
@@ -176,7 +189,7 @@ def _script(stub: Any, runs: list[dict[str, str]]) -> None:
             stub.script(call, Behaviour("text", text=run["answer"]))
 
 
-def main(kind: str, out: Path, planted: bool = False) -> None:
+def main(kind: str, out: Path, planted: str = "") -> None:
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -213,9 +226,9 @@ def main(kind: str, out: Path, planted: bool = False) -> None:
         V2().instrument(tracer_provider=provider)
     else:
         raise SystemExit(f"unknown kind {kind!r}")
-    runs = PLANTED if planted else RUNS
+    runs = PERSONAL if planted == "personal" else PLANTED if planted else RUNS
     if planted and not (kind.startswith("agents_") or kind == "langgraph"):
-        raise SystemExit("planted runs are made with the Agents SDK and LangGraph kinds")
+        raise SystemExit("planted and personal runs are made with the Agents SDK and LangGraph")
     with StubOpenAI(served_model=SERVED) as stub:
         _script(stub, runs)
         if kind == "agents_responses":
@@ -235,4 +248,4 @@ def main(kind: str, out: Path, planted: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]), sys.argv[3:] == ["planted"])
+    main(sys.argv[1], Path(sys.argv[2]), sys.argv[3] if sys.argv[3:] else "")

@@ -20,9 +20,9 @@ from stream_eval.checks import (
 )
 from stream_eval.checks.grounding import VOCAB_CACHE, scan_citations
 from stream_eval.checks.json_output import strip_json_fence
-from stream_eval.checks.pii import find_pii, iban_ok, luhn_ok
 from stream_eval.checks.terms import fold
 from stream_eval.config import CheckSettings, RouteSettings, Settings
+from stream_eval.privacy.detect import find_pii, iban_ok, luhn_ok
 from stream_eval.trace import CheckResult, Document, Trace
 
 CFG = CheckSettings()
@@ -360,7 +360,7 @@ def test_scan_citations_definition() -> None:
         ("SSN 123-45-6789.", {"us_ssn": 1}),
         ("Server at 192.168.1.10, gateway 10.0.0.1.", {"ip_address": 2}),
         (
-            "jane@example.com, +1 555 123 4567, 4111111111111111, GB82WEST12345698765432, "
+            "jane@fastmail.com, +1 555 123 4567, 4111111111111111, GB82WEST12345698765432, "
             "123-45-6789, 8.8.8.8",
             {
                 "email": 1,
@@ -416,7 +416,9 @@ def test_luhn_and_iban_validators() -> None:
 def test_check_pii_reason_has_kinds_and_counts_never_values() -> None:
     out = "Mail a@b.io or c@d.io, card 4111 1111 1111 1111, SSN 123-45-6789."
     r = check_pii(mk(out), CFG)
-    assert r == CheckResult("pii", False, None, "PII found: email x2, credit_card x1, us_ssn x1")
+    assert r == CheckResult(
+        "pii", False, None, "PII found: output: email x2, credit_card x1, us_ssn x1"
+    )
     for value in ("a@b.io", "c@d.io", "4111", "123-45-6789", "6789"):
         assert value not in r.reason
 
@@ -425,16 +427,58 @@ def test_check_pii_only_configured_kinds() -> None:
     out = "Mail a@b.io, server 10.0.0.1"
     only_ip = CheckSettings(pii_kinds=["ip_address"])
     assert check_pii(mk(out), only_ip) == CheckResult(
-        "pii", False, None, "PII found: ip_address x1"
+        "pii", False, None, "PII found: output: ip_address x1"
     )
     none = CheckSettings(pii_kinds=[])
     assert check_pii(mk(out), none) == CheckResult("pii", True)
     assert check_pii(mk("Nothing personal here."), CFG) == CheckResult("pii", True)
 
 
-def test_check_pii_reads_output_not_input() -> None:
-    t = mk("Sure, done.", input_text="my email is jane@example.com")
-    assert check_pii(t, CFG).passed
+def test_check_pii_reads_every_field_unless_configured() -> None:
+    t = mk("Sure, done.", input_text="my email is jane@fastmail.com, call 020 7946 0958")
+    t.system_text = "Admin key sk-proj-abcdefghijklmnopqrstuvwx"
+    t.documents = [Document("d1", "Contact: jo@corp.de")]
+    t.tool_calls = [{"name": "lookup", "arguments": '{"card": "4111 1111 1111 1111"}'}]
+    assert check_pii(t, CFG).reason == (
+        "PII found: input: email x1, phone x1; system: secret x1; documents: email x1; "
+        "tool_calls: credit_card x1"
+    )
+    assert check_pii(t, CheckSettings(pii_fields=["output"])).passed
+    assert check_pii(mk("Sure, done.", input_text="see you@example.com"), CFG).passed
+
+
+def test_placeholders_versions_and_amounts_are_not_pii() -> None:
+    assert find_pii("git config user.email you@example.com; ping test@site.test") == {}
+    assert find_pii("upgrade to version 1.2.3.4 or v10.0.0.1, pip install x==2.0.0.1") == {}
+    assert find_pii("revenue 8 500 000 000 RUB, 2026-11-23, 0.99 EUR") == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("ring 020 7946 0958", "phone"),
+        ("Tel. 030 12345678", "phone"),
+        ("appelez le 06 12 34 56 78", "phone"),
+        ("電話 03-1234-5678", "phone"),
+        ("звоните 8 (495) 123-45-67", "phone"),
+        ("WhatsApp (11) 91234-5678", "phone"),
+        ("card 4111.1111.1111.1111", "credit_card"),
+        ("card 4111/1111/1111/1111", "credit_card"),
+        ("SSN 123456789", "us_ssn"),
+        ("iban de89 3704 0044 0532 0130 00", "iban"),
+        ("mail josé@correo.es", "email"),
+        ("mail 用户@例子.广告", "email"),
+        ("OPENAI_API_KEY=sk-proj-abcdefghijklmnopqrstuvwx", "secret"),
+        ("aws AKIAIOSFODNN7EXAMPLE", "secret"),
+        ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "secret"),
+        ("DSN postgres://admin:s3cret@db.internal:5432/app", "secret"),
+        ("-----BEGIN RSA PRIVATE KEY-----\nMIIE", "secret"),
+        ("date of birth: 1990-04-12", "date_of_birth"),
+        ("geboren am 12.03.1985", "date_of_birth"),
+    ],
+)
+def test_pii_kinds_users_leak(text: str, kind: str) -> None:
+    assert find_pii(text) == {kind: 1}
 
 
 # --------------------------------------------------------------------------- size

@@ -9,7 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from stream_eval import checks
-from stream_eval.checks.pii_patterns import PATTERNS, PII_KINDS
 from stream_eval.config import (
     DEFAULT_REFUSAL_PHRASES,
     CheckSettings,
@@ -17,6 +16,7 @@ from stream_eval.config import (
     Settings,
     load_settings,
 )
+from stream_eval.privacy.patterns import PATTERNS, PII_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "deploy" / "demo.toml"

@@ -118,7 +118,7 @@ REPORTED: dict[str, bytes] = {
             gen_ai={
                 "output": {
                     "messages": [
-                        {"role": "assistant", "content": "mail me@example.com " + "a" * 1_500_000}
+                        {"role": "assistant", "content": "mail me@mailbox.org " + "a" * 1_500_000}
                     ]
                 }
             }

@@ -76,6 +76,7 @@ class IntakeStage:
         counters: IntakeCounters,
     ) -> None:
         self.signal = signal
+        self.policy = settings.privacy_for("")
         self.writer = writer
         self.send_piece = send_piece
         self.send_dead_letter = send_dead_letter
@@ -126,7 +127,7 @@ class IntakeStage:
                     dead_letter_row(
                         stage="otlp_intake", message=m, item=i, reason=d.reason,
                         detail=d.detail, fmt=fmt, payload=d.payload, ingested_at=now,
-                        trace_id=d.trace_id,
+                        trace_id=d.trace_id, policy=self.policy,
                     )
                 )  # fmt: skip
             ledger.append(ledger_row(m, fmt, 0, len(dead), sum(skipped.values()), now))

@@ -219,6 +219,7 @@ class AssemblyStage:
                     stage="assemble", message=m, item=-1, reason=reason, detail=detail,
                     fmt="otlp_proto", payload=m.value, ingested_at=now,
                     trace_id=m.headers.get(H_TRACE, b"").decode(errors="replace"),
+                    policy=self.settings.privacy_for(""),
                 )
             )  # fmt: skip
         delivered = await asyncio.gather(*trace_futs, *dead_futs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stream_eval.checks.pii_patterns import PII_KINDS
+from stream_eval.privacy.patterns import PII_FIELDS, PII_KINDS
 
 DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
     "i can't help with",
@@ -54,6 +54,8 @@ class CheckSettings(BaseModel):
     grounding_min_supported: float = Field(default=0.6, ge=0, le=1)
     grounding_sentence_overlap: float = Field(default=0.5, ge=0, le=1)
     pii_kinds: list[str] = Field(default_factory=lambda: list(PII_KINDS))
+    # the fields the pii check reads (``privacy.patterns.PII_FIELDS``)
+    pii_fields: list[str] = Field(default_factory=lambda: list(PII_FIELDS))
     max_output_chars: int = Field(default=20_000, ge=1)
     max_input_chars: int = Field(default=100_000, ge=1)
     max_total_tokens: int | None = Field(default=None, ge=1)

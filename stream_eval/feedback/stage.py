@@ -20,6 +20,7 @@ from typing import Any
 from stream_eval.dead_letters import TOO_MANY_BAD_ITEMS, dead_letter_headers, too_many_detail
 from stream_eval.feedback_events import FeedbackEvent, InvalidFeedback, decode_feedback
 from stream_eval.metrics import Sample, dead_letter_samples
+from stream_eval.privacy.redact import DEFAULT_POLICY, Policy
 from stream_eval.records import RawMessage
 from stream_eval.runtime.stage import Settle, run_all
 from stream_eval.sink.literals import sql_str
@@ -95,7 +96,9 @@ class FeedbackStage:
         max_age_s: float,
         max_future_s: float,
         max_dead_per_message: int = 100,
+        policy: Policy = DEFAULT_POLICY,
     ) -> None:
+        self.policy = policy  # of dead letters' payloads (comments may hold anything)
         self.writer = writer
         self.send_dead = send_dead
         self.counters = counters
@@ -197,13 +200,12 @@ class FeedbackStage:
         """Every step on one batch."""
         await run_all(self, messages)
 
-    @staticmethod
     def _dead_row(
-        m: RawMessage, item: int, reason: str, detail: str, now: float, items: int = 1
+        self, m: RawMessage, item: int, reason: str, detail: str, now: float, items: int = 1
     ) -> dict[str, Any]:
         return dead_letter_row(
             stage="feedback", message=m, item=item, reason=reason, detail=detail,
-            fmt="feedback", payload=m.value, ingested_at=now, items=items,
+            fmt="feedback", payload=m.value, ingested_at=now, items=items, policy=self.policy,
         )  # fmt: skip
 
     async def _already_written(self, ids: list[str]) -> set[str]:

@@ -31,6 +31,7 @@ from stream_eval.ingest.process import process_batch
 from stream_eval.ingest.revision_headers import evaluated_before
 from stream_eval.judge.request import encode_judge_request
 from stream_eval.judge.units import run_request
+from stream_eval.privacy.redact import redact_detail, redact_payload
 from stream_eval.records import Batch, RawMessage
 from stream_eval.sink.rows import dead_rows, ledger_rows, ndjson, run_rows, trace_row
 
@@ -52,6 +53,7 @@ class BatchCounts:
     skipped: int = 0
     clamped: int = 0
     content_missing: int = 0  # traces without their output messages (flagged rows)
+    redacted: int = 0  # values the privacy policy masked, hashed (``privacy``)
     runs: int = 0  # agent runs
     run_failures: dict[str, int] = field(default_factory=dict)  # runs that failed, by check
     dead_by_reason: dict[str, int] = field(default_factory=dict)
@@ -65,6 +67,7 @@ class BatchCounts:
         self.skipped += other.skipped
         self.clamped += other.clamped
         self.content_missing += other.content_missing
+        self.redacted += other.redacted
         self.runs += other.runs
         for check, n in other.run_failures.items():
             self.run_failures[check] = self.run_failures.get(check, 0) + n
@@ -83,6 +86,7 @@ def summarize(batch: Batch) -> BatchCounts:
         skipped=sum(o.skipped for o in batch.messages),
         clamped=sum(1 for p in batch.processed if CLAMPED in p.trace.extra),
         content_missing=sum(1 for p in batch.processed if p.trace.content_missing),
+        redacted=batch.redacted,
         runs=len(batch.runs),
     )
     for r in batch.runs:
@@ -184,11 +188,13 @@ def prepare(messages: list[RawMessage], settings: Settings, at: float | None = N
         m = outcome.message
         source = f"{m.topic}/{m.partition}/{m.offset}/{d.item}"
         extra = {"items": str(d.items)} if d.items != 1 else {}
-        headers = dead_letter_headers(d.reason, d.detail, source, **extra)
-        dead.append(capped(d.payload, headers, settings.ingest.dead_letter_max_bytes))
+        policy = settings.privacy_for(d.route)
+        headers = dead_letter_headers(d.reason, redact_detail(d.detail, policy), source, **extra)
+        value = redact_payload(d.payload, policy)
+        dead.append(capped(value, headers, settings.ingest.dead_letter_max_bytes))
     tables = {
         "agent_runs": ndjson(run_rows(batch, at)),
-        "dead_letters": ndjson(dead_rows(batch, at)),
+        "dead_letters": ndjson(dead_rows(batch, at, privacy_for=settings.privacy_for)),
         "ingest_messages": ndjson(ledger_rows(batch, at)),
     }
     return Prepared(out, tables, judge, dead, summarize(batch))

@@ -1,4 +1,5 @@
-"""The ingest's processing of a batch, free of Kafka: decode -> checks -> sampling.
+"""The ingest's processing of a batch, free of Kafka: decode -> checks -> sampling ->
+redaction (``privacy``).
 
 ``ingest.prepare`` runs it in the prepare processes; tests and benchmarks call it directly.
 """
@@ -16,6 +17,7 @@ from stream_eval.dead_letters import CHECK_ERROR, DeadLetter
 from stream_eval.ingest.bad_items import bound_per_message
 from stream_eval.ingest.bounds import safe_dumps
 from stream_eval.ingest.decode import decode_message
+from stream_eval.privacy.batch import redact_batch
 from stream_eval.records import Batch, MessageOutcome, ProcessedRun, ProcessedTrace, RawMessage
 from stream_eval.sampling import decide, decide_unit, inclusion_probability
 from stream_eval.trace import CheckResult, Trace
@@ -122,4 +124,7 @@ def process_batch(messages: Sequence[RawMessage], settings: Settings) -> Batch:
         prob = inclusion_probability(reason, rate)
         batch.processed.append(ProcessedTrace(trace, results, reason, msg, prob))
     batch.processed.extend(ProcessedTrace(t, [], "", m, 0.0) for t, m in missing)
+    # Everything above read the texts as they came; nothing below (rows, judge requests,
+    # dead letters) may see what the privacy policy keeps in.
+    batch.redacted = redact_batch(batch, settings)
     return batch

@@ -73,6 +73,7 @@ class Counters:
         yield "late_traces", {}, self.late
         yield "clamped_traces", {}, t.clamped
         yield "traces_content_missing", {}, t.content_missing
+        yield "values_redacted", {}, t.redacted
         yield "agent_runs", {}, t.runs
         for check in RUN_CHECKS:
             yield "agent_run_checks_failed", {"check": check}, t.run_failures.get(check, 0)

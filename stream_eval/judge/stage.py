@@ -279,6 +279,7 @@ class JudgeStage:
                 ingested_at=now,
                 route=it.request.route if it else "",
                 trace_id=it.request.trace_id if it else "",
+                policy=self.settings.privacy_for(it.request.route if it else ""),
             )
         )
         source = f"{m.topic}/{m.partition}/{m.offset}"

@@ -11,6 +11,7 @@ from typing import Any
 
 from stream_eval.config import Settings
 from stream_eval.dead_letters import STAGE_ERROR, Headers, capped, dead_letter_headers
+from stream_eval.privacy.redact import DEFAULT_POLICY, Policy, redact_detail, redact_payload
 from stream_eval.records import RawMessage
 from stream_eval.runtime.batches import Quarantine
 from stream_eval.sink.rows import dead_letter_row, ledger_row, ndjson
@@ -21,7 +22,10 @@ from stream_eval.sink.writer import SinkWriter
 
 
 def quarantine_to(
-    stage: str, send_dead: Callable[[bytes, Headers], Awaitable[Any]], writer: SinkWriter
+    stage: str,
+    send_dead: Callable[[bytes, Headers], Awaitable[Any]],
+    writer: SinkWriter,
+    policy: Policy = DEFAULT_POLICY,
 ) -> Quarantine:
     """Dead-letter a message that a stage keeps failing on (reason ``stage_error``): on
     the stage's DLQ topic and in ``dead_letters``; for ingest also in the ledger, so the
@@ -33,7 +37,7 @@ def quarantine_to(
         delivery = await send_dead(m.value, dead_letter_headers(STAGE_ERROR, error, source))
         row = dead_letter_row(
             stage=stage, message=m, item=-1, reason=STAGE_ERROR, detail=error, fmt="unknown",
-            payload=m.value, ingested_at=now,
+            payload=m.value, ingested_at=now, policy=policy,
         )  # fmt: skip
         tables = {"dead_letters": ndjson([row])}
         if stage == "ingest":
@@ -56,11 +60,19 @@ def headers_sender(topic: Any) -> Callable[[bytes, bytes, Headers], Awaitable[An
 def dead_letter_sender(
     topic: Any, settings: Settings
 ) -> Callable[[bytes, Headers], Awaitable[Any]]:
-    """Send a dead letter, cut to ``ingest.dead_letter_max_bytes`` so that it always fits the
-    producer's requests (one oversized dead letter must not stop a stage)."""
+    """Send a dead letter, its value and detail under the privacy policy
+    (``privacy.dead_letters``), cut to ``ingest.dead_letter_max_bytes`` so that it always
+    fits the producer's requests (one oversized dead letter must not stop a stage)."""
     max_bytes = settings.ingest.dead_letter_max_bytes
+    policy = settings.privacy_for("")
 
     async def send(value: bytes, headers: Headers) -> Any:
+        value = redact_payload(value, policy)
+        headers = [
+            (k, redact_detail(v.decode(errors="replace"), policy).encode())
+            if k == "stream-eval-detail" else (k, v)
+            for k, v in headers
+        ]  # fmt: skip
         value, headers = capped(value, headers, max_bytes)
         return await topic.send(value=value, headers=headers, force=True)
 

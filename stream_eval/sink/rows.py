@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from stream_eval.privacy.redact import DEFAULT_POLICY, Policy, redact_detail, redact_payload
 from stream_eval.records import Batch, ProcessedRun, ProcessedTrace, RawMessage
 from stream_eval.trace import Trace, trace_dimensions
 
@@ -31,9 +33,15 @@ def dead_letter_row(
     route: str = "",
     trace_id: str = "",
     items: int = 1,
+    policy: Policy = DEFAULT_POLICY,
 ) -> dict[str, Any]:
     """One ``dead_letters`` row, whichever stage dead-lettered what; ``items``: the bad
-    items it stands for (more than one: reason ``too_many_bad_items``)."""
+    items it stands for (more than one: reason ``too_many_bad_items``). Its payload and
+    detail under ``policy`` (``privacy.dead_letters``: masked or dropped; ``payload_bytes``
+    is the size as it came)."""
+    size = len(payload)
+    payload = redact_payload(payload, policy)
+    detail = redact_detail(detail, policy)
     return {
         "stage": stage,
         "kafka_topic": message.topic,
@@ -47,7 +55,7 @@ def dead_letter_row(
         "route": route,
         "trace_id": trace_id,
         "payload_base64": base64.b64encode(payload[:MAX_PAYLOAD_BYTES]).decode(),
-        "payload_bytes": len(payload),
+        "payload_bytes": size,
         "payload_truncated": 1 if len(payload) > MAX_PAYLOAD_BYTES else 0,
         "message_ts": message.timestamp,
         "ingested_at": ingested_at,
@@ -166,8 +174,13 @@ def run_rows(batch: Batch, ingested_at: float) -> list[dict[str, Any]]:
     return [run_row(p, ingested_at) for p in batch.runs]
 
 
-def dead_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> list[dict[str, Any]]:
-    """The ``dead_letters`` rows of a batch."""
+def dead_rows(
+    batch: Batch,
+    ingested_at: float,
+    stage: str = "ingest",
+    privacy_for: Callable[[str], Policy] = lambda route: DEFAULT_POLICY,
+) -> list[dict[str, Any]]:
+    """The ``dead_letters`` rows of a batch (each under its route's policy)."""
     return [
         dead_letter_row(
             stage=stage,
@@ -181,6 +194,7 @@ def dead_rows(batch: Batch, ingested_at: float, stage: str = "ingest") -> list[d
             route=d.route,
             trace_id=d.trace_id,
             items=d.items,
+            policy=privacy_for(d.route),
         )
         for outcome, d in batch.dead
     ]

@@ -109,7 +109,7 @@ REFUSALS = [
     "I\u2019m unable to help with that, as it would involve sharing private information.",
 ]
 PII_SNIPPETS = [
-    "You can reach our agent at jane.doe@example.com for follow-up.",
+    "You can reach our agent at jane.doe@mailbox.org for follow-up.",
     "Call the customer back on +1 415 555 0134 to confirm.",
     "The card on file is 4111 1111 1111 1111, expiring next year.",
 ]
