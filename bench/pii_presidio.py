@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from stream_eval.privacy.detect import find_pii
 
@@ -59,7 +60,9 @@ def presidio(min_score: float) -> Callable[[str], dict[str, int]]:
     return find
 
 
-def score(find: Callable[[str], dict[str, int]], rows: list[dict], kinds: list[str]) -> str:
+def score(
+    find: Callable[[str], dict[str, int]], rows: list[dict[str, Any]], kinds: list[str]
+) -> str:
     tp: Counter[str] = Counter()
     fp: Counter[str] = Counter()
     fn: Counter[str] = Counter()
