@@ -43,6 +43,7 @@ from stream_eval.privacy.redact import Policy
 from stream_eval.privacy.settings import FieldModes
 from stream_eval.privacy.settings import PrivacySettings as PrivacySettings
 from stream_eval.rubrics import RUBRIC_NAMES
+from stream_eval.sink.retention import TIME_COLUMNS
 
 # Names are owned by what they name: the checks by ``checks.CHECKS``, the PII kinds by
 # ``privacy.patterns.PATTERNS``, the rubrics by ``rubrics.RUBRICS``; the settings
@@ -131,6 +132,20 @@ class ClickHouseSettings(_Model):
     password: SecretStr | None = None  # environment only
     database: str = "stream_eval"
     path: str = ".stream-eval/chdb"
+    # days each table keeps a row (a TTL; 0: for ever): ``sink.retention``; unnamed tables
+    # keep their defaults (``DEFAULT_DAYS``: bookkeeping only; the data is kept for ever)
+    retention_days: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("retention_days")
+    @classmethod
+    def _retention_known(cls, days: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(days) - set(TIME_COLUMNS))
+        if unknown:
+            raise ValueError(f"unknown tables {unknown}; known: {sorted(TIME_COLUMNS)}")
+        negative = sorted(t for t, n in days.items() if n < 0)
+        if negative:
+            raise ValueError(f"retention days must be 0 (for ever) or more: {negative}")
+        return days
 
 
 class IngestSettings(_Model):

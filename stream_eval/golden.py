@@ -28,6 +28,7 @@ import fastjsonschema
 import orjson
 
 from stream_eval.golden_units import reviewed_units, run_example, session_example, unit_example_key
+from stream_eval.privacy.erase import erased_ids
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store
@@ -129,7 +130,9 @@ def promote(
     now = time.time() if now is None else now
     directory.mkdir(parents=True, exist_ok=True)
     existing = versions(directory)
-    current = load(existing[-1]) if existing else []
+    erased = erased_ids(store)
+    current = [e for e in (load(existing[-1]) if existing else []) if not _erased(e, erased)]
+    dropped = bool(existing) and len(current) < len(load(existing[-1]))
     version = (dataset_version(existing[-1]) if existing else 0) + 1
     ids = {e["id"] for e in current}
     traces = {(e["provenance"]["trace_id"], e["provenance"].get("span_id", "")) for e in current}
@@ -183,7 +186,7 @@ def promote(
         new.append(example)
         ids.add(eid)
         traces.add((r["trace_id"], r["span_id"]))
-    if not new:
+    if not new and not dropped:
         return Promotion(None, version - 1, 0, already, no_reference)
     path = directory / f"v{version:04d}.jsonl"
     tmp = path.with_suffix(".jsonl.tmp")
@@ -199,3 +202,25 @@ def promote(
     ]  # fmt: skip
     store.insert("golden_promotions", ndjson(rows))
     return Promotion(path, version, len(new), already, no_reference)
+
+
+def _erased(example: dict[str, Any], erased: set[str]) -> bool:
+    return example["provenance"]["trace_id"] in erased
+
+
+def drop_erased(store: Store, directory: Path) -> Path | None:
+    """Write the next version of the dataset in ``directory`` without the examples of erased
+    traces and sessions (``privacy.erase``); None when its newest version has none."""
+    existing = versions(directory)
+    if not existing:
+        return None
+    erased = erased_ids(store)
+    current = load(existing[-1])
+    kept = [e for e in current if not _erased(e, erased)]
+    if len(kept) == len(current):
+        return None
+    path = directory / f"v{dataset_version(existing[-1]) + 1:04d}.jsonl"
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in kept))
+    tmp.rename(path)  # a version appears whole or not at all
+    return path

@@ -30,6 +30,7 @@ DEMO = ROOT / "deploy" / "demo.toml"
 COMMANDS = (
     "broker",
     "demo",
+    "erase",
     "golden",
     "grafana",
     "lag",

@@ -299,8 +299,7 @@ CREATE TABLE IF NOT EXISTS {db}.stream_progress
     ingested_at     DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(ingested_at)
-ORDER BY (kafka_topic, kafka_partition, first_offset)
-TTL toDateTime(ingested_at) + INTERVAL 30 DAY;
+ORDER BY (kafka_topic, kafka_partition, first_offset);
 
 -- When each window was closed (one row per window, for every slice).
 CREATE TABLE IF NOT EXISTS {db}.window_closes
@@ -385,8 +384,7 @@ CREATE TABLE IF NOT EXISTS {db}.assembled_traces
     emitted_at      DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(emitted_at)
-ORDER BY trace_id
-TTL toDateTime(emitted_at) + INTERVAL 14 DAY;
+ORDER BY trace_id;
 
 -- Human review. review_queue: one row per (trace, LLM call) worth a human look, added by
 -- the worker's leader (see review/queue.py), never the same one twice.
@@ -417,8 +415,7 @@ CREATE TABLE IF NOT EXISTS {db}.review_reservations
     at              DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(at)
-ORDER BY (trace_id, span_id, reviewer)
-TTL toDateTime(at) + INTERVAL 7 DAY;
+ORDER BY (trace_id, span_id, reviewer);
 
 -- Human labels, append-only (a new label never overwrites one: the latest per reviewer
 -- counts), each with the judge result it is compared with. Also on topics.labels.
@@ -484,6 +481,23 @@ CREATE TABLE IF NOT EXISTS {db}.offline_results
 )
 ENGINE = ReplacingMergeTree(ran_at)
 ORDER BY (dataset, run_id, example_id);
+
+-- Erasures (stream-eval erase, privacy/erase.py): who erased what and when. The value is
+-- kept only as its SHA-256, with the trace and session ids it covered (no personal data),
+-- which golden promotions leave out from then on, and the rows removed per table.
+CREATE TABLE IF NOT EXISTS {db}.erasures
+(
+    erasure_id   String,
+    erased_at    DateTime64(3, 'UTC'),
+    erased_by    String,
+    kind         LowCardinality(String),  -- user_id, session_id or trace_id
+    value_digest String,
+    trace_ids    Array(String),
+    session_ids  Array(String),
+    rows_removed Map(String, UInt64)
+)
+ENGINE = MergeTree
+ORDER BY (erased_at, erasure_id);
 
 -- That the statements above are applied (sink/schema.py): a fingerprint of them and of the
 -- upgrades, so that a store already up to date opens without running them again.

@@ -21,6 +21,7 @@ from stream_eval.config import ClickHouseSettings
 from stream_eval.sink.base import Store as Store
 from stream_eval.sink.base import StoreError as StoreError
 from stream_eval.sink.literals import sql_str
+from stream_eval.sink.retention import apply_retention
 from stream_eval.sink.schema import fingerprint, is_applied, record_applied, schema_statements
 from stream_eval.sink.upgrade import upgrade
 
@@ -184,6 +185,7 @@ def _open(cfg: ClickHouseSettings, migrate: bool) -> Store:
                 for stmt in statements:
                     store.command(stmt)
                 record_applied(store, fp)
+            apply_retention(store, cfg.retention_days)  # one query when nothing changed
         except BaseException:
             store.close()
             raise
