@@ -9,6 +9,7 @@ environment only; they have no place in the file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from contextvars import ContextVar
@@ -386,6 +387,14 @@ class OtelSettings(_Model):
         return value
 
 
+class ReviewUser(_Model):
+    """A user of the built-in sign-in: the scrypt hash ``stream-eval review hash-password``
+    prints (never the password itself) and a role."""
+
+    password_hash: str = Field(pattern=r"^scrypt\$")
+    role: Literal["reviewer", "admin"] = "reviewer"
+
+
 class ReviewSettings(_Model):
     """The human review queue: which traces a person should look at, how many, by whom.
 
@@ -412,7 +421,37 @@ class ReviewSettings(_Model):
     # traces are queued for a check or thumbs-down only this long after they were read, so
     # the judge has had its say first (a trace it fails is queued as judge_fail)
     settle_seconds: float = Field(default=300.0, ge=0)
+    # Who may use the review app (``review.auth``): ``password``, the built-in sign-in of
+    # ``users``; or ``proxy``, an authenticating proxy's ``user_header``, believed only with
+    # ``proxy_secret`` in ``proxy_secret_header`` or from an address in ``trusted_proxies``.
+    auth: Literal["password", "proxy"] = "password"
+    users: dict[str, ReviewUser] = Field(default_factory=dict)
     user_header: str = ""  # e.g. X-Forwarded-User: the reviewer, set by your auth proxy
+    proxy_secret: SecretStr | None = None  # environment only
+    proxy_secret_header: str = "X-Stream-Eval-Proxy-Secret"
+    trusted_proxies: list[str] = Field(default_factory=list)  # addresses or networks
+    admins: list[str] = Field(default_factory=list)  # proxy: the users who are admins
+    session_key: SecretStr | None = None  # environment only; unset: a new one per start
+    session_hours: float = Field(default=12.0, gt=0)
+    cookie_secure: bool = True  # only ever sent over HTTPS (and to localhost)
+
+    @model_validator(mode="after")
+    def _auth_complete(self) -> ReviewSettings:
+        if self.auth == "proxy":
+            if not self.user_header:
+                raise ValueError("review.auth = 'proxy' needs review.user_header")
+            if not self.proxy_secret and not self.trusted_proxies:
+                raise ValueError(
+                    "review.auth = 'proxy' needs proof that a request came through the proxy: "
+                    "review.proxy_secret (STREAM_EVAL_REVIEW__PROXY_SECRET) or "
+                    "review.trusted_proxies"
+                )
+            for net in self.trusted_proxies:
+                try:
+                    ipaddress.ip_network(net, strict=False)
+                except ValueError:
+                    raise ValueError(f"review.trusted_proxies: not an address: {net!r}") from None
+        return self
     # whole units as items: sessions (abandoned_after_failure; rephrase_burst: at least
     # session_min_rephrases rephrases) and agent runs that failed a run check
     sessions: bool = True

@@ -47,3 +47,50 @@ def serve(app: Any) -> tuple[str, Any]:
         assert time.monotonic() < deadline, "the app did not start"
         time.sleep(0.05)
     return f"http://127.0.0.1:{port}", server
+
+
+# The review app's built-in sign-in, for the tests: one password for every test user,
+# hashed once (scrypt is slow on purpose).
+REVIEW_PASSWORD = "correct horse battery staple"
+_REVIEW_HASH = ""
+
+
+def review_users(**roles: str) -> dict[str, Any]:
+    """``review.users`` for the names given (name=role), all with ``REVIEW_PASSWORD``."""
+    from stream_eval.config import ReviewUser
+    from stream_eval.review.auth import hash_password
+
+    global _REVIEW_HASH
+    if not _REVIEW_HASH:
+        _REVIEW_HASH = hash_password(REVIEW_PASSWORD)
+    return {n: ReviewUser(password_hash=_REVIEW_HASH, role=r) for n, r in roles.items()}  # type: ignore[arg-type]
+
+
+def with_reviewers(settings: Any, **roles: str) -> Any:
+    """``settings`` whose review app knows these users (name=role)."""
+    review = settings.review.model_copy(update={"users": review_users(**roles)})
+    return settings.model_copy(update={"review": review})
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of a page's forms."""
+    marker = 'name="csrf" value="'
+    start = html.index(marker) + len(marker)
+    return html[start : html.index('"', start)]
+
+
+def sign_in(client: Any, name: str, password: str = REVIEW_PASSWORD) -> Any:
+    """Sign ``client`` (a Starlette TestClient on https://) in through the sign-in form."""
+    page = client.get("/")
+    return client.post(
+        "/signin",
+        data={"reviewer": name, "password": password, "csrf": csrf_of(page.text)},
+        follow_redirects=False,
+    )
+
+
+def sign_in_browser(page: Any, base: str, name: str, password: str = REVIEW_PASSWORD) -> None:
+    page.goto(base + "/")
+    page.fill("#reviewer-name", name)
+    page.fill("#password", password)
+    page.click("text=Start reviewing")

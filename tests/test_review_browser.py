@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from helpers import serve
+from helpers import serve, sign_in_browser, with_reviewers
 
 from stream_eval.config import ClickHouseSettings, Settings
 from stream_eval.review.agreement import Pair, agreement, cohen_kappa, labelled_pairs
@@ -39,6 +39,7 @@ def _serve(settings: Settings, url: str) -> tuple[str, object]:
     from stream_eval.review.web import create_app
 
     store = open_store(ClickHouseSettings(url=url))
+    settings = with_reviewers(settings, ana="reviewer")
     return serve(create_app(settings, store, kafka_publisher(settings)))
 
 
@@ -113,9 +114,7 @@ def review_in_browser(settings: Settings, url: str, browser: object) -> dict[str
     base, server = _serve(settings, url)
     try:
         page = browser.new_page()  # type: ignore[attr-defined]
-        page.goto(base + "/")
-        page.fill("#reviewer-name", "ana")
-        page.click("text=Start reviewing")
+        sign_in_browser(page, base, "ana")
         assert page.inner_text("#reviewer") == "ana"
         queue = page.inner_text("#queue")
         assert "judge_fail" in queue and "built-in method" not in queue

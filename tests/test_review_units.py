@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import run_app, serve
+from helpers import csrf_of, run_app, serve, sign_in, sign_in_browser, with_reviewers
 from starlette.testclient import TestClient
 from test_sessions import Partitions, call
 
@@ -22,7 +22,7 @@ from stream_eval.checks.sessions import SessionSettings
 from stream_eval.config import ReviewSettings, Settings, WindowSettings
 from stream_eval.records import RawMessage
 from stream_eval.review.queue import enqueue
-from stream_eval.review.web import COOKIE, create_app
+from stream_eval.review.web import create_app
 from stream_eval.sessions.close import SessionCloser
 from stream_eval.sink.store import Store
 from stream_eval.testing.ingest import write_messages
@@ -72,9 +72,9 @@ def test_units_are_queued_and_reviewed_whole(store: Store, planted: Path) -> Non
     assert {q["rubric"] for q in queued} == {"conversation_resolution", "task_success"}
     assert enqueue(store, cfg) == 0  # each at most once
 
-    settings = Settings(review=cfg)
-    client = TestClient(create_app(settings, store))
-    client.cookies.set(COOKIE, "rita")
+    settings = with_reviewers(Settings(review=cfg), rita="reviewer")
+    client = TestClient(create_app(settings, store), base_url="https://testserver")
+    assert sign_in(client, "rita").status_code == 303
     span = by_reason["rephrase_burst"][0]["span_id"]
     assert span == session_item(T0 + 5)  # the session's first turn, in unix ms
     # the judge scored this conversation whole: its verdict is shown with the turns
@@ -94,11 +94,14 @@ def test_units_are_queued_and_reviewed_whole(store: Store, planted: Path) -> Non
     run_page = client.get(f"/item/{runs[0]['trace_id']}/{RUN_ITEM}").text
     assert "Not judged." in run_page
     assert 'value="conversation_resolution"' in html and 'value="helpfulness"' not in html
-    wrong = client.post(f"/item/again/{span}", data={"rubric": "helpfulness", "verdict": "fail"})
+    token = csrf_of(html)
+    wrong = client.post(
+        f"/item/again/{span}", data={"rubric": "helpfulness", "verdict": "fail", "csrf": token}
+    )
     assert wrong.status_code == 422 and "not a rubric of this session" in wrong.text
     saved = client.post(
         f"/item/again/{span}",
-        data={"rubric": "conversation_resolution", "verdict": "fail", "score": "3"},
+        data={"rubric": "conversation_resolution", "verdict": "fail", "score": "3", "csrf": token},
         follow_redirects=False,
     )
     assert saved.status_code == 303
@@ -114,7 +117,7 @@ def test_units_are_queued_and_reviewed_whole(store: Store, planted: Path) -> Non
     assert 'value="task_success"' in page.text and 'value="trajectory_quality"' in page.text
     assert client.post(
         f"/item/{ignored['trace_id']}/{RUN_ITEM}",
-        data={"rubric": "task_success", "verdict": "fail"}, follow_redirects=False,
+        data={"rubric": "task_success", "verdict": "fail", "csrf": token}, follow_redirects=False,
     ).status_code == 303  # fmt: skip
 
     labels = store.query(
@@ -151,12 +154,10 @@ def test_a_session_is_reviewed_in_a_real_browser(
     next item is the session the user left, its turns shown, the label saved."""
     store, cfg = queued_sessions, _SESSIONS_ONLY
     browser: Any = request.getfixturevalue("browser")  # after the seeding
-    base, server = serve(create_app(Settings(review=cfg), store))
+    base, server = serve(create_app(with_reviewers(Settings(review=cfg), ana="reviewer"), store))
     try:
         page = browser.new_page(viewport={"width": 1366, "height": 768})
-        page.goto(f"{base}/")
-        page.fill("#reviewer-name", "ana")
-        page.click("text=Start reviewing")
+        sign_in_browser(page, base, "ana")
         page.click("#next")
         page.wait_for_selector("#label-form")
         assert page.inner_text("#session-id") == "left"  # the oldest: the user left

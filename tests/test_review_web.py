@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from html.parser import HTMLParser
 
-from helpers import nonempty
+from helpers import nonempty, sign_in, with_reviewers
 from starlette.testclient import TestClient
 
 from stream_eval.config import Settings
 from stream_eval.review.labels import Label, record
 from stream_eval.review.queue import queue_counts
-from stream_eval.review.web import COOKIE, create_app
+from stream_eval.review.web import create_app
 from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store
 
@@ -69,8 +69,9 @@ def test_the_queue_page_shows_the_counts_per_route_and_reason(
     labelled = [ids[0], ids[1], ids[-1]]
     record(store, [Label(t, "s", "ana", "helpfulness", "pass", 7.0) for t in labelled])
 
-    client = TestClient(create_app(settings, store))
-    client.cookies.set(COOKIE, "ana")
+    client = TestClient(create_app(with_reviewers(settings, ana="reviewer"), store),
+                        base_url="https://testserver")  # fmt: skip
+    assert sign_in(client, "ana").status_code == 303
     page = client.get("/")
     assert page.status_code == 200
     assert "built-in method" not in page.text

@@ -28,10 +28,25 @@ def review_serve(ctx: click.Context, host: str, port: int, no_kafka: bool) -> No
     from stream_eval.review.web import create_app
 
     settings = settings_for(ctx)
+    cfg = settings.review
+    if cfg.auth == "password" and not cfg.users:
+        raise click.ClickException(
+            "no one can sign in: add review.users (each with the hash `stream-eval review "
+            "hash-password` prints), or use review.auth = 'proxy'"
+        )
     publish = None if no_kafka else kafka_publisher(settings)
     with store_for(settings) as store:
         click.echo(f"review app on http://{host}:{port}/ (Ctrl-C stops it)")
         uvicorn.run(create_app(settings, store, publish), host=host, port=port, log_level="warning")
+
+
+@review.command("hash-password")
+@click.password_option(help="asked for when not given (never echoed)")
+def review_hash_password(password: str) -> None:
+    """Print the scrypt hash of a password for review.users (the password is not kept)."""
+    from stream_eval.review.auth import hash_password
+
+    click.echo(hash_password(password))
 
 
 @review.command("import")

@@ -15,12 +15,19 @@ any browser and behind any proxy, and every action is one POST that redirects. P
 - ``POST /item/{trace_id}/{span_id}``: records the label (labels topic, then
   ClickHouse) and releases the item.
 
-The reviewer is the ``review.user_header`` request header when an auth proxy sets one,
-else the name given on the sign-in form (a cookie: identification, not authentication).
+- ``/admin`` (admins only): erasure by user, session or trace id, and the audit log.
+
+Who may do what is ``review.auth`` (``review/auth.py``): the built-in sign-in of
+``review.users`` or an authenticating proxy's header with proof it came through the
+proxy; an unauthenticated request gets the sign-in page or 401, a reviewer asking for an
+admin action 403, a POST without the session's CSRF token 403. Who opened, labelled or
+erased what, and every refusal, is a row of ``review_audit``.
 """
 
 from __future__ import annotations
 
+import secrets
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -28,20 +35,32 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from stream_eval.config import Settings
+from stream_eval.privacy.erase import KINDS, erase
+from stream_eval.review.auth import (
+    User,
+    csrf_ok,
+    csrf_token,
+    proxy_user,
+    session_user,
+    verify_password,
+)
 from stream_eval.review.labels import InvalidLabel, Label, Publish, record
 from stream_eval.review.queue import next_item, queue_counts, release, reserve
 from stream_eval.review.units import judged, load_run, load_session
 from stream_eval.rubrics import rubrics_of
 from stream_eval.sink.literals import sql_str
+from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import Store
 from stream_eval.unit_ids import unit_of
 
-COOKIE = "stream_eval_reviewer"
+COOKIE = "stream_eval_review"  # the signed session
 _ENV = Environment(loader=PackageLoader("stream_eval.review"), autoescape=select_autoescape())
 
 
@@ -80,91 +99,197 @@ def _load(store: Store, trace_id: str, span_id: str) -> dict[str, Any] | None:
 def create_app(settings: Settings, store: Store, publish: Publish | None = None) -> Starlette:
     cfg = settings.review
     hold_s = cfg.reserve_minutes * 60
+    proxy_secret = cfg.proxy_secret.get_secret_value() if cfg.proxy_secret else ""
+    key = cfg.session_key.get_secret_value() if cfg.session_key else secrets.token_urlsafe(32)
 
-    def reviewer(request: Request) -> str:
-        if cfg.user_header:
-            return request.headers.get(cfg.user_header, "").strip()
-        return request.cookies.get(COOKIE, "").strip()
+    def current(request: Request) -> User | None:
+        if cfg.auth == "proxy":
+            return proxy_user(
+                request, cfg.user_header, cfg.proxy_secret_header, proxy_secret,
+                cfg.trusted_proxies, cfg.admins,
+            )  # fmt: skip
+        return session_user(request)
+
+    async def audit(
+        request: Request, who: str, action: str, trace_id: str = "", span_id: str = "",
+        detail: str = "",
+    ) -> None:  # fmt: skip
+        row = {
+            "at": round(time.time(), 3), "user": who[:256], "action": action,
+            "trace_id": trace_id, "span_id": span_id, "detail": detail[:1000],
+            "addr": request.client.host if request.client else "",
+        }  # fmt: skip
+        await run_in_threadpool(store.insert, "review_audit", ndjson([row]))
+
+    def page(
+        request: Request, name: str, who: User | None, status: int = 200, **ctx: Any
+    ) -> Response:
+        return _page(
+            name, status, reviewer=who.name if who else "", admin=bool(who and who.is_admin),
+            signout=cfg.auth == "password" and who is not None, csrf=csrf_token(request),
+            **ctx,
+        )  # fmt: skip
+
+    async def refused(request: Request, status: int, why: str, who: User | None = None) -> Response:
+        await audit(
+            request, who.name if who else "", "denied", detail=f"{status} {request.url.path}: {why}"
+        )
+        return page(request, "error.html", who, status, message=why)
+
+    async def guarded(request: Request, admin: bool = False) -> User | Response:
+        """The signed-in user, or the refusal: 401 without one, 403 for a reviewer asking for
+        an admin action or for a POST without the session's CSRF token."""
+        who = current(request)
+        if who is None:
+            return await refused(request, 401, "Sign in first.")
+        if admin and not who.is_admin:
+            return await refused(request, 403, "Only an admin may do that.", who)
+        if request.method == "POST":
+            form = await request.form()
+            if not csrf_ok(request, str(form.get("csrf", ""))):
+                return await refused(
+                    request, 403, "This form is stale or was not ours: reload the page.", who
+                )
+        return who
 
     async def index(request: Request) -> Response:
-        who = reviewer(request)
-        if not who:
-            return _page("signin.html", header=cfg.user_header)
+        who = current(request)
+        if who is None:
+            return page(request, "signin.html", None, proxy=cfg.auth == "proxy")
         counts = await run_in_threadpool(queue_counts, store)
         done = request.query_params.get("done", "")
-        return _page("index.html", reviewer=who, counts=counts, done=done)
+        return page(request, "index.html", who, counts=counts, done=done)
 
     async def signin(request: Request) -> Response:
         form = await request.form()
+        if cfg.auth != "password":
+            return await refused(request, 404, "Sign in through your proxy.")
+        if not csrf_ok(request, str(form.get("csrf", ""))):
+            return await refused(
+                request, 403, "This form is stale or was not ours: reload the page."
+            )
         name = str(form.get("reviewer", "")).strip()[:256]
-        resp = RedirectResponse("/", status_code=303)
-        if name:
-            resp.set_cookie(COOKIE, name, httponly=True, samesite="strict")
-        return resp
+        user = cfg.users.get(name)
+        if user is None or not verify_password(str(form.get("password", "")), user.password_hash):
+            await audit(request, name, "signin_failed")
+            return page(request, "signin.html", None, 401, error="Unknown name or wrong password.")
+        request.session.clear()
+        request.session.update({"user": name, "role": user.role})
+        csrf_token(request)  # a new token for the new session
+        await audit(request, name, "signin")
+        return RedirectResponse("/", status_code=303)
+
+    async def signout(request: Request) -> Response:
+        who = await guarded(request)
+        if isinstance(who, Response):
+            return who
+        request.session.clear()
+        await audit(request, who.name, "signout")
+        return RedirectResponse("/", status_code=303)
 
     async def take_next(request: Request) -> Response:
-        who = reviewer(request)
-        if not who:
-            return RedirectResponse("/", status_code=303)
-        item = await run_in_threadpool(next_item, store, who, cfg.reserve_minutes)
+        who = await guarded(request)
+        if isinstance(who, Response):
+            return who
+        item = await run_in_threadpool(next_item, store, who.name, cfg.reserve_minutes)
         if item is None:
             return RedirectResponse("/?done=empty", status_code=303)
         return RedirectResponse(_item_url(item.trace_id, item.span_id), status_code=303)
 
     async def item(request: Request) -> Response:
-        who = reviewer(request)
-        if not who:
-            return RedirectResponse("/", status_code=303)
+        who = await guarded(request)
+        if isinstance(who, Response):
+            return who
         trace_id = request.path_params["trace_id"]
         span_id = "" if request.path_params["span_id"] == "-" else request.path_params["span_id"]
         if request.method == "POST":
             return await _submit(request, who, trace_id, span_id)
-        shown = await _shown(trace_id, span_id, who, "", {})
+        shown = await _shown(request, trace_id, span_id, who, "", {})
         if shown.status_code == 200:
-            await run_in_threadpool(reserve, store, trace_id, span_id, who, hold_s)
+            await run_in_threadpool(reserve, store, trace_id, span_id, who.name, hold_s)
+            await audit(request, who.name, "open", trace_id, span_id)
         return shown
 
     async def _shown(
-        trace_id: str, span_id: str, who: str, error: str, form: dict[str, str]
+        request: Request, trace_id: str, span_id: str, who: User, error: str, form: dict[str, str]
     ) -> Response:
         """The item's page: a call, or a whole session or agent run, with the form."""
         unit = unit_of(span_id)
         load = {"call": _load, "session": load_session, "run": load_run}[unit]
         data = await run_in_threadpool(load, store, trace_id, span_id)
         if data is None:
-            return _page("error.html", 404, message=f"No such {unit} in the store.")
-        page = "item.html" if unit == "call" else "unit.html"
-        return _page(
-            page, 422 if error else 200, reviewer=who, rubrics=rubrics_of(unit), error=error,
+            return page(request, "error.html", who, 404, message=f"No such {unit} in the store.")
+        name = "item.html" if unit == "call" else "unit.html"
+        return page(
+            request, name, who, 422 if error else 200, rubrics=rubrics_of(unit), error=error,
             form=form, **data,
         )  # fmt: skip
 
-    async def _submit(request: Request, who: str, trace_id: str, span_id: str) -> Response:
+    async def _submit(request: Request, who: User, trace_id: str, span_id: str) -> Response:
         form = await request.form()
-        values = {k: str(v) for k, v in form.items()}
+        values = {k: str(v) for k, v in form.items() if k != "csrf"}
         try:
             score = values.get("score", "").strip()
             label = Label(
-                trace_id=trace_id, span_id=span_id, reviewer=who,
+                trace_id=trace_id, span_id=span_id, reviewer=who.name,
                 rubric=values.get("rubric", ""), verdict=values.get("verdict", ""),
                 score=float(score) if score else None,
                 corrected_answer=values.get("corrected_answer", "").strip(),
                 note=values.get("note", "").strip(),
             )  # fmt: skip
         except (InvalidLabel, ValueError) as exc:
-            return await _shown(trace_id, span_id, who, str(exc), values)
+            return await _shown(request, trace_id, span_id, who, str(exc), values)
         if label.rubric not in rubrics_of(unit_of(span_id)):
-            return await _shown(trace_id, span_id, who, f"{label.rubric} is not a rubric of "
-                                f"this {unit_of(span_id)}", values)  # fmt: skip
+            return await _shown(request, trace_id, span_id, who, f"{label.rubric} is not a rubric "
+                                f"of this {unit_of(span_id)}", values)  # fmt: skip
         await run_in_threadpool(record, store, [label], publish)
-        await run_in_threadpool(release, store, trace_id, span_id, who)
+        await run_in_threadpool(release, store, trace_id, span_id, who.name)
+        await audit(
+            request, who.name, "label", trace_id, span_id, f"{label.rubric}: {label.verdict}"
+        )
         return RedirectResponse("/?done=saved", status_code=303)
+
+    async def admin(request: Request) -> Response:
+        who = await guarded(request, admin=True)
+        if isinstance(who, Response):
+            return who
+        result = ""
+        if request.method == "POST":
+            form = await request.form()
+            kind, value = str(form.get("kind", "")), str(form.get("value", "")).strip()
+            if kind not in KINDS or not value:
+                return page(request, "admin.html", who, 422, result="Choose a kind and an id.",
+                            audit=await _audit_rows())  # fmt: skip
+            erased = await run_in_threadpool(erase, store, kind, value, who.name)
+            await audit(request, who.name, "erase", detail=f"{kind}: {erased.total} rows")
+            result = f"Erased {kind}: {erased.total} rows from {len(erased.removed)} tables."
+        return page(request, "admin.html", who, result=result, audit=await _audit_rows())
+
+    async def _audit_rows() -> list[dict[str, Any]]:
+        return await run_in_threadpool(
+            store.query,
+            f"SELECT toString(at) AS at, user, action, trace_id, span_id, detail "
+            f"FROM {store.database}.review_audit ORDER BY at DESC LIMIT 100",
+        )
 
     return Starlette(
         routes=[
             Route("/", index),
             Route("/signin", signin, methods=["POST"]),
+            Route("/signout", signout, methods=["POST"]),
             Route("/next", take_next, methods=["POST"]),
             Route("/item/{trace_id}/{span_id}", item, methods=["GET", "POST"]),
-        ]
+            Route("/admin", admin),
+            Route("/admin/erase", admin, methods=["POST"]),
+        ],
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=key,
+                session_cookie=COOKIE,
+                max_age=round(cfg.session_hours * 3600),
+                same_site="strict",
+                https_only=cfg.cookie_secure,
+            )
+        ],
     )

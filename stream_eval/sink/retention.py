@@ -34,6 +34,7 @@ TIME_COLUMNS: dict[str, str] = {
     "offline_results": "ran_at",
     "sli_windows": "window_start",
     "erasures": "erased_at",
+    "review_audit": "at",
 }
 # What a store keeps without configuration: the bookkeeping that is only needed for a
 # while; the data itself for ever, until ``clickhouse.retention_days`` says otherwise.

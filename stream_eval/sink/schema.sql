@@ -482,6 +482,21 @@ CREATE TABLE IF NOT EXISTS {db}.offline_results
 ENGINE = ReplacingMergeTree(ran_at)
 ORDER BY (dataset, run_id, example_id);
 
+-- The review app's audit log (review/web.py): who signed in, opened, labelled or erased
+-- what, and every request refused (401, 403), with the peer address.
+CREATE TABLE IF NOT EXISTS {db}.review_audit
+(
+    at       DateTime64(3, 'UTC'),
+    user     String,
+    action   LowCardinality(String),  -- signin, signin_failed, signout, open, label, erase, denied
+    trace_id String,
+    span_id  String,
+    detail   String,
+    addr     String
+)
+ENGINE = MergeTree
+ORDER BY (at, user);
+
 -- Erasures (stream-eval erase, privacy/erase.py): who erased what and when. The value is
 -- kept only as its SHA-256, with the trace and session ids it covered (no personal data),
 -- which golden promotions leave out from then on, and the rows removed per table.
