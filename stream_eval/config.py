@@ -452,6 +452,7 @@ class ReviewSettings(_Model):
                 except ValueError:
                     raise ValueError(f"review.trusted_proxies: not an address: {net!r}") from None
         return self
+
     # whole units as items: sessions (abandoned_after_failure; rephrase_burst: at least
     # session_min_rephrases rephrases) and agent runs that failed a run check
     sessions: bool = True

@@ -183,3 +183,46 @@ def test_the_cli_hashes_a_password_and_will_not_serve_an_app_nobody_can_enter(
     assert out.exit_code == 0 and verify_password("pw", out.output.strip())
     out = CliRunner().invoke(cli, ["review", "serve", "--no-kafka"], obj={})
     assert out.exit_code != 0 and "no one can sign in" in out.output
+
+
+def test_only_admins_see_what_the_policy_keeps_and_labels_are_masked_as_traces_are(
+    store: Store,
+) -> None:
+    mail = "jane.roe@mailbox.org"
+    store.insert("traces", ndjson([{"trace_id": "kept", "span_id": "s", "route": "internal",
+                                    "ts": NOW, "input_text": f"I am {mail}",
+                                    "output_text": f"Hi {mail}", "ingested_at": NOW}]))  # fmt: skip
+    settings = with_reviewers(
+        Settings(routes={"internal": {"privacy": {"input": "keep", "output": "keep"}}}),
+        ana="reviewer", olga="admin",
+    )  # fmt: skip
+    app = create_app(settings, store)
+    ana = TestClient(app, base_url="https://testserver")
+    olga = TestClient(app, base_url="https://testserver")
+    assert sign_in(ana, "ana").status_code == 303 and sign_in(olga, "olga").status_code == 303
+    seen = ana.get("/item/kept/s").text
+    assert mail not in seen and "I am &lt;EMAIL_1&gt;" in seen and "Hi &lt;EMAIL_1&gt;" in seen
+    assert mail in olga.get("/item/kept/s").text  # as stored
+    # What a reviewer writes is masked as the trace's own output would be.
+    token = csrf_of(ana.get("/item/t1/s").text)
+    note = f"call {mail} back"
+    saved = ana.post(
+        "/item/t1/s",
+        data={"rubric": "helpfulness", "verdict": "fail", "corrected_answer": f"Write {mail}",
+              "note": note, "csrf": token},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert saved.status_code == 303
+    token = csrf_of(olga.get("/item/kept/s").text)
+    kept = {"rubric": "helpfulness", "verdict": "pass", "corrected_answer": f"Write {mail}"}
+    olga.post("/item/kept/s", data={**kept, "csrf": token})
+    labels = {
+        r["trace_id"]: (r["corrected_answer"], r["note"])
+        for r in store.query(
+            "SELECT trace_id, corrected_answer, note FROM stream_eval.review_labels"
+        )
+    }
+    assert labels == {
+        "t1": ("Write <EMAIL_1>", "call <EMAIL_1> back"),
+        "kept": (f"Write {mail}", ""),
+    }

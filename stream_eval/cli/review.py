@@ -70,7 +70,7 @@ def review_import(
         raise click.ClickException(f"{path}: {exc}; nothing was imported") from None
     publish = None if no_kafka else kafka_publisher(settings)
     with store_for(settings) as store:
-        n = record(store, labels, publish)
+        n = record(store, labels, publish, settings.privacy_for)
     click.echo(f"imported {n} labels from {path}")
 
 

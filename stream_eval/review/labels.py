@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from stream_eval.privacy.redact import DEFAULT_POLICY, Policy, Redactor
 from stream_eval.rubrics import ALL_RUBRICS
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
@@ -34,6 +35,8 @@ from stream_eval.sink.store import Store
 
 VERDICTS = ("pass", "fail")
 MAX_TEXT = 64 * 1024
+
+PolicyOf = Callable[[str], Policy]  # a route's privacy policy (``Settings.privacy_for``)
 
 
 class InvalidLabel(ValueError):
@@ -123,12 +126,20 @@ def _context(store: Store, labels: list[Label]) -> dict[tuple[str, str, str], di
     return out
 
 
-def label_rows(store: Store, labels: list[Label]) -> list[dict[str, Any]]:
+def label_rows(
+    store: Store, labels: list[Label], privacy_for: PolicyOf = lambda route: DEFAULT_POLICY
+) -> list[dict[str, Any]]:
+    """The ``review_labels`` rows; what a reviewer wrote (corrected answer, note) masked by
+    the route's privacy policy as the trace's own output was."""
     ctx = _context(store, labels) if labels else {}
     rows = []
     for x in labels:
         row = asdict(x)
         row.update(ctx[(x.trace_id, x.span_id, x.rubric)])
+        policy = privacy_for(row["route"])
+        r = Redactor(policy)
+        row["corrected_answer"] = r.text(x.corrected_answer, policy.modes.output)
+        row["note"] = r.text(x.note, "keep" if policy.modes.output == "keep" else "mask")
         row["label_id"] = x.label_id
         row["rubric_version"] = ALL_RUBRICS[x.rubric].version
         row["labelled_at"] = x.labelled_at or time.time()
@@ -139,9 +150,14 @@ def label_rows(store: Store, labels: list[Label]) -> list[dict[str, Any]]:
 Publish = Callable[[list[dict[str, Any]]], None]  # rows -> on the labels topic, delivered
 
 
-def record(store: Store, labels: list[Label], publish: Publish | None = None) -> int:
+def record(
+    store: Store,
+    labels: list[Label],
+    publish: Publish | None = None,
+    privacy_for: PolicyOf = lambda route: DEFAULT_POLICY,
+) -> int:
     """Append the labels: to the labels topic (delivered first), then to ClickHouse."""
-    rows = label_rows(store, labels)
+    rows = label_rows(store, labels, privacy_for)
     if publish is not None and rows:
         publish(rows)
     if rows:

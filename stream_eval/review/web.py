@@ -43,6 +43,7 @@ from starlette.routing import Route
 
 from stream_eval.config import Settings
 from stream_eval.privacy.erase import KINDS, erase
+from stream_eval.privacy.redact import Redactor
 from stream_eval.review.auth import (
     User,
     csrf_ok,
@@ -219,11 +220,30 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         data = await run_in_threadpool(load, store, trace_id, span_id)
         if data is None:
             return page(request, "error.html", who, 404, message=f"No such {unit} in the store.")
+        if unit == "call" and not who.is_admin:
+            data = _masked_for_reviewers(data)
         name = "item.html" if unit == "call" else "unit.html"
         return page(
             request, name, who, 422 if error else 200, rubrics=rubrics_of(unit), error=error,
             form=form, **data,
         )  # fmt: skip
+
+    def _masked_for_reviewers(data: dict[str, Any]) -> dict[str, Any]:
+        """A call as a reviewer sees it: the fields its route's policy keeps unmasked in the
+        store (``keep``) masked on the page; only admins see them as stored."""
+        trace = data["trace"]
+        policy = settings.privacy_for(trace["route"])
+        m, r = policy.modes, Redactor(policy)
+        for column, name in (("input_text", "input"), ("system_text", "system"),
+                             ("output_text", "output")):  # fmt: skip
+            if getattr(m, name) == "keep":
+                trace[column] = r.text(trace[column], "mask")
+        if m.documents == "keep":
+            data["documents"] = [
+                {**d, "content": r.text(str(d.get("content", "")), "mask")}
+                for d in data["documents"]
+            ]
+        return data
 
     async def _submit(request: Request, who: User, trace_id: str, span_id: str) -> Response:
         form = await request.form()
@@ -242,7 +262,7 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         if label.rubric not in rubrics_of(unit_of(span_id)):
             return await _shown(request, trace_id, span_id, who, f"{label.rubric} is not a rubric "
                                 f"of this {unit_of(span_id)}", values)  # fmt: skip
-        await run_in_threadpool(record, store, [label], publish)
+        await run_in_threadpool(record, store, [label], publish, settings.privacy_for)
         await run_in_threadpool(release, store, trace_id, span_id, who.name)
         await audit(
             request, who.name, "label", trace_id, span_id, f"{label.rubric}: {label.verdict}"
