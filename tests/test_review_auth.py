@@ -192,10 +192,10 @@ def test_only_admins_see_what_the_policy_keeps_and_labels_are_masked_as_traces_a
     store.insert("traces", ndjson([{"trace_id": "kept", "span_id": "s", "route": "internal",
                                     "ts": NOW, "input_text": f"I am {mail}",
                                     "output_text": f"Hi {mail}", "ingested_at": NOW}]))  # fmt: skip
+    kept = {"input": "keep", "output": "keep", "tools": "keep"}
     settings = with_reviewers(
-        Settings(routes={"internal": {"privacy": {"input": "keep", "output": "keep"}}}),
-        ana="reviewer", olga="admin",
-    )  # fmt: skip
+        Settings(routes={"internal": {"privacy": kept}}), ana="reviewer", olga="admin"
+    )
     app = create_app(settings, store)
     ana = TestClient(app, base_url="https://testserver")
     olga = TestClient(app, base_url="https://testserver")
@@ -203,6 +203,19 @@ def test_only_admins_see_what_the_policy_keeps_and_labels_are_masked_as_traces_a
     seen = ana.get("/item/kept/s").text
     assert mail not in seen and "I am &lt;EMAIL_1&gt;" in seen and "Hi &lt;EMAIL_1&gt;" in seen
     assert mail in olga.get("/item/kept/s").text  # as stored
+    # A whole agent run likewise: its task, tool arguments and result, and answer.
+    store.insert("agent_runs", ndjson([{
+        "trace_id": "run1", "route": "internal", "ts": NOW, "steps": 2, "tool_names": ["crm"],
+        "tool_arguments": [f'{{"who": "{mail}"}}'], "tool_errors": [""],
+        "tool_results": [f"found {mail}"], "final_answer": f"Mail {mail}", "ingested_at": NOW,
+    }]))  # fmt: skip
+    store.insert("traces", ndjson([{"trace_id": "run1", "span_id": "c1", "route": "internal",
+                                    "ts": NOW, "input_text": f"task of {mail}",
+                                    "output_text": "", "ingested_at": NOW}]))  # fmt: skip
+    run_page = ana.get("/item/run1/run")
+    assert run_page.status_code == 200 and mail not in run_page.text
+    assert "found &lt;EMAIL_1&gt;" in run_page.text
+    assert run_page.text.count(mail) == 0 and mail in olga.get("/item/run1/run").text
     # What a reviewer writes is masked as the trace's own output would be.
     token = csrf_of(ana.get("/item/t1/s").text)
     note = f"call {mail} back"
@@ -214,8 +227,8 @@ def test_only_admins_see_what_the_policy_keeps_and_labels_are_masked_as_traces_a
     )  # fmt: skip
     assert saved.status_code == 303
     token = csrf_of(olga.get("/item/kept/s").text)
-    kept = {"rubric": "helpfulness", "verdict": "pass", "corrected_answer": f"Write {mail}"}
-    olga.post("/item/kept/s", data={**kept, "csrf": token})
+    label = {"rubric": "helpfulness", "verdict": "pass", "corrected_answer": f"Write {mail}"}
+    olga.post("/item/kept/s", data={**label, "csrf": token})
     labels = {
         r["trace_id"]: (r["corrected_answer"], r["note"])
         for r in store.query(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -220,7 +221,7 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         data = await run_in_threadpool(load, store, trace_id, span_id)
         if data is None:
             return page(request, "error.html", who, 404, message=f"No such {unit} in the store.")
-        if unit == "call" and not who.is_admin:
+        if not who.is_admin:
             data = _masked_for_reviewers(data)
         name = "item.html" if unit == "call" else "unit.html"
         return page(
@@ -229,20 +230,50 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         )  # fmt: skip
 
     def _masked_for_reviewers(data: dict[str, Any]) -> dict[str, Any]:
-        """A call as a reviewer sees it: the fields its route's policy keeps unmasked in the
+        """An item as a reviewer sees it: the fields its route's policy keeps unmasked in the
         store (``keep``) masked on the page; only admins see them as stored."""
-        trace = data["trace"]
-        policy = settings.privacy_for(trace["route"])
-        m, r = policy.modes, Redactor(policy)
+
+        def masker(route: str) -> Callable[[str, str], str]:
+            policy = settings.privacy_for(route)
+            r = Redactor(policy)
+
+            def mask(text: str, field: str) -> str:
+                kept = getattr(policy.modes, field) == "keep"
+                return r.text(text, "mask") if kept and text else text
+
+            return mask
+
+        unit = data.get("unit", "call")
+        if unit == "session":
+            for turn in data["turns"]:
+                mask = masker(turn["route"])
+                turn["user"], turn["answer"] = (
+                    mask(turn["user"], "input"),
+                    mask(turn["answer"], "output"),
+                )
+            return data
+        if unit == "run":
+            run, mask = data["run"], masker(data["run"]["route"])
+            data["task"] = mask(data["task"], "input")
+            run["final_answer"], run["error"] = (
+                mask(run["final_answer"], "output"),
+                mask(run["error"], "tools"),
+            )
+            for call in data["calls"]:
+                call["input_text"] = mask(call["input_text"], "input")
+                call["output_text"] = mask(call["output_text"], "output")
+            for tool in data["tools"]:
+                for key in ("arguments", "error", "result"):
+                    tool[key] = mask(tool[key], "tools")
+            return data
+        trace, mask = data["trace"], masker(data["trace"]["route"])
         for column, name in (("input_text", "input"), ("system_text", "system"),
                              ("output_text", "output")):  # fmt: skip
-            if getattr(m, name) == "keep":
-                trace[column] = r.text(trace[column], "mask")
-        if m.documents == "keep":
-            data["documents"] = [
-                {**d, "content": r.text(str(d.get("content", "")), "mask")}
-                for d in data["documents"]
-            ]
+            trace[column] = mask(trace[column], name)
+        data["documents"] = [
+            {**d, "content": mask(str(d.get("content", "")), "documents")}
+            for d in data["documents"]
+        ]
         return data
 
     async def _submit(request: Request, who: User, trace_id: str, span_id: str) -> Response:
