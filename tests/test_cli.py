@@ -31,6 +31,7 @@ COMMANDS = (
     "broker",
     "demo",
     "erase",
+    "judge",
     "golden",
     "grafana",
     "lag",

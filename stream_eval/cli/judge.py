@@ -1,0 +1,103 @@
+"""``stream-eval judge compare``: two judges on the traffic already judged, and a gate."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import click
+import orjson
+
+from stream_eval.cli.group import cli, settings_for, store_for
+
+
+@cli.group()
+def judge() -> None:
+    """The LLM judge: compare two judges (model or model@rubric-version) on past traffic."""
+
+
+def _plain(value: Any) -> Any:
+    """A comparison as JSON values: an interval as value/lower/upper, an undefined statistic
+    as its reason."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if type(value).__name__ == "Undefined":
+            return {"undefined": value.reason}  # type: ignore[attr-defined]
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, dict) and "undefined" in x:
+        return f"undefined ({x['undefined']})"
+    if isinstance(x, dict) and "value" in x:
+        return f"{x['value']:.3f} [{x['lower']:.3f}, {x['upper']:.3f}]"
+    return str(x)
+
+
+@judge.command("compare")
+@click.argument("a")
+@click.argument("b")
+@click.option("--rubric", default="helpfulness", show_default=True)
+@click.option("--days", default=7.0, show_default=True, help="the range: this many days back")
+@click.option("--top", default=10, show_default=True, help="items they disagree on most")
+@click.option("--max-agreement-drop", type=float, help="gate: B's kappa at most this below A's")
+@click.option("--max-shift", type=float, help="gate: |mean score shift| at most this")
+@click.option("--json", "as_json", is_flag=True, help="the report as JSON on stdout")
+@click.pass_context
+def judge_compare(
+    ctx: click.Context,
+    a: str,
+    b: str,
+    rubric: str,
+    days: float,
+    top: int,
+    max_agreement_drop: float | None,
+    max_shift: float | None,
+    as_json: bool,
+) -> None:
+    """Judge A against judge B on the items both scored, and both against the labels;
+    exit 1 when B fails a gate."""
+    from stream_eval.judge.compare import Judge, compare
+
+    try:
+        ja, jb = Judge.parse(a), Judge.parse(b)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    settings = settings_for(ctx)
+    now = time.time()
+    with store_for(settings) as store:
+        report = compare(store, ja, jb, rubric, now - days * 86400, now, top)
+    failed = report.gate(max_agreement_drop, max_shift)
+    doc = {
+        "a": str(ja), "b": str(jb), "rubric": rubric, "days": days,
+        "slices": _plain(report.slices), "disagreements": report.disagreements,
+        "gate": {"max_agreement_drop": max_agreement_drop, "max_shift": max_shift,
+                 "passed": not failed, "failed": failed},
+    }  # fmt: skip
+    if as_json:
+        click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    else:
+        for s in doc["slices"]:
+            click.echo(f"{s['route'] or 'all routes'}:")
+            for name in (str(ja), str(jb)):
+                ag = s["agreement"].get(name)
+                kappa = ag.get("kappa") if isinstance(ag, dict) and "kappa" in ag else ag
+                click.echo(f"  {name}: kappa {_fmt(kappa)}, pass rate {_fmt(s['sli'].get(name))}")
+            sh = s["shift"]
+            click.echo(f"  shift B-A on {sh['n']} items: {_fmt(sh['mean'])}; flips "
+                       f"{sh['a_only_pass']} A-only / {sh['b_only_pass']} B-only pass, "
+                       f"McNemar p {_fmt(sh['mcnemar_p'])}")  # fmt: skip
+        for d in report.disagreements:
+            click.echo(f"  apart: {d['trace_id']}/{d['span_id'] or '-'} ({d['route']}): "
+                       f"{d['score_a']:g} vs {d['score_b']:g}")  # fmt: skip
+        for why in failed:
+            click.echo(f"gate failed: {why}")
+    if failed:
+        ctx.exit(1)
