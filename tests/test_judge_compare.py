@@ -115,3 +115,33 @@ def test_the_gate_fails_and_passes_as_it_should(
     assert same.exit_code == 0, same.output
     bad = run(cli, ["judge", "compare", "@1", "judge-b"])
     assert bad.exit_code == 2 and "MODEL@RUBRIC_VERSION" in bad.output
+
+
+def test_the_items_furthest_apart_are_queued_once_on_request(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.insert("judge_results", ndjson([{
+        "trace_id": "far", "span_id": "", "route": "support", "ts": NOW - 60,
+        "rubric": "helpfulness", "rubric_version": "1", "judge_model": model, "status": "scored",
+        "score": score, "scale_min": 1, "scale_max": 10, "passed": int(score >= 7),
+        "sample_prob": 1.0, "judged_at": NOW,
+    } for model, score in (("judge-a", 2), ("judge-b", 9))]))  # fmt: skip
+    store.close()
+    monkeypatch.setenv("STREAM_EVAL_CLICKHOUSE__PATH", str(tmp_path / "chdb"))
+    args = ["judge", "compare", "judge-a", "judge-b", "--queue", "3", "--json"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert orjson.loads(first.output)["queued"] == 3
+    again = CliRunner().invoke(cli, args)
+    assert orjson.loads(again.output)["queued"] == 0  # already in the queue
+    s = open_store(Settings().clickhouse)
+    try:
+        rows = s.query(
+            "SELECT trace_id, reason, rubric, detail FROM stream_eval.review_queue FINAL "
+            "ORDER BY trace_id"
+        )
+    finally:
+        s.close()
+    assert len(rows) == 3 and {r["reason"] for r in rows} == {"judge_disagreement"}
+    far = next(r for r in rows if r["trace_id"] == "far")  # 7 points apart: the furthest
+    assert far["rubric"] == "helpfulness" and far["detail"] == "judge-a 2 vs judge-b 9"

@@ -49,6 +49,13 @@ def _fmt(x: Any) -> str:
 @click.option("--top", default=10, show_default=True, help="items they disagree on most")
 @click.option("--max-agreement-drop", type=float, help="gate: B's kappa at most this below A's")
 @click.option("--max-shift", type=float, help="gate: |mean score shift| at most this")
+@click.option(
+    "--queue",
+    "queue_n",
+    default=0,
+    show_default=True,
+    help="put this many of the items furthest apart in the review queue",
+)
 @click.option("--json", "as_json", is_flag=True, help="the report as JSON on stdout")
 @click.pass_context
 def judge_compare(
@@ -60,11 +67,12 @@ def judge_compare(
     top: int,
     max_agreement_drop: float | None,
     max_shift: float | None,
+    queue_n: int,
     as_json: bool,
 ) -> None:
     """Judge A against judge B on the items both scored, and both against the labels;
     exit 1 when B fails a gate."""
-    from stream_eval.judge.compare import Judge, compare
+    from stream_eval.judge.compare import Judge, compare, queue_disagreements
 
     try:
         ja, jb = Judge.parse(a), Judge.parse(b)
@@ -73,11 +81,13 @@ def judge_compare(
     settings = settings_for(ctx)
     now = time.time()
     with store_for(settings) as store:
-        report = compare(store, ja, jb, rubric, now - days * 86400, now, top)
+        report = compare(store, ja, jb, rubric, now - days * 86400, now, max(top, queue_n))
+        queued = queue_disagreements(store, report, queue_n, now) if queue_n > 0 else 0
+        report.disagreements = report.disagreements[:top]
     failed = report.gate(max_agreement_drop, max_shift)
     doc = {
         "a": str(ja), "b": str(jb), "rubric": rubric, "days": days,
-        "slices": _plain(report.slices), "disagreements": report.disagreements,
+        "slices": _plain(report.slices), "disagreements": report.disagreements, "queued": queued,
         "gate": {"max_agreement_drop": max_agreement_drop, "max_shift": max_shift,
                  "passed": not failed, "failed": failed},
     }  # fmt: skip
@@ -97,6 +107,8 @@ def judge_compare(
         for d in report.disagreements:
             click.echo(f"  apart: {d['trace_id']}/{d['span_id'] or '-'} ({d['route']}): "
                        f"{d['score_a']:g} vs {d['score_b']:g}")  # fmt: skip
+        if queue_n > 0:
+            click.echo(f"queued for review: {queued} (reason judge_disagreement)")
         for why in failed:
             click.echo(f"gate failed: {why}")
     if failed:

@@ -12,7 +12,8 @@ both). Over a range of event time, per route and overall:
   normal interval, and McNemar's exact test on the pass/fail flips;
 - **the SLI each would give**: its pass rate over the items it scored, weighted by each
   item's inverse inclusion probability (``estimates``), with its interval;
-- **the items they disagree on most** (the largest score differences).
+- **the items they disagree on most** (the largest score differences), which
+  ``queue_disagreements`` puts in the review queue on request (reason ``judge_disagreement``).
 
 The gate (``--max-agreement-drop``, ``--max-shift``) compares B against A: B's kappa (its
 agreement rate where kappa is undefined) may fall at most that far below A's, and the
@@ -29,6 +30,7 @@ from stream_eval.estimates import Z95, Estimate, weighted
 from stream_eval.review.agreement import Agreement, Interval, Pair, Undefined, agreement
 from stream_eval.sink.base import Store
 from stream_eval.sink.literals import sql_str
+from stream_eval.sink.rows import ndjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +103,8 @@ def _results(
     store: Store, judge: Judge, rubric: str, since: float, until: float
 ) -> list[dict[str, Any]]:
     return store.query(
-        f"SELECT trace_id, span_id, route, score, assumeNotNull(passed) AS passed, sample_prob, "
+        f"SELECT trace_id, span_id, route, toFloat64(ts) AS ts, score, "
+        f"assumeNotNull(passed) AS passed, sample_prob, "
         f"scale_min, scale_max FROM {store.database}.judge_results FINAL "
         f"WHERE {judge.where()} AND rubric = {sql_str(rubric)} AND status = 'scored' "
         f"AND passed IS NOT NULL AND ts >= fromUnixTimestamp64Milli({round(since * 1000)}) "
@@ -198,7 +201,7 @@ def compare(
     kb = {(r["trace_id"], r["span_id"]): r for r in results[str(b)]}
     apart = sorted(
         (
-            {"trace_id": k[0], "span_id": k[1], "route": ka[k]["route"],
+            {"trace_id": k[0], "span_id": k[1], "route": ka[k]["route"], "ts": ka[k]["ts"],
              "score_a": float(ka[k]["score"]), "score_b": float(kb[k]["score"])}
             for k in set(ka) & set(kb)
         ),
@@ -207,3 +210,33 @@ def compare(
     return Comparison(
         a, b, rubric, slices, [d for d in apart if d["score_a"] != d["score_b"]][:top]
     )
+
+
+QUEUE_REASON = "judge_disagreement"  # ``review.queue.REASONS``
+
+
+def queue_disagreements(store: Store, report: Comparison, n: int, now: float) -> int:
+    """Put the ``n`` items the two judges are furthest apart on in the review queue (those
+    not queued already), to be labelled on the compared rubric; returns how many."""
+    items = report.disagreements[:n]
+    if not items:
+        return 0
+    keys = ", ".join(f"({sql_str(d['trace_id'])}, {sql_str(d['span_id'])})" for d in items)
+    queued = {
+        (r["trace_id"], r["span_id"])
+        for r in store.query(
+            f"SELECT trace_id, span_id FROM {store.database}.review_queue FINAL "
+            f"WHERE (trace_id, span_id) IN ({keys})"
+        )
+    }
+    rows = [
+        {"trace_id": d["trace_id"], "span_id": d["span_id"], "route": d["route"], "ts": d["ts"],
+         "reason": QUEUE_REASON, "rubric": report.rubric, "reviewers_required": 1,
+         "detail": f"{report.a} {d['score_a']:g} vs {report.b} {d['score_b']:g}",
+         "enqueued_at": now}
+        for d in items
+        if (d["trace_id"], d["span_id"]) not in queued
+    ]  # fmt: skip
+    if rows:
+        store.insert("review_queue", ndjson(rows))
+    return len(rows)

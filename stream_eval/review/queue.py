@@ -29,6 +29,7 @@ from stream_eval.unit_ids import RUN_ITEM, SESSION_ITEM_SQL
 REASONS = (
     "judge_fail", "thumbs_down", "failed_check", "calibration",
     "abandoned_after_failure", "rephrase_burst", "failed_run_check",
+    "judge_disagreement",  # queued by ``stream-eval judge compare --queue``, not by the enqueuer
 )  # fmt: skip
 
 
