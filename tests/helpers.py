@@ -94,3 +94,32 @@ def sign_in_browser(page: Any, base: str, name: str, password: str = REVIEW_PASS
     page.fill("#reviewer-name", name)
     page.fill("#password", password)
     page.click("text=Start reviewing")
+
+
+def read_topic(settings: Any, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
+    """Every message of ``topic`` (each partition from its start to its end offset now), as
+    value and headers; asserts that none of them was missed."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from stream_eval.runtime.kafka_config import confluent_config
+
+    c = Consumer(
+        confluent_config(
+            settings.kafka, **{"group.id": f"{settings.app_id}-reader", "enable.auto.commit": False}
+        )
+    )
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = [TopicPartition(topic, p, 0) for p in parts]
+        end = sum(c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
+        c.assign(tps)
+        out: list[tuple[bytes, dict[str, bytes]]] = []
+        deadline = time.monotonic() + 30
+        while len(out) < end and time.monotonic() < deadline:
+            for m in c.consume(500, timeout=1):
+                if m.error() is None:
+                    out.append((m.value() or b"", dict(m.headers() or [])))
+    finally:
+        c.close()
+    assert len(out) == end, f"{topic}: read {len(out)} of {end} messages"
+    return out

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import httpx2 as httpx
 import orjson
 import pytest
-from helpers import nonempty
+from helpers import nonempty, read_topic
 
 from stream_eval.config import Settings
 from stream_eval.judge.limits import JudgeLimits
@@ -388,24 +388,7 @@ def _judge_request(i: int, route: str) -> bytes:
 
 def _read_notices(settings: Settings) -> list[PauseNotice]:
     """Every notice on the pause topic."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from stream_eval.runtime.kafka_config import confluent_config
-
-    topic = settings.topics.judge_pauses
-    c = Consumer(confluent_config(settings.kafka, **{"group.id": f"{settings.app_id}-reader"}))
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        tps = [TopicPartition(topic, p, 0) for p in parts]
-        end = sum(c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
-        c.assign(tps)
-        out: list[PauseNotice] = []
-        deadline = time.monotonic() + 30
-        while len(out) < end and time.monotonic() < deadline:
-            out += [decode_notice(m.value()) for m in c.consume(500, 1) if m.error() is None]
-        return out
-    finally:
-        c.close()
+    return [decode_notice(v) for v, _ in read_topic(settings, settings.topics.judge_pauses)]
 
 
 def _members_with_partitions(settings: Settings, group: str) -> list[int]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from helpers import read_topic
 
 from stream_eval.checks import CHECKS
 from stream_eval.config import Settings
@@ -30,26 +31,6 @@ def _drain(settings: Settings, log: Path, env: dict[str, str] | None = None) -> 
         w.wait_drained(settings, timeout=180)
     finally:
         w.stop()
-
-
-def _read_topic(settings: Settings, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
-    c = Consumer(
-        confluent_config(
-            settings.kafka, **{"group.id": f"{settings.app_id}-reader", "enable.auto.commit": False}
-        )
-    )
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    tps = [TopicPartition(topic, p, 0) for p in parts]
-    end = sum(c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
-    c.assign(tps)
-    out: list[tuple[bytes, dict[str, bytes]]] = []
-    deadline = time.monotonic() + 30
-    while len(out) < end and time.monotonic() < deadline:
-        for m in c.consume(500, timeout=1):
-            if m.error() is None:
-                out.append((m.value(), dict(m.headers() or [])))
-    c.close()
-    return out
 
 
 def _counts(settings: Settings) -> dict[str, object]:
@@ -129,13 +110,13 @@ def test_every_message_accounted_for_exactly(isolated: Settings, tmp_path: Path)
     assert {c for _, c in got["failures"]} == set(CHECKS)  # type: ignore[attr-defined]
 
     # Dead letters reached the DLQ topic with their reason and the original bytes.
-    dlq = _read_topic(settings, settings.topics.dead_letters)
+    dlq = read_topic(settings, settings.topics.dead_letters)
     assert Counter(h["stream-eval-reason"].decode() for _, h in dlq) == mix.expected.dead
     whole = {m.value for m in mix.messages if m.kind in ("bad_garbage", "bad_json", "bad_type")}
     assert whole <= {v for v, _ in dlq}
 
     # The judge topic got exactly the sampled traces, failed grounding and PII always among them.
-    judge = _read_topic(settings, settings.topics.judge_requests)
+    judge = read_topic(settings, settings.topics.judge_requests)
     assert len(judge) == got["sampled"]
     import orjson
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
-from helpers import nonempty, run_app
+from confluent_kafka import Producer
+from helpers import nonempty, read_topic, run_app
 
 from stream_eval.config import Settings
 from stream_eval.golden import promote
@@ -88,25 +88,9 @@ def _trace(i: int, now: float) -> dict[str, Any]:
     }
 
 
-def _read_topic(settings: Settings, topic: str) -> list[bytes]:
+def _messages(settings: Settings, topic: str) -> list[bytes]:
     """Every message of ``topic``: its value and headers as bytes."""
-    c = Consumer(
-        confluent_config(settings.kafka, **{"group.id": "reader", "enable.auto.commit": False})
-    )
-    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-    tps = [TopicPartition(topic, p, 0) for p in parts]
-    end = sum(c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps)
-    c.assign(tps)
-    out: list[bytes] = []
-    deadline = time.monotonic() + 30
-    while len(out) < end and time.monotonic() < deadline:
-        for m in c.consume(500, timeout=1):
-            if m.error() is None:
-                headers = b" ".join(v or b"" for _, v in m.headers() or [])
-                out.append((m.value() or b"") + b" " + headers)
-    c.close()
-    assert len(out) == end
-    return out
+    return [v + b" " + b" ".join(h.values()) for v, h in read_topic(settings, topic)]
 
 
 def _leaks(blobs: list[bytes]) -> list[tuple[str, str]]:
@@ -192,8 +176,8 @@ def test_no_planted_value_is_stored_or_sent_under_mask(isolated: Settings, tmp_p
     assert len(nonempty(rows["traces"])) >= 3 + 2
     assert _leaks(blobs) == []
     # What was sent: the judge-requests and dead-letter topics, the judge's HTTP bodies.
-    sent = _read_topic(settings, settings.topics.judge_requests)
-    dlq = _read_topic(settings, settings.topics.dead_letters)
+    sent = _messages(settings, settings.topics.judge_requests)
+    dlq = _messages(settings, settings.topics.dead_letters)
     assert len(nonempty(sent)) >= 3 and len(nonempty(bodies)) >= 5
     assert [r["reason"] for r in dead] == ["decode", "schema"] and len(dlq) == 2
     assert _leaks(sent) == [] and _leaks(dlq) == [] and _leaks(bodies) == []
