@@ -56,8 +56,12 @@ _IBAN_COUNTRIES_TEXT = (
     "DZ AO BJ BF CM CV CF TD KM CG CI GQ GA GW IR MG ML MA MZ NE SN"
 )
 IBAN_COUNTRIES = frozenset(_IBAN_COUNTRIES_TEXT.split())
-PLACEHOLDER_DOMAINS = (b"example.com", b"example.org", b"example.net")
-PLACEHOLDER_TLDS = (b".example", b".test", b".invalid", b".localhost")
+# RFC 2606 / 6761 names no one's address is at: ".example.com" ends the domain
+# "mail.example.com" and the domain "example.com" alike (matched with a leading dot).
+PLACEHOLDER_SUFFIXES = (
+    b".example.com", b".example.org", b".example.net",
+    b".example", b".test", b".invalid", b".localhost",
+)  # fmt: skip
 
 _DIGITS = b"0123456789"
 _DIGIT_SET = frozenset(_DIGITS)
@@ -75,7 +79,8 @@ def luhn_ok(digits: bytes) -> bool:
     return total % 10 == 0
 
 
-def _digits(b: bytes) -> bytes:
+def digits_of(b: bytes) -> bytes:
+    """The ASCII digits of ``b``, in order."""
     return bytes(c for c in b if c in _DIGIT_SET)
 
 
@@ -127,12 +132,9 @@ def _value_span(m: Any) -> Span:
 
 def _email(text: bytes, pattern: Any) -> Iterator[Span]:
     for m in pattern.finditer(text):
-        domain = m.group().rsplit(b"@", 1)[1].lower()
-        if domain in PLACEHOLDER_DOMAINS or domain.endswith(PLACEHOLDER_TLDS):
-            continue
-        if any(domain.endswith(b"." + d) for d in PLACEHOLDER_DOMAINS):
-            continue
-        yield m.span()
+        domain = b"." + m.group().rsplit(b"@", 1)[1].lower()
+        if not domain.endswith(PLACEHOLDER_SUFFIXES):
+            yield m.span()
 
 
 def _thousands(match: bytes) -> bool:
@@ -153,7 +155,7 @@ def _phone(text: bytes, pattern: Any) -> Iterator[Span]:
         found = text[s:e]
         if _SSN_SHAPE.fullmatch(found):  # ddd-dd-dddd is an SSN's shape, valid or not
             continue
-        n = len(_digits(found))
+        n = len(digits_of(found))
         lo, hi = (10, 15) if found[:1] == b"+" else (9, 13)
         if lo <= n <= hi and not _continues_number(text, s, e, b".-") and not _thousands(found):
             yield s, e
@@ -230,7 +232,7 @@ def _iban(text: bytes, pattern: Any) -> Iterator[Span]:
 def _ssn(text: bytes, pattern: Any) -> Iterator[Span]:
     for m in pattern.finditer(text):
         s, e = _value_span(m)
-        if ssn_ok(_digits(text[s:e])) and not _continues_number(text, s, e, b"-"):
+        if ssn_ok(digits_of(text[s:e])) and not _continues_number(text, s, e, b"-"):
             yield s, e
 
 
@@ -248,12 +250,8 @@ def _ip(text: bytes, pattern: Any) -> Iterator[Span]:
         yield s, e
 
 
-def _whole(text: bytes, pattern: Any) -> Iterator[Span]:
-    for m in pattern.finditer(text):
-        yield m.span()
-
-
 def _value(text: bytes, pattern: Any) -> Iterator[Span]:
+    """Every match, as its value (``_value_span``)."""
     for m in pattern.finditer(text):
         yield _value_span(m)
 
@@ -269,7 +267,7 @@ _FINDERS: dict[str, Callable[[bytes, Any], Iterator[Span]]] = {
     "iban": _iban,
     "us_ssn": _ssn,
     "ip_address": _ip,
-    "secret": _whole,
+    "secret": _value,
     "date_of_birth": _value,
 }
 assert set(_FINDERS) == set(PII_KINDS)
@@ -317,11 +315,21 @@ def find_spans(data: bytes, kinds: Iterable[str] = PII_KINDS) -> list[tuple[str,
     return out
 
 
+_CACHED_CHARS = 64 * 1024  # longer texts are scanned each time: the cache stays small
+
+
 @lru_cache(maxsize=32)
-def spans_of(text: str) -> tuple[tuple[str, int, int], ...]:
-    """``find_spans`` of a text's UTF-8, every kind, remembered for the last few texts: the
-    pii check and the redaction after it read each field of a trace once between them."""
+def _cached_spans(text: str) -> tuple[tuple[str, int, int], ...]:
     return tuple(find_spans(text.encode("utf-8", "surrogatepass")))
+
+
+def spans_of(text: str) -> tuple[tuple[str, int, int], ...]:
+    """``find_spans`` of a text's UTF-8, every kind, remembered for the last few texts of
+    up to 64K characters: the pii check and the redaction after it read each field of a
+    trace once between them, and a large dead letter is not held in memory after."""
+    if len(text) > _CACHED_CHARS:
+        return tuple(find_spans(text.encode("utf-8", "surrogatepass")))
+    return _cached_spans(text)
 
 
 def find_pii(text: str, kinds: Iterable[str] = PII_KINDS) -> dict[str, int]:

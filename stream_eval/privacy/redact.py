@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from stream_eval.agent_run import AgentRun, ToolCall
-from stream_eval.privacy.detect import find_spans, spans_of
+from stream_eval.privacy.detect import digits_of, find_spans, spans_of
 from stream_eval.privacy.settings import FieldModes, PrivacySettings
 from stream_eval.trace import Document, Trace
 
@@ -34,7 +35,6 @@ LABELS = {
 }
 # Under ``drop``, a tool call keeps what names it (its content is what goes).
 _NAMING_KEYS = frozenset(("name", "id", "type", "call_id", "tool_call_id"))
-_DIGITS = frozenset(b"0123456789")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,22 +45,26 @@ class Policy:
     kinds: frozenset[str]
     key: bytes
     dead_letters: str = "mask"
+    keeps_all: bool = field(init=False)  # every field kept: nothing to redact
+
+    def __post_init__(self) -> None:
+        kept = all(getattr(self.modes, f) == "keep" for f in FieldModes.model_fields)
+        object.__setattr__(self, "keeps_all", kept)  # once, not per trace
 
     @classmethod
     def of(cls, p: PrivacySettings, modes: FieldModes | None = None) -> Policy:
         key = p.hash_key.get_secret_value().encode() if p.hash_key else b""
         return cls(modes or p.modes(), frozenset(p.kinds), key, p.dead_letters)
 
-    @property
-    def keeps_all(self) -> bool:
-        return all(getattr(self.modes, f) == "keep" for f in FieldModes.model_fields)
+
+PolicyOf = Callable[[str], Policy]  # a route's policy (``Settings.privacy_for``)
 
 
 def _canonical(kind: str, value: bytes) -> bytes:
     if kind == "email":
         return value.lower()
     if kind in ("phone", "credit_card", "us_ssn"):
-        return bytes(c for c in value if c in _DIGITS)
+        return digits_of(value)
     if kind == "iban":
         return value.replace(b" ", b"").upper()
     return value

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from stream_eval.privacy.redact import DEFAULT_POLICY, Policy, Redactor
+from stream_eval.privacy.redact import DEFAULT_POLICY, PolicyOf, Redactor
 from stream_eval.rubrics import ALL_RUBRICS
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
@@ -35,8 +35,6 @@ from stream_eval.sink.store import Store
 
 VERDICTS = ("pass", "fail")
 MAX_TEXT = 64 * 1024
-
-PolicyOf = Callable[[str], Policy]  # a route's privacy policy (``Settings.privacy_for``)
 
 
 class InvalidLabel(ValueError):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from stream_eval.privacy.redact import DEFAULT_POLICY, Policy, redact_detail, redact_payload
+from stream_eval.privacy.redact import (
+    DEFAULT_POLICY,
+    Policy,
+    PolicyOf,
+    redact_detail,
+    redact_payload,
+)
 from stream_eval.records import Batch, ProcessedRun, ProcessedTrace, RawMessage
 from stream_eval.trace import Trace, trace_dimensions
 
@@ -178,7 +183,7 @@ def dead_rows(
     batch: Batch,
     ingested_at: float,
     stage: str = "ingest",
-    privacy_for: Callable[[str], Policy] = lambda route: DEFAULT_POLICY,
+    privacy_for: PolicyOf = lambda route: DEFAULT_POLICY,
 ) -> list[dict[str, Any]]:
     """The ``dead_letters`` rows of a batch (each under its route's policy)."""
     return [
