@@ -131,8 +131,9 @@ def promote(
     directory.mkdir(parents=True, exist_ok=True)
     existing = versions(directory)
     erased = erased_ids(store)
-    current = [e for e in (load(existing[-1]) if existing else []) if not _erased(e, erased)]
-    dropped = bool(existing) and len(current) < len(load(existing[-1]))
+    previous = load(existing[-1]) if existing else []
+    current = [e for e in previous if not _erased(e, erased)]
+    dropped = len(current) < len(previous)
     version = (dataset_version(existing[-1]) if existing else 0) + 1
     ids = {e["id"] for e in current}
     traces = {(e["provenance"]["trace_id"], e["provenance"].get("span_id", "")) for e in current}
@@ -188,10 +189,7 @@ def promote(
         traces.add((r["trace_id"], r["span_id"]))
     if not new and not dropped:
         return Promotion(None, version - 1, 0, already, no_reference)
-    path = directory / f"v{version:04d}.jsonl"
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in [*current, *new]))
-    tmp.rename(path)  # a version appears whole or not at all
+    path = _write_version(directory, version, [*current, *new])
     rows = [
         {
             "dataset": directory.name, "version": version, "example_id": e["id"],
@@ -202,6 +200,15 @@ def promote(
     ]  # fmt: skip
     store.insert("golden_promotions", ndjson(rows))
     return Promotion(path, version, len(new), already, no_reference)
+
+
+def _write_version(directory: Path, version: int, examples: list[dict[str, Any]]) -> Path:
+    """Version ``version`` of the dataset: it appears whole or not at all."""
+    path = directory / f"v{version:04d}.jsonl"
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in examples))
+    tmp.rename(path)
+    return path
 
 
 def _erased(example: dict[str, Any], erased: set[str]) -> bool:
@@ -219,8 +226,4 @@ def drop_erased(store: Store, directory: Path) -> Path | None:
     kept = [e for e in current if not _erased(e, erased)]
     if len(kept) == len(current):
         return None
-    path = directory / f"v{dataset_version(existing[-1]) + 1:04d}.jsonl"
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in kept))
-    tmp.rename(path)  # a version appears whole or not at all
-    return path
+    return _write_version(directory, dataset_version(existing[-1]) + 1, kept)

@@ -20,9 +20,11 @@ def judge() -> None:
 def _plain(value: Any) -> Any:
     """A comparison as JSON values: an interval as value/lower/upper, an undefined statistic
     as its reason."""
+    from stream_eval.review.agreement import Undefined
+
+    if isinstance(value, Undefined):
+        return {"undefined": value.reason}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        if type(value).__name__ == "Undefined":
-            return {"undefined": value.reason}  # type: ignore[attr-defined]
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}

@@ -172,6 +172,7 @@ def compare(
     labels = _labels(store, rubric)
     routes = sorted({r["route"] for rows in results.values() for r in rows})
     slices = []
+    overall: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
     for route in ["", *routes]:
         s = Slice(route)
         keyed = {}
@@ -197,8 +198,9 @@ def compare(
               int(kb[k]["passed"])) for k in both]
         )  # fmt: skip
         slices.append(s)
-    ka = {(r["trace_id"], r["span_id"]): r for r in results[str(a)]}
-    kb = {(r["trace_id"], r["span_id"]): r for r in results[str(b)]}
+        if not route:
+            overall = keyed
+    ka, kb = overall[str(a)], overall[str(b)]  # every route's results, by item
     apart = sorted(
         (
             {"trace_id": k[0], "span_id": k[1], "route": ka[k]["route"], "ts": ka[k]["ts"],
