@@ -69,8 +69,7 @@ def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to:
     and that ``window_closes`` says is closed."""
     size, late = kind.size_s, lateness_s
     lo, hi = max(end_from - size, 0), end_to  # event times that can fall in those windows
-    in_range = f"w + {size} > {end_from} AND w + {size} <= {end_to}"
-    ends = (end_from, end_to)
+    ends = (end_from, end_to)  # rows are unrolled only into the windows ending in it
     closes = (
         f"(SELECT toInt64(toUnixTimestamp(window_start)) AS w, closed_at "
         f"FROM {db}.window_closes FINAL WHERE window_kind = '{kind.name}')"
@@ -112,7 +111,6 @@ def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to:
         FROM (SELECT *, arrayJoin({_starts(ts, kind, ends)}) AS w FROM {table}
               WHERE {where}{ts} >= toDateTime64({lo}, 3) AND {ts} < toDateTime64({hi}, 3)) AS x
         INNER JOIN {closes} AS wc USING (w)
-        WHERE {in_range}
     )
     GROUP BY {slice_cols}
 ) AS {ALIASES[src]} USING ({slice_cols})"""
@@ -145,7 +143,6 @@ FROM
         FROM (SELECT *, arrayJoin({_starts("ts", kind, ends)}) AS w FROM {db}.traces FINAL
               WHERE {time_filter}) AS x
         INNER JOIN {closes} AS wc USING (w)
-        WHERE {in_range}
     )
     GROUP BY {slice_cols}
 ) AS t
