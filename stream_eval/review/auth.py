@@ -30,6 +30,7 @@ from typing import Literal
 from starlette.requests import Request
 
 Role = Literal["reviewer", "admin"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -70,7 +71,7 @@ def proxy_user(
     user_header: str,
     secret_header: str,
     secret: str,
-    trusted: list[str],
+    trusted: list[IPNetwork],
     admins: list[str],
 ) -> User | None:
     """The proxy's user, if the request proves it came through the proxy."""
@@ -83,9 +84,7 @@ def proxy_user(
             peer = ipaddress.ip_address(request.client.host)
         except ValueError:
             peer = None
-        proven = peer is not None and any(
-            peer in ipaddress.ip_network(net, strict=False) for net in trusted
-        )
+        proven = peer is not None and any(peer in net for net in trusted)
     name = request.headers.get(user_header, "").strip()[:256] if proven else ""
     if not name:
         return None

@@ -26,6 +26,7 @@ erased what, and every refusal, is a row of ``review_audit``.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import time
 from collections.abc import Callable
@@ -103,12 +104,13 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
     hold_s = cfg.reserve_minutes * 60
     proxy_secret = cfg.proxy_secret.get_secret_value() if cfg.proxy_secret else ""
     key = cfg.session_key.get_secret_value() if cfg.session_key else secrets.token_urlsafe(32)
+    trusted = [ipaddress.ip_network(net, strict=False) for net in cfg.trusted_proxies]
 
     def current(request: Request) -> User | None:
         if cfg.auth == "proxy":
             return proxy_user(
                 request, cfg.user_header, cfg.proxy_secret_header, proxy_secret,
-                cfg.trusted_proxies, cfg.admins,
+                trusted, cfg.admins,
             )  # fmt: skip
         return session_user(request)
 
