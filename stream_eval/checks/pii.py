@@ -9,12 +9,10 @@ input: phone x2"``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
 
 from stream_eval.checks.settings import CheckSettings
-from stream_eval.privacy.detect import find_pii
+from stream_eval.privacy.detect import spans_of
 from stream_eval.privacy.patterns import PII_FIELDS as PII_FIELDS
 from stream_eval.trace import CheckResult, Trace
 
@@ -23,33 +21,43 @@ NAME = "pii"
 _PASS = CheckResult(NAME, True)
 
 
-def field_texts(trace: Trace, field: str) -> Iterator[str]:
+def field_texts(trace: Trace, field: str) -> tuple[str, ...]:
     """The texts of one of a trace's fields (``PII_FIELDS``)."""
     if field == "output":
-        yield trace.output_text
-    elif field == "input":
-        yield trace.input_text
-    elif field == "system":
-        yield trace.system_text
-    elif field == "documents":
-        for d in trace.documents:
-            yield d.content
-    elif field == "tool_calls" and trace.tool_calls:
-        yield orjson.dumps(trace.tool_calls, default=str).decode()
+        return (trace.output_text,)
+    if field == "input":
+        return (trace.input_text,)
+    if field == "system":
+        return (trace.system_text,)
+    if field == "documents":
+        return tuple(d.content for d in trace.documents)
+    if field == "tool_calls" and trace.tool_calls:
+        return (orjson.dumps(trace.tool_calls, default=str).decode(),)
+    return ()
 
 
 def check_pii(trace: Trace, cfg: CheckSettings) -> CheckResult:
     """Fail when a field in ``cfg.pii_fields`` holds PII of a kind in ``cfg.pii_kinds``."""
     if not cfg.pii_kinds:
         return _PASS
-    parts = []
-    for field in cfg.pii_fields:
-        found: dict[str, int] = {}
-        for text in field_texts(trace, field):
-            for kind, n in find_pii(text, cfg.pii_kinds).items():
-                found[kind] = found.get(kind, 0) + n
-        if found:
-            parts.append(f"{field}: " + ", ".join(f"{k} x{n}" for k, n in found.items()))
-    if not parts:
+    # Most traces hold none: one scan of each text (``spans_of``, which the redaction
+    # after the checks reads again from its cache) and nothing more.
+    found = [
+        (field, spans)
+        for field in cfg.pii_fields
+        for text in field_texts(trace, field)
+        if text and (spans := spans_of(text))
+    ]
+    if not found:
         return _PASS
+    wanted = set(cfg.pii_kinds)
+    counts: dict[str, dict[str, int]] = {}
+    for field, spans in found:
+        for kind, _, _ in spans:
+            if kind in wanted:
+                per = counts.setdefault(field, {})
+                per[kind] = per.get(kind, 0) + 1
+    if not counts:
+        return _PASS
+    parts = (f"{f}: " + ", ".join(f"{k} x{n}" for k, n in c.items()) for f, c in counts.items())
     return CheckResult(NAME, False, reason="PII found: " + "; ".join(parts))
