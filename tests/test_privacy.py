@@ -159,3 +159,38 @@ def test_placeholders_are_not_found_again() -> None:
     once = r.text(f"{MAIL} {CARD} +44 20 7946 0958", "mask")
     assert once == "<EMAIL_1> <CARD_1> <PHONE_1>"
     assert r.text(once, "mask") == once
+
+
+@pytest.mark.parametrize(
+    "checks",
+    [
+        {"disabled": ["pii"]},  # no check ran
+        {"pii_fields": ["output"]},  # the check read the output only
+        {"pii_kinds": ["credit_card"]},  # the check looked for cards only
+    ],
+)
+def test_what_the_pii_check_did_not_read_is_still_redacted(checks: dict[str, object]) -> None:
+    # The redaction skips a trace only where a passing pii check read every text it would
+    # scan, for every kind it redacts: here the check passed on less, so it scans itself.
+    t = _trace("a")
+    t["gen_ai"] = {
+        "input": {"messages": [{"role": "system", "content": f"Escalate to {MAIL2}."},
+                               {"role": "user", "content": f"I am {MAIL}."}]},
+        "output": {"messages": [{"role": "assistant", "content": "Done."}]},
+    }  # fmt: skip
+    t.pop("retrieval")
+    row = _rows(Settings(checks=checks), orjson.dumps([t]))[0][0]
+    names = row["check_names"]
+    if "pii" in names:
+        assert row["check_passed"][names.index("pii")] == 1  # the check found nothing...
+    assert row["input_text"] == "I am <EMAIL_1>."  # ...and the redaction still masked
+    assert row["system_text"] == "Escalate to <EMAIL_2>."
+
+
+def test_a_reference_answer_is_redacted_though_the_check_passed() -> None:
+    t = _trace("a", reference_answer=f"Write to {MAIL}.")
+    t["gen_ai"] = {"output": {"messages": [{"role": "assistant", "content": "Done."}]}}
+    t.pop("retrieval")
+    row = _rows(Settings(), orjson.dumps([t]))[0][0]
+    assert row["check_passed"][row["check_names"].index("pii")] == 1
+    assert MAIL not in orjson.dumps(row).decode()
