@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import faust
 
 from stream_eval.config import Settings
+from stream_eval.ingest.pool import PreparePool
 from stream_eval.ingest.stage import IngestStage
 from stream_eval.metrics import StageCounters
 from stream_eval.runtime import delivery, faust_fixes, membership
@@ -78,6 +79,7 @@ class Wiring:
     sources: list[Any] = field(default_factory=list)
     closers: list[Closer] = field(default_factory=list)
     producer: BatchProducer | None = None  # the ingest's (the session closer sends with it)
+    pool: PreparePool | None = None  # the ingest's processes (the session closer works there)
 
     def topic(self, name: str) -> Any:
         return self.app.topic(name, key_type=bytes, value_type=bytes)
@@ -188,6 +190,7 @@ def _add_ingest(w: Wiring) -> None:
     producer = w.producer = BatchProducer(settings.kafka, max_request_bytes(settings))
     stage = IngestStage(settings, w.writer, producer.send)
     stage.pool.warm()  # its processes start while Faust does
+    w.pool = stage.pool
     w.reports.append(stage.counters)
     w.sources.append(stage.watermarks)
     quarantine = quarantine_to(
@@ -303,8 +306,8 @@ def _add_window_closer(w: Wiring) -> None:
     from stream_eval.sessions.close import SessionCloser
     from stream_eval.windows.close import WindowCloser, stream_watermark
 
-    s, producer = w.settings, w.producer
-    assert producer is not None, "the ingest is wired first"
+    s, producer, pool = w.settings, w.producer, w.pool
+    assert producer is not None and pool is not None, "the ingest is wired first"
 
     async def deliver(requests: list[tuple[bytes, bytes]]) -> None:
         await (await producer.send([(s.topics.judge_requests, k, v, None) for k, v in requests]))
@@ -320,7 +323,7 @@ def _add_window_closer(w: Wiring) -> None:
         now = time.time()
         wm = await writer.run(stream_watermark, store, topic, idle, now)
         try:  # the sink writes the ingest's batches while the pass works
-            await sessions.close_async(writer.run, deliver, store, now, wm)
+            await sessions.close_async(writer.run, deliver, store, now, wm, pool.run)
         except Exception:  # retried at the next pass (nothing of it was written)
             log.exception("closing sessions failed; retried at the next pass")
         await writer.run(windows.close_at, store, now, wm)

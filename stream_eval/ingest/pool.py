@@ -17,8 +17,10 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 from stream_eval import malloc
 from stream_eval.config import Settings
@@ -26,6 +28,7 @@ from stream_eval.ingest.prepare import Prepared, prepare
 from stream_eval.records import RawMessage
 
 log = logging.getLogger("stream_eval.ingest")
+T = TypeVar("T")
 
 _settings: Settings | None = None  # in a pool process: set once by ``_init``
 _PR_SET_PDEATHSIG = 1
@@ -94,9 +97,14 @@ class PreparePool:
         return self._thread
 
     async def prepare(self, messages: list[RawMessage]) -> Prepared:
+        return await self.run(_prepare, messages)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` (module-level, picklable) in a pool process: other CPU work of the
+        worker (closing sessions) as well, off its interpreter lock."""
         executor = self._get()
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, _prepare, messages)
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
         except BrokenProcessPool:
             log.error("a prepare process died: starting a new pool (the batch is retried)")
             if self._executor is executor:

@@ -33,8 +33,11 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
+
+import orjson
 
 from stream_eval.checks.sessions import (
     CLOSED_BY,
@@ -96,6 +99,60 @@ def session_row(
     }  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """What a pass's work made of the calls it read: the sessions' rows (JSONEachRow),
+    how many, by ``closed_by``, and the judge requests of those sampled."""
+
+    rows: bytes
+    count: int
+    closed_by: dict[str, int]
+    requests: list[tuple[bytes, bytes]]
+
+
+def closed_sessions(
+    calls_json: bytes, cfg: SessionSettings, sampling: SamplingSettings | None, hi: float,
+    after: float | None, upto: float, wm: float, late: bool,
+) -> Closed:  # fmt: skip
+    """The sessions among ``calls_json`` (``sql.calls_sql``'s rows, JSONEachRow) whose last
+    turn is in (after, upto] and that have ended by ``hi``; ``sampling`` None: none is
+    sampled for the judge. A pure function of its arguments: it runs in a prepare process."""
+    calls = [orjson.loads(line) for line in calls_json.splitlines() if line]
+    rows, requests = [], []
+    by: Counter[str] = Counter()
+    for session_id, group in groupby(calls, key=lambda c: str(c["session_id"])):
+        mine = list(group)
+        who = _who(mine)
+        for seg in split(turns_of(mine), cfg):
+            last = seg.turns[-1].ts
+            if last > upto or (after is not None and last <= after):
+                continue
+            if seg.closed_by == "gap" and last + cfg.gap_seconds > hi:
+                continue  # its gap is not all read
+            row = session_row(
+                session_id, seg, who, cfg, late=int(late), late_turns=0, watermark=wm,
+                closed_upto=upto,
+            )  # fmt: skip
+            rows.append(row)
+            by[seg.closed_by] += 1
+            if sampling is not None:
+                request = _judge_request(session_id, seg, row["outcome"], sampling)
+                if request is not None:
+                    requests.append(request)
+    return Closed(ndjson(rows), len(rows), dict(by), requests)
+
+
+def _judge_request(
+    session_id: str, seg: Segment, outcome: str, smp: SamplingSettings
+) -> tuple[bytes, bytes] | None:
+    key = f"{session_id}/{session_item(seg.turns[0].ts)}"
+    why = decide_unit(key, smp.session_rate, [outcome], smp.session_always_on, smp.salt)
+    if not why:
+        return None
+    prob = inclusion_probability(why, smp.session_rate)
+    return session_id.encode(), session_request(session_id, seg.turns, why, prob)
+
+
 class SessionCloser:
     def __init__(
         self,
@@ -145,11 +202,13 @@ class SessionCloser:
 
     async def close_async(
         self, on_sink: drive.OnSink, deliver: drive.Deliver, store: Store, now: float,
-        wm: float | None,
+        wm: float | None, offload: drive.Offload | None = None,
     ) -> int:  # fmt: skip
         """The same pass in the worker: its reads and writes on the sink's thread, its
-        work (turns, signals, rows) on a thread of its own, so the sink writes meanwhile."""
-        return await drive.in_worker(self.steps(store.database, now, wm), on_sink, deliver, store)
+        work (turns, signals, rows) through ``offload`` (a prepare process), so neither
+        the sink nor the event loop waits for it."""
+        steps = self.steps(store.database, now, wm)
+        return await drive.in_worker(steps, on_sink, deliver, store, offload)
 
     def _emit(self, requests: list[tuple[bytes, bytes]]) -> None:
         if self.emit is not None:
@@ -191,55 +250,19 @@ class SessionCloser:
     ) -> drive.Pass:  # fmt: skip
         """Write the sessions of ``ids`` whose last turn is in (after, upto] and that have
         ended (the calls read reach ``hi`` = upto + the gap)."""
-        calls = yield drive.Query(sql.calls_sql(db, ids, self.cfg.gap_seconds, lo, hi))
-        rows, requests = yield drive.Work(lambda: self._rows(calls, hi, after, upto, wm, late))
-        if requests:  # acknowledged before the rows are written
-            yield drive.Emit(requests)
-            self.judge_requests += len(requests)
-        if rows:
-            yield drive.Insert("sessions", ndjson(rows))
-            for r in rows:
-                self.closed["late" if late else r["closed_by"]] += 1
-        return len(rows)
-
-    def _rows(
-        self, calls: list[dict[str, Any]], hi: float, after: float | None, upto: float,
-        wm: float, late: bool,
-    ) -> tuple[list[dict[str, Any]], list[tuple[bytes, bytes]]]:  # fmt: skip
-        """The rows of the sessions that closed, and the judge requests of those sampled."""
-        cfg = self.cfg
-        rows, requests = [], []
-        for session_id, group in groupby(calls, key=lambda c: str(c["session_id"])):
-            mine = list(group)
-            who = _who(mine)
-            for seg in split(turns_of(mine), cfg):
-                last = seg.turns[-1].ts
-                if last > upto or (after is not None and last <= after):
-                    continue
-                if seg.closed_by == "gap" and last + cfg.gap_seconds > hi:
-                    continue  # its gap is not all read
-                row = session_row(
-                    session_id, seg, who, cfg, late=int(late), late_turns=0, watermark=wm,
-                    closed_upto=upto,
-                )  # fmt: skip
-                rows.append(row)
-                request = self._judge_request(session_id, seg, row["outcome"])
-                if request is not None:
-                    requests.append(request)
-        return rows, requests
-
-    def _judge_request(
-        self, session_id: str, seg: Segment, outcome: str
-    ) -> tuple[bytes, bytes] | None:
-        if not self.judge:
-            return None
-        smp = self.sampling
-        key = f"{session_id}/{session_item(seg.turns[0].ts)}"
-        why = decide_unit(key, smp.session_rate, [outcome], smp.session_always_on, smp.salt)
-        if not why:
-            return None
-        prob = inclusion_probability(why, smp.session_rate)
-        return session_id.encode(), session_request(session_id, seg.turns, why, prob)
+        calls = yield drive.Raw(sql.calls_sql(db, ids, self.cfg.gap_seconds, lo, hi))
+        sampling = self.sampling if self.judge else None
+        closed: Closed = yield drive.Work(
+            closed_sessions, (calls, self.cfg, sampling, hi, after, upto, wm, late)
+        )
+        if closed.requests:  # acknowledged before the rows are written
+            yield drive.Emit(closed.requests)
+            self.judge_requests += len(closed.requests)
+        if closed.rows:
+            yield drive.Insert("sessions", closed.rows)
+            for by, n in closed.closed_by.items():
+                self.closed["late" if late else by] += n
+        return closed.count
 
     def _refresh_late(self, db: str, lo: float, hi: float) -> drive.Pass:
         counts = yield drive.Query(sql.late_turns_sql(db, self.cfg.gap_seconds, lo, hi))
