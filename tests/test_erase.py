@@ -86,24 +86,25 @@ def _fill(store: Store, tmp_path: Path) -> None:
             ]
         ),
     )
-    store.insert(
-        "judge_results",
-        ndjson(
-            [
-                {
-                    "trace_id": t,
-                    "span_id": "",
-                    "route": "support",
-                    "rubric": "helpfulness",
-                    "ts": NOW - 500,
-                    "judged_at": NOW,
-                    "status": "scored",
-                    "score": 0.2,
-                }
-                for t in ("t1", "t4", "s1")
-            ]
-        ),
-    )
+    for table in ("judge_results", "shadow_judge_results"):  # the live and a shadow judge
+        store.insert(
+            table,
+            ndjson(
+                [
+                    {
+                        "trace_id": t,
+                        "span_id": "",
+                        "route": "support",
+                        "rubric": "helpfulness",
+                        "ts": NOW - 500,
+                        "judged_at": NOW,
+                        "status": "scored",
+                        "score": 0.2,
+                    }
+                    for t in ("t1", "t4", "s1")
+                ]
+            ),
+        )
     store.insert(
         "review_queue",
         ndjson([{"trace_id": t, "span_id": "", "ts": NOW - 500} for t in ("t1", "t4")]),

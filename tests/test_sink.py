@@ -49,6 +49,7 @@ TABLES = (
     "stream_progress",
     "ingest_messages",
     "judge_results",
+    "shadow_judge_results",
     "feedback",
     "window_closes",
     "sli_windows",
@@ -66,8 +67,9 @@ FINAL_VIEWS = (
 )  # fmt: skip
 SLI_VIEWS = ("feedback_v", "sli_minute", "judge_agreement_daily", "online_offline_divergence")
 # sink/migrations.sql: ADD COLUMNs (sli_windows counters in one), the check_results view and
-# its _v view, the session_turns view, the traces' merge setting
-MIGRATIONS = 34
+# its _v view, the session_turns view, the traces' merge setting; judge_results' ADD COLUMNs
+# once more for its twin, shadow_judge_results
+MIGRATIONS = 34 + 5
 INGEST_TABLES = (
     "traces",
     "agent_runs",

@@ -115,3 +115,98 @@ def judge_compare(
             click.echo(f"gate failed: {why}")
     if failed:
         ctx.exit(1)
+
+
+def _when(text: str | None, default: float) -> float:
+    """An ISO-8601 time (a date, or a date and time; UTC unless it says) as unix seconds."""
+    from datetime import UTC, datetime
+
+    if text is None:
+        return default
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 time: {text!r}") from None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+
+
+@judge.command("shadow")
+@click.argument("model")
+@click.option(
+    "--since", help="the range's start (ISO-8601, UTC unless it says); default: --hours back"
+)
+@click.option("--until", help="the range's end (ISO-8601); default: now")
+@click.option(
+    "--hours", default=24.0, show_default=True, help="without --since: this many hours back"
+)
+@click.option("--base-url", help="the candidate's endpoint (default: the live judge's)")
+@click.option(
+    "--requests-per-minute", type=int, help="the candidate's rate limit (default: the live judge's)"
+)
+@click.option(
+    "--budget-usd", type=float, required=True, help="the most this run spends; it stops there"
+)
+@click.option("--dry-run", is_flag=True, help="print the range and its estimate; call nothing")
+@click.option("--json", "as_json", is_flag=True, help="the estimate and outcome as JSON on stdout")
+@click.pass_context
+def judge_shadow(
+    ctx: click.Context, model: str, since: str | None, until: str | None, hours: float,
+    base_url: str | None, requests_per_minute: int | None, budget_usd: float, dry_run: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """A candidate judge MODEL scores the judge requests of a past range, by replay, into
+    shadow_judge_results (never the live SLIs, alerts or review queue); compare it with
+    `stream-eval judge compare LIVE shadow:MODEL`. The API key is the live judge's
+    (STREAM_EVAL_JUDGE__API_KEY / OPENAI_API_KEY)."""
+    import asyncio
+
+    from stream_eval.judge.shadow import ShadowJudge, candidate_settings, range_of
+    from stream_eval.sink.writer import SinkWriter
+
+    if budget_usd < 0:
+        raise click.BadParameter("--budget-usd must be 0 or more")
+    settings = settings_for(ctx)
+    end = _when(until, time.time())
+    start = _when(since, end - hours * 3600)
+    cand = candidate_settings(settings, model, base_url, requests_per_minute)
+    try:
+        rng = range_of(cand, start, end)
+    except (ValueError, Exception) as exc:  # an empty range, no topic, no broker
+        raise click.ClickException(f"the range could not be read: {exc}") from None
+    with store_for(settings) as store:
+        writer = SinkWriter(store)
+        try:
+            shadow = ShadowJudge(cand, writer, budget_usd)
+            err = click.get_text_stream("stderr")
+            click.echo(f"range: {rng.messages:,} judge requests on {rng.topic} "
+                       f"({', '.join(f'p{s.partition} {s.start}-{s.end}' for s in rng.spans)})",
+                       file=err)  # fmt: skip
+            est = asyncio.run(shadow.estimate(rng))
+            click.echo(
+                f"estimate: {est.items:,} (request, rubric) items, {est.already:,} already "
+                f"scored by {model}, {est.to_judge:,} to judge: about {est.input_tokens:,} "
+                f"input tokens, at most {est.max_output_tokens:,} output tokens, at most "
+                f"${est.cost_usd:.4f} (budget ${budget_usd:.4f})",
+                file=err,
+            )
+            doc: dict[str, Any] = {"model": model, "since": start, "until": end,
+                                   "messages": rng.messages, "estimate": _plain(est)}  # fmt: skip
+            if not dry_run and est.to_judge:
+
+                def progress(o: Any) -> None:
+                    click.echo(f"  {o.scored + o.failed:,} of {est.to_judge:,} judged, "
+                               f"${o.cost_usd:.4f} spent", file=err)  # fmt: skip
+
+                out = asyncio.run(shadow.run(rng, est, progress))
+                doc["outcome"] = _plain(out)
+                click.echo(
+                    f"done: {out.scored:,} scored, {out.failed:,} failed, {out.calls:,} calls, "
+                    f"${out.cost_usd:.4f}"
+                    + (f"; budget reached, stopped at {out.stopped_at}" if out.budget_reached
+                       else ""),
+                    file=err,
+                )  # fmt: skip
+        finally:
+            writer.close(store=False)
+    if as_json:
+        click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())

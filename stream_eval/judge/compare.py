@@ -3,7 +3,8 @@ the same items, and the SLI each would give (``stream-eval judge compare``).
 
 A judge is a judge model, optionally with a rubric version (``model`` or
 ``model@version``); its results are the ``judge_results`` rows it wrote (the keys carry
-both). Over a range of event time, per route and overall:
+both), or, as ``shadow:model[@version]``, the rows a shadow judge wrote by replay
+(``shadow_judge_results``, ``judge.shadow``). Over a range of event time, per route and overall:
 
 - **agreement with people**, each judge on the labelled items it scored (the newest label
   of each reviewer per item and rubric): ``review.agreement``'s agreement rate, kappa,
@@ -31,19 +32,30 @@ from stream_eval.review.agreement import Agreement, Interval, Pair, Undefined, a
 from stream_eval.sink.base import Store
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
+from stream_eval.sink.twins import TWINS
+
+SHADOW = "shadow:"
 
 
 @dataclass(frozen=True, slots=True)
 class Judge:
     model: str
     rubric_version: str = ""  # "": any version
+    shadow: bool = False  # its results are a shadow run's (``shadow_judge_results``)
 
     @classmethod
     def parse(cls, text: str) -> Judge:
-        model, _, version = text.partition("@")
+        shadow = text.startswith(SHADOW)
+        model, _, version = text.removeprefix(SHADOW).partition("@")
         if not model:
-            raise ValueError(f"a judge is MODEL or MODEL@RUBRIC_VERSION, not {text!r}")
-        return cls(model, version)
+            raise ValueError(
+                f"a judge is [shadow:]MODEL or [shadow:]MODEL@RUBRIC_VERSION, not {text!r}"
+            )
+        return cls(model, version, shadow)
+
+    @property
+    def table(self) -> str:
+        return TWINS["judge_results"] if self.shadow else "judge_results"
 
     def where(self) -> str:
         cond = f"judge_model = {sql_str(self.model)}"
@@ -52,7 +64,8 @@ class Judge:
         return cond
 
     def __str__(self) -> str:
-        return f"{self.model}@{self.rubric_version}" if self.rubric_version else self.model
+        name = f"{self.model}@{self.rubric_version}" if self.rubric_version else self.model
+        return SHADOW + name if self.shadow else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +118,7 @@ def _results(
     return store.query(
         f"SELECT trace_id, span_id, route, toFloat64(ts) AS ts, score, "
         f"assumeNotNull(passed) AS passed, sample_prob, "
-        f"scale_min, scale_max FROM {store.database}.judge_results FINAL "
+        f"scale_min, scale_max FROM {store.database}.{judge.table} FINAL "
         f"WHERE {judge.where()} AND rubric = {sql_str(rubric)} AND status = 'scored' "
         f"AND passed IS NOT NULL AND ts >= fromUnixTimestamp64Milli({round(since * 1000)}) "
         f"AND ts < fromUnixTimestamp64Milli({round(until * 1000)})"

@@ -75,8 +75,17 @@ class JudgeStage:
         budget: DailyBudget,
         partitions: int | None = None,
         counters: JudgeCounters | None = None,
+        results_table: str = "judge_results",
+        dead_letters_table: str | None = "dead_letters",
+        budget_key_of: Callable[[str, int], str] | None = None,
     ) -> None:
+        """``results_table``, ``dead_letters_table`` (None: none written) and
+        ``budget_key_of`` (route, partition -> budget key) are a shadow judge's own
+        (``judge.shadow``); the live judge's by default."""
         self.settings = settings
+        self.results_table = results_table
+        self.dead_letters_table = dead_letters_table
+        self.budget_key_of = budget_key_of
         self.client = client
         self.writer = writer
         self.send_dead_letter = send_dead_letter
@@ -88,6 +97,8 @@ class JudgeStage:
 
     def _budget_key(self, it: _Item) -> str:
         route = it.request.route
+        if self.budget_key_of is not None:
+            return self.budget_key_of(route, it.message.partition)
         return route if self.partitions is None else budget_key(route, it.message.partition)
 
     @classmethod
@@ -146,7 +157,7 @@ class JudgeStage:
             self.counters.dead_messages += part.invalid
             self.counters.messages += part.messages
         now = time.time()
-        done = await self._already_judged(items)
+        done = await self.already_judged(items)
         todo: list[tuple[_Item, PreparedCall]] = []
         for it in items:
             key = (it.request.trace_id, it.request.span_id, it.rubric.name)
@@ -181,12 +192,10 @@ class JudgeStage:
                 self.counters.failed += 1
             self.counters.cost_usd += o.cost_usd
 
-        await self.writer.write_tables(
-            {
-                "judge_results": ndjson(out.rows),
-                "dead_letters": ndjson(out.dead_rows),
-            }
-        )
+        tables = {self.results_table: ndjson(out.rows)}
+        if self.dead_letters_table is not None:
+            tables[self.dead_letters_table] = ndjson(out.dead_rows)
+        await self.writer.write_tables(tables)
         return out, gathered([await self.send_dead_letter(v, h) for v, h in out.dlq])
 
     async def _call(self, it: _Item, p: PreparedCall) -> CallOutcome:
@@ -199,9 +208,10 @@ class JudgeStage:
         c.call_seconds += o.latency_ms / 1000
         return o
 
-    async def _already_judged(
+    async def already_judged(
         self, items: list[_Item]
     ) -> dict[tuple[str, str, str], dict[str, Any]]:
+        """The items this judge model has scored or failed under the same rubric version."""
         if not items:
             return {}
         db = self.writer.store.database
@@ -212,7 +222,7 @@ class JudgeStage:
         )
         rows = await self.writer.query(
             f"SELECT trace_id, span_id, rubric, status, score, passed, cost_usd "
-            f"FROM {db}.judge_results FINAL "
+            f"FROM {db}.{self.results_table} FINAL "
             f"WHERE judge_model = {sql_str(self.settings.judge.model)} AND status != 'skipped' "
             f"AND (trace_id, span_id, rubric, rubric_version) IN ({keys})"
         )

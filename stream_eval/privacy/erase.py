@@ -30,6 +30,7 @@ import orjson
 
 from stream_eval.sink.base import Store
 from stream_eval.sink.literals import sql_str
+from stream_eval.sink.twins import TWINS
 
 Kind = Literal["user_id", "session_id", "trace_id"]
 KINDS: tuple[Kind, ...] = ("user_id", "session_id", "trace_id")
@@ -39,7 +40,8 @@ _CHUNK = 5000  # ids per IN list
 # judge rows name it by its session or trace id), by session id, by example id.
 BY_TRACE = ("traces", "agent_runs", "check_results_before_arrays", "dead_letters", "feedback")
 BY_UNIT = (
-    "judge_results", "review_queue", "review_reservations", "review_labels", "golden_promotions",
+    "judge_results", TWINS["judge_results"], "review_queue", "review_reservations",
+    "review_labels", "golden_promotions",
 )  # fmt: skip
 TABLES = (*BY_TRACE, "sessions", *BY_UNIT, "offline_results")
 

@@ -13,6 +13,7 @@ import re
 
 from stream_eval.sink.base import Store
 from stream_eval.sink.literals import sql_str
+from stream_eval.sink.twins import TWINS
 
 # Each table that can have a TTL and the time its rows are aged by: a trace's event time,
 # or when a row was written where it has no event time of its own.
@@ -36,6 +37,7 @@ TIME_COLUMNS: dict[str, str] = {
     "erasures": "erased_at",
     "review_audit": "at",
 }
+TIME_COLUMNS.update({twin: TIME_COLUMNS[table] for table, twin in TWINS.items()})
 # What a store keeps without configuration: the bookkeeping that is only needed for a
 # while; the data itself for ever, until ``clickhouse.retention_days`` says otherwise.
 DEFAULT_DAYS: dict[str, int] = {

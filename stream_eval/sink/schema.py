@@ -20,6 +20,7 @@ import orjson
 
 from stream_eval.sink.base import Store
 from stream_eval.sink.literals import sql_str
+from stream_eval.sink.twins import TWINS
 from stream_eval.sli_registry import schema_placeholders
 
 # Tables first, then the columns added since earlier versions, then the views over them.
@@ -34,7 +35,21 @@ def schema_statements(database: str) -> list[str]:
     for key, value in schema_placeholders().items():  # generated from one definition
         text = text.replace(key, value)
     lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("--")]
-    return [s.strip().replace("{db}", database) for s in "\n".join(lines).split(";") if s.strip()]
+    out = []
+    for stmt in (s.strip() for s in "\n".join(lines).split(";")):
+        if stmt:
+            out += [st.replace("{db}", database) for st in _with_twins(stmt)]
+    return out
+
+
+def _with_twins(stmt: str) -> list[str]:
+    for table, twin in TWINS.items():
+        for head in ("CREATE TABLE IF NOT EXISTS", "ALTER TABLE"):
+            prefix = f"{head} {{db}}.{table}"
+            if stmt.startswith(prefix) and stmt[len(prefix) : len(prefix) + 1] in (" ", "\n", "("):
+                rest = stmt[len(prefix) :]
+                return [stmt, f"{head} {{db}}.{twin}{rest}"]
+    return [stmt]
 
 
 def fingerprint(statements: list[str]) -> str:
