@@ -93,6 +93,7 @@ def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 _ALERT_LABELS = {
     "judge_agreement": ("judge_model", "rubric", "rubric_version"),
     "online_offline_divergence": ("route", "metric"),
+    "judge_canary": ("judge_model", "rubric", "set_version"),
 }
 
 
@@ -277,6 +278,21 @@ def _seed(store: Store) -> None:
     store.insert("feedback", _ndjson(feedback))
     store.insert("review_labels", _ndjson(_label_rows(judge, rng)))
     store.insert("offline_results", _ndjson(_offline_rows(rng)))
+    store.insert("judge_canary_runs", _ndjson(_canary_runs()))
+
+
+def _canary_runs() -> list[dict[str, Any]]:
+    """Daily drift-canary runs of one set: a baseline, steady runs, the last one a drift."""
+    return [
+        {"run_id": f"c{d}", "run_at": (T0 - timedelta(days=5 - d)).timestamp(),
+         "set_version": "a1b2c3d4e5f6", "judge_model": "judge-pinned-1",
+         "rubric": "helpfulness", "rubric_version": "1", "items": 0 if d == 0 else 50,
+         "mean_shift": -1.8 if d == 5 else 0.02,
+         "up": 0 if d == 5 else 3, "down": 41 if d == 5 else 2,
+         "p_value": None if d == 0 else (1e-12 if d == 5 else 1.0), "drift": int(d == 5),
+         "baseline_runs": min(d, 5), "cost_usd": 0.01}
+        for d in range(6)
+    ]  # fmt: skip
 
 
 def _label_rows(judge: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ candidate with a small budget stops at it."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -71,38 +72,46 @@ def _live_state(settings: Settings) -> dict[str, Any]:
         store.close()
 
 
-@pytest.mark.kafka
-def test_a_shadow_judge_replays_past_requests_beside_the_live_one(
-    isolated: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def _judged_live(
+    settings: Settings, tmp_path: Path, stub: StubOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = isolated
+    """N calls published and judged by the live worker (judge A, helpfulness only); the
+    same judge settings set for the CLI commands that follow."""
     ensure_topics(settings)
     now = time.time()
     producer = Producer(confluent_config(settings.kafka))
     producer.produce(settings.topics.traces, orjson.dumps([_trace(i, now) for i in range(N)]))
     assert producer.flush(30) == 0
+    env = {
+        "STREAM_EVAL_JUDGE__BASE_URL": stub.base_url,
+        "STREAM_EVAL_JUDGE__MODEL": "judge-a",
+        "STREAM_EVAL_JUDGE__RUBRICS": '["helpfulness"]',
+        "STREAM_EVAL_JUDGE__REQUESTS_PER_MINUTE": "6000",
+        "STREAM_EVAL_SAMPLING__DEFAULT_RATE": "1",  # every call judged live
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    w = WorkerProcess(None, tmp_path / "worker.log", env)
+    w.start()
+    try:
+        topics = [settings.topics.traces, settings.topics.judge_requests]
+        w.wait_drained(settings, timeout=120, topics=topics)
+        deadline = time.monotonic() + 60
+        while len(stub.requests) < N:
+            assert time.monotonic() < deadline, w.log_tail()
+            time.sleep(0.2)
+        time.sleep(2.0)  # the results written
+    finally:
+        w.stop()
+
+
+@pytest.mark.kafka
+def test_a_shadow_judge_replays_past_requests_beside_the_live_one(
+    isolated: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = isolated
     with StubOpenAI(score_fn=_score) as stub:
-        env = {
-            "STREAM_EVAL_JUDGE__BASE_URL": stub.base_url,
-            "STREAM_EVAL_JUDGE__MODEL": "judge-a",
-            "STREAM_EVAL_JUDGE__RUBRICS": '["helpfulness"]',
-            "STREAM_EVAL_JUDGE__REQUESTS_PER_MINUTE": "6000",
-            "STREAM_EVAL_SAMPLING__DEFAULT_RATE": "1",  # every call judged live
-        }
-        for k, v in env.items():
-            monkeypatch.setenv(k, v)
-        w = WorkerProcess(None, tmp_path / "worker.log", env)
-        w.start()
-        try:
-            topics = [settings.topics.traces, settings.topics.judge_requests]
-            w.wait_drained(settings, timeout=120, topics=topics)
-            deadline = time.monotonic() + 60
-            while len(stub.requests) < N:
-                assert time.monotonic() < deadline, w.log_tail()
-                time.sleep(0.2)
-            time.sleep(2.0)  # the results written
-        finally:
-            w.stop()
+        _judged_live(settings, tmp_path, stub, monkeypatch)
         assert len(stub.requests) == N and {r.model for r in stub.requests} == {"judge-a"}
         before = _live_state(settings)
         assert before["judge_results"] == [{"judge_model": "judge-a", "n": N}]
@@ -174,3 +183,89 @@ def test_nothing_live_reads_the_shadow_results() -> None:
     assert nonempty(list(files))
     for text in files.values():
         assert "shadow_judge_results" not in text
+
+
+class _Canary:
+    """Scores the canary's calls: 7 with a jitter of -1, 0 or +1 that is fixed for a prompt
+    and a run (as a judge's run-to-run noise), less ``drop`` once the judge has drifted."""
+
+    def __init__(self) -> None:
+        self.run = 0
+        self.drop = 0.0
+
+    def __call__(self, body: dict[str, Any]) -> tuple[float, str]:
+        if body.get("model") != "judge-a":
+            return 8, "not the canary's judge"
+        user = str((body.get("messages") or [{}])[-1].get("content", ""))
+        user = user.split("<", 1)[0] + user[-200:]  # the fence's nonce differs per call
+        h = hashlib.sha256(f"{self.run}|{user}".encode()).digest()[0] % 4
+        return 7 + (-1, 0, 0, 1)[h] - self.drop, "ok"
+
+
+def test_the_canary_decides_drift_against_the_runs_before() -> None:
+    from stream_eval.judge.canary import decide
+
+    history = [{f"i{k}": 7.0 for k in range(20)} for _ in range(3)]
+    noise = {f"i{k}": 7.0 + (-1, 0, 0, 1)[k % 4] for k in range(20)}
+    steady = decide("helpfulness", noise, history, min_shift=0.5, alpha=0.01)
+    assert (steady.up, steady.down, steady.drift) == (5, 5, False)
+    drifted = decide("helpfulness", {k: v - 2 for k, v in noise.items()}, history, 0.5, 0.01)
+    assert drifted.drift and drifted.mean_shift == pytest.approx(-2.0) and drifted.up == 0
+    small = decide("helpfulness", {k: 6.9 for k in noise}, history, 0.5, 0.01)
+    assert not small.drift and small.p_value is not None and small.p_value < 0.01  # too small
+    first = decide("helpfulness", noise, [], 0.5, 0.01)
+    assert not first.drift and first.baseline_runs == 0
+
+
+@pytest.mark.kafka
+def test_the_canary_fires_on_a_planted_drift_and_not_on_noise(
+    isolated: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = isolated
+    score = _Canary()
+    with StubOpenAI(score_fn=score) as stub:
+        _judged_live(settings, tmp_path, stub, monkeypatch)
+        runner = CliRunner()
+        path = tmp_path / "canary.jsonl"
+        built = runner.invoke(cli, ["judge", "canary", "build", str(path), "--size", "20",
+                                    "--hours", "1"])  # fmt: skip
+        assert built.exit_code == 0, built.output
+        assert "20 requests" in built.output and len(path.read_bytes().splitlines()) == 20
+        run = ["judge", "canary", "run", str(path), "--budget-usd", "1", "--json"]
+        decisions = []
+        for i in range(4):  # a baseline, then three runs of noise alone
+            score.run = i
+            out = runner.invoke(cli, run)
+            assert out.exit_code == 0, out.output
+            decisions += orjson.loads(out.stdout)["decisions"]
+        assert [d["drift"] for d in decisions] == [False] * 4
+        assert decisions[0]["baseline_runs"] == 0 and decisions[-1]["baseline_runs"] == 3
+        assert any(d["up"] + d["down"] for d in decisions[1:])  # the noise moved scores
+        assert _canary_alert(settings) == 0.0
+        score.run, score.drop = 4, 2.0  # the provider changed the model under its name
+        out = runner.invoke(cli, run)
+        assert out.exit_code == 1, out.output
+        (d,) = orjson.loads(out.stdout)["decisions"]
+        assert d["drift"] is True and d["mean_shift"] < -1.5 and d["up"] == 0
+        assert _canary_alert(settings) == 1.0
+        # over its budget: refused before any call
+        calls = len(stub.requests)
+        refused = runner.invoke(cli, ["judge", "canary", "run", str(path), "--budget-usd",
+                                      "0.000001"])  # fmt: skip
+        assert refused.exit_code != 0 and "over its budget" in refused.output
+        assert len(stub.requests) == calls
+
+
+def _canary_alert(settings: Settings) -> float:
+    """The alert rule's query, as Grafana would run it over the last 7 days."""
+    from stream_eval.grafana.queries import canary_alert_sql
+
+    sql = canary_alert_sql().replace("$__timeFilter(run_at)",
+                                     "run_at >= now64(3) - INTERVAL 7 DAY")  # fmt: skip
+    store = open_store(settings.clickhouse)
+    try:
+        rows = store.query(sql)
+    finally:
+        store.close()
+    assert len(rows) == 1
+    return float(rows[0]["value"])

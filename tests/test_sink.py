@@ -136,6 +136,8 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
         "session_turns": "View",
         "erasures": "MergeTree",  # audits: every row kept
         "review_audit": "MergeTree",
+        "judge_canary": "MergeTree",  # the canary's runs: few, every one kept
+        "judge_canary_runs": "MergeTree",
     }
     for t in nonempty(TABLES):
         assert count(store, t) == (1 if t == "schema_applied" else 0), t
@@ -146,9 +148,10 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
 def test_schema_statements_use_the_database_name() -> None:
     stmts = schema_statements("other_db")
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS other_db"
-    # the database, the tables (and the two audits), a FINAL view per base table and sli_windows
+    # the database, the tables (and the two audits, the canary's two), a FINAL view per base
+    # table and sli_windows
     # (check_results_v is a migration), the columns added since earlier versions, the SLI views
-    tables = len(TABLES) + 2
+    tables = len(TABLES) + 4
     assert len(stmts) == 1 + tables + len(FINAL_VIEWS) + MIGRATIONS + len(SLI_VIEWS)
     assert all("{db}" not in s and "stream_eval." not in s for s in stmts)
     assert all("{sli_" not in s for s in stmts)  # every placeholder generated

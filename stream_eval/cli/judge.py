@@ -210,3 +210,79 @@ def judge_shadow(
             writer.close(store=False)
     if as_json:
         click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+
+
+@judge.group("canary")
+def canary() -> None:
+    """The drift canary: a fixed set of judge requests re-scored by the live judge."""
+
+
+@canary.command("build")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.option("--size", default=50, show_default=True, help="requests in the set")
+@click.option("--since", help="the range's start (ISO-8601, UTC unless it says)")
+@click.option("--until", help="the range's end (ISO-8601); default: now")
+@click.option("--hours", default=24.0, show_default=True, help="without --since: hours back")
+@click.pass_context
+def canary_build(
+    ctx: click.Context, path: str, size: int, since: str | None, until: str | None, hours: float
+) -> None:
+    """Write the canary set to PATH: SIZE judge requests of a past range, as the live judge
+    received them (one JSON request per line); prints its version."""
+    from pathlib import Path
+
+    from stream_eval.judge.canary import build
+    from stream_eval.judge.shadow import range_of
+
+    settings = settings_for(ctx)
+    end = _when(until, time.time())
+    start = _when(since, end - hours * 3600)
+    try:
+        n, version = build(settings, range_of(settings, start, end), size, Path(path))
+    except (ValueError, Exception) as exc:  # an empty range, no topic, no broker
+        raise click.ClickException(f"the canary set could not be built: {exc}") from None
+    if n == 0:
+        raise click.ClickException("no judge requests in the range: nothing to build from")
+    click.echo(f"canary set {path}: {n} requests, version {version}")
+
+
+@canary.command("run")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--budget-usd", type=float, required=True, help="refuse a run that may cost more")
+@click.option("--baseline-runs", default=5, show_default=True, help="earlier runs compared with")
+@click.option("--min-shift", default=0.5, show_default=True, help="score points a drift moves")
+@click.option("--alpha", default=0.01, show_default=True, help="McNemar p-value below which")
+@click.option("--json", "as_json", is_flag=True, help="the run as JSON on stdout")
+@click.pass_context
+def canary_run(
+    ctx: click.Context, path: str, budget_usd: float, baseline_runs: int, min_shift: float,
+    alpha: float, as_json: bool,
+) -> None:  # fmt: skip
+    """Score the canary set at PATH with the live judge and decide, per rubric, whether its
+    scores drifted from the runs before; exit 1 on a drift (run it on a schedule)."""
+    import asyncio
+    from pathlib import Path
+
+    from stream_eval.judge.canary import run_canary
+
+    settings = settings_for(ctx)
+    with store_for(settings) as store:
+        try:
+            steps = run_canary(
+                settings, store, Path(path), budget_usd, baseline_runs, min_shift, alpha
+            )
+            run = asyncio.run(steps)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(orjson.dumps(_plain(run), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(f"canary {run.set_version} run {run.run_id}: {run.scored} scored, "
+                   f"{run.failed} failed, ${run.cost_usd:.4f}")  # fmt: skip
+        for d in run.decisions:
+            verdict = "DRIFT" if d.drift else ("baseline" if not d.baseline_runs else "steady")
+            click.echo(f"  {d.rubric}: {verdict}; shift {d.mean_shift:+.2f} on {d.items} items "
+                       f"({d.up} up, {d.down} down, p {_fmt(d.p_value)}) against "
+                       f"{d.baseline_runs} runs")  # fmt: skip
+    if any(d.drift for d in run.decisions):
+        ctx.exit(1)

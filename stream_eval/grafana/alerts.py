@@ -229,6 +229,23 @@ def loop_rules(settings: Settings) -> list[dict[str, Any]]:
             },
         ),
         _rule(
+            "stream-eval-judge-canary-drift",
+            "stream-eval: the judge scores its canary set differently",
+            _data(q.canary_alert_sql(), week, "gt", 0.5),
+            "0m",
+            {"severity": "ticket", "sli": "judge_canary"},
+            {
+                "summary": "Judge {{ $labels.judge_model }} on {{ $labels.rubric }}: its "
+                "newest run of canary set {{ $labels.set_version }} moved one way beyond "
+                "the run-to-run variation of the runs before (identical inputs)",
+                "description": "A judge regression, not a product change: the provider "
+                "may have updated the model under its pinned name. Read the judge SLIs "
+                "with care until `stream-eval judge compare` against a replay says how far.",
+                "__dashboardUid__": JUDGE_UID,
+                "__panelId__": str(panels["canary"]),
+            },
+        ),
+        _rule(
             "stream-eval-offline-online-divergence",
             f"stream-eval: offline and online disagree by more than {a.divergence_max:.0%}",
             _data(q.divergence_alert_sql(settings), 86400, "gt", a.divergence_max),

@@ -110,6 +110,16 @@ def judge_layout(settings: Settings) -> Layout:
             "failure rate in production the same day, per route (online_offline_divergence).",
         ).display_name("${__field.labels.route_metric}"),
     )
+    L.add(
+        "canary",
+        table_panel(
+            "Judge drift canary runs",
+            q.CANARY_RUNS,
+            description="The fixed canary set re-scored by the live judge (stream-eval judge "
+            "canary run): per run and rubric, the mean shift against the runs before, the "
+            "items that moved up and down, McNemar's p and the decision (drift = 1).",
+        ),
+    )
     L.row("Not scored")
     L.add(
         "not_scored",

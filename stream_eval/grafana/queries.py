@@ -442,3 +442,22 @@ FROM {DB}.online_offline_divergence
 WHERE $__dateFilter(day)
 GROUP BY route, metric
 ORDER BY route, metric"""
+
+
+# -- the drift canary (judge/canary.py) ---------------------------------------------------
+
+CANARY_RUNS = f"""SELECT run_at, set_version, judge_model, rubric, rubric_version, items,
+       round(mean_shift, 3) AS mean_shift, up, down, p_value, drift, baseline_runs
+FROM {DB}.judge_canary_runs
+WHERE $__timeFilter(run_at)
+ORDER BY run_at DESC
+LIMIT 200"""
+
+
+def canary_alert_sql() -> str:
+    """The newest run's decision (1: a drift) per canary set, judge model and rubric."""
+    return f"""SELECT set_version, judge_model, rubric, toFloat64(argMax(drift, run_at)) AS value
+FROM {DB}.judge_canary_runs
+WHERE $__timeFilter(run_at)
+GROUP BY set_version, judge_model, rubric
+ORDER BY set_version, judge_model, rubric"""

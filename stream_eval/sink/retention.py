@@ -36,6 +36,8 @@ TIME_COLUMNS: dict[str, str] = {
     "sli_windows": "window_start",
     "erasures": "erased_at",
     "review_audit": "at",
+    "judge_canary": "run_at",
+    "judge_canary_runs": "run_at",
 }
 TIME_COLUMNS.update({twin: TIME_COLUMNS[table] for table, twin in TWINS.items()})
 # What a store keeps without configuration: the bookkeeping that is only needed for a

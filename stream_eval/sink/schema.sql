@@ -514,6 +514,48 @@ CREATE TABLE IF NOT EXISTS {db}.erasures
 ENGINE = MergeTree
 ORDER BY (erased_at, erasure_id);
 
+-- The drift canary (judge/canary.py): each run's scores of the fixed canary set, a row per
+-- item and rubric, and its decision per rubric (a drift: scores of identical inputs moved
+-- one way, beyond the run-to-run variation of the runs before). Kept: the runs are few.
+CREATE TABLE IF NOT EXISTS {db}.judge_canary
+(
+    run_id              String,
+    run_at              DateTime64(3, 'UTC'),
+    set_version         LowCardinality(String),
+    unit                LowCardinality(String),
+    trace_id            String,
+    span_id             String,
+    route               LowCardinality(String),
+    rubric              LowCardinality(String),
+    rubric_version      LowCardinality(String),
+    judge_model         LowCardinality(String),
+    judge_model_version LowCardinality(String),
+    score               Float64,
+    passed              UInt8
+)
+ENGINE = MergeTree
+ORDER BY (set_version, judge_model, rubric, run_at, trace_id, span_id);
+
+CREATE TABLE IF NOT EXISTS {db}.judge_canary_runs
+(
+    run_id         String,
+    run_at         DateTime64(3, 'UTC'),
+    set_version    LowCardinality(String),
+    judge_model    LowCardinality(String),
+    rubric         LowCardinality(String),
+    rubric_version LowCardinality(String),
+    items          UInt32,
+    mean_shift     Float64,
+    up             UInt32,
+    down           UInt32,
+    p_value        Nullable(Float64),
+    drift          UInt8,
+    baseline_runs  UInt32,
+    cost_usd       Float64
+)
+ENGINE = MergeTree
+ORDER BY (set_version, judge_model, rubric, run_at);
+
 -- That the statements above are applied (sink/schema.py): a fingerprint of them and of the
 -- upgrades, so that a store already up to date opens without running them again.
 CREATE TABLE IF NOT EXISTS {db}.schema_applied
