@@ -710,3 +710,38 @@ def test_the_cli_checks_the_committed_files_of_this_checkout_by_default() -> Non
     result = CliRunner().invoke(cli, ["grafana", "generate", "--check"], obj={})
     assert result.exit_code == 0, result.output
     assert "out of date" not in result.output
+
+
+def test_both_dashboards_mark_where_the_judge_changed(
+    store: Store, dashboards: dict[str, dict[str, Any]]
+) -> None:
+    # (runs last: it adds a later judge, a month after the seeded traffic, outside the
+    # time ranges the tests above read)
+    later = T0 + timedelta(days=30)
+    rows = [
+        {"trace_id": f"later-{i}", "span_id": "", "route": "chat", "rubric": "helpfulness",
+         "rubric_version": "2", "judge_model": "judge-next-2", "status": "scored",
+         "score": 6.0, "passed": 0, "ts": (later + timedelta(minutes=i)).timestamp(),
+         "judged_at": (later + timedelta(minutes=i, seconds=5)).timestamp()}
+        for i in range(3)
+    ]  # fmt: skip
+    store.insert("judge_results", _ndjson(rows))
+    for uid in ("stream-eval-slis", "stream-eval-judge"):
+        (anno,) = [
+            a for a in dashboards[uid]["annotations"]["list"] if a["name"] == "Judge changes"
+        ]
+        sql = anno["target"]["rawSql"]
+
+        def marks(t0: datetime, t1: datetime, sql: str = sql) -> list[dict[str, Any]]:
+            return _run(store, macros.expand(sql, time_from=t0, time_to=t1, interval_s=60,
+                                             variables={}))  # fmt: skip
+
+        seeded = marks(T0 - timedelta(hours=1), END)
+        assert nonempty(seeded) and all("later" not in r["text"] for r in seeded)
+        both = marks(T0 - timedelta(hours=1), later + timedelta(days=1))
+        (new,) = [r for r in both if "judge-next-2" in r["text"]]
+        assert new["text"] == "judge judge-next-2: helpfulness v2 from here"
+        assert str(new["time"]).startswith(
+            (later + timedelta(seconds=5)).strftime("%Y-%m-%d %H:%M:%S")
+        )
+        assert len(both) == len(seeded) + 1

@@ -461,3 +461,15 @@ FROM {DB}.judge_canary_runs
 WHERE $__timeFilter(run_at)
 GROUP BY set_version, judge_model, rubric
 ORDER BY set_version, judge_model, rubric"""
+
+
+# -- where the live judge changed (an annotation on both dashboards) ----------------------
+
+JUDGE_CHANGES = f"""SELECT min(judged_at) AS time,
+       concat('judge ', judge_model, ': ', rubric, ' v', rubric_version, ' from here') AS text,
+       'judge' AS tags
+FROM {DB}.judge_results
+WHERE status = 'scored'
+GROUP BY judge_model, rubric, rubric_version
+HAVING time >= $__fromTime AND time <= $__toTime
+ORDER BY time"""
