@@ -8,6 +8,9 @@ candidate with a small budget stops at it."""
 from __future__ import annotations
 
 import hashlib
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 from confluent_kafka import Producer
-from helpers import nonempty
+from helpers import nonempty, read_topic
 
 from stream_eval.cli import cli
 from stream_eval.config import Settings
@@ -269,3 +272,66 @@ def _canary_alert(settings: Settings) -> float:
         store.close()
     assert len(rows) == 1
     return float(rows[0]["value"])
+
+
+@pytest.mark.kafka
+def test_a_following_shadow_judges_its_share_of_live_requests_in_its_own_group(
+    isolated: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    from stream_eval.judge.shadow import SHARE_SALT
+    from stream_eval.sampling import unit_hash
+
+    settings = isolated
+    topic = settings.topics.judge_requests
+    with StubOpenAI(score_fn=_score) as stub:
+        _judged_live(settings, tmp_path, stub, monkeypatch)  # N requests, judged by A
+        # The embedded store is one process's at a time: the follower runs while the
+        # worker is stopped, and live requests reach the topic as the worker writes them.
+        cmd = [sys.executable, "-m", "stream_eval", "judge", "shadow", "judge-b", "--hours",
+               "1", "--budget-usd", "1", "--follow", "--share", "0.5", "--json"]  # fmt: skip
+        shadow = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        group = f"{settings.app_id}-shadow-judge-b"
+        c = Consumer(confluent_config(settings.kafka, **{"group.id": group}))
+
+        def caught_up(deadline: float) -> None:  # its committed offset at the topic's end
+            high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+            while c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset < high:
+                assert time.monotonic() < deadline and shadow.poll() is None, shadow.poll()
+                time.sleep(0.5)
+
+        try:
+            caught_up(time.monotonic() + 90)  # the range judged: what comes now is live
+            template = read_topic(settings, topic)[0][0]
+            live = [f"live-{i}" for i in range(40)]
+            expected = {t for t in live if unit_hash(t, SHARE_SALT) < 0.5}
+            assert 0 < len(expected) < len(live)
+            producer = Producer(confluent_config(settings.kafka))
+            for t in live:
+                producer.produce(topic, orjson.dumps({**orjson.loads(template), "trace_id": t}),
+                                 key=t.encode(), partition=0)  # fmt: skip
+            assert producer.flush(30) == 0
+            caught_up(time.monotonic() + 90)
+        finally:
+            c.close()
+            shadow.send_signal(signal.SIGTERM)
+            out, err = shadow.communicate(timeout=60)
+        b_calls = [r for r in stub.requests if r.model == "judge-b"]
+    assert shadow.returncode == 0, err.decode()[-2000:]
+    doc = orjson.loads(out)
+    assert doc["outcome"]["scored"] == N  # the range: every request in it
+    assert doc["followed"]["scored"] == len(expected), err.decode()[-3000:]
+    assert len(b_calls) == N + len(expected)
+    store = open_store(settings.clickhouse)
+    try:
+        db = store.database
+        got = store.query(
+            f"SELECT trace_id FROM {db}.shadow_judge_results FINAL "
+            "WHERE judge_model = 'judge-b' AND trace_id LIKE 'live-%'"
+        )
+        live_rows = store.query(f"SELECT count() AS n FROM {db}.judge_results FINAL")
+    finally:
+        store.close()
+    assert {r["trace_id"] for r in got} == expected
+    assert live_rows == [{"n": N}]  # nothing of the shadow's in the live results

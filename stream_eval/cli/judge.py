@@ -147,12 +147,18 @@ def _when(text: str | None, default: float) -> float:
     "--budget-usd", type=float, required=True, help="the most this run spends; it stops there"
 )
 @click.option("--dry-run", is_flag=True, help="print the range and its estimate; call nothing")
+@click.option(
+    "--follow", is_flag=True,
+    help="after the range, go on with --share of the live requests until stopped (SIGTERM, "
+    "Ctrl-C); --budget-usd is then per UTC day",
+)  # fmt: skip
+@click.option("--share", default=1.0, show_default=True, help="with --follow: the live share")
 @click.option("--json", "as_json", is_flag=True, help="the estimate and outcome as JSON on stdout")
 @click.pass_context
 def judge_shadow(
     ctx: click.Context, model: str, since: str | None, until: str | None, hours: float,
     base_url: str | None, requests_per_minute: int | None, budget_usd: float, dry_run: bool,
-    as_json: bool,
+    follow: bool, share: float, as_json: bool,
 ) -> None:  # fmt: skip
     """A candidate judge MODEL scores the judge requests of a past range, by replay, into
     shadow_judge_results (never the live SLIs, alerts or review queue); compare it with
@@ -165,6 +171,8 @@ def judge_shadow(
 
     if budget_usd < 0:
         raise click.BadParameter("--budget-usd must be 0 or more")
+    if not 0 < share <= 1:
+        raise click.BadParameter("--share must be in (0, 1]")
     settings = settings_for(ctx)
     end = _when(until, time.time())
     start = _when(since, end - hours * 3600)
@@ -173,7 +181,8 @@ def judge_shadow(
         rng = range_of(cand, start, end)
     except (ValueError, Exception) as exc:  # an empty range, no topic, no broker
         raise click.ClickException(f"the range could not be read: {exc}") from None
-    with store_for(settings) as store:
+    # one event loop for every phase: the judge's HTTP client is bound to the loop it ran on
+    with store_for(settings) as store, asyncio.Runner() as loop:
         writer = SinkWriter(store)
         try:
             shadow = ShadowJudge(cand, writer, budget_usd)
@@ -181,7 +190,7 @@ def judge_shadow(
             click.echo(f"range: {rng.messages:,} judge requests on {rng.topic} "
                        f"({', '.join(f'p{s.partition} {s.start}-{s.end}' for s in rng.spans)})",
                        file=err)  # fmt: skip
-            est = asyncio.run(shadow.estimate(rng))
+            est = loop.run(shadow.estimate(rng))
             click.echo(
                 f"estimate: {est.items:,} (request, rubric) items, {est.already:,} already "
                 f"scored by {model}, {est.to_judge:,} to judge: about {est.input_tokens:,} "
@@ -197,7 +206,7 @@ def judge_shadow(
                     click.echo(f"  {o.scored + o.failed:,} of {est.to_judge:,} judged, "
                                f"${o.cost_usd:.4f} spent", file=err)  # fmt: skip
 
-                out = asyncio.run(shadow.run(rng, est, progress))
+                out = loop.run(shadow.run(rng, est, progress))
                 doc["outcome"] = _plain(out)
                 click.echo(
                     f"done: {out.scored:,} scored, {out.failed:,} failed, {out.calls:,} calls, "
@@ -206,10 +215,33 @@ def judge_shadow(
                        else ""),
                     file=err,
                 )  # fmt: skip
+            if follow and not dry_run:
+                doc["followed"] = _plain(_follow(loop, shadow, rng, share, err))
         finally:
             writer.close(store=False)
     if as_json:
         click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+
+
+def _follow(loop: Any, shadow: Any, rng: Any, share: float, err: Any) -> Any:
+    """The live tail until SIGTERM or Ctrl-C; what it judged."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    before = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"following {share:.0%} of the live requests (SIGTERM or Ctrl-C stops)", file=err)
+
+    def progress(o: Any) -> None:
+        click.echo(f"  live: {o.scored + o.failed:,} judged, ${o.cost_usd:.4f} spent", file=err)
+
+    try:
+        return loop.run(shadow.follow(rng, share, stop, progress))
+    except KeyboardInterrupt:
+        stop.set()
+        return None
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 @judge.group("canary")

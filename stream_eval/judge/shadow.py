@@ -27,11 +27,13 @@ own (``<app_id>-shadow-<model>``), so its progress shows like any consumer's.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from stream_eval.config import Settings
@@ -40,11 +42,13 @@ from stream_eval.judge.client import JudgeClient
 from stream_eval.judge.stage import JudgeStage
 from stream_eval.records import RawMessage
 from stream_eval.runtime.kafka_config import confluent_config
+from stream_eval.sampling import unit_hash
 from stream_eval.sink.twins import TWINS
 from stream_eval.sink.writer import SinkWriter
 
 TABLE = TWINS["judge_results"]
 BUDGET_KEY = "shadow"  # one budget for the whole run, whatever the route or partition
+SHARE_SALT = "shadow-share"  # the live share: a draw of its own, not the sampling's
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,17 +139,10 @@ def read(
         while todo:
             out = []
             for m in c.consume(batch, timeout=1.0):
-                if m.error() is not None:
-                    raise KafkaException(m.error())
-                p, offset = m.partition() or 0, m.offset() or 0
-                end = todo.get(p)
-                if end is not None and offset < end:
-                    headers = {h[0]: h[1] for h in m.headers() or () if isinstance(h[1], bytes)}
-                    value = m.value()
-                    out.append(
-                        RawMessage(rng.topic, p, offset, m.timestamp()[1] / 1000,
-                                   value if isinstance(value, bytes) else b"", headers)
-                    )  # fmt: skip
+                r = _raw(rng.topic, m)
+                end = todo.get(r.partition)
+                if end is not None and r.offset < end:
+                    out.append(r)
             for tp in c.position([TopicPartition(rng.topic, p) for p in todo]):
                 if tp.offset >= todo[tp.partition]:
                     del todo[tp.partition]
@@ -164,6 +161,52 @@ def read(
                 )
     finally:
         c.close()
+
+
+def tail(
+    settings: Settings, rng: Range, model: str, batch: int, stop: threading.Event
+) -> Iterator[list[RawMessage]]:
+    """The live requests after the range, until ``stop`` is set: from the range's end on
+    each partition (or the shadow group's committed offset past it, so a restart goes on
+    where it stopped), committed once the caller asks for the next batch."""
+    c = _consumer(settings, model)
+    try:
+        tps = [TopicPartition(rng.topic, s.partition) for s in rng.spans]
+        committed = {tp.partition: tp.offset for tp in c.committed(tps, timeout=10.0)}
+        c.assign([
+            TopicPartition(rng.topic, s.partition, max(s.end, committed.get(s.partition, -1)))
+            for s in rng.spans
+        ])  # fmt: skip
+        while not stop.is_set():
+            out = [_raw(rng.topic, m) for m in c.consume(batch, timeout=0.5)]
+            if out:
+                yield out
+                last = {r.partition: r.offset + 1 for r in out}
+                offsets = [TopicPartition(rng.topic, p, o) for p, o in last.items()]
+                c.commit(offsets=offsets, asynchronous=False)
+    finally:
+        c.close()
+
+
+def _raw(topic: str, m: Any) -> RawMessage:
+    if m.error() is not None:
+        raise KafkaException(m.error())
+    headers = {h[0]: h[1] for h in m.headers() or () if isinstance(h[1], bytes)}
+    value = m.value()
+    return RawMessage(topic, m.partition() or 0, m.offset() or 0, m.timestamp()[1] / 1000,
+                      value if isinstance(value, bytes) else b"", headers)  # fmt: skip
+
+
+def in_share(message: RawMessage, share: float) -> bool:
+    """Whether a live request is in the shadow's share: by its trace id's hash (the same
+    requests for every run and worker; a request that does not decode is left out)."""
+    if share >= 1:
+        return True
+    try:
+        trace_id = orjson.loads(message.value).get("trace_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    return isinstance(trace_id, str) and unit_hash(trace_id, SHARE_SALT) < share
 
 
 @dataclass(slots=True)
@@ -255,8 +298,7 @@ class ShadowJudge:
         step = self.settings.judge.batch_max_messages
         model = self.settings.judge.model
         for batch in read(self.settings, rng, model, step, commit=True):
-            cost = self.budget.spent(BUDGET_KEY)
-            if cost >= self.budget_usd:
+            if counters.cost_usd >= self.budget_usd:
                 out.budget_reached = True
                 out.stopped_at = _first_offsets(batch)
                 break
@@ -271,6 +313,28 @@ class ShadowJudge:
                 progress(out)
             if out.budget_reached:
                 break
+        return out
+
+    async def follow(
+        self, rng: Range, share: float, stop: threading.Event,
+        progress: Callable[[Outcome], None] | None = None,
+    ) -> Outcome:  # fmt: skip
+        """After the range: ``share`` of the live requests, until ``stop``; the budget is
+        then a daily one (spent, the rest of the day's calls are recorded ``skipped``, as
+        the live judge records them)."""
+        out = Outcome(Estimate())
+        counters = self.stage.counters
+        base = (counters.scored, counters.failed, counters.calls, counters.cost_usd)
+        step = self.settings.judge.batch_max_messages
+        for batch in tail(self.settings, rng, self.settings.judge.model, step, stop):
+            kept = [m for m in batch if in_share(m, share)]
+            out.estimate.messages += len(kept)
+            if kept:
+                await self.stage.handle(kept)
+            out.scored, out.failed = counters.scored - base[0], counters.failed - base[1]
+            out.calls, out.cost_usd = counters.calls - base[2], counters.cost_usd - base[3]
+            if kept and progress is not None:
+                progress(out)
         return out
 
 
