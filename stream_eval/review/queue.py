@@ -17,6 +17,7 @@ wants labels, not held by as many others as it wants labels; opening it holds it
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,9 +162,17 @@ class Item:
     reviewers_required: int
 
 
-def next_item(store: Store, reviewer: str, reserve_minutes: float) -> Item | None:
-    """The next item for ``reviewer``, held for them (the oldest trace first)."""
+def next_item(
+    store: Store, reviewer: str, reserve_minutes: float,
+    skipped: Sequence[tuple[str, str]] = (),
+) -> Item | None:  # fmt: skip
+    """The next item for ``reviewer``, held for them (the oldest trace first); not one of
+    the (trace id, span id) they ``skipped``."""
     db, who = store.database, sql_str(reviewer)
+    not_skipped = ""
+    if skipped:
+        keys = ", ".join(f"({sql_str(t)}, {sql_str(s)})" for t, s in skipped)
+        not_skipped = f"AND (q.trace_id, q.span_id) NOT IN ({keys})"
     rows = store.query(
         f"""
 SELECT q.trace_id AS trace_id, q.span_id AS span_id, q.route AS route, q.reason AS reason,
@@ -180,7 +189,7 @@ LEFT JOIN
     FROM {db}.review_reservations FINAL WHERE reserved_until > now64(3)
     GROUP BY trace_id, span_id
 ) AS r ON q.trace_id = r.trace_id AND q.span_id = r.span_id
-WHERE l.mine = 0 AND l.labelled + r.held < q.reviewers_required
+WHERE l.mine = 0 AND l.labelled + r.held < q.reviewers_required {not_skipped}
 ORDER BY q.ts, q.trace_id, q.span_id
 LIMIT 1"""
     )
@@ -202,6 +211,16 @@ def reserve(store: Store, trace_id: str, span_id: str, reviewer: str, seconds: f
 
 def release(store: Store, trace_id: str, span_id: str, reviewer: str) -> None:
     reserve(store, trace_id, span_id, reviewer, 0)
+
+
+def my_labels(store: Store, trace_id: str, span_id: str, reviewer: str) -> list[dict[str, Any]]:
+    """The newest label of ``reviewer`` per rubric on one item, newest first."""
+    return store.query(
+        f"SELECT rubric, verdict, score, corrected_answer, note, toString(labelled_at) AS at "
+        f"FROM {store.database}.review_labels FINAL WHERE trace_id = {sql_str(trace_id)} "
+        f"AND span_id = {sql_str(span_id)} AND reviewer = {sql_str(reviewer)} "
+        "ORDER BY labelled_at DESC LIMIT 1 BY rubric"
+    )
 
 
 def queue_counts(store: Store) -> list[dict[str, Any]]:

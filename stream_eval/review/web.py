@@ -55,7 +55,7 @@ from stream_eval.review.auth import (
     verify_password,
 )
 from stream_eval.review.labels import InvalidLabel, Label, Publish, record
-from stream_eval.review.queue import next_item, queue_counts, release, reserve
+from stream_eval.review.queue import my_labels, next_item, queue_counts, release, reserve
 from stream_eval.review.units import judged, load_run, load_session
 from stream_eval.rubrics import rubrics_of
 from stream_eval.sink.literals import sql_str
@@ -97,6 +97,22 @@ def _load(store: Store, trace_id: str, span_id: str) -> dict[str, Any] | None:
     return {"trace": trace, "documents": docs, "checks": checks,
             "judged": judged(store, trace_id, span_id),
             "queued": queued[0] if queued else None}  # fmt: skip
+
+
+MAX_SKIPPED = 30  # items a session remembers it skipped (its cookie stays under 4 KB)
+
+
+def _form_of(mine: list[dict[str, Any]]) -> dict[str, str]:
+    """The form filled with the reviewer's newest label on the item (none: empty)."""
+    if not mine:
+        return {}
+    m = mine[0]
+    score = m.get("score")
+    return {
+        "rubric": str(m["rubric"]), "verdict": str(m["verdict"]),
+        "score": "" if score is None else f"{float(score):g}",
+        "corrected_answer": str(m.get("corrected_answer") or ""), "note": str(m.get("note") or ""),
+    }  # fmt: skip
 
 
 def create_app(settings: Settings, store: Store, publish: Publish | None = None) -> Starlette:
@@ -195,10 +211,28 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         who = await guarded(request)
         if isinstance(who, Response):
             return who
-        item = await run_in_threadpool(next_item, store, who.name, cfg.reserve_minutes)
+        return await _go_next(request, who, "empty")
+
+    async def _go_next(request: Request, who: User, none_left: str) -> Response:
+        """The reviewer's next item (not one they skipped this session), or the queue."""
+        skipped = [tuple(k) for k in request.session.get("skipped", [])]
+        item = await run_in_threadpool(next_item, store, who.name, cfg.reserve_minutes, skipped)
         if item is None:
-            return RedirectResponse("/?done=empty", status_code=303)
+            return RedirectResponse(f"/?done={none_left}", status_code=303)
         return RedirectResponse(_item_url(item.trace_id, item.span_id), status_code=303)
+
+    async def skip(request: Request) -> Response:
+        """Leave an item for someone else: released, and not offered again this session."""
+        who = await guarded(request)
+        if isinstance(who, Response):
+            return who
+        trace_id = request.path_params["trace_id"]
+        span_id = "" if request.path_params["span_id"] == "-" else request.path_params["span_id"]
+        kept = [k for k in request.session.get("skipped", []) if k != [trace_id, span_id]]
+        request.session["skipped"] = [*kept, [trace_id, span_id]][-MAX_SKIPPED:]
+        await run_in_threadpool(release, store, trace_id, span_id, who.name)
+        await audit(request, who.name, "skip", trace_id, span_id)
+        return await _go_next(request, who, "empty")
 
     async def item(request: Request) -> Response:
         who = await guarded(request)
@@ -208,16 +242,19 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         span_id = "" if request.path_params["span_id"] == "-" else request.path_params["span_id"]
         if request.method == "POST":
             return await _submit(request, who, trace_id, span_id)
-        shown = await _shown(request, trace_id, span_id, who, "", {})
+        mine = await run_in_threadpool(my_labels, store, trace_id, span_id, who.name)
+        shown = await _shown(request, trace_id, span_id, who, "", _form_of(mine), mine)
         if shown.status_code == 200:
             await run_in_threadpool(reserve, store, trace_id, span_id, who.name, hold_s)
             await audit(request, who.name, "open", trace_id, span_id)
         return shown
 
     async def _shown(
-        request: Request, trace_id: str, span_id: str, who: User, error: str, form: dict[str, str]
-    ) -> Response:
-        """The item's page: a call, or a whole session or agent run, with the form."""
+        request: Request, trace_id: str, span_id: str, who: User, error: str,
+        form: dict[str, str], mine: list[dict[str, Any]] | None = None,
+    ) -> Response:  # fmt: skip
+        """The item's page: a call, or a whole session or agent run, with the form (filled
+        with the reviewer's newest label on it, if any: saving again replaces it)."""
         unit = unit_of(span_id)
         load = {"call": _load, "session": load_session, "run": load_run}[unit]
         data = await run_in_threadpool(load, store, trace_id, span_id)
@@ -226,9 +263,13 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         if not who.is_admin:
             data = _masked_for_reviewers(data)
         name = "item.html" if unit == "call" else "unit.html"
+        counts = await run_in_threadpool(queue_counts, store)
+        progress = {"open": sum(int(c["open"]) for c in counts),
+                    "items": sum(int(c["items"]) for c in counts)}  # fmt: skip
         return page(
             request, name, who, 422 if error else 200, rubrics=rubrics_of(unit), error=error,
-            form=form, **data,
+            form=form, mine=mine or [], progress=progress, item_url=_item_url(trace_id, span_id),
+            **data,
         )  # fmt: skip
 
     def _masked_for_reviewers(data: dict[str, Any]) -> dict[str, Any]:
@@ -300,6 +341,8 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         await audit(
             request, who.name, "label", trace_id, span_id, f"{label.rubric}: {label.verdict}"
         )
+        if values.get("then") == "next":  # saved, and straight on to the next item
+            return await _go_next(request, who, "saved-empty")
         return RedirectResponse("/?done=saved", status_code=303)
 
     async def admin(request: Request) -> Response:
@@ -332,6 +375,7 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
             Route("/signout", signout, methods=["POST"]),
             Route("/next", take_next, methods=["POST"]),
             Route("/item/{trace_id}/{span_id}", item, methods=["GET", "POST"]),
+            Route("/item/{trace_id}/{span_id}/skip", skip, methods=["POST"]),
             Route("/admin", admin),
             Route("/admin/erase", admin, methods=["POST"]),
         ],
