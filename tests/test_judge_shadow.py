@@ -178,13 +178,11 @@ def test_nothing_live_reads_the_shadow_results() -> None:
     from stream_eval.grafana.generate import generate
 
     named = [s for s in schema_statements("db") if "shadow_judge_results" in s]
-    assert nonempty(named)
-    for s in named:
+    for s in nonempty(named):
         assert s.startswith(("CREATE TABLE IF NOT EXISTS db.shadow_judge_results",
                              "ALTER TABLE db.shadow_judge_results "))  # fmt: skip
     files = generate(Settings())
-    assert nonempty(list(files))
-    for text in files.values():
+    for text in nonempty(list(files.values())):
         assert "shadow_judge_results" not in text
 
 
@@ -236,7 +234,7 @@ def test_the_canary_fires_on_a_planted_drift_and_not_on_noise(
         assert "20 requests" in built.output and len(path.read_bytes().splitlines()) == 20
         run = ["judge", "canary", "run", str(path), "--budget-usd", "1", "--json"]
         decisions = []
-        for i in range(4):  # a baseline, then three runs of noise alone
+        for i in nonempty(list(range(4))):  # a baseline, then three runs of noise alone
             score.run = i
             out = runner.invoke(cli, run)
             assert out.exit_code == 0, out.output

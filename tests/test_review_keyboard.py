@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from helpers import csrf_of, nonempty, serve, sign_in, sign_in_browser, with_reviewers
 from starlette.testclient import TestClient
@@ -124,3 +125,33 @@ def test_without_javascript_save_and_next_and_skip_are_plain_form_posts(store: S
         forged = client.post("/item/k3/s/skip", data={"csrf": "forged"})
         assert forged.status_code == 403
     assert set(nonempty(list(_labels(store)))) == {"k1"}
+
+
+def test_at_1366x768_the_form_stays_beside_the_output(
+    store: Store, request: pytest.FixtureRequest
+) -> None:
+    browser: Any = request.getfixturevalue("browser")
+    long = "\n".join(f"Paragraph {i}: the refund policy says a great deal here." for i in range(40))
+    docs = [{"id": f"kb-{i}", "content": long} for i in range(3)]
+    rag = {"trace_id": "rag", "span_id": "s", "route": "support", "ts": NOW + 9,
+           "system_text": "You answer from the context. " * 20, "input_text": "Refunds?",
+           "documents_json": orjson.dumps(docs).decode(), "output_text": long,
+           "ingested_at": NOW}  # fmt: skip
+    store.insert("traces", ndjson([rag]))
+    base, server = serve(create_app(with_reviewers(Settings(), ana="reviewer"), store))
+    try:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        sign_in_browser(page, base, "ana")
+        page.goto(f"{base}/item/rag/s")
+        page.wait_for_selector("#label-form")
+        page.locator("#output").scroll_into_view_if_needed()
+        out = page.locator("#output").bounding_box()
+        save = page.locator("#save-next").bounding_box()
+        verdict = page.locator("#verdict-pass").bounding_box()
+        assert out is not None and save is not None and verdict is not None
+        assert out["y"] < 768 and out["y"] + out["height"] > 0  # the output is in view...
+        for box in (save, verdict):  # ...and so are the verdict and Save, beside it
+            assert box["y"] >= 0 and box["y"] + box["height"] <= 768, box
+            assert box["x"] > out["x"] + out["width"]
+    finally:
+        server.should_exit = True
