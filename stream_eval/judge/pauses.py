@@ -54,6 +54,15 @@ NOTICE_VERSION = 1
 DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai SDK's, for an empty base_url
 
 
+_SEEN = "stream_eval.pause_applied"  # the key of an answer's token in its extensions
+
+
+class _Answer:
+    """The token of one answer whose Retry-After was applied (weakly referenced)."""
+
+    __slots__ = ("__weakref__",)
+
+
 class InvalidNotice(ValueError):
     """A message on the pause topic that is not a pause notice."""
 
@@ -168,7 +177,7 @@ class Pauses:
         self.origin = origin or worker_origin()
         self._wall = wall
         self._announce: Callable[[PauseNotice], None] | None = None
-        self._taken: weakref.WeakSet[Any] = weakref.WeakSet()  # responses already applied
+        self._taken: weakref.WeakSet[Any] = weakref.WeakSet()  # answers already applied
         self.counters = PauseCounters()
 
     def connect(self, announce: Callable[[PauseNotice], None] | None) -> None:
@@ -179,10 +188,8 @@ class Pauses:
         """This worker got an answer saying "retry after ``seconds``": pause every call here
         and announce it to the group. Once per ``response`` (the response hook and the
         client's error handling both see a 429)."""
-        if response is not None:
-            if response in self._taken:
-                return
-            self._taken.add(response)
+        if response is not None and self._seen(response):
+            return
         self.limits.pause_for(seconds)
         self.counters.received += 1
         notice = PauseNotice(self.scope, seconds, self._wall() + seconds, self.origin, status)
@@ -190,6 +197,22 @@ class Pauses:
             self.counters.unsent += 1
             return
         self._announce(notice)
+
+    def _seen(self, response: object) -> bool:
+        """Whether this answer was applied already. The SDK raises with a copy of the
+        response (openai 3.60 scrubs credentials from what an exception carries), so the
+        answer is known by a token the hook left in its ``extensions``, which the copy
+        shares; an object without them, by itself."""
+        ext = getattr(response, "extensions", None)
+        key: object = response
+        if isinstance(ext, dict):
+            key = ext.get(_SEEN)
+            if key is None:
+                key = ext[_SEEN] = _Answer()
+        if key in self._taken:
+            return True
+        self._taken.add(key)
+        return False
 
     def hear(self, notice: PauseNotice, live: bool) -> bool:
         """Apply another worker's notice; ``live``: read as it came, not while catching up at
