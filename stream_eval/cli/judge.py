@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -117,6 +118,22 @@ def judge_compare(
         ctx.exit(1)
 
 
+def range_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--since, --until and --hours: a past range of the judge-requests topic (``_bounds``)."""
+    f = click.option(
+        "--hours", default=24.0, show_default=True, help="without --since: this many hours back"
+    )(f)
+    f = click.option("--until", help="the range's end (ISO-8601); default: now")(f)
+    return click.option(
+        "--since", help="the range's start (ISO-8601, UTC unless it says); default: --hours back"
+    )(f)
+
+
+def _bounds(since: str | None, until: str | None, hours: float) -> tuple[float, float]:
+    end = _when(until, time.time())
+    return _when(since, end - hours * 3600), end
+
+
 def _when(text: str | None, default: float) -> float:
     """An ISO-8601 time (a date, or a date and time; UTC unless it says) as unix seconds."""
     from datetime import UTC, datetime
@@ -132,13 +149,7 @@ def _when(text: str | None, default: float) -> float:
 
 @judge.command("shadow")
 @click.argument("model")
-@click.option(
-    "--since", help="the range's start (ISO-8601, UTC unless it says); default: --hours back"
-)
-@click.option("--until", help="the range's end (ISO-8601); default: now")
-@click.option(
-    "--hours", default=24.0, show_default=True, help="without --since: this many hours back"
-)
+@range_options
 @click.option("--base-url", help="the candidate's endpoint (default: the live judge's)")
 @click.option(
     "--requests-per-minute", type=int, help="the candidate's rate limit (default: the live judge's)"
@@ -174,12 +185,11 @@ def judge_shadow(
     if not 0 < share <= 1:
         raise click.BadParameter("--share must be in (0, 1]")
     settings = settings_for(ctx)
-    end = _when(until, time.time())
-    start = _when(since, end - hours * 3600)
+    start, end = _bounds(since, until, hours)
     cand = candidate_settings(settings, model, base_url, requests_per_minute)
     try:
         rng = range_of(cand, start, end)
-    except (ValueError, Exception) as exc:  # an empty range, no topic, no broker
+    except Exception as exc:  # an empty range, no topic, no broker
         raise click.ClickException(f"the range could not be read: {exc}") from None
     # one event loop for every phase: the judge's HTTP client is bound to the loop it ran on
     with store_for(settings) as store, asyncio.Runner() as loop:
@@ -252,9 +262,7 @@ def canary() -> None:
 @canary.command("build")
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
 @click.option("--size", default=50, show_default=True, help="requests in the set")
-@click.option("--since", help="the range's start (ISO-8601, UTC unless it says)")
-@click.option("--until", help="the range's end (ISO-8601); default: now")
-@click.option("--hours", default=24.0, show_default=True, help="without --since: hours back")
+@range_options
 @click.pass_context
 def canary_build(
     ctx: click.Context, path: str, size: int, since: str | None, until: str | None, hours: float
@@ -267,11 +275,10 @@ def canary_build(
     from stream_eval.judge.shadow import range_of
 
     settings = settings_for(ctx)
-    end = _when(until, time.time())
-    start = _when(since, end - hours * 3600)
+    start, end = _bounds(since, until, hours)
     try:
         n, version = build(settings, range_of(settings, start, end), size, Path(path))
-    except (ValueError, Exception) as exc:  # an empty range, no topic, no broker
+    except Exception as exc:  # an empty range, no topic, no broker
         raise click.ClickException(f"the canary set could not be built: {exc}") from None
     if n == 0:
         raise click.ClickException("no judge requests in the range: nothing to build from")

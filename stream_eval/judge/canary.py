@@ -24,6 +24,7 @@ The alert rule ``stream-eval-judge-canary-drift`` fires on the newest run's deci
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import statistics
 import time
@@ -39,13 +40,19 @@ from stream_eval.judge.client import JudgeClient
 from stream_eval.judge.compare import mcnemar_exact
 from stream_eval.judge.request import JudgeRequest, decode_judge_request
 from stream_eval.judge.shadow import Range, read
-from stream_eval.rubrics import UNIT_RUBRICS, Rubric, rubrics_for_request
+from stream_eval.judge.stage import judged_on
+from stream_eval.rubrics import Rubric
 from stream_eval.sink.base import Store
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.rows import ndjson
 
 ITEMS = "judge_canary"
 RUNS = "judge_canary_runs"
+
+
+def _key(req: JudgeRequest) -> str:
+    """An item of the set (the history's SQL builds the same from its columns)."""
+    return f"{req.unit}/{req.trace_id}/{req.span_id}"
 
 
 def set_version(data: bytes) -> str:
@@ -62,8 +69,7 @@ def build(settings: Settings, rng: Range, size: int, path: Path) -> tuple[int, s
                 req = decode_judge_request(m.value)
             except ValueError:
                 continue
-            key = f"{req.unit}/{req.trace_id}/{req.span_id}"
-            picked.append((hashlib.sha256(key.encode()).hexdigest(), m.value))
+            picked.append((hashlib.sha256(_key(req).encode()).hexdigest(), m.value))
     chosen = dict(sorted(picked)[:size])  # one per key
     data = b"".join(orjson.dumps(orjson.loads(v)) + b"\n" for v in chosen.values())
     path.write_bytes(data)
@@ -120,11 +126,7 @@ def _items(settings: Settings, data: bytes) -> list[tuple[JudgeRequest, Rubric]]
         if not line.strip():
             continue
         req = decode_judge_request(line)
-        if req.unit == "call":
-            rubrics = rubrics_for_request(settings.rubrics_for(req.route), req)
-        else:
-            rubrics = list(UNIT_RUBRICS[req.unit].values())
-        out += [(req, r) for r in rubrics]
+        out += [(req, r) for r in judged_on(settings, req)]
     return out
 
 
@@ -171,8 +173,6 @@ async def run_canary(
             f"a canary run of {len(items)} items may cost ${est:.4f}, over its budget "
             f"${budget_usd:.4f} (--budget-usd): nothing was called"
         )
-    import asyncio
-
     model = settings.judge.model
     outcomes = await asyncio.gather(*(client.call(p) for p in prepared))
     at = time.time()
@@ -184,8 +184,7 @@ async def run_canary(
             run.failed += 1
             continue
         run.scored += 1
-        key = f"{req.unit}/{req.trace_id}/{req.span_id}"
-        scores.setdefault(rubric, {})[key] = o.verdict.score
+        scores.setdefault(rubric, {})[_key(req)] = o.verdict.score
         rows.append({
             "run_id": run.run_id, "run_at": at, "set_version": version, "unit": req.unit,
             "trace_id": req.trace_id, "span_id": req.span_id, "route": req.route,

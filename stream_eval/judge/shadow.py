@@ -39,6 +39,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from stream_eval.config import Settings
 from stream_eval.judge.budget import DailyBudget
 from stream_eval.judge.client import JudgeClient
+from stream_eval.judge.counters import JudgeCounters
 from stream_eval.judge.stage import JudgeStage
 from stream_eval.records import RawMessage
 from stream_eval.runtime.kafka_config import confluent_config
@@ -151,9 +152,7 @@ def read(
                 quiet_since = time.monotonic()
                 yield out
                 if commit:
-                    last = {r.partition: r.offset + 1 for r in out}  # in offset order
-                    offsets = [TopicPartition(rng.topic, p, o) for p, o in last.items()]
-                    c.commit(offsets=offsets, asynchronous=False)
+                    _commit(c, rng.topic, out)
             elif todo and time.monotonic() - quiet_since > stall_seconds:
                 raise TimeoutError(
                     f"nothing read for {stall_seconds:.0f} s from {rng.topic} partitions "
@@ -181,11 +180,15 @@ def tail(
             out = [_raw(rng.topic, m) for m in c.consume(batch, timeout=0.5)]
             if out:
                 yield out
-                last = {r.partition: r.offset + 1 for r in out}
-                offsets = [TopicPartition(rng.topic, p, o) for p, o in last.items()]
-                c.commit(offsets=offsets, asynchronous=False)
+                _commit(c, rng.topic, out)
     finally:
         c.close()
+
+
+def _commit(c: Consumer, topic: str, batch: list[RawMessage]) -> None:
+    """The offsets after ``batch`` (read in offset order), committed in the shadow's group."""
+    last = {r.partition: r.offset + 1 for r in batch}
+    c.commit(offsets=[TopicPartition(topic, p, o) for p, o in last.items()], asynchronous=False)
 
 
 def _raw(topic: str, m: Any) -> RawMessage:
@@ -303,10 +306,9 @@ class ShadowJudge:
                 out.stopped_at = _first_offsets(batch)
                 break
             result = await self.stage.handle(batch)
-            out.scored, out.failed = counters.scored, counters.failed
-            out.calls, out.cost_usd = counters.calls, counters.cost_usd
-            skipped = [r for r in result.rows if r["status"] == "skipped"]
-            if skipped:  # the budget ran out inside this batch: its skipped rows stay
+            _tally(out, counters)
+            if any(r["status"] == "skipped" for r in result.rows):
+                # the budget ran out inside this batch: its skipped rows stay
                 out.budget_reached = True
                 out.stopped_at = _first_offsets(batch)
             if progress is not None:
@@ -324,18 +326,25 @@ class ShadowJudge:
         the live judge records them)."""
         out = Outcome(Estimate())
         counters = self.stage.counters
-        base = (counters.scored, counters.failed, counters.calls, counters.cost_usd)
+        base = Outcome(out.estimate)
+        _tally(base, counters)  # what the range run counted before
         step = self.settings.judge.batch_max_messages
         for batch in tail(self.settings, rng, self.settings.judge.model, step, stop):
             kept = [m for m in batch if in_share(m, share)]
             out.estimate.messages += len(kept)
             if kept:
                 await self.stage.handle(kept)
-            out.scored, out.failed = counters.scored - base[0], counters.failed - base[1]
-            out.calls, out.cost_usd = counters.calls - base[2], counters.cost_usd - base[3]
+            _tally(out, counters, base)
             if kept and progress is not None:
                 progress(out)
         return out
+
+
+def _tally(out: Outcome, counters: JudgeCounters, since: Outcome | None = None) -> None:
+    """``out``'s counts: the stage's, less those already counted in ``since``."""
+    b = since or Outcome(out.estimate)
+    out.scored, out.failed = counters.scored - b.scored, counters.failed - b.failed
+    out.calls, out.cost_usd = counters.calls - b.calls, counters.cost_usd - b.cost_usd
 
 
 def _first_offsets(batch: list[RawMessage]) -> dict[int, int]:

@@ -40,6 +40,14 @@ DECODE = "decode"
 Send = Callable[[bytes, list[tuple[str, bytes]]], Awaitable[Any]]
 
 
+def judged_on(settings: Settings, req: JudgeRequest) -> list[Rubric]:
+    """The rubrics a request is judged on: a call's, those its route configures that apply
+    to it; a whole session's or agent run's, its unit's own."""
+    if req.unit == "call":
+        return rubrics_for_request(settings.rubrics_for(req.route), req)
+    return list(UNIT_RUBRICS[req.unit].values())
+
+
 @dataclass(slots=True)
 class _Item:
     message: RawMessage
@@ -127,11 +135,7 @@ class JudgeStage:
                 self._dead(out.result, m, DECODE, str(exc), m.value, now)
                 out.invalid += 1
                 continue
-            if req.unit == "call":
-                names = self.settings.rubrics_for(req.route)
-                out.items.extend(_Item(m, req, r) for r in rubrics_for_request(names, req))
-            else:  # a whole session or agent run: its unit's rubrics
-                out.items.extend(_Item(m, req, r) for r in UNIT_RUBRICS[req.unit].values())
+            out.items.extend(_Item(m, req, r) for r in judged_on(self.settings, req))
         return out
 
     async def finish(self, parts: list[Requests]) -> Settle:

@@ -75,6 +75,12 @@ def _item_url(trace_id: str, span_id: str) -> str:
     return f"/item/{quote(trace_id, safe='')}/{quote(span_id or '-', safe='')}"
 
 
+def _item_key(request: Request) -> tuple[str, str]:
+    """The (trace id, span id) an item URL names (``_item_url``'s inverse)."""
+    span_id = request.path_params["span_id"]
+    return request.path_params["trace_id"], "" if span_id == "-" else span_id
+
+
 def _load(store: Store, trace_id: str, span_id: str) -> dict[str, Any] | None:
     db, t, s = store.database, sql_str(trace_id), sql_str(span_id)
     rows = store.query(
@@ -226,8 +232,7 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         who = await guarded(request)
         if isinstance(who, Response):
             return who
-        trace_id = request.path_params["trace_id"]
-        span_id = "" if request.path_params["span_id"] == "-" else request.path_params["span_id"]
+        trace_id, span_id = _item_key(request)
         kept = [k for k in request.session.get("skipped", []) if k != [trace_id, span_id]]
         request.session["skipped"] = [*kept, [trace_id, span_id]][-MAX_SKIPPED:]
         await run_in_threadpool(release, store, trace_id, span_id, who.name)
@@ -238,8 +243,7 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         who = await guarded(request)
         if isinstance(who, Response):
             return who
-        trace_id = request.path_params["trace_id"]
-        span_id = "" if request.path_params["span_id"] == "-" else request.path_params["span_id"]
+        trace_id, span_id = _item_key(request)
         if request.method == "POST":
             return await _submit(request, who, trace_id, span_id)
         mine = await run_in_threadpool(my_labels, store, trace_id, span_id, who.name)
