@@ -1,16 +1,23 @@
 """Every SLI, and every counter behind one, defined once.
 
-A **counter** is a column of ``sli_minute`` (the exact per-minute view) and of
-``sli_windows`` (the closed windows): an aggregate over the rows of one source table
-(the traces, their check results, the feedback joined to them, the judge results). An
-**SLI** is a ratio of sums of counters, so it re-aggregates exactly over any window or
-slice.
+A **counter** is an aggregate over the rows of one source table (the traces, their check
+results, the feedback joined to them, the judge results, the sessions and their turns),
+and a column of its **grain**'s exact per-minute view and closed-window table:
+
+- the slice grain, ``sli_minute`` and ``sli_windows``, one row per minute (window) x
+  route x model_version x prompt_version: every counter but the judge's;
+- the judge grain, ``judge_sli_minute`` and ``judge_sli_windows``, the same keys and the
+  judge's own, judge_model x judge_model_version x rubric_versions: the judge's counters.
+  A change of judge (its model, the version its provider served, the version of a rubric
+  the route is judged on) starts new rows, so no judge SLI ever mixes two judges.
+
+An **SLI** is a ratio of sums of counters of one grain, so it re-aggregates exactly over
+any window or slice (and, for a judge SLI, within one judge).
 
 Generated from these definitions, and written nowhere else:
 
-- the counter columns of the ``sli_minute`` view and the ``sli_windows`` table, and the
-  migrations that add a new counter to a store created before it (``schema_placeholders``,
-  for ``sink/*.sql``);
+- the counter columns of the views and the window tables, and the migrations that add a
+  new counter to a store created before it (``schema_placeholders``, for ``sink/*.sql``);
 - the window closer's aggregates (``stream_eval.windows.sql``);
 - the Grafana panels, stat panels, slices table and alert rules (``stream_eval.grafana``);
 - the CLI's SLI table (``stream_eval.slis``).
@@ -43,6 +50,30 @@ from stream_eval.rubrics import UNIT_RUBRICS
 from stream_eval.unit_ids import Unit
 
 Source = Literal["traces", "checks", "feedback", "judge", "sessions", "turns"]
+
+SLICE_KEYS: tuple[str, ...] = ("route", "model_version", "prompt_version")
+# What a judge is, for its SLIs: the configured model, the version the provider served
+# (empty on a failed call) and the versions of the rubrics the unit's route is judged on
+# (``judge.stage.rubric_versions``).
+JUDGE_KEYS: tuple[str, ...] = ("judge_model", "judge_model_version", "rubric_versions")
+
+
+@dataclass(frozen=True, slots=True)
+class Grain:
+    """Where counters live: their per-minute view and closed-window table, with the keys
+    of their rows, and the sources they count."""
+
+    minute: str
+    windows: str
+    keys: tuple[str, ...]
+    sources: tuple[Source, ...]
+
+
+SLICE_GRAIN = Grain(
+    "sli_minute", "sli_windows", SLICE_KEYS, ("traces", "checks", "feedback", "sessions", "turns")
+)
+JUDGE_GRAIN = Grain("judge_sli_minute", "judge_sli_windows", SLICE_KEYS + JUDGE_KEYS, ("judge",))
+GRAINS: tuple[Grain, ...] = (SLICE_GRAIN, JUDGE_GRAIN)
 Section = Literal["checks", "feedback", "judge", "sessions"]
 # The dashboard rows of the sections, in their order.
 SECTIONS: dict[Section, str] = {
@@ -63,6 +94,10 @@ class Counter:
     cond: str = ""  # empty: every row of the source
     summed: str = ""  # empty: count the rows
     type: str = "UInt64"
+
+    @property
+    def grain(self) -> Grain:
+        return JUDGE_GRAIN if self.source in JUDGE_GRAIN.sources else SLICE_GRAIN
 
     def sql(self, on_time: str = "") -> str:
         """The aggregate, over the source's rows; ``on_time``: a further condition (the
@@ -143,7 +178,15 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("turns_failed_last", "turns", "failed = 1 AND last"),
     Counter("turns_escalated", "turns", "escalated = 1"),
 )
-COUNTER_NAMES: tuple[str, ...] = tuple(c.name for c in COUNTERS)
+
+
+def names_of(grain: Grain) -> tuple[str, ...]:
+    """The counter columns of a grain's view and window table."""
+    return tuple(c.name for c in COUNTERS if c.grain == grain)
+
+
+COUNTER_NAMES = names_of(SLICE_GRAIN)  # of sli_minute and sli_windows
+JUDGE_COUNTER_NAMES = names_of(JUDGE_GRAIN)  # of judge_sli_minute and judge_sli_windows
 
 
 def late_name(counter: str) -> str:
@@ -152,9 +195,10 @@ def late_name(counter: str) -> str:
     return f"late_{counter}"
 
 
-# Every counter's late counterpart: for each closed window and slice, counter + its late
-# counterpart = sli_minute summed over the window.
-LATE_COUNTER_NAMES: tuple[str, ...] = tuple(late_name(c.name) for c in COUNTERS)
+# Every counter's late counterpart: for each closed window and row, counter + its late
+# counterpart = its grain's minute view summed over the window.
+LATE_COUNTER_NAMES: tuple[str, ...] = tuple(late_name(n) for n in COUNTER_NAMES)
+JUDGE_LATE_COUNTER_NAMES: tuple[str, ...] = tuple(late_name(n) for n in JUDGE_COUNTER_NAMES)
 
 
 def counters_of(source: Source) -> tuple[Counter, ...]:
@@ -179,12 +223,28 @@ ALIASES: dict[Source, str] = {
 
 
 def select_sql(indent: str = "    ", late: bool = False) -> str:
-    """``<alias>.<name> AS <name>`` for every counter: the outer SELECT over the subqueries
-    (``late``: their late counterparts too)."""
-    names = [(c.source, c.name) for c in COUNTERS]
+    """``<alias>.<name> AS <name>`` for every counter of the slice grain: the outer SELECT
+    over the subqueries (``late``: their late counterparts too)."""
+    names = [(c.source, c.name) for c in COUNTERS if c.grain == SLICE_GRAIN]
     if late:
-        names += [(c.source, late_name(c.name)) for c in COUNTERS]
+        names += [(src, late_name(n)) for src, n in list(names)]
     return f",\n{indent}".join(f"{ALIASES[src]}.{n} AS {n}" for src, n in names)
+
+
+def _ddl(grain: Grain, late: bool = False) -> str:
+    return ",\n    ".join(
+        f"{late_name(c.name) if late else c.name} {c.type}" for c in COUNTERS if c.grain == grain
+    )
+
+
+def _migrations(grain: Grain) -> str:
+    """A store created before a counter existed gets it (inserts name their columns)."""
+    return f"ALTER TABLE {{db}}.{grain.windows} " + ", ".join(
+        f"ADD COLUMN IF NOT EXISTS {n} {c.type}"
+        for c in COUNTERS
+        if c.grain == grain
+        for n in (c.name, late_name(c.name))
+    )
 
 
 def schema_placeholders() -> dict[str, str]:
@@ -197,15 +257,12 @@ def schema_placeholders() -> dict[str, str]:
         "{sli_session_counters}": aggregates_sql("sessions"),
         "{sli_turn_counters}": aggregates_sql("turns"),
         "{sli_counter_select}": select_sql(),
-        "{sli_counter_ddl}": ",\n    ".join(f"{c.name} {c.type}" for c in COUNTERS),
-        "{sli_late_counter_ddl}": ",\n    ".join(f"{late_name(c.name)} {c.type}" for c in COUNTERS),
-        # a store created before a counter existed gets it (inserts name their columns)
-        "{sli_counter_migrations}": "ALTER TABLE {db}.sli_windows "
-        + ", ".join(
-            f"ADD COLUMN IF NOT EXISTS {n} {c.type}"
-            for c in COUNTERS
-            for n in (c.name, late_name(c.name))
-        ),
+        "{sli_counter_ddl}": _ddl(SLICE_GRAIN),
+        "{sli_late_counter_ddl}": _ddl(SLICE_GRAIN, late=True),
+        "{sli_counter_migrations}": _migrations(SLICE_GRAIN),
+        "{judge_counter_ddl}": _ddl(JUDGE_GRAIN),
+        "{judge_late_counter_ddl}": _ddl(JUDGE_GRAIN, late=True),
+        "{judge_counter_migrations}": _migrations(JUDGE_GRAIN),
     }
 
 
@@ -245,6 +302,11 @@ class Sli:
     summary: bool = False  # in the overview (stat panel, slices table) and the CLI table
     alert: Alert | None = None
     estimate: EstimateSql | None = None  # a judge SLI: an estimate with an interval
+
+    @property
+    def grain(self) -> Grain:
+        """A judge SLI is read per judge (``JUDGE_GRAIN``), every other per slice."""
+        return JUDGE_GRAIN if self.section == "judge" else SLICE_GRAIN
 
     @property
     def value(self) -> str:

@@ -67,6 +67,9 @@ def main(path: str, variant: str) -> dict[str, Any]:
         window_cols = {r["name"] for r in store.query(f"DESCRIBE TABLE {db}.sli_windows")}
         out: dict[str, Any] = {"minute_columns": sorted(minute_cols)}
         out["window_columns"] = sorted(window_cols)
+        for name in ("judge_sli_minute", "judge_sli_windows"):
+            described = store.query(f"DESCRIBE TABLE {db}.{name}")
+            out[f"{name}_columns"] = sorted(r["name"] for r in described)
         if variant == "toxicity":
             out["minute"] = store.query(
                 f"SELECT sum(toxicity_fail) AS fail, sum(toxicity_n) AS n, sum(traces) AS t "

@@ -134,7 +134,7 @@ def test_slis_print_whole_in_every_format(by_slice: bool) -> None:
         store.close()
     assert rows
     keys = ["route", "model_version", "prompt_version"] if by_slice else ["route"]
-    headers = keys + [name for name, _, _ in COLUMNS]
+    headers = keys + [name for name, _, _ in COLUMNS] + ["judge"]  # the current judge
     args = ["slis", "--by-slice"] if by_slice else ["slis"]
 
     table = invoke(*args).output
@@ -281,10 +281,16 @@ def test_agreement_prints_undefined_kappa_whole_in_every_format() -> None:
     assert row["kappa"] == "undefined (no variation in labels)"
     assert row["TNR"] == "undefined (no labels where people failed)"
     assert re.fullmatch(r"-?\d\.\d\d \[-?\d\.\d\d, -?\d\.\d\d\]", row["weighted kappa"])
-    assert corrected == [["route", "judge pass rate", "corrected pass rate", "calibration labels"]]
+    assert corrected[0] == [
+        "route", "judge pass rate", "corrected pass rate", "calibration labels", "judge"
+    ]  # fmt: skip
+    (rate,) = corrected[1:]  # the route's current judge, none of its labels a calibration one
+    assert rate[0] == "support-rag" and rate[3:] == ["0", JUDGE]
+    assert rate[2] == "undefined (needs at least two calibration labels)"
 
     doc = orjson.loads(invoke("review", "agreement", "--format", "json").stdout)
-    assert list(doc) == ["agreement", "corrected"] and doc["corrected"] == []
+    assert list(doc) == ["agreement", "corrected"]
+    assert [(c["route"], c["judge"]) for c in doc["corrected"]] == [("support-rag", JUDGE)]
     (obj,) = doc["agreement"]
     assert list(obj) == headers and obj["labels"] == 4
     undefined = {"value": None, "lower": None, "upper": None}

@@ -107,7 +107,7 @@ def _judge_rows(batch: Batch) -> bytes:
 def test_the_sql_of_dashboards_and_alerts_equals_the_estimator(
     store: Store, settings: Settings
 ) -> None:
-    """The same traffic through the sink: sli_minute's weighted sums, re-aggregated by the
+    """The same traffic through the sink: judge_sli_minute's weighted sums, re-aggregated by the
     SQL the dashboards and alert rules use, give the Python estimate exactly."""
     batch = _traffic(settings, seed=3)
     write_batch(store, batch, settings)
@@ -117,7 +117,7 @@ def test_the_sql_of_dashboards_and_alerts_equals_the_estimator(
         f"SELECT {JUDGE_PASS.value} AS v, {JUDGE_PASS.lower} AS lo, {JUDGE_PASS.upper} AS hi, "
         f"{JUDGE_PASS.n_eff} AS n_eff, {JUDGE_SCORE.value} AS m, {JUDGE_SCORE.lower} AS mlo, "
         f"{JUDGE_SCORE.upper} AS mhi, sum(judge_passed) / sum(judge_scored) AS plain "
-        f"FROM stream_eval.sli_minute WHERE route = '{ROUTE}'"
+        f"FROM stream_eval.judge_sli_minute WHERE route = '{ROUTE}'"
     )
     judged = [p for p in _route(batch) if p.sample_reason]
     rate = weighted(((_verdict(p), p.sample_prob) for p in judged), rate=True)
@@ -136,7 +136,7 @@ def test_the_sql_of_dashboards_and_alerts_equals_the_estimator(
     sums = store.query(
         "SELECT sum(judge_w) AS sw, sum(judge_w2) AS sw2, sum(judge_w_passed) AS swy, "
         "sum(judge_w2_passed) AS sw2y, count() AS minutes "
-        f"FROM stream_eval.sli_minute WHERE route = '{ROUTE}'"
+        f"FROM stream_eval.judge_sli_minute WHERE route = '{ROUTE}'"
     )[0]
     again = from_sums(sums["sw"], sums["sw2"], sums["swy"], 0, rate=True)
     assert again.value == pytest.approx(rate.value) and sums["minutes"] >= 1
@@ -188,7 +188,7 @@ def test_the_cli_prints_the_estimate_and_its_correction(tmp_path: Path, settings
         ])  # fmt: skip
         (row,) = store.query(
             f"SELECT {JUDGE_PASS.value} AS v, {JUDGE_PASS.lower} AS lo, {JUDGE_PASS.upper} AS hi "
-            f"FROM stream_eval.sli_minute WHERE route = '{ROUTE}'"
+            f"FROM stream_eval.judge_sli_minute WHERE route = '{ROUTE}'"
         )
     finally:
         store.close()

@@ -38,6 +38,7 @@ from stream_eval.rubrics import UNIT_RUBRICS
 from stream_eval.sessions.close import SessionCloser
 from stream_eval.sink.store import Store, open_store
 from stream_eval.sink.writer import SinkWriter
+from stream_eval.sli_registry import JUDGE_GRAIN, SLIS
 from stream_eval.synthetic.traces import MODEL_VERSIONS, TraceFactory
 from stream_eval.testing.ingest import write_batch
 from stream_eval.trace import trace_dimensions
@@ -94,6 +95,8 @@ _ALERT_LABELS = {
     "judge_agreement": ("judge_model", "rubric", "rubric_version"),
     "online_offline_divergence": ("route", "metric"),
     "judge_canary": ("judge_model", "rubric", "set_version"),
+    # a judge SLI's instances: per slice and judge
+    **{k: JUDGE_GRAIN.keys for k, s in SLIS.items() if s.alert and s.grain == JUDGE_GRAIN},
 }
 
 
@@ -147,6 +150,7 @@ def _judge_rows(p: ProcessedTrace, rng: random.Random) -> list[dict[str, Any]]:
                 **trace_dimensions(t),
                 "rubric": rubric,
                 "rubric_version": "1+abcdef12",
+                "rubric_versions": ",".join(f"{r}@1+abcdef12" for r in rubrics),
                 "judge_model": "gpt-4o-mini-2024-07-18",
                 "judge_model_version": "gpt-4o-mini-2024-07-18" if scored else "",
                 "status": status,
@@ -587,7 +591,7 @@ def test_variables_filter_the_panels(store: Store, dashboards: dict[str, dict[st
             sql = macros.expand(
                 t["rawSql"], time_from=T0, time_to=END, interval_s=300, variables=chosen
             )
-            slices = {r["slice"] for r in _run(store, sql)}
+            slices = {r["slice"].split(" · ")[0] for r in _run(store, sql)}  # and its judge
             assert all(s.startswith("chat / ") for s in slices), p["title"]
             assert {s.rsplit(" / ", 1)[1] for s in slices} <= {"v3", "v4"}
             checked += bool(slices)  # grounding and JSON do not apply to chat

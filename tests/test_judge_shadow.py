@@ -63,7 +63,8 @@ def _live_state(settings: Settings) -> dict[str, Any]:
         return {
             "sli_minute": store.query(
                 f"SELECT route, sum(judge_scored) AS n, sum(judge_passed) AS p, "
-                f"sum(judge_score_sum) AS s FROM {db}.sli_minute GROUP BY route ORDER BY route"
+                f"sum(judge_score_sum) AS s FROM {db}.judge_sli_minute "
+                "GROUP BY route ORDER BY route"
             ),
             "judge_results": store.query(
                 f"SELECT judge_model, count() AS n FROM {db}.judge_results FINAL "

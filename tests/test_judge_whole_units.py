@@ -212,7 +212,7 @@ def test_unit_scores_count_in_their_own_pass_rates_not_in_the_call_slis(
         f"SELECT sum(judge_w) AS w, sum(judge_scored) AS scored, "
         f"{SESSION_JUDGE_PASS.value} AS session_pass, {SESSION_JUDGE_PASS.n_eff} AS session_n, "
         f"{RUN_JUDGE_PASS.value} AS run_pass, sum(judge_cost_usd) AS cost "
-        f"FROM {db}.sli_minute"
+        f"FROM {db}.judge_sli_minute"
     )
     helpful = h.rows("unit = 'call'")
     assert row["scored"] == len(nonempty(helpful)) == 4  # calls only

@@ -53,6 +53,7 @@ TABLES = (
     "feedback",
     "window_closes",
     "sli_windows",
+    "judge_sli_windows",
     "assembled_traces",
     "review_queue",
     "review_reservations",
@@ -65,11 +66,15 @@ FINAL_VIEWS = (
     "traces", "agent_runs", "sessions", "check_results", "dead_letters", "ingest_messages",
     "judge_results",
 )  # fmt: skip
-SLI_VIEWS = ("feedback_v", "sli_minute", "judge_agreement_daily", "online_offline_divergence")
-# sink/migrations.sql: ADD COLUMNs (sli_windows counters in one), the check_results view and
+SLI_VIEWS = (
+    "feedback_v", "sli_minute", "judge_sli_minute", "judge_agreement_daily",
+    "online_offline_divergence",
+)  # fmt: skip
+WINDOW_TABLES = ("sli_windows", "judge_sli_windows")
+# sink/migrations.sql: ADD COLUMNs (each window table's counters in one), the check_results view and
 # its _v view, the session_turns view, the traces' merge setting; judge_results' ADD COLUMNs
 # once more for its twin, shadow_judge_results
-MIGRATIONS = 34 + 5
+MIGRATIONS = 35 + 6
 INGEST_TABLES = (
     "traces",
     "agent_runs",
@@ -130,7 +135,7 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
     }
     assert names == {
         **dict.fromkeys(TABLES, "ReplacingMergeTree"),
-        **{f"{t}_v": "View" for t in (*FINAL_VIEWS, "sli_windows")},
+        **{f"{t}_v": "View" for t in (*FINAL_VIEWS, *WINDOW_TABLES)},
         **dict.fromkeys(SLI_VIEWS, "View"),
         "check_results": "View",
         "session_turns": "View",
@@ -141,7 +146,7 @@ def test_schema_creates_tables_and_views(store: Store) -> None:
     }
     for t in nonempty(TABLES):
         assert count(store, t) == (1 if t == "schema_applied" else 0), t
-    for v in (*FINAL_VIEWS, "sli_windows"):
+    for v in (*FINAL_VIEWS, *WINDOW_TABLES):
         assert count(store, f"{v}_v", final=False) == 0
 
 
@@ -149,10 +154,10 @@ def test_schema_statements_use_the_database_name() -> None:
     stmts = schema_statements("other_db")
     assert stmts[0] == "CREATE DATABASE IF NOT EXISTS other_db"
     # the database, the tables (and the two audits, the canary's two), a FINAL view per base
-    # table and sli_windows
+    # table and window table
     # (check_results_v is a migration), the columns added since earlier versions, the SLI views
     tables = len(TABLES) + 4
-    assert len(stmts) == 1 + tables + len(FINAL_VIEWS) + MIGRATIONS + len(SLI_VIEWS)
+    assert len(stmts) == 1 + tables + len(FINAL_VIEWS) + 1 + MIGRATIONS + len(SLI_VIEWS)
     assert all("{db}" not in s and "stream_eval." not in s for s in stmts)
     assert all("{sli_" not in s for s in stmts)  # every placeholder generated
     assert not any(s.lstrip().startswith("--") for s in stmts)

@@ -17,7 +17,17 @@ from helpers import nonempty
 from stream_eval.config import AlertSettings, Settings
 from stream_eval.grafana.alerts import build_alerting
 from stream_eval.grafana.dashboards import sli_panel_ids
-from stream_eval.sli_registry import COUNTER_NAMES, COUNTERS, LATE_COUNTER_NAMES, SLIS, Counter
+from stream_eval.sli_registry import (
+    COUNTER_NAMES,
+    COUNTERS,
+    JUDGE_COUNTER_NAMES,
+    JUDGE_KEYS,
+    JUDGE_LATE_COUNTER_NAMES,
+    LATE_COUNTER_NAMES,
+    SLIS,
+    Counter,
+    names_of,
+)
 from stream_eval.slis import COLUMNS
 
 SCRIPT = Path(__file__).with_name("sli_new_check.py")
@@ -49,9 +59,14 @@ def test_the_view_and_the_window_table_have_exactly_the_registry_counters(
 ) -> None:
     plain, _ = runs
     assert sorted(plain["minute_columns"]) == sorted([*SLICE, *LATENCY, *COUNTER_NAMES])
-    window_extra = {"window_kind", "window_end", "latency_hist", "closed_at", "refreshed_at"}
-    window_extra |= {*LATE_COUNTER_NAMES, "late_feedback", "late_judge"}
+    closing = {"window_kind", "window_end", "closed_at", "refreshed_at"}
+    window_extra = closing | {"latency_hist", *LATE_COUNTER_NAMES, "late_feedback"}
     assert set(plain["window_columns"]) == {*SLICE, *LATENCY, *COUNTER_NAMES} | window_extra
+    # the judge's, per slice and judge
+    judged = {*SLICE, *JUDGE_KEYS, *JUDGE_COUNTER_NAMES}
+    assert set(plain["judge_sli_minute_columns"]) == judged
+    assert set(plain["judge_sli_windows_columns"]) == judged | closing | {*JUDGE_LATE_COUNTER_NAMES}
+    assert not set(COUNTER_NAMES) & set(JUDGE_COUNTER_NAMES)
 
 
 def test_a_new_check_is_counted_windowed_and_drawn_with_no_other_edit(
@@ -77,12 +92,11 @@ def test_counter_sql() -> None:
     assert Counter("c", "judge", "s = 1", "x").sql("o") == "sumIf(x, o AND s = 1)"
 
 
-def test_every_sli_is_a_ratio_of_counters() -> None:
-    names = set(COUNTER_NAMES)
-    assert len(names) == len(COUNTERS)  # no counter defined twice
+def test_every_sli_is_a_ratio_of_counters_of_its_grain() -> None:
+    assert len({c.name for c in COUNTERS}) == len(COUNTERS)  # no counter defined twice
     for s in nonempty(SLIS.values()):
         used = set(re.findall(r"sum\((\w+)\)", f"{s.numerator} {s.denominator}"))
-        assert used and used <= names, s.key
+        assert used and used <= set(names_of(s.grain)), s.key
         rest = re.sub(r"sum\(\w+\)", "", f"{s.numerator} {s.denominator}")
         assert set(rest) <= set(" -+"), (s.key, rest)  # nothing but sums of counters
 

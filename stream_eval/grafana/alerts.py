@@ -38,6 +38,11 @@ CONTACT_POINT = "stream-eval on-call"
 TEMPLATE_NAME = "stream-eval"
 EXPR_UID = "__expr__"
 SLICE_LABELS = "{{ $labels.route }} / {{ $labels.model_version }} / {{ $labels.prompt_version }}"
+# A judge SLI's instance is per judge too (queries.JUDGE_KEYS are its labels).
+JUDGE_LABELS = (
+    "judge {{ $labels.judge_model }} ({{ $labels.judge_model_version }}), rubrics "
+    "{{ $labels.rubric_versions }}"
+)
 
 
 def _query(sql: str, window_s: int) -> dict[str, Any]:
@@ -144,13 +149,19 @@ def threshold_rules(settings: Settings) -> list[dict[str, Any]]:
     for spec in q.alert_specs(settings):
         word = "above" if spec.op == "gt" else "below"
         limit = f"{spec.threshold:.0%}" if spec.unit == "percent" else _fmt_threshold(spec)
+        where = f"{SLICE_LABELS}, {JUDGE_LABELS}" if spec.per_judge else SLICE_LABELS
+        enough = (
+            f"Each judge of a slice is its own instance (a change of judge is not a change "
+            f"of quality), evaluated once its sample's effective size is at least "
+            f"{a.min_judged_effective:g} in the window."
+            if spec.per_judge
+            else f"Only slices with at least {a.min_traces} traces in the window are evaluated."
+        )
         annotations = {
-            "summary": f"{spec.title} {_fmt(spec, '$values.B.Value')} on {SLICE_LABELS} "
-            f"({word} {limit})",
-            "description": f"{spec.title} of {SLICE_LABELS} over the last {a.window_minutes} "
+            "summary": f"{spec.title} {_fmt(spec, '$values.B.Value')} on {where} ({word} {limit})",
+            "description": f"{spec.title} of {where} over the last {a.window_minutes} "
             f"minutes is {_fmt(spec, '$values.B.Value')}, {word} the limit of {limit} "
-            f"(alerts.{spec.setting}). Only slices with at least {a.min_traces} "
-            f"traces in the window are evaluated.",
+            f"(alerts.{spec.setting}). {enough}",
             "__dashboardUid__": SLIS_UID,
             "__panelId__": str(panel_ids[spec.sli]),
         }

@@ -1,8 +1,11 @@
 """The SQL of every Grafana panel and alert rule, with the ClickHouse plugin's macros.
 
 Panels read the SLI view ``stream_eval.sli_minute`` (one row per minute x route x
-model_version x prompt_version, with numerators and denominators). A rate over any
-window or slice is ``sum(numerator) / nullIf(sum(denominator), 0)``. Some panels read
+model_version x prompt_version, with numerators and denominators), and the judge's SLIs
+``stream_eval.judge_sli_minute`` (the same, per judge too: a judge SLI is drawn, tabled
+and alerted on per slice and judge, so a change of judge is a new series, never a step in
+an old one). A rate over any window or slice is ``sum(numerator) / nullIf(sum(denominator),
+0)``. Some panels read
 the base tables (``FINAL``, so that replays do not count twice): latency quantiles
 (quantiles of per-minute quantiles would be wrong), sampled vs total traces, the judge
 tables, dead letters and ingest delay.
@@ -19,14 +22,32 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stream_eval.config import Settings
-from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE, EstimateSql
+from stream_eval.estimates import JUDGE_PASS, JUDGE_SCORE
+from stream_eval.judge_segments import JUDGE_LABEL, current_judge
 from stream_eval.rubrics import RUBRIC_NAMES
-from stream_eval.sli_registry import Sli, alerting_slis, summary_slis
+from stream_eval.sli_registry import (
+    JUDGE_GRAIN,
+    JUDGE_KEYS,
+    SLICE_GRAIN,
+    Sli,
+    alerting_slis,
+    summary_slis,
+)
 
 DB = "stream_eval"
 SLI = f"{DB}.sli_minute"
 VARIABLES = ("route", "model_version", "prompt_version")
 SLICE = "concat(route, ' / ', model_version, ' / ', prompt_version)"
+JUDGE_SLI = f"{DB}.{JUDGE_GRAIN.minute}"
+
+
+def _view(sli: Sli) -> str:
+    return f"{DB}.{sli.grain.minute}"
+
+
+def _series(sli: Sli) -> str:
+    """A series' name: its slice, and for a judge SLI its judge."""
+    return f"concat({SLICE}, ' · ', {JUDGE_LABEL})" if sli.grain == JUDGE_GRAIN else SLICE
 
 
 def variable_filter() -> str:
@@ -57,7 +78,8 @@ def variable_query(name: str) -> str:
 
 
 def sli_timeseries(sli: Sli) -> str:
-    """One series per slice: the SLI per ``$__timeInterval`` bucket.
+    """One series per slice (and judge, for a judge SLI): the SLI per ``$__timeInterval``
+    bucket.
 
     Buckets where the SLI does not apply (zero denominator: grounding on a route
     without retrieval, JSON on a route that does not expect JSON) are left out.
@@ -68,9 +90,9 @@ def sli_timeseries(sli: Sli) -> str:
         bounds = f",\n  {e.lower} AS {sli.key}_lower,\n  {e.upper} AS {sli.key}_upper"
     return f"""SELECT
   $__timeInterval(window_start) AS time,
-  {SLICE} AS slice,
+  {_series(sli)} AS slice,
   {sli.value} AS {sli.key}{bounds}
-FROM {SLI}
+FROM {_view(sli)}
 WHERE {_where("window_start")}
 GROUP BY time, slice
 HAVING {sli.denominator} > 0
@@ -158,7 +180,22 @@ def stat(expr: str, name: str) -> str:
     return f"SELECT {expr} AS {name}\nFROM {SLI}\nWHERE {_where('window_start')}"
 
 
-_SUMMARY_COLUMNS = ",\n  ".join(f"{s.value} AS {s.key}" for s in summary_slis())
+def sli_stat(sli: Sli) -> str:
+    """An SLI over the whole time range; a judge SLI of each slice's current judge (the
+    one with the newest minute it applies in), never a mix of two judges."""
+    if sli.grain != JUDGE_GRAIN:
+        return stat(sli.value, f"{sli.key}_value")
+    where = _where("window_start")
+    current = current_judge(sli.denominator, SLICE_GRAIN.keys, where, DB)
+    return f"""SELECT {sli.value} AS {sli.key}_value
+FROM {JUDGE_SLI}
+WHERE {where}
+  AND {current}"""
+
+
+_SUMMARY_COLUMNS = ",\n  ".join(
+    f"{s.value} AS {s.key}" for s in summary_slis() if s.grain == SLICE_GRAIN
+)
 SLICES_TABLE = f"""SELECT
   route, model_version, prompt_version,
   sum(traces) AS traces_total,
@@ -173,6 +210,8 @@ ORDER BY traces_total DESC, route, model_version, prompt_version"""
 
 JUDGE_ESTIMATES_TABLE = f"""SELECT
   route, model_version, prompt_version,
+  {JUDGE_LABEL} AS judge,
+  max(window_start) AS last_minute,
   sum(judge_scored) AS judged,
   round({JUDGE_PASS.n_eff}, 1) AS effective_n,
   {JUDGE_PASS.value} AS pass_rate,
@@ -182,11 +221,11 @@ JUDGE_ESTIMATES_TABLE = f"""SELECT
   {JUDGE_SCORE.value} AS mean_score,
   {JUDGE_SCORE.lower} AS mean_score_lower,
   {JUDGE_SCORE.upper} AS mean_score_upper
-FROM {SLI}
+FROM {JUDGE_SLI}
 WHERE {_where("window_start")}
-GROUP BY route, model_version, prompt_version
+GROUP BY route, model_version, prompt_version, {", ".join(JUDGE_KEYS)}
 HAVING judged > 0
-ORDER BY judged DESC, route, model_version, prompt_version"""
+ORDER BY route, model_version, prompt_version, last_minute DESC, judge"""
 
 
 # -- the judge dashboard ------------------------------------------------------------------
@@ -252,9 +291,12 @@ WHERE {_where("judged_at", "status = 'scored'")}
 GROUP BY score_bucket
 ORDER BY toInt32(score_bucket)"""
 
+# A rubric's series, per judge: its version and the judge model that scored it.
+RUBRIC_SERIES = "concat(rubric, ' ', rubric_version, ' · ', judge_model)"
+
 JUDGE_MEAN_BY_RUBRIC = f"""SELECT
   $__timeInterval(ts) AS time,
-  rubric,
+  {RUBRIC_SERIES} AS rubric,
   avgIf(score, status = 'scored') AS mean_score
 FROM {JUDGE}
 WHERE {_where("ts")}
@@ -263,7 +305,7 @@ ORDER BY time, rubric"""
 
 JUDGE_PASS_BY_RUBRIC = f"""SELECT
   $__timeInterval(ts) AS time,
-  rubric,
+  {RUBRIC_SERIES} AS rubric,
   countIf(status = 'scored' AND passed = 1) / nullIf(countIf(status = 'scored'), 0) AS pass_rate
 FROM {JUDGE}
 WHERE {_where("ts")}
@@ -298,21 +340,25 @@ class AlertSpec:
     window_s: int
     setting: str  # the AlertSettings field of the threshold
     unit: str = "percent"  # how annotations print the value
+    per_judge: bool = False  # an instance per slice and judge (JUDGE_KEYS its labels)
 
 
-def _slice_alert_sql(
-    value: str, denominator: str, settings: Settings, estimate: EstimateSql | None = None
-) -> str:
+def _slice_alert_sql(sli: Sli, settings: Settings) -> str:
+    """One row per slice (and judge, for a judge SLI: each judge is its own alert
+    instance, labelled with it) with enough traffic in the rule's window."""
     a = settings.alerts
-    enough = f"sum(traces) >= {a.min_traces} AND {denominator} > 0"
-    if estimate is not None:  # a judge estimate: quiet until the sample can tell
-        enough += f" AND {estimate.n_eff} >= {a.min_judged_effective:g}"
-    return f"""SELECT route, model_version, prompt_version, {value} AS value
-FROM {SLI}
+    keys = ", ".join(sli.grain.keys)
+    if sli.grain == JUDGE_GRAIN:  # an estimate: quiet until the judge's sample can tell
+        assert sli.estimate is not None
+        enough = f"{sli.denominator} > 0 AND {sli.estimate.n_eff} >= {a.min_judged_effective:g}"
+    else:
+        enough = f"sum(traces) >= {a.min_traces} AND {sli.denominator} > 0"
+    return f"""SELECT {keys}, {sli.value} AS value
+FROM {_view(sli)}
 WHERE $__timeFilter(window_start)
-GROUP BY route, model_version, prompt_version
+GROUP BY {keys}
 HAVING {enough}
-ORDER BY route, model_version, prompt_version"""
+ORDER BY {keys}"""
 
 
 def latency_alert_sql(settings: Settings) -> str:
@@ -331,12 +377,12 @@ def alert_specs(settings: Settings) -> list[AlertSpec]:
     specs = []
     for s in alerting_slis():
         assert s.alert is not None
-        sql = _slice_alert_sql(s.value, s.denominator, settings, s.estimate)
+        sql = _slice_alert_sql(s, settings)
         threshold = s.alert.threshold(a)
         specs.append(
             AlertSpec(
                 s.key, s.title, s.alert.op, threshold, s.alert.severity, sql, window,
-                s.alert.setting,
+                s.alert.setting, per_judge=s.grain == JUDGE_GRAIN,
             )
         )  # fmt: skip
     specs.append(

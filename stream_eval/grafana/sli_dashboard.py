@@ -10,7 +10,7 @@ from stream_eval.config import Settings
 from stream_eval.grafana import queries as q
 from stream_eval.grafana.layout import Layout
 from stream_eval.grafana.panels import barchart_panel, stat_panel, table_panel, timeseries_panel
-from stream_eval.sli_registry import SECTIONS, Sli, in_section, summary_slis
+from stream_eval.sli_registry import JUDGE_GRAIN, SECTIONS, Sli, in_section, summary_slis
 
 
 def sli_layout(settings: Settings) -> Layout:
@@ -30,7 +30,8 @@ def sli_layout(settings: Settings) -> Layout:
     L.row("Overview")
     L.add("stat_traces", stat_panel("Traces", q.stat("sum(traces)", "traces_value"), unit="short"))
     for s in summary_slis():
-        L.add(f"stat_{s.key}", stat_panel(s.title, q.stat(s.value, f"{s.key}_value"), unit=s.unit))
+        title = f"{s.title}, current judge" if s.grain == JUDGE_GRAIN else s.title
+        L.add(f"stat_{s.key}", stat_panel(title, q.sli_stat(s), unit=s.unit))
     L.add(
         "slices",
         table_panel(
@@ -47,9 +48,11 @@ def sli_layout(settings: Settings) -> Layout:
     L.add(
         "judge_estimates",
         table_panel(
-            "Judge estimates by slice",
+            "Judge estimates by slice and judge",
             q.JUDGE_ESTIMATES_TABLE,
-            description="Per slice over the time range: results judged, the effective "
+            description="Per slice and judge (its model, the version its provider served, "
+            "the versions of the rubrics the route is judged on) over the time range, the "
+            "newest judge of a slice first: results judged, the effective "
             "sample size of the weighted sample, the estimated pass rate and mean score "
             "with their 95% intervals, and the plain pass rate of the judged sample (biased "
             "towards the failed-check traces that are always judged) for comparison.",

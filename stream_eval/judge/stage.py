@@ -48,6 +48,18 @@ def judged_on(settings: Settings, req: JudgeRequest) -> list[Rubric]:
     return list(UNIT_RUBRICS[req.unit].values())
 
 
+def rubric_versions(settings: Settings, req: JudgeRequest) -> str:
+    """The rubric versions of a judge, for its SLIs (``sli_registry.JUDGE_KEYS``): name@version
+    of each rubric the request's route is judged on, whether or not it applies to this
+    call, so that the calls of a route share them until a rubric changes (a whole unit:
+    its unit's rubrics)."""
+    if req.unit == "call":
+        rubrics = [ALL_RUBRICS[n] for n in settings.rubrics_for(req.route)]
+    else:
+        rubrics = list(UNIT_RUBRICS[req.unit].values())
+    return ",".join(f"{r.name}@{r.version}" for r in rubrics)
+
+
 @dataclass(slots=True)
 class _Item:
     message: RawMessage
@@ -246,6 +258,7 @@ class JudgeStage:
             "unit": it.request.unit,
             "rubric": r.name,
             "rubric_version": r.version,
+            "rubric_versions": rubric_versions(self.settings, it.request),
             "judge_model": self.settings.judge.model,
             "judge_model_version": o.served_model if o else "",
             "status": status,

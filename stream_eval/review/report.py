@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from stream_eval.estimates import JUDGE_PASS, Estimate
+from stream_eval.judge_segments import JUDGE_LABEL, current_judge
 from stream_eval.review.agreement import (
     Interval,
     Pair,
@@ -23,6 +24,7 @@ from stream_eval.review.agreement import (
 )
 from stream_eval.rubrics import RUBRICS
 from stream_eval.sink.store import Store
+from stream_eval.sli_registry import JUDGE_GRAIN, SLIS
 from stream_eval.tables import Column, Shown, Table
 
 FEW_CALIBRATION = "needs at least two calibration labels"
@@ -58,6 +60,8 @@ class RouteRate:
     route: str
     judge: Interval  # the judge's pass rate as the dashboards estimate it
     corrected: Interval | Undefined  # minus its mean error on the calibration labels
+    judge_name: str = ""  # the route's current judge (judge_segments.JUDGE_LABEL)
+    calibration_labels: int = 0  # of that judge (its model, on its rubric versions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,36 +71,49 @@ class Corrected:
 
 
 def corrected_rates(store: Store, days: float) -> Corrected:
-    """Per route with judge results in the last ``days``: the judge's pass rate, and the
-    same corrected for its error measured on the calibration labels."""
-    calibration = [p for ps in labelled_pairs(store, days, "calibration").values() for p in ps]
+    """Per route with judge results in the last ``days``: its current judge's pass rate, and
+    the same corrected for that judge's error measured on its calibration labels (labels
+    compared with the same judge model on the same rubric versions)."""
+    groups = labelled_pairs(store, days, "calibration")
     e = JUDGE_PASS
+    since = f"window_start > now() - INTERVAL {int(days * 86400)} SECOND"
+    den = SLIS["judge_pass_rate"].denominator
     rows = store.query(
-        f"SELECT route, {e.value} AS v, {e.lower} AS lo, {e.upper} AS hi, {e.n_eff} AS n_eff, "
-        f"toUInt64(sum(judge_scored)) AS n FROM {store.database}.sli_minute "
-        f"WHERE window_start > now() - INTERVAL {int(days * 86400)} SECOND "
-        f"GROUP BY route HAVING sum(judge_w) > 0 ORDER BY route"
+        f"SELECT route, judge_model, rubric_versions, any({JUDGE_LABEL}) AS judge, "
+        f"{e.value} AS v, {e.lower} AS lo, {e.upper} AS hi, {e.n_eff} AS n_eff, "
+        f"toUInt64(sum(judge_scored)) AS n FROM {store.database}.{JUDGE_GRAIN.minute} "
+        f"WHERE {since} AND {current_judge(den, ('route',), since, store.database)} "
+        f"GROUP BY route, judge_model, rubric_versions HAVING {den} > 0 ORDER BY route"
     )
     routes = []
     for r in rows:
+        # results written before judges carried their rubric versions: by model alone
+        versions = set(str(r["rubric_versions"]).split(",")) - {""}
+        calibration = [
+            p
+            for (model, rubric, version), ps in groups.items()
+            if model == r["judge_model"] and (not versions or f"{rubric}@{version}" in versions)
+            for p in ps
+        ]
         est = Estimate(r["v"], r["lo"], r["hi"], r["n_eff"], int(r["n"]))
         c: Interval | Undefined = (
             corrected_pass_rate(est, calibration)
             if len(calibration) >= 2
             else Undefined(FEW_CALIBRATION)
         )
-        routes.append(RouteRate(r["route"], Interval(est.value, est.lower, est.upper), c))
-    return Corrected(len(calibration), routes)
+        interval = Interval(est.value, est.lower, est.upper)
+        routes.append(RouteRate(r["route"], interval, c, str(r["judge"]), len(calibration)))
+    return Corrected(sum(len(ps) for ps in groups.values()), routes)
 
 
 def corrected_table(c: Corrected) -> Table:
     table = Table("corrected", [
         Column("route"), Column("judge pass rate"), Column("corrected pass rate"),
-        Column("calibration labels", right=True),
-    ], title="the judge's pass rate, corrected for its measured error")  # fmt: skip
+        Column("calibration labels", right=True), Column("judge"),
+    ], title="the current judge's pass rate, corrected for its measured error")  # fmt: skip
     for x in c.routes:
         table.add(x.route, interval_cell(x.judge, PERCENT), interval_cell(x.corrected, PERCENT),
-                  c.calibration_labels)  # fmt: skip
+                  x.calibration_labels, x.judge_name)  # fmt: skip
     return table
 
 

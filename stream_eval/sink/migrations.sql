@@ -11,7 +11,6 @@ ALTER TABLE {db}.feedback ADD COLUMN IF NOT EXISTS horizon_s Float64 DEFAULT 864
 ALTER TABLE {db}.feedback ADD COLUMN IF NOT EXISTS inserted_at DateTime64(3, 'UTC') DEFAULT now64(3);
 ALTER TABLE {db}.ingest_messages ADD COLUMN IF NOT EXISTS written_at DateTime64(3, 'UTC') DEFAULT now64(3);
 ALTER TABLE {db}.sli_windows ADD COLUMN IF NOT EXISTS late_feedback UInt64 AFTER late_traces;
-ALTER TABLE {db}.sli_windows ADD COLUMN IF NOT EXISTS late_judge UInt64 AFTER late_feedback;
 ALTER TABLE {db}.sli_windows ADD COLUMN IF NOT EXISTS refreshed_at DateTime64(3, 'UTC') AFTER closed_at;
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS system_text String CODEC(ZSTD(3)) AFTER input_text;
 ALTER TABLE {db}.traces ADD COLUMN IF NOT EXISTS user_id String AFTER output_text;
@@ -33,6 +32,8 @@ ALTER TABLE {db}.assembled_traces ADD COLUMN IF NOT EXISTS traces_offset Int64 D
 ALTER TABLE {db}.agent_runs ADD COLUMN IF NOT EXISTS tool_results Array(String) CODEC(ZSTD(3)) AFTER tool_errors;
 ALTER TABLE {db}.agent_runs ADD COLUMN IF NOT EXISTS task String CODEC(ZSTD(3)) AFTER tool_results;
 ALTER TABLE {db}.judge_results ADD COLUMN IF NOT EXISTS unit LowCardinality(String) DEFAULT 'call' AFTER span_id;
+ALTER TABLE {db}.judge_results ADD COLUMN IF NOT EXISTS rubric_versions LowCardinality(String) AFTER rubric_version;
+{judge_counter_migrations};
 
 -- check_results, one row per trace and check: a view over the traces' check arrays (and
 -- the rows of traces written before those, kept in check_results_before_arrays). The

@@ -34,6 +34,7 @@ TIME_COLUMNS: dict[str, str] = {
     "golden_promotions": "promoted_at",
     "offline_results": "ran_at",
     "sli_windows": "window_start",
+    "judge_sli_windows": "window_start",
     "erasures": "erased_at",
     "review_audit": "at",
     "judge_canary": "run_at",

@@ -228,6 +228,7 @@ CREATE TABLE IF NOT EXISTS {db}.judge_results
     prompt_version      LowCardinality(String),
     rubric              LowCardinality(String),
     rubric_version      LowCardinality(String),
+    rubric_versions     LowCardinality(String),  -- name@version of each rubric the route is judged on
     judge_model         LowCardinality(String),
     judge_model_version LowCardinality(String),
     status              LowCardinality(String),
@@ -317,8 +318,9 @@ ORDER BY (window_kind, window_start);
 -- over the input partitions) passes window_end + the allowed lateness. Numerators and
 -- denominators, as in sli_minute, of what the window held when it closed; late_<counter>
 -- counts, for every counter, what reached it afterwards (refreshed by the closer), so
--- each counter plus its late_<counter> equals sli_minute over the window (late_feedback
--- and late_judge, kept for earlier readers, are late_feedback_n and late_judge_scored).
+-- each counter plus its late_<counter> equals sli_minute over the window (late_feedback,
+-- kept for earlier readers, is late_feedback_n). The judge's counters are in
+-- judge_sli_windows, per judge.
 -- Every window is closed by time, empty or not (window_closes); a slice has a row once
 -- it has a trace in the window, on time or late. Latency as a histogram (edges in
 -- stream_eval.windows.sql).
@@ -338,12 +340,38 @@ CREATE TABLE IF NOT EXISTS {db}.sli_windows
     latency_p95_ms     Nullable(Float64),
     {sli_late_counter_ddl},
     late_feedback      UInt64,
-    late_judge         UInt64,
     closed_at          DateTime64(3, 'UTC'),
     refreshed_at       DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(refreshed_at)
 ORDER BY (window_kind, route, model_version, prompt_version, window_start);
+
+-- The judge's closed SLI windows, per slice and judge (judge_model, the version its
+-- provider served, the versions of the rubrics the route is judged on), closed with the
+-- slice windows (window_closes). A result counts in its window when ClickHouse had it at
+-- the close; late_<counter> counts what came after, so each counter plus its
+-- late_<counter> equals judge_sli_minute over the window. A change of judge starts new
+-- rows: a window that spans it has a row for each judge. A row exists once a result of
+-- that judge is in the window.
+CREATE TABLE IF NOT EXISTS {db}.judge_sli_windows
+(
+    window_kind         LowCardinality(String),
+    window_start        DateTime('UTC'),
+    window_end          DateTime('UTC'),
+    route               LowCardinality(String),
+    model_version       LowCardinality(String),
+    prompt_version      LowCardinality(String),
+    judge_model         LowCardinality(String),
+    judge_model_version LowCardinality(String),
+    rubric_versions     LowCardinality(String),
+    {judge_counter_ddl},
+    {judge_late_counter_ddl},
+    closed_at           DateTime64(3, 'UTC'),
+    refreshed_at        DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(refreshed_at)
+ORDER BY (window_kind, route, model_version, prompt_version, judge_model, judge_model_version,
+          rubric_versions, window_start);
 
 CREATE OR REPLACE VIEW {db}.traces_v AS SELECT * FROM {db}.traces FINAL;
 CREATE OR REPLACE VIEW {db}.agent_runs_v AS SELECT * FROM {db}.agent_runs FINAL;
@@ -352,6 +380,7 @@ CREATE OR REPLACE VIEW {db}.dead_letters_v AS SELECT * FROM {db}.dead_letters FI
 CREATE OR REPLACE VIEW {db}.ingest_messages_v AS SELECT * FROM {db}.ingest_messages FINAL;
 CREATE OR REPLACE VIEW {db}.judge_results_v AS SELECT * FROM {db}.judge_results FINAL;
 CREATE OR REPLACE VIEW {db}.sli_windows_v AS SELECT * FROM {db}.sli_windows FINAL;
+CREATE OR REPLACE VIEW {db}.judge_sli_windows_v AS SELECT * FROM {db}.judge_sli_windows FINAL;
 
 -- OTLP trace assembly (topics.otlp_assembly): one row per trace emitted whole, so that a
 -- replay (restart, rebalance, the intake re-splitting a request after a crash) does not

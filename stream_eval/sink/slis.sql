@@ -65,13 +65,6 @@ LEFT JOIN
 ) AS f USING (window_start, route, model_version, prompt_version)
 LEFT JOIN
 (
-    SELECT toStartOfMinute(ts) AS window_start, route, model_version, prompt_version,
-           {sli_judge_counters}
-    FROM {db}.judge_results FINAL
-    GROUP BY window_start, route, model_version, prompt_version
-) AS j USING (window_start, route, model_version, prompt_version)
-LEFT JOIN
-(
     SELECT toStartOfMinute(last_turn_at) AS window_start, route, model_version, prompt_version,
            {sli_session_counters}
     FROM {db}.sessions FINAL
@@ -84,6 +77,17 @@ LEFT JOIN
     FROM {db}.session_turns
     GROUP BY window_start, route, model_version, prompt_version
 ) AS u USING (window_start, route, model_version, prompt_version);
+
+-- The judge's counters, per minute, slice and judge: judge_model, the version its
+-- provider served (empty on a failed call) and the versions of the rubrics the route is
+-- judged on. A judge SLI is read within one judge, so a change of judge is a new series.
+CREATE OR REPLACE VIEW {db}.judge_sli_minute AS
+SELECT toStartOfMinute(ts) AS window_start, route, model_version, prompt_version,
+       judge_model, judge_model_version, rubric_versions,
+       {sli_judge_counters}
+FROM {db}.judge_results FINAL
+GROUP BY window_start, route, model_version, prompt_version, judge_model, judge_model_version,
+         rubric_versions;
 
 -- Human labels against the judge, per day, judge model and rubric version: the newest
 -- label of each reviewer on each (trace, call, rubric) that the judge scored.

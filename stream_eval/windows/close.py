@@ -11,7 +11,7 @@ One closer runs per consumer group (a Faust leader timer). Each run, on the sink
 thread (so no write interleaves with it in the embedded store):
 
 1. records the newly closed windows in ``window_closes`` (their ``closed_at``);
-2. writes their rows to ``sli_windows`` (``windows.sql``);
+2. writes their rows to ``sli_windows`` and ``judge_sli_windows`` (``windows.sql``);
 3. every ``windows.refresh_seconds``, rewrites the rows of the windows closed in the
    last ``windows.refresh_hours`` with the same counters and current ``late_*``.
 
@@ -29,7 +29,7 @@ from stream_eval.config import WindowSettings
 from stream_eval.metrics import Sample
 from stream_eval.sink.literals import sql_str
 from stream_eval.sink.store import Store
-from stream_eval.windows.sql import WindowKind, close_sql, unclosed_windows_sql
+from stream_eval.windows.sql import WindowKind, close_sql, judge_close_sql, unclosed_windows_sql
 
 # At most this many windows of a kind are closed in one pass (a watermark far ahead of
 # the last closed window catches up over several passes).
@@ -150,6 +150,7 @@ class WindowCloser:
             # closed in the last refresh_hours with their current late counts.
             if closing or refresh:
                 store.command(close_sql(db, kind, w.allowed_lateness_seconds, lo, last))
+                store.command(judge_close_sql(db, kind, lo, last))
         if refresh:
             self._last_refresh = now
             report.refreshed = True

@@ -10,10 +10,9 @@ multiple of step) holds, per slice (route x model_version x prompt_version):
   (a replay computes the same watermark), so a window's counters never change and
   duplicates or replays cannot move them;
 - their check results, on the same rule;
-- the feedback about those traces (joined, see ``feedback_v``) and their judge results
-  that ClickHouse had when the window closed (``inserted_at <= closed_at``); what
-  arrived later is in their counters' ``late_<counter>`` (and, as before, the totals
-  ``late_feedback`` / ``late_judge``);
+- the feedback about those traces (joined, see ``feedback_v``) that ClickHouse had when
+  the window closed (``inserted_at <= closed_at``); what arrived later is in their
+  counters' ``late_<counter>`` (and, as before, the total ``late_feedback``);
 - the sessions whose last turn is in it, and the turns of closed sessions in it, on the
   same rule: a session closes ``sessions.gap_seconds`` after its last turn, so with the
   default gap they reach a minute's window after it closed, in its ``late_*``.
@@ -21,6 +20,10 @@ multiple of step) holds, per slice (route x model_version x prompt_version):
 So for every window, slice and counter: counter + late_<counter> = ``sli_minute`` summed
 over the window, at any time. One statement writes all windows of one kind whose end lies in
 a range; ``closed_at`` comes from ``window_closes``.
+
+The judge's windows (``judge_sli_windows``, ``judge_close_sql``) are closed with them, per
+slice and judge (``sli_registry.JUDGE_KEYS``): the judge results ClickHouse had at the
+close, the rest in ``late_<counter>``, on the same rule as the feedback.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from dataclasses import dataclass
 from stream_eval.sli_registry import (
     ALIASES,
     COUNTER_NAMES,
+    JUDGE_COUNTER_NAMES,
+    JUDGE_GRAIN,
+    JUDGE_LATE_COUNTER_NAMES,
     LATE_COUNTER_NAMES,
     Source,
     aggregates_sql,
@@ -64,16 +70,21 @@ def _starts(ts: str, kind: WindowKind, ends: tuple[int, int] | None = None) -> s
     return f"arrayFilter(s -> s + {size} > {ends[0]} AND s + {size} <= {ends[1]}, {starts})"
 
 
+def _closes(db: str, kind: WindowKind) -> str:
+    """The closed windows of ``kind``: their start (unix s) as ``w``, and ``closed_at``."""
+    return (
+        f"(SELECT toInt64(toUnixTimestamp(window_start)) AS w, closed_at "
+        f"FROM {db}.window_closes FINAL WHERE window_kind = '{kind.name}')"
+    )
+
+
 def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to: int) -> str:
     """INSERT into sli_windows every window of ``kind`` whose end is in (end_from, end_to]
     and that ``window_closes`` says is closed."""
     size, late = kind.size_s, lateness_s
     lo, hi = max(end_from - size, 0), end_to  # event times that can fall in those windows
     ends = (end_from, end_to)  # rows are unrolled only into the windows ending in it
-    closes = (
-        f"(SELECT toInt64(toUnixTimestamp(window_start)) AS w, closed_at "
-        f"FROM {db}.window_closes FINAL WHERE window_kind = '{kind.name}')"
-    )
+    closes = _closes(db, kind)
     time_filter = f"ts >= toDateTime64({lo}, 3) AND ts < toDateTime64({hi}, 3)"
     on_time = f"toFloat64(wm_at_ingest) < w + {size} + {late}"
     edges = "[" + ", ".join(str(e) for e in LATENCY_EDGES_MS) + "]"
@@ -87,8 +98,7 @@ def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to:
     columns = (
         "window_kind", "window_start", "window_end", "route", "model_version",
         "prompt_version", *COUNTER_NAMES, *LATE_COUNTER_NAMES, "latency_hist",
-        "latency_p50_ms", "latency_p95_ms", "late_feedback", "late_judge", "closed_at",
-        "refreshed_at",
+        "latency_p50_ms", "latency_p95_ms", "late_feedback", "closed_at", "refreshed_at",
     )  # fmt: skip
 
     # the sessions that can hold a turn in range, before their turns are unrolled
@@ -126,7 +136,7 @@ SELECT
     {select_sql(late=True)},
     t.latency_hist AS latency_hist, t.latency_p50_ms AS latency_p50_ms,
     t.latency_p95_ms AS latency_p95_ms, f.late_feedback AS late_feedback,
-    j.late_judge AS late_judge, t.closed_at AS closed_at, now64(3) AS refreshed_at
+    t.closed_at AS closed_at, now64(3) AS refreshed_at
 FROM
 (
     SELECT {slice_cols}, any(closed_at) AS closed_at,
@@ -167,17 +177,39 @@ LEFT JOIN
             "countIf(NOT on_time) AS late_feedback",
         )
     }
-{
-        by_insert(
-            "judge",
-            "ts",
-            f"{db}.judge_results FINAL",
-            "",
-            "countIf(NOT on_time AND status = 'scored') AS late_judge",
-        )
-    }
 {by_insert("sessions", "last_turn_at", f"{db}.sessions FINAL")}
 {by_insert("turns", "ts", f"{db}.session_turns", sessions_between)}
+SETTINGS prefer_column_name_to_alias = 1
+"""
+
+
+def judge_close_sql(db: str, kind: WindowKind, end_from: int, end_to: int) -> str:
+    """INSERT into judge_sli_windows every closed window of ``kind`` whose end is in
+    (end_from, end_to], a row per slice and judge with a result in it."""
+    size = kind.size_s
+    lo, hi = max(end_from - size, 0), end_to
+    keys = ", ".join(JUDGE_GRAIN.keys)
+    columns = (
+        "window_kind", "window_start", "window_end", *JUDGE_GRAIN.keys, *JUDGE_COUNTER_NAMES,
+        *JUDGE_LATE_COUNTER_NAMES, "closed_at", "refreshed_at",
+    )  # fmt: skip
+    return f"""
+INSERT INTO {db}.{JUDGE_GRAIN.windows} ({", ".join(columns)})
+SELECT
+    '{kind.name}' AS window_kind, toDateTime(w) AS window_start,
+    toDateTime(w + {size}) AS window_end, {keys},
+    {aggregates_sql("judge", "on_time", "    ")},
+    {late_aggregates_sql("judge", "NOT on_time", "    ")},
+    any(closed_at) AS closed_at, now64(3) AS refreshed_at
+FROM
+(
+    SELECT *, inserted_at <= closed_at AS on_time
+    FROM (SELECT *, arrayJoin({_starts("ts", kind, (end_from, end_to))}) AS w
+          FROM {db}.judge_results FINAL
+          WHERE ts >= toDateTime64({lo}, 3) AND ts < toDateTime64({hi}, 3)) AS x
+    INNER JOIN {_closes(db, kind)} AS wc USING (w)
+)
+GROUP BY w, {keys}
 SETTINGS prefer_column_name_to_alias = 1
 """
 
