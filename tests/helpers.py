@@ -123,3 +123,13 @@ def read_topic(settings: Any, topic: str) -> list[tuple[bytes, dict[str, bytes]]
         c.close()
     assert len(out) == end, f"{topic}: read {len(out)} of {end} messages"
     return out
+
+
+def axe_violations(page: Any) -> list[str]:
+    """axe-core's violations on the page as it is now (every impact), one line each."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
+        for v in Axe().run(page).response["violations"]
+    ]

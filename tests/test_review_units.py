@@ -14,7 +14,15 @@ from typing import Any
 
 import orjson
 import pytest
-from helpers import csrf_of, run_app, serve, sign_in, sign_in_browser, with_reviewers
+from helpers import (
+    axe_violations,
+    csrf_of,
+    run_app,
+    serve,
+    sign_in,
+    sign_in_browser,
+    with_reviewers,
+)
 from starlette.testclient import TestClient
 from test_sessions import Partitions, call
 
@@ -165,6 +173,7 @@ def test_a_session_is_reviewed_in_a_real_browser(
         assert page.locator("#turns li.turn").count() == 1
         assert "failed: refusal" in page.inner_text("#turn-1")
         assert page.input_value("#rubric") == "conversation_resolution"
+        assert axe_violations(page) == []  # tests/test_review_a11y.py: every other page
         page.check("#verdict-fail")
         page.fill("#score", "2")
         page.click("#submit")

@@ -78,14 +78,14 @@ def test_the_queue_page_shows_the_counts_per_route_and_reason(
     parser = _Cells()
     parser.feed(page.text)
     header, *body = parser.rows
-    assert header == ["route", "reason", "items", "open"]
+    assert header == ["route", "reason", "rubric", "items", "open"]
     assert sorted(body) == sorted([
-        ["billing", "calibration", "5", "5"],
-        ["billing", "thumbs_down", "12", "12"],
-        ["support-rag", "judge_fail", "3", "1"],
+        ["billing", "calibration", "helpfulness", "5", "5"],
+        ["billing", "thumbs_down", "helpfulness", "12", "12"],
+        ["support-rag", "judge_fail", "helpfulness", "3", "1"],
     ])  # fmt: skip
     # the same figures the queue reports
     counts = queue_counts(store)
     assert len(counts) == len(body)
     for c in nonempty(counts):
-        assert [c["route"], c["reason"], str(c["items"]), str(c["open"])] in body
+        assert [c["route"], c["reason"], c["rubric"], str(c["items"]), str(c["open"])] in body

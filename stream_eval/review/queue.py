@@ -17,7 +17,7 @@ wants labels, not held by as many others as it wants labels; opening it holds it
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,13 +162,34 @@ class Item:
     reviewers_required: int
 
 
+# What a reviewer can narrow the queue to: columns of review_queue.
+FILTERS: tuple[str, ...] = ("route", "reason", "rubric")
+
+
+def filter_of(values: Mapping[str, Any]) -> dict[str, str]:
+    """The queue filter in a form, a query string or a session: the known keys with a value
+    (at most 256 characters each)."""
+    out = {}
+    for key in FILTERS:
+        value = str(values.get(key, "") or "").strip()[:256]
+        if value:
+            out[key] = value
+    return out
+
+
+def matches(row: Mapping[str, Any], only: Mapping[str, str]) -> bool:
+    return all(str(row.get(k, "")) == v for k, v in only.items())
+
+
 def next_item(
     store: Store, reviewer: str, reserve_minutes: float,
-    skipped: Sequence[tuple[str, str]] = (),
+    skipped: Sequence[tuple[str, str]] = (), only: Mapping[str, str] | None = None,
 ) -> Item | None:  # fmt: skip
     """The next item for ``reviewer``, held for them (the oldest trace first); not one of
-    the (trace id, span id) they ``skipped``."""
+    the (trace id, span id) they ``skipped``; with ``only``, of that route, reason and
+    rubric (``filter_of``)."""
     db, who = store.database, sql_str(reviewer)
+    narrowed = "".join(f" AND q.{k} = {sql_str(v)}" for k, v in filter_of(only or {}).items())
     not_skipped = ""
     if skipped:
         keys = ", ".join(f"({sql_str(t)}, {sql_str(s)})" for t, s in skipped)
@@ -189,7 +210,7 @@ LEFT JOIN
     FROM {db}.review_reservations FINAL WHERE reserved_until > now64(3)
     GROUP BY trace_id, span_id
 ) AS r ON q.trace_id = r.trace_id AND q.span_id = r.span_id
-WHERE l.mine = 0 AND l.labelled + r.held < q.reviewers_required {not_skipped}
+WHERE l.mine = 0 AND l.labelled + r.held < q.reviewers_required {not_skipped}{narrowed}
 ORDER BY q.ts, q.trace_id, q.span_id
 LIMIT 1"""
     )
@@ -224,15 +245,15 @@ def my_labels(store: Store, trace_id: str, span_id: str, reviewer: str) -> list[
 
 
 def queue_counts(store: Store) -> list[dict[str, Any]]:
-    """Per route and reason: items, items still wanting labels."""
+    """Per route, reason and rubric: items, items still wanting labels."""
     db = store.database
     return store.query(
         f"""
-SELECT q.route AS route, q.reason AS reason, count() AS items,
+SELECT q.route AS route, q.reason AS reason, q.rubric AS rubric, count() AS items,
        countIf(ifNull(l.labelled, 0) < q.reviewers_required) AS open
 FROM {db}.review_queue AS q FINAL
 LEFT JOIN (SELECT trace_id, span_id, uniqExact(reviewer) AS labelled
            FROM {db}.review_labels FINAL GROUP BY trace_id, span_id) AS l
        ON q.trace_id = l.trace_id AND q.span_id = l.span_id
-GROUP BY route, reason ORDER BY route, reason"""
+GROUP BY route, reason, rubric ORDER BY route, reason, rubric"""
     )

@@ -31,7 +31,7 @@ import secrets
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -55,7 +55,16 @@ from stream_eval.review.auth import (
     verify_password,
 )
 from stream_eval.review.labels import InvalidLabel, Label, Publish, record
-from stream_eval.review.queue import my_labels, next_item, queue_counts, release, reserve
+from stream_eval.review.queue import (
+    FILTERS,
+    filter_of,
+    matches,
+    my_labels,
+    next_item,
+    queue_counts,
+    release,
+    reserve,
+)
 from stream_eval.review.units import judged, load_run, load_session
 from stream_eval.rubrics import rubrics_of
 from stream_eval.sink.literals import sql_str
@@ -121,6 +130,12 @@ def _form_of(mine: list[dict[str, Any]]) -> dict[str, str]:
     }  # fmt: skip
 
 
+def _progress(counts: list[dict[str, Any]]) -> dict[str, int]:
+    """Items still wanting labels, of all the items, in the rows of ``queue_counts`` shown."""
+    return {"open": sum(int(c["open"]) for c in counts),
+            "items": sum(int(c["items"]) for c in counts)}  # fmt: skip
+
+
 def create_app(settings: Settings, store: Store, publish: Publish | None = None) -> Starlette:
     cfg = settings.review
     hold_s = cfg.reserve_minutes * 60
@@ -184,7 +199,13 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
             return page(request, "signin.html", None, proxy=cfg.auth == "proxy")
         counts = await run_in_threadpool(queue_counts, store)
         done = request.query_params.get("done", "")
-        return page(request, "index.html", who, counts=counts, done=done)
+        only = filter_of(request.query_params)
+        options = {k: sorted({str(c[k]) for c in counts}) for k in FILTERS}
+        shown = [c for c in counts if matches(c, only)]
+        return page(
+            request, "index.html", who, counts=shown, done=done, only=only, options=options,
+            progress=_progress(shown),
+        )  # fmt: skip
 
     async def signin(request: Request) -> Response:
         form = await request.form()
@@ -217,14 +238,20 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         who = await guarded(request)
         if isinstance(who, Response):
             return who
+        # the queue's filter, kept for the session: save-and-next and skip stay within it
+        request.session["filter"] = filter_of(await request.form())
         return await _go_next(request, who, "empty")
 
     async def _go_next(request: Request, who: User, none_left: str) -> Response:
-        """The reviewer's next item (not one they skipped this session), or the queue."""
+        """The reviewer's next item (not one they skipped this session, within the session's
+        filter), or the queue."""
         skipped = [tuple(k) for k in request.session.get("skipped", [])]
-        item = await run_in_threadpool(next_item, store, who.name, cfg.reserve_minutes, skipped)
+        only = filter_of(request.session.get("filter", {}))
+        item = await run_in_threadpool(
+            next_item, store, who.name, cfg.reserve_minutes, skipped, only
+        )
         if item is None:
-            return RedirectResponse(f"/?done={none_left}", status_code=303)
+            return RedirectResponse(f"/?{urlencode({'done': none_left, **only})}", 303)
         return RedirectResponse(_item_url(item.trace_id, item.span_id), status_code=303)
 
     async def skip(request: Request) -> Response:
@@ -267,13 +294,13 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         if not who.is_admin:
             data = _masked_for_reviewers(data)
         name = "item.html" if unit == "call" else "unit.html"
+        only = filter_of(request.session.get("filter", {}))
         counts = await run_in_threadpool(queue_counts, store)
-        progress = {"open": sum(int(c["open"]) for c in counts),
-                    "items": sum(int(c["items"]) for c in counts)}  # fmt: skip
+        progress = _progress([c for c in counts if matches(c, only)])
         return page(
             request, name, who, 422 if error else 200, rubrics=rubrics_of(unit), error=error,
             form=form, mine=mine or [], progress=progress, item_url=_item_url(trace_id, span_id),
-            **data,
+            only=only, **data,
         )  # fmt: skip
 
     def _masked_for_reviewers(data: dict[str, Any]) -> dict[str, Any]:
