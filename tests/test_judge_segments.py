@@ -283,3 +283,22 @@ def test_the_cli_shows_the_current_judge_and_its_pass_rate(seeded: Any) -> None:
     titles = [c[0] for c in COLUMNS]
     assert row[f"c{titles.index('judge pass %')}"] == 0.0
     assert row[f"c{titles.index('calls')}"] == 3 * MINUTES
+
+
+def test_the_score_distributions_are_the_current_judges(seeded: Any) -> None:
+    store, _ = seeded
+    (b,) = store.query(
+        "SELECT count() AS n FROM stream_eval.judge_results FINAL WHERE judge_model = 'judge-b'"
+    )  # 60, and one more if the late result of the windows' test is in
+    rows = _run(store, _panel("stream-eval-slis", "Judge score distribution"), variables=ALL)
+    assert {r["score_bucket"]: r["judgments"] for r in rows} == {"2": b["n"]}  # judge-b's
+    # (that panel's range is by judged_at: when the stage judged, now)
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    sql = _panel("stream-eval-judge", "Score distribution by rubric")
+    by_rubric = _run(store, sql, t1=later, variables=ALL)
+    assert [(r["score_bucket"], r["helpfulness"]) for r in by_rubric] == [("2", b["n"])]
+    before = _run(
+        store, _panel("stream-eval-slis", "Judge score distribution"),
+        t1=SWITCH - timedelta(seconds=1), variables=ALL,
+    )  # fmt: skip
+    assert {r["score_bucket"]: r["judgments"] for r in before} == {"9": 60}  # judge-a's

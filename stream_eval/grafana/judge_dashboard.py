@@ -64,7 +64,11 @@ def judge_layout(settings: Settings) -> Layout:
     L.add(
         "score_by_rubric",
         barchart_panel(
-            "Score distribution by rubric", q.JUDGE_SCORE_BY_RUBRIC, x_field="score_bucket"
+            "Score distribution by rubric",
+            q.JUDGE_SCORE_BY_RUBRIC,
+            x_field="score_bucket",
+            description="Scored calls by score and rubric, of each slice's current judge "
+            "(the one with the newest scores in the range).",
         ),
     )
     L.add(

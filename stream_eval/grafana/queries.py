@@ -29,6 +29,7 @@ from stream_eval.sli_registry import (
     JUDGE_GRAIN,
     JUDGE_KEYS,
     SLICE_GRAIN,
+    SLIS,
     Sli,
     alerting_slis,
     summary_slis,
@@ -138,11 +139,19 @@ WHERE {_where("ts")}
 GROUP BY time
 ORDER BY time"""
 
+
+def _of_current_judge() -> str:
+    """judge_results rows of each slice's current judge (judge_segments.current_judge), for
+    the panels that draw the range as one picture (a score distribution)."""
+    where = _where("window_start")
+    return current_judge(SLIS["judge_pass_rate"].denominator, SLICE_GRAIN.keys, where, DB)
+
+
 SCORE_DISTRIBUTION = f"""SELECT
   toString(toInt32(round(score))) AS score_bucket,
   count() AS judgments
 FROM {DB}.judge_results FINAL
-WHERE {_where("ts", "status = 'scored'")}
+WHERE {_where("ts", "status = 'scored'", "unit = 'call'", _of_current_judge())}
 GROUP BY score_bucket
 ORDER BY toInt32(score_bucket)"""
 
@@ -287,7 +296,7 @@ JUDGE_SCORE_BY_RUBRIC = f"""SELECT
   toString(toInt32(round(score))) AS score_bucket,
   {_rubric_columns("countIf(rubric = '{r}')")}
 FROM {JUDGE}
-WHERE {_where("judged_at", "status = 'scored'")}
+WHERE {_where("judged_at", "status = 'scored'", "unit = 'call'", _of_current_judge())}
 GROUP BY score_bucket
 ORDER BY toInt32(score_bucket)"""
 
@@ -313,13 +322,13 @@ GROUP BY time, rubric
 ORDER BY time, rubric"""
 
 JUDGE_NOT_SCORED = f"""SELECT
-  status, error, rubric,
+  status, error, rubric, judge_model,
   count() AS results,
   max(judged_at) AS last_seen
 FROM {JUDGE}
 WHERE {_where("judged_at", "status != 'scored'")}
-GROUP BY status, error, rubric
-ORDER BY results DESC, status, error, rubric"""
+GROUP BY status, error, rubric, judge_model
+ORDER BY results DESC, status, error, rubric, judge_model"""
 
 
 # -- alert rules --------------------------------------------------------------------------

@@ -64,7 +64,8 @@ def sli_layout(settings: Settings) -> Layout:
             "Judge score distribution",
             q.SCORE_DISTRIBUTION,
             x_field="score_bucket",
-            description="Scored (call, rubric) pairs by score, all rubrics.",
+            description="Scored (call, rubric) pairs by score, all rubrics, of each slice's "
+            "current judge (the one with the newest scores in the range).",
         ),
     )
     L.row("Latency, tokens and cost")
