@@ -1,7 +1,8 @@
 """The review app's cost per label, measured as a reviewer meets it: Playwright drives
 Debian's Chromium through N queued items (RAG calls with a system message, three
-retrieved documents and a judge result each), labelling each from the keyboard (a
-verdict, a score, Enter: saved and the next item opened) and counting the keys pressed.
+retrieved documents and a judge result each), labelling both of each item's rubrics in its
+one form from the keyboard (``f`` the queued one fails, ``j`` the next rubric, ``p`` it
+passes, ``Enter``: both saved and the next item opened) and counting the keys pressed.
 
 For each item the app's time is from the key that saves to the next item's page loaded
 (the POST, the redirect, the next item's reservation and page, its load event): the
@@ -47,12 +48,14 @@ def _fill(store: object, n: int, now: float) -> None:
             "output_text": f"Yes, within 30 days [kb-{i % 3}]. " * 4, "ingested_at": now,
         })  # fmt: skip
         queue.append({"trace_id": t, "span_id": "s", "route": "support-rag",
-                      "reason": "judge_fail", "rubric": "helpfulness", "reviewers_required": 1,
+                      "reason": "judge_fail", "rubric": "faithfulness", "reviewers_required": 1,
                       "ts": now - 3600 + i, "enqueued_at": now})  # fmt: skip
-        judge.append({"trace_id": t, "span_id": "s", "route": "support-rag",
-                      "rubric": "helpfulness", "rubric_version": "1", "judge_model": "bench",
-                      "status": "scored", "score": 4.0, "passed": 0, "reason": "vague",
-                      "ts": now - 3600 + i, "judged_at": now})  # fmt: skip
+        judge += [{"trace_id": t, "span_id": "s", "route": "support-rag", "rubric": rubric,
+                   "rubric_version": "1", "judge_model": "bench", "status": "scored",
+                   "score": score, "scale_min": 1, "scale_max": 10, "passed": int(score >= 7),
+                   "reason": why, "ts": now - 3600 + i, "judged_at": now}
+                  for rubric, score, why in (("faithfulness", 3.0, "cites the wrong section"),
+                                             ("helpfulness", 8.0, "answers it"))]  # fmt: skip
     for table, rows in (("traces", traces), ("review_queue", queue), ("judge_results", judge)):
         store.insert(table, ndjson(rows))  # type: ignore[attr-defined]
 
@@ -97,7 +100,7 @@ def main() -> None:
             page.click("#next")
             page.wait_for_selector("#label-form")
             for i in range(args.items):
-                for key in ("f", "3"):  # fail, score 3
+                for key in ("f", "j", "p"):  # faithfulness fails, helpfulness passes
                     page.keyboard.press(key)
                     keys += 1
                 t0 = time.perf_counter()
@@ -113,12 +116,13 @@ def main() -> None:
         server.should_exit = True
     (n,) = store.query("SELECT count() AS n FROM stream_eval.review_labels FINAL")
     store.close()
-    if int(n["n"]) != args.items:
-        raise SystemExit(f"{n['n']} labels recorded, expected {args.items}")
+    if int(n["n"]) != 2 * args.items:  # both rubrics of every item
+        raise SystemExit(f"{n['n']} labels recorded, expected {2 * args.items}")
     ms = sorted(t * 1000 for t in times)
     p90 = ms[min(len(ms) - 1, int(0.9 * len(ms)))]
-    print(f"{args.items} items labelled in Chromium at 1366x768, {keys / args.items:.1f} keys per "
-          f"item; app time per item (save to the next item loaded): median "
+    print(f"{args.items} items labelled in Chromium at 1366x768 (2 rubrics each), "
+          f"{keys / args.items:.1f} keys per item; app time per item (save to the next item "
+          f"loaded): median "
           f"{statistics.median(ms):.0f} ms, p90 {p90:.0f} ms")  # fmt: skip
 
 

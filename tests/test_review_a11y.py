@@ -73,7 +73,8 @@ def test_no_accessibilityaxe_violations(
         page.wait_for_selector("#label-form")
         assert page.locator("#documents, .documents, pre").count() > 0
         checked.append(("item", axe_violations(page)))
-        page.fill("#score", "99")  # out of the rubric's scale: the form comes back with it
+        page.check("#verdict-faithfulness-fail")  # the queued rubric, first
+        page.fill("#score-faithfulness", "99")  # off its scale: the form comes back with it
         page.click("#submit")
         page.wait_for_selector(".error")
         checked.append(("item with an error", axe_violations(page)))

@@ -97,8 +97,8 @@ def test_in_the_browser_only_who_signed_in_may_and_only_admins_erase(
         page.goto(f"{base}/")
         page.click("#next")
         page.wait_for_selector("#label-form")
-        page.check("#verdict-pass")
-        page.fill("#score", "8")
+        page.check('#label-form fieldset:first-of-type input[value="pass"]')
+        page.fill('#label-form fieldset:first-of-type input[type="number"]', "8")
         page.click("#submit")
         assert page.inner_text("#flash") == "Label saved."
 

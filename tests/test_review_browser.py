@@ -135,13 +135,15 @@ def review_in_browser(settings: Settings, url: str, browser: object) -> dict[str
         assert page.inner_text("#output").strip()
         assert "3.0" in page.inner_text("#judge")  # the judge's score is shown
         assert page.locator("#checks tr").count() > 1
-        page.check("#verdict-pass")
-        page.fill("#score", "11")  # off the 1-10 scale: refused, nothing lost
+        page.check('#label-form fieldset:first-of-type input[value="pass"]')  # the queued rubric
+        page.fill(
+            '#label-form fieldset:first-of-type input[type="number"]', "11"
+        )  # off the 1-10 scale: refused, nothing lost
         page.fill("#corrected_answer", "A corrected answer.")
         page.click("#submit")
         assert "outside the" in page.inner_text("#form-error")
         assert page.input_value("#corrected_answer") == "A corrected answer."
-        page.fill("#score", "8")
+        page.fill('#label-form fieldset:first-of-type input[type="number"]', "8")
         page.click("#submit")
         assert page.inner_text("#flash") == "Label saved."
         row = orjson.loads(

@@ -98,9 +98,10 @@ def test_items_are_labelled_saved_and_skipped_from_the_keyboard(
         page.keyboard.type("spf")
         assert page.input_value("#note") == "spf"
         # k1 opens with her label in the form, and says so
-        assert page.is_checked("#verdict-pass") and page.input_value("#score") == "8"
+        assert page.is_checked("#verdict-helpfulness-pass")
+        assert page.input_value("#score-helpfulness") == "8"
         assert "You labelled this" in page.inner_text("#labelled-before")
-        page.check("#verdict-fail")
+        page.check("#verdict-helpfulness-fail")
         page.click("#submit")  # the plain button: saved, back to the queue
         assert page.inner_text("#flash") == "Label saved."
         assert _labels(store)["k1"] == ("fail", 8.0)  # the newest counts
@@ -147,7 +148,7 @@ def test_at_1366x768_the_form_stays_beside_the_output(
         page.locator("#output").scroll_into_view_if_needed()
         out = page.locator("#output").bounding_box()
         save = page.locator("#save-next").bounding_box()
-        verdict = page.locator("#verdict-pass").bounding_box()
+        verdict = page.locator("#verdict-helpfulness-pass").bounding_box()
         assert out is not None and save is not None and verdict is not None
         assert out["y"] < 768 and out["y"] + out["height"] > 0  # the output is in view...
         for box in (save, verdict):  # ...and so are the verdict and Save, beside it

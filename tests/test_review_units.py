@@ -101,7 +101,8 @@ def test_units_are_queued_and_reviewed_whole(store: Store, planted: Path) -> Non
     assert "conversation_resolution" in judge and "asked twice, never served" in judge
     run_page = client.get(f"/item/{runs[0]['trace_id']}/{RUN_ITEM}").text
     assert "Not judged." in run_page
-    assert 'value="conversation_resolution"' in html and 'value="helpfulness"' not in html
+    assert 'name="verdict.conversation_resolution"' in html  # its rubric, not a call's
+    assert 'name="verdict.helpfulness"' not in html
     token = csrf_of(html)
     wrong = client.post(
         f"/item/again/{span}", data={"rubric": "helpfulness", "verdict": "fail", "csrf": token}
@@ -122,10 +123,14 @@ def test_units_are_queued_and_reviewed_whole(store: Store, planted: Path) -> Non
     assert "Where is my order I9?" in page.text  # the task
     assert "order I9: found" in page.text  # what the tool returned
     assert "I could not find that order." in page.text  # the final answer it ignored
-    assert 'value="task_success"' in page.text and 'value="trajectory_quality"' in page.text
+    # both of a run's rubrics in its one form: labelled in one save
+    assert 'name="verdict.task_success"' in page.text
+    assert 'name="verdict.trajectory_quality"' in page.text
     assert client.post(
         f"/item/{ignored['trace_id']}/{RUN_ITEM}",
-        data={"rubric": "task_success", "verdict": "fail", "csrf": token}, follow_redirects=False,
+        data={"verdict.task_success": "fail", "score.task_success": "2",
+              "verdict.trajectory_quality": "pass", "score.trajectory_quality": "",
+              "csrf": token}, follow_redirects=False,
     ).status_code == 303  # fmt: skip
 
     labels = store.query(
@@ -135,8 +140,9 @@ def test_units_are_queued_and_reviewed_whole(store: Store, planted: Path) -> Non
     assert [(x["trace_id"], x["rubric"], x["verdict"]) for x in labels] == [
         ("again", "conversation_resolution", "fail"),
         (ignored["trace_id"], "task_success", "fail"),
+        (ignored["trace_id"], "trajectory_quality", "pass"),
     ]
-    assert [x["reason"] for x in labels] == ["rephrase_burst", "failed_run_check"]
+    assert [x["reason"] for x in labels] == ["rephrase_burst", *["failed_run_check"] * 2]
     assert labels[0]["route"] == "chat" and labels[1]["route"] == "orders-agent"
     assert all(x["rubric_version"].startswith("1+") for x in labels)
     assert client.get("/item/again/session@1").status_code == 404
@@ -172,10 +178,13 @@ def test_a_session_is_reviewed_in_a_real_browser(
         assert page.inner_text("#queue-reason") == "abandoned_after_failure"
         assert page.locator("#turns li.turn").count() == 1
         assert "failed: refusal" in page.inner_text("#turn-1")
-        assert page.input_value("#rubric") == "conversation_resolution"
+        assert page.locator("#label-form fieldset").count() == 1  # its one rubric
+        assert (
+            page.get_attribute("#label-form fieldset", "data-rubric") == "conversation_resolution"
+        )
         assert axe_violations(page) == []  # tests/test_review_a11y.py: every other page
-        page.check("#verdict-fail")
-        page.fill("#score", "2")
+        page.check("#verdict-conversation_resolution-fail")
+        page.fill("#score-conversation_resolution", "2")
         page.click("#submit")
         page.wait_for_url(f"{base}/?done=saved")
     finally:

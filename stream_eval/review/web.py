@@ -54,7 +54,8 @@ from stream_eval.review.auth import (
     session_user,
     verify_password,
 )
-from stream_eval.review.labels import InvalidLabel, Label, Publish, record
+from stream_eval.review.form import filled, form_rubrics, labels_of
+from stream_eval.review.labels import InvalidLabel, Publish, record
 from stream_eval.review.queue import (
     FILTERS,
     filter_of,
@@ -115,19 +116,6 @@ def _load(store: Store, trace_id: str, span_id: str) -> dict[str, Any] | None:
 
 
 MAX_SKIPPED = 30  # items a session remembers it skipped (its cookie stays under 4 KB)
-
-
-def _form_of(mine: list[dict[str, Any]]) -> dict[str, str]:
-    """The form filled with the reviewer's newest label on the item (none: empty)."""
-    if not mine:
-        return {}
-    m = mine[0]
-    score = m.get("score")
-    return {
-        "rubric": str(m["rubric"]), "verdict": str(m["verdict"]),
-        "score": "" if score is None else f"{float(score):g}",
-        "corrected_answer": str(m.get("corrected_answer") or ""), "note": str(m.get("note") or ""),
-    }  # fmt: skip
 
 
 def _progress(counts: list[dict[str, Any]]) -> dict[str, int]:
@@ -274,7 +262,7 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         if request.method == "POST":
             return await _submit(request, who, trace_id, span_id)
         mine = await run_in_threadpool(my_labels, store, trace_id, span_id, who.name)
-        shown = await _shown(request, trace_id, span_id, who, "", _form_of(mine), mine)
+        shown = await _shown(request, trace_id, span_id, who, "", filled(mine), mine)
         if shown.status_code == 200:
             await run_in_threadpool(reserve, store, trace_id, span_id, who.name, hold_s)
             await audit(request, who.name, "open", trace_id, span_id)
@@ -297,10 +285,16 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         only = filter_of(request.session.get("filter", {}))
         counts = await run_in_threadpool(queue_counts, store)
         progress = _progress([c for c in counts if matches(c, only)])
+        judged_by = {str(j["rubric"]): j for j in data["judged"]}
+        queued = str((data.get("queued") or {}).get("rubric") or "")
+        in_form = form_rubrics(span_id, data.get("documents", []), data["judged"], queued)
+        in_form += [  # a rubric the posted form gave a verdict on, should it not apply
+            n for n in rubrics_of(unit) if form.get(f"verdict.{n}") and n not in in_form
+        ]
         return page(
             request, name, who, 422 if error else 200, rubrics=rubrics_of(unit), error=error,
             form=form, mine=mine or [], progress=progress, item_url=_item_url(trace_id, span_id),
-            only=only, **data,
+            only=only, form_rubrics=in_form, judged_by=judged_by, **data,
         )  # fmt: skip
 
     def _masked_for_reviewers(data: dict[str, Any]) -> dict[str, Any]:
@@ -354,24 +348,13 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         form = await request.form()
         values = {k: str(v) for k, v in form.items() if k != "csrf"}
         try:
-            score = values.get("score", "").strip()
-            label = Label(
-                trace_id=trace_id, span_id=span_id, reviewer=who.name,
-                rubric=values.get("rubric", ""), verdict=values.get("verdict", ""),
-                score=float(score) if score else None,
-                corrected_answer=values.get("corrected_answer", "").strip(),
-                note=values.get("note", "").strip(),
-            )  # fmt: skip
-        except (InvalidLabel, ValueError) as exc:
+            labels = labels_of(values, trace_id, span_id, who.name)
+        except InvalidLabel as exc:
             return await _shown(request, trace_id, span_id, who, str(exc), values)
-        if label.rubric not in rubrics_of(unit_of(span_id)):
-            return await _shown(request, trace_id, span_id, who, f"{label.rubric} is not a rubric "
-                                f"of this {unit_of(span_id)}", values)  # fmt: skip
-        await run_in_threadpool(record, store, [label], publish, settings.privacy_for)
+        await run_in_threadpool(record, store, labels, publish, settings.privacy_for)
         await run_in_threadpool(release, store, trace_id, span_id, who.name)
-        await audit(
-            request, who.name, "label", trace_id, span_id, f"{label.rubric}: {label.verdict}"
-        )
+        said = ", ".join(f"{x.rubric}: {x.verdict}" for x in labels)
+        await audit(request, who.name, "label", trace_id, span_id, said)
         if values.get("then") == "next":  # saved, and straight on to the next item
             return await _go_next(request, who, "saved-empty")
         return RedirectResponse("/?done=saved", status_code=303)
