@@ -102,14 +102,14 @@ def _looks_like_id(part: str) -> bool:
     return any(c.isalnum() for c in part)
 
 
-def scan_citations(text: str, known_ids: frozenset[str] | set[str]) -> tuple[list[str], str]:
-    """The cited ids in order of appearance, and ``text`` with citation groups removed."""
+def citation_groups(
+    text: str, known_ids: frozenset[str] | set[str]
+) -> list[tuple[int, int, list[str]]]:
+    """The citation groups of ``text``: (start, end, the ids cited), in order. A group is
+    ``[id]`` or ``[id, id]`` (``;`` too) of known ids or of parts that look like ids, not a
+    Markdown link ``[text](url)``."""
+    groups: list[tuple[int, int, list[str]]] = []
     i = text.find("[")
-    if i == -1:
-        return [], text
-    cited: list[str] = []
-    kept: list[str] = []
-    last = 0
     while i != -1:
         j = text.find("]", i + 1)
         if j == -1:
@@ -118,29 +118,33 @@ def scan_citations(text: str, known_ids: frozenset[str] | set[str]) -> tuple[lis
         if k != -1:  # "[a [doc-1]": use the innermost group
             i = k
         inner = text[i + 1 : j]
-        is_citation = False
         if inner in known_ids:
-            cited.append(inner)
-            is_citation = True
+            groups.append((i, j + 1, [inner]))
         elif not text.startswith("(", j + 1):  # "[text](url)" is a Markdown link
             if "," in inner or ";" in inner:
                 parts = [p.strip() for p in inner.replace(";", ",").split(",")]
             else:
                 parts = [inner.strip()]
-            for p in parts:
-                if p not in known_ids and not _looks_like_id(p):
-                    break
-            else:
-                cited.extend(parts)
-                is_citation = True
-        if is_citation:
-            kept.append(text[last:i])
-            last = j + 1
+            if all(p in known_ids or _looks_like_id(p) for p in parts):
+                groups.append((i, j + 1, parts))
         i = text.find("[", j + 1)
-    if not kept:
-        return cited, text
+    return groups
+
+
+def scan_citations(text: str, known_ids: frozenset[str] | set[str]) -> tuple[list[str], str]:
+    """The cited ids in order of appearance, and ``text`` with citation groups removed."""
+    if "[" not in text:
+        return [], text
+    groups = citation_groups(text, known_ids)
+    if not groups:
+        return [], text
+    kept: list[str] = []
+    last = 0
+    for start, end, _ in groups:
+        kept.append(text[last:start])
+        last = end
     kept.append(text[last:])
-    return cited, " ".join(kept)
+    return [c for _, _, ids in groups for c in ids], " ".join(kept)
 
 
 def _support(
@@ -165,6 +169,24 @@ def _scripts(vocabs: Sequence[Vocabulary]) -> frozenset[int]:
         if v.scripts is not scripts:  # documents of one script share one set
             scripts = scripts | v.scripts
     return scripts
+
+
+def sentence_supported(
+    sentence: str, documents: Sequence[Document], cfg: CheckSettings
+) -> bool | None:
+    """Whether one sentence of an output is supported by the documents, as the check counts
+    it (its citations left out; each of its countable pieces with enough of its terms in
+    the documents); None when it has no countable piece. For showing the evidence (the
+    review app): the check itself scores the whole output at once."""
+    if not documents:
+        return None
+    _, body = scan_citations(sentence, {d.id for d in documents})
+    vocabs = [VOCAB_CACHE.vocab(d) for d in documents]
+    countable, _ = sentences(body, _scripts(vocabs))
+    if not countable:
+        return None
+    supported, n = _support(countable, vocabs, cfg.grounding_sentence_overlap)
+    return supported == n
 
 
 def check_grounding(trace: Trace, cfg: CheckSettings) -> CheckResult | None:

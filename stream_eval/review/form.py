@@ -53,9 +53,7 @@ def filled(mine: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return out
 
 
-def labels_of(
-    values: Mapping[str, str], trace_id: str, span_id: str, reviewer: str
-) -> list[Label]:
+def labels_of(values: Mapping[str, str], trace_id: str, span_id: str, reviewer: str) -> list[Label]:
     """The labels of a posted form, every one valid, or ``InvalidLabel`` saying what is
     wrong (nothing is recorded then)."""
     unit = unit_of(span_id)

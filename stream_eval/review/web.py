@@ -54,6 +54,7 @@ from stream_eval.review.auth import (
     session_user,
     verify_password,
 )
+from stream_eval.review.evidence import output_evidence, pii_parts
 from stream_eval.review.form import filled, form_rubrics, labels_of
 from stream_eval.review.labels import InvalidLabel, Publish, record
 from stream_eval.review.queue import (
@@ -285,6 +286,12 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         only = filter_of(request.session.get("filter", {}))
         counts = await run_in_threadpool(queue_counts, store)
         progress = _progress([c for c in counts if matches(c, only)])
+        if unit == "call":  # the evidence, in the text as it is shown
+            t = data["trace"]
+            cfg = settings.checks_for(str(t["route"]))
+            data["evidence"] = output_evidence(str(t["output_text"]), data["documents"], cfg)
+            data["input_parts"] = pii_parts(str(t["input_text"]))
+            data["system_parts"] = pii_parts(str(t["system_text"] or ""))
         judged_by = {str(j["rubric"]): j for j in data["judged"]}
         queued = str((data.get("queued") or {}).get("rubric") or "")
         in_form = form_rubrics(span_id, data.get("documents", []), data["judged"], queued)
