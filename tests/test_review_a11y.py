@@ -2,8 +2,8 @@
 engine behind Lighthouse's and the browsers' own audits, run in the page by
 axe-playwright-python, its WCAG 2.x A/AA rules and best practices) reports no violation,
 serious or lesser, on the sign-in page, the queue (filtered too), a RAG item with its
-context, checks, judge scores and form, an item with an error in its form, and the admin
-page (a conversation's page: tests/test_review_units.py)."""
+context, checks, judge scores and form, an item with an error in its form, an agent run,
+and the admin page (a conversation's page: tests/test_review_units.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from stream_eval.sink.rows import ndjson
 from stream_eval.sink.store import open_store
 from stream_eval.synthetic.traces import TraceFactory
 from stream_eval.testing.ingest import write_batch
+from stream_eval.unit_ids import RUN_ITEM
 
 
 @pytest.fixture()
@@ -49,6 +50,18 @@ def seeded(tmp_path: Path) -> Iterator[tuple[Store, str]]:
          "reason": f"{r}: scored {s}", "ts": p.trace.start_time, "judged_at": p.trace.start_time}
         for r, s in (("faithfulness", 3.0), ("helpfulness", 8.0))
     ]))  # fmt: skip
+    # and an agent run, judged whole
+    store.insert("agent_runs", ndjson([{
+        "trace_id": "run1", "route": "orders-agent", "ts": p.trace.start_time, "steps": 2,
+        "tool_names": ["lookup_order"], "tool_arguments": ['{"order": "I9"}'],
+        "tool_errors": [""], "tool_results": ["order I9: shipped"], "task": "Where is I9?",
+        "final_answer": "I could not find that order.", "ingested_at": p.trace.start_time,
+    }]))  # fmt: skip
+    store.insert("traces", ndjson([{
+        "trace_id": "run1", "span_id": "c1", "route": "orders-agent",
+        "ts": p.trace.start_time, "input_text": "Where is I9?", "output_text": "",
+        "ingested_at": p.trace.start_time,
+    }]))  # fmt: skip
     yield store, f"/item/{trace_id}/{span_id}"
     store.close()
 
@@ -78,6 +91,10 @@ def test_no_accessibilityaxe_violations(
         page.click("#submit")
         page.wait_for_selector(".error")
         checked.append(("item with an error", axe_violations(page)))
+        page.goto(f"{base}/item/run1/{RUN_ITEM}")
+        page.wait_for_selector("#label-form")
+        assert page.locator("#label-form fieldset").count() == 2  # both of a run's rubrics
+        checked.append(("agent run", axe_violations(page)))
         admin = browser.new_page()
         sign_in_browser(admin, base, "root")
         admin.goto(base + "/admin")
