@@ -73,7 +73,6 @@ SLICE_GRAIN = Grain(
     "sli_minute", "sli_windows", SLICE_KEYS, ("traces", "checks", "feedback", "sessions", "turns")
 )
 JUDGE_GRAIN = Grain("judge_sli_minute", "judge_sli_windows", SLICE_KEYS + JUDGE_KEYS, ("judge",))
-GRAINS: tuple[Grain, ...] = (SLICE_GRAIN, JUDGE_GRAIN)
 Section = Literal["checks", "feedback", "judge", "sessions"]
 # The dashboard rows of the sections, in their order.
 SECTIONS: dict[Section, str] = {
@@ -180,9 +179,13 @@ COUNTERS: tuple[Counter, ...] = (
 )
 
 
+def counters_in(grain: Grain) -> tuple[Counter, ...]:
+    return tuple(c for c in COUNTERS if c.grain == grain)
+
+
 def names_of(grain: Grain) -> tuple[str, ...]:
     """The counter columns of a grain's view and window table."""
-    return tuple(c.name for c in COUNTERS if c.grain == grain)
+    return tuple(c.name for c in counters_in(grain))
 
 
 COUNTER_NAMES = names_of(SLICE_GRAIN)  # of sli_minute and sli_windows
@@ -225,7 +228,7 @@ ALIASES: dict[Source, str] = {
 def select_sql(indent: str = "    ", late: bool = False) -> str:
     """``<alias>.<name> AS <name>`` for every counter of the slice grain: the outer SELECT
     over the subqueries (``late``: their late counterparts too)."""
-    names = [(c.source, c.name) for c in COUNTERS if c.grain == SLICE_GRAIN]
+    names = [(c.source, c.name) for c in counters_in(SLICE_GRAIN)]
     if late:
         names += [(src, late_name(n)) for src, n in list(names)]
     return f",\n{indent}".join(f"{ALIASES[src]}.{n} AS {n}" for src, n in names)
@@ -233,7 +236,7 @@ def select_sql(indent: str = "    ", late: bool = False) -> str:
 
 def _ddl(grain: Grain, late: bool = False) -> str:
     return ",\n    ".join(
-        f"{late_name(c.name) if late else c.name} {c.type}" for c in COUNTERS if c.grain == grain
+        f"{late_name(c.name) if late else c.name} {c.type}" for c in counters_in(grain)
     )
 
 
@@ -241,8 +244,7 @@ def _migrations(grain: Grain) -> str:
     """A store created before a counter existed gets it (inserts name their columns)."""
     return f"ALTER TABLE {{db}}.{grain.windows} " + ", ".join(
         f"ADD COLUMN IF NOT EXISTS {n} {c.type}"
-        for c in COUNTERS
-        if c.grain == grain
+        for c in counters_in(grain)
         for n in (c.name, late_name(c.name))
     )
 

@@ -25,15 +25,22 @@ class _Applies:
 
 
 def form_rubrics(
-    span_id: str, documents: Sequence[Any], judged: Sequence[Mapping[str, Any]], queued: str
+    span_id: str,
+    documents: Sequence[Any],
+    judged: Sequence[Mapping[str, Any]],
+    queued: str,
+    posted: Mapping[str, str] | None = None,
 ) -> list[str]:
     """The rubrics of an item's form, in order: the one it was queued for first, then every
-    other that applies to it (a call's faithfulness needs retrieved documents) or that the
-    judge scored, in the registry's order."""
+    other that applies to it (a call's faithfulness needs retrieved documents), that the
+    judge scored or that a ``posted`` form gave a verdict, in the registry's order."""
     rubrics = rubrics_of(unit_of(span_id))
     scored = {str(j["rubric"]) for j in judged}
+    given = {n for n in rubrics if (posted or {}).get(f"verdict.{n}")}
     item = _Applies(documents)
-    names = [n for n, r in rubrics.items() if n == queued or n in scored or r.applies(item)]
+    names = [
+        n for n, r in rubrics.items() if n == queued or n in scored or n in given or r.applies(item)
+    ]
     return sorted(names, key=lambda n: n != queued)
 
 

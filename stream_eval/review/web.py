@@ -288,16 +288,13 @@ def create_app(settings: Settings, store: Store, publish: Publish | None = None)
         progress = _progress([c for c in counts if matches(c, only)])
         if unit == "call":  # the evidence, in the text as it is shown
             t = data["trace"]
-            cfg = settings.checks_for(str(t["route"]))
-            data["evidence"] = output_evidence(str(t["output_text"]), data["documents"], cfg)
+            checks = settings.checks_for(str(t["route"]))
+            data["evidence"] = output_evidence(str(t["output_text"]), data["documents"], checks)
             data["input_parts"] = pii_parts(str(t["input_text"]))
             data["system_parts"] = pii_parts(str(t["system_text"] or ""))
         judged_by = {str(j["rubric"]): j for j in data["judged"]}
         queued = str((data.get("queued") or {}).get("rubric") or "")
-        in_form = form_rubrics(span_id, data.get("documents", []), data["judged"], queued)
-        in_form += [  # a rubric the posted form gave a verdict on, should it not apply
-            n for n in rubrics_of(unit) if form.get(f"verdict.{n}") and n not in in_form
-        ]
+        in_form = form_rubrics(span_id, data.get("documents", []), data["judged"], queued, form)
         return page(
             request, name, who, 422 if error else 200, rubrics=rubrics_of(unit), error=error,
             form=form, mine=mine or [], progress=progress, item_url=_item_url(trace_id, span_id),

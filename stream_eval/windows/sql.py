@@ -78,6 +78,20 @@ def _closes(db: str, kind: WindowKind) -> str:
     )
 
 
+def _rows_at_close(
+    db: str, kind: WindowKind, ts: str, table: str, end_from: int, end_to: int, where: str = ""
+) -> str:
+    """The rows of ``table`` unrolled into the closed windows of ``kind`` ending in
+    (end_from, end_to] (``w``), each with ``closed_at`` and ``on_time``: whether ClickHouse
+    had it at the window's close (``inserted_at <= closed_at``); ``where``: a further
+    condition, ending in AND."""
+    lo, hi = max(end_from - kind.size_s, 0), end_to
+    return f"""SELECT *, inserted_at <= closed_at AS on_time
+        FROM (SELECT *, arrayJoin({_starts(ts, kind, (end_from, end_to))}) AS w FROM {table}
+              WHERE {where}{ts} >= toDateTime64({lo}, 3) AND {ts} < toDateTime64({hi}, 3)) AS x
+        INNER JOIN {_closes(db, kind)} AS wc USING (w)"""
+
+
 def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to: int) -> str:
     """INSERT into sli_windows every window of ``kind`` whose end is in (end_from, end_to]
     and that ``window_closes`` says is closed."""
@@ -117,10 +131,7 @@ def close_sql(db: str, kind: WindowKind, lateness_s: int, end_from: int, end_to:
            {late_aggregates_sql(src, "NOT on_time")}{extra}
     FROM
     (
-        SELECT *, inserted_at <= closed_at AS on_time
-        FROM (SELECT *, arrayJoin({_starts(ts, kind, ends)}) AS w FROM {table}
-              WHERE {where}{ts} >= toDateTime64({lo}, 3) AND {ts} < toDateTime64({hi}, 3)) AS x
-        INNER JOIN {closes} AS wc USING (w)
+        {_rows_at_close(db, kind, ts, table, end_from, end_to, where)}
     )
     GROUP BY {slice_cols}
 ) AS {ALIASES[src]} USING ({slice_cols})"""
@@ -187,7 +198,6 @@ def judge_close_sql(db: str, kind: WindowKind, end_from: int, end_to: int) -> st
     """INSERT into judge_sli_windows every closed window of ``kind`` whose end is in
     (end_from, end_to], a row per slice and judge with a result in it."""
     size = kind.size_s
-    lo, hi = max(end_from - size, 0), end_to
     keys = ", ".join(JUDGE_GRAIN.keys)
     columns = (
         "window_kind", "window_start", "window_end", *JUDGE_GRAIN.keys, *JUDGE_COUNTER_NAMES,
@@ -203,11 +213,7 @@ SELECT
     any(closed_at) AS closed_at, now64(3) AS refreshed_at
 FROM
 (
-    SELECT *, inserted_at <= closed_at AS on_time
-    FROM (SELECT *, arrayJoin({_starts("ts", kind, (end_from, end_to))}) AS w
-          FROM {db}.judge_results FINAL
-          WHERE ts >= toDateTime64({lo}, 3) AND ts < toDateTime64({hi}, 3)) AS x
-    INNER JOIN {_closes(db, kind)} AS wc USING (w)
+    {_rows_at_close(db, kind, "ts", f"{db}.judge_results FINAL", end_from, end_to)}
 )
 GROUP BY w, {keys}
 SETTINGS prefer_column_name_to_alias = 1
